@@ -1,0 +1,282 @@
+"""Local Hugging Face models (optionally with a PEFT adapter) on CUDA when present, else CPU.
+
+Speed notes, because they shape the code:
+- Sequences are left-padded with explicit position ids, so every continuation ends at the
+  last positions of its row and ``logits_to_keep`` computes the LM head only there. With a
+  262k-token vocabulary (Gemma 3) the head would otherwise dominate: never a full
+  batch x length x vocab tensor.
+- Requests are sorted by length (longest first, so an out-of-memory shows up at once) and
+  packed into batches under a token budget; padding does not change results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.backends.base import EMBEDDED_MODEL, Backend, ModelSpec, require
+from harness.errors import HarnessError
+from harness.requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, Prompt
+
+
+def require_transformers() -> None:
+    require("torch", "hf")
+    require("transformers", "hf")
+
+
+def folder_fingerprint(path: Path) -> str:
+    """A cheap content fingerprint of a local model/adapter folder (config + weight files).
+
+    Hashes each weight file's size and its first and last MiB: enough to notice retrained or
+    replaced weights without reading gigabytes on every start.
+    """
+    digest = hashlib.sha256()
+    for file in sorted(path.iterdir()):
+        if file.suffix in {".json", ".model"} and file.stat().st_size < 50_000_000:
+            digest.update(file.name.encode() + file.read_bytes())
+        elif file.suffix in {".safetensors", ".bin", ".pt"}:
+            size = file.stat().st_size
+            digest.update(f"{file.name}:{size}".encode())
+            with open(file, "rb") as handle:
+                digest.update(handle.read(1 << 20))
+                handle.seek(max(0, size - (1 << 20)))
+                digest.update(handle.read(1 << 20))
+    return digest.hexdigest()[:16]
+
+
+def model_source(spec: ModelSpec) -> str:
+    """Local folder or hub id to load; the embedded model is converted on first use."""
+    if spec.model == EMBEDDED_MODEL:
+        from harness.embedded import embedded_model_path
+
+        return str(embedded_model_path())
+    return spec.model
+
+
+def resolve_device(spec: ModelSpec) -> str:
+    import torch
+
+    return spec.device if spec.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_dtype(spec: ModelSpec) -> str:
+    """'auto' is bfloat16 on a GPU that has it, else float32 (on CPU float32 is ~2x faster)."""
+    if spec.dtype != "auto":
+        return spec.dtype
+    import torch
+
+    if resolve_device(spec).startswith("cuda") and torch.cuda.is_bf16_supported():
+        return "bfloat16"
+    return "float32"
+
+
+class HFBackend(Backend):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        require_transformers()
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.torch = torch
+        self.source = source = model_source(spec)
+        self.device = resolve_device(spec)
+        self.dtype = getattr(torch, resolve_dtype(spec))
+        kwargs: dict[str, Any] = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            multi_gpu = self.device == "cuda" and torch.cuda.device_count() > 1
+            model = AutoModelForCausalLM.from_pretrained(
+                source, dtype=self.dtype, device_map="auto" if multi_gpu else None, **kwargs
+            )
+        except OSError as exc:
+            raise HarnessError(f"cannot load HF model '{spec.model}': {exc}") from None
+        if not getattr(model, "hf_device_map", None):
+            model.to(self.device)
+        if spec.adapter:
+            model = self._with_adapter(model, spec.adapter)
+        self.model = model.eval()
+        self.input_device = next(self.model.parameters()).device
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        config = self.model.config
+        limit = min(getattr(config, "max_position_embeddings", 2048) or 2048, 8192)
+        self.max_length = spec.max_length or limit
+        default_budget = 16384 if self.device == "cuda" else 4096
+        self.max_batch_tokens = spec.max_batch_tokens or default_budget
+        self.max_logit_rows = 1024 if self.device == "cuda" else 256
+
+    # -- identity -----------------------------------------------------------------
+    def _with_adapter(self, model: Any, adapter: str) -> Any:
+        require("peft", "hf")
+        from peft import PeftModel
+
+        if not (Path(adapter) / "adapter_config.json").exists():
+            raise HarnessError(f"adapter '{adapter}' is not a PEFT adapter folder (no adapter_config.json)")
+        return PeftModel.from_pretrained(model, adapter)
+
+    @classmethod
+    def identity_of(cls, spec: ModelSpec) -> dict[str, Any]:
+        source = Path(model_source(spec))
+        adapter = Path(spec.adapter) if spec.adapter else None
+        if adapter is not None and not adapter.is_dir():
+            raise HarnessError(f"adapter '{spec.adapter}' is not a folder")
+        return {
+            "backend": "hf",
+            "model": spec.model,
+            "revision": folder_fingerprint(source) if source.is_dir() else spec.revision,
+            "adapter": folder_fingerprint(adapter) if adapter else None,
+            "dtype": resolve_dtype(spec),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.identity, "source": self.source, "device": self.device, "adapter_path": self.spec.adapter}
+
+    # -- tokenisation -------------------------------------------------------------
+    def _context_text(self, prompt: Prompt) -> tuple[str, bool]:
+        """Text of the prompt and whether special tokens still need adding."""
+        if isinstance(prompt, str):
+            return prompt, True
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise HarnessError(
+                f"model '{self.spec.label}' has no chat template, so it cannot take a chat prompt "
+                "(*.chat.jinja); use a plain-text template (*.jinja) with it"
+            )
+        messages = [{"role": m.role, "content": m.content} for m in prompt]
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False), False
+
+    def _encode(self, text: str, special: bool) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=special).input_ids)
+
+    def _encode_pair(self, request: LoglikelihoodRequest) -> tuple[list[int], list[int]]:
+        """lm-eval's convention: trailing context spaces move to the continuation, and the
+        continuation tokens are the tail of the whole string's tokens (merges are honoured)."""
+        context, special = self._context_text(request.context)
+        continuation = request.continuation
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        whole = self._encode(context + continuation, special)
+        context_ids = self._encode(context, special)
+        cont_ids = whole[len(context_ids) :]
+        if not cont_ids:
+            raise HarnessError(f"empty continuation after tokenisation: {request.continuation!r}")
+        return whole[: len(context_ids)], cont_ids
+
+    # -- batching ---------------------------------------------------------------
+    def _batches(self, lengths: list[int], extra: list[int]) -> Iterator[list[int]]:
+        """Indices sorted longest first, grouped so padded tokens stay within the budget."""
+        order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+        batch: list[int] = []
+        for index in order:
+            width = lengths[batch[0]] if batch else lengths[index]
+            rows = max([extra[i] for i in batch] + [extra[index]]) * (len(batch) + 1)
+            if batch and (width * (len(batch) + 1) > self.max_batch_tokens or rows > self.max_logit_rows):
+                yield batch
+                batch = []
+            batch.append(index)
+        if batch:
+            yield batch
+
+    def _left_pad(self, sequences: list[list[int]]) -> tuple[Any, Any, Any]:
+        torch = self.torch
+        width = max(len(s) for s in sequences)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(s)) + s for s in sequences], device=self.input_device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], device=self.input_device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return ids, mask, positions
+
+    # -- requests -----------------------------------------------------------------
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        torch = self.torch
+        pairs = [self._encode_pair(r) for r in requests]
+        # The model sees context+continuation minus the last token; predictions for the
+        # continuation tokens are the last len(continuation) positions.
+        inputs = [(ctx + cont)[:-1][-self.max_length :] for ctx, cont in pairs]
+        results: list[LoglikelihoodResult | None] = [None] * len(requests)
+        for batch in self._batches([len(s) for s in inputs], [len(cont) for _, cont in pairs]):
+            started = time.perf_counter()
+            ids, mask, positions = self._left_pad([inputs[i] for i in batch])
+            keep = max(len(pairs[i][1]) for i in batch)
+            with torch.inference_mode():
+                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+                logprobs = torch.log_softmax(logits.float(), dim=-1)
+            elapsed = (time.perf_counter() - started) / len(batch)
+            for row, index in enumerate(batch):
+                cont = pairs[index][1]
+                tail = logprobs[row, keep - len(cont) :]
+                target = torch.tensor(cont, device=tail.device)
+                picked = tail.gather(-1, target[:, None]).squeeze(-1)
+                greedy = bool((tail.argmax(-1) == target).all())
+                results[index] = LoglikelihoodResult(
+                    logprob=float(picked.sum()), is_greedy=greedy, n_tokens=len(cont), latency_s=elapsed
+                )
+        return [r for r in results if r is not None]
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        prompts = [self._context_text(r.prompt) for r in requests]
+        encoded = [self._encode(text, special) for text, special in prompts]
+        results: list[GenerateResult | None] = [None] * len(requests)
+        # Requests with different settings cannot share one generate() call.
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, r in enumerate(requests):
+            sampled = r.temperature > 0
+            groups.setdefault((r.max_tokens, r.stop, r.temperature, i if sampled else -1), []).append(i)
+        for (max_tokens, stop, temperature, _), members in groups.items():
+            lengths = [len(encoded[i]) + max_tokens for i in members]
+            for batch in self._batches(lengths, [1] * len(members)):
+                chosen = [members[j] for j in batch]
+                self._generate_batch(chosen, encoded, requests, results)
+        return [r for r in results if r is not None]
+
+    def _generate_batch(
+        self, chosen: list[int], encoded: list[list[int]], requests: Sequence[GenerateRequest], results: list[GenerateResult | None]
+    ) -> None:
+        torch = self.torch
+        first = requests[chosen[0]]
+        budget = self.max_length - first.max_tokens
+        ids, mask, _ = self._left_pad([encoded[i][-budget:] for i in chosen])
+        kwargs: dict[str, Any] = {"max_new_tokens": first.max_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        if first.stop:
+            kwargs.update(stop_strings=list(first.stop), tokenizer=self.tokenizer)
+        if first.temperature > 0:
+            torch.manual_seed(first.seed * 100_003 + first.repeat)
+            kwargs.update(do_sample=True, temperature=first.temperature, top_k=0, top_p=1.0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            output = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+        elapsed = (time.perf_counter() - started) / len(chosen)
+        new_tokens = output[:, ids.shape[1] :].tolist()
+        eos = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
+        for row, index in enumerate(chosen):
+            tokens = new_tokens[row]
+            finish = "length"
+            for cut, token in enumerate(tokens):
+                if token in eos or token == self.tokenizer.pad_token_id:
+                    tokens, finish = tokens[:cut], "stop"
+                    break
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            text, stopped = truncate_at_stop(text, requests[index].stop)
+            results[index] = GenerateResult(
+                text=text, n_tokens=len(tokens), finish_reason="stop" if stopped else finish, latency_s=elapsed
+            )
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Cut at the earliest stop sequence (the stop itself is not part of the answer)."""
+    cuts = [text.find(s) for s in stop if s and s in text]
+    if not cuts:
+        return text, False
+    return text[: min(cuts)], True

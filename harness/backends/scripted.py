@@ -1,0 +1,44 @@
+"""A deterministic backend with no model, for fast tests of everything around the model.
+
+Scores and texts are derived from a hash of the request and the model name, so they are
+stable across runs and processes. Tests subclass it to script answers or count calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from harness.backends.base import Backend, ModelSpec
+from harness.requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, prompt_text
+
+
+def _unit(*parts: str) -> float:
+    digest = hashlib.sha256("\x00".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class ScriptedBackend(Backend):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        self.loglikelihood_calls = 0
+        self.generate_calls = 0
+        self.requests_seen: list[object] = []
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        self.loglikelihood_calls += len(requests)
+        self.requests_seen.extend(requests)
+        return [self.score(r) for r in requests]
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        self.generate_calls += len(requests)
+        self.requests_seen.extend(requests)
+        return [self.complete(r) for r in requests]
+
+    def score(self, request: LoglikelihoodRequest) -> LoglikelihoodResult:
+        value = -10 * _unit(self.spec.model, prompt_text(request.context), request.continuation) - 0.1 * len(request.continuation)
+        return LoglikelihoodResult(logprob=value, is_greedy=value > -2, n_tokens=max(1, len(request.continuation.split())))
+
+    def complete(self, request: GenerateRequest) -> GenerateResult:
+        number = int(_unit(self.spec.model, prompt_text(request.prompt), str(request.seed), str(request.repeat)) * 200)
+        return GenerateResult(text=f" {number}\n", n_tokens=2)

@@ -1,0 +1,16 @@
+"""User-facing errors: one exception type the CLI turns into a clean message and exit code 2."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class HarnessError(Exception):
+    """A problem with the user's input or environment (never a bug): printed without a traceback."""
+
+
+def did_you_mean(name: str, options: Iterable[str]) -> str:
+    """' Did you mean 'x'?' when a close match exists, else ''."""
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""

@@ -1,0 +1,117 @@
+"""The seam between prompts and backends: typed requests in, typed responses out.
+
+A prompt is either plain text (completion models) or a tuple of chat messages. Every
+request has a stable ``key()`` so the response cache can recognise it across runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal, Union
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+Prompt = Union[str, tuple[Message, ...]]
+
+
+def prompt_to_json(prompt: Prompt) -> object:
+    return prompt if isinstance(prompt, str) else [asdict(m) for m in prompt]
+
+
+def prompt_from_json(value: object) -> Prompt:
+    if isinstance(value, str):
+        return value
+    return tuple(Message(role=m["role"], content=m["content"]) for m in value)  # type: ignore[index]
+
+
+def prompt_text(prompt: Prompt) -> str:
+    """A readable single string for logs and diffs."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(f"[{m.role}] {m.content}" for m in prompt)
+
+
+def _digest(payload: dict[str, object]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LoglikelihoodRequest:
+    """Score ``continuation`` given ``context``: log P(continuation | context)."""
+
+    context: Prompt
+    continuation: str
+
+    def key(self) -> str:
+        return _digest({"type": "loglikelihood", "context": prompt_to_json(self.context), "continuation": self.continuation})
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """Generate from ``prompt`` until a stop sequence or ``max_tokens``.
+
+    ``repeat`` distinguishes independent samples of the same prompt when temperature > 0,
+    so the cache keeps them apart instead of collapsing them into one.
+    """
+
+    prompt: Prompt
+    max_tokens: int = 64
+    stop: tuple[str, ...] = ()
+    temperature: float = 0.0
+    seed: int = 0
+    repeat: int = 0
+
+    def key(self) -> str:
+        payload = asdict(self)
+        payload["prompt"] = prompt_to_json(self.prompt)
+        payload["stop"] = list(self.stop)
+        payload["type"] = "generate"
+        return _digest(payload)
+
+
+Request = Union[LoglikelihoodRequest, GenerateRequest]
+
+
+@dataclass(frozen=True)
+class LoglikelihoodResult:
+    logprob: float
+    is_greedy: bool
+    n_tokens: int
+    latency_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    text: str
+    n_tokens: int
+    finish_reason: str = "stop"
+    latency_s: float = 0.0
+    token_logprobs: tuple[float, ...] | None = field(default=None)
+
+
+Result = Union[LoglikelihoodResult, GenerateResult]
+
+
+def result_to_json(result: Result) -> dict[str, object]:
+    payload = asdict(result)
+    payload["kind"] = "loglikelihood" if isinstance(result, LoglikelihoodResult) else "generate"
+    return payload
+
+
+def result_from_json(payload: dict[str, object]) -> Result:
+    data = dict(payload)
+    kind = data.pop("kind")
+    if kind == "loglikelihood":
+        return LoglikelihoodResult(**data)  # type: ignore[arg-type]
+    if data.get("token_logprobs") is not None:
+        data["token_logprobs"] = tuple(data["token_logprobs"])  # type: ignore[arg-type]
+    return GenerateResult(**data)  # type: ignore[arg-type]

@@ -1,0 +1,364 @@
+"""The core loop: an experiment matrix -> cells -> items -> requests -> cache/backend -> store.
+
+Read it top to bottom:
+1. ``plan`` expands tasks x prompts x shots x selectors x models into Cells and renders one
+   item of each, so a broken template fails before any model is loaded or anything written.
+2. ``run_experiment`` finds an unfinished run with the same configuration (resume) or makes
+   a new one, then for each cell evaluates only the items not yet stored, in chunks.
+3. Each chunk: render prompts, look every request up in the response cache, send only the
+   misses to the backend (loaded on the first miss, so a fully cached run never loads the
+   model), score, and write items + new cache entries in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from harness.backends import Backend, ModelSpec, backend_class, parse_model
+from harness.errors import HarnessError
+from harness.fewshot import SELECTORS, Selector, item_rng
+from harness.progress import progress_bar
+from harness.prompts import PromptTemplate, Rendered, load_prompt
+from harness.requests import GenerateRequest, LoglikelihoodRequest, Request, Result, prompt_to_json, result_to_json
+from harness.scoring import build_filter
+from harness.scoring.scorer import build_outcome, score_outcome
+from harness.store import CellRecord, ItemRecord, Store, write_atomic
+from harness.tasks import Item, Task, find_task
+
+
+class ExperimentSpec(BaseModel):
+    """The matrix to evaluate; the CLI flags and an experiment YAML file both build one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tasks: list[str] = Field(min_length=1)
+    prompts: list[str] | None = Field(default=None, description="variant names; default: each task's own list")
+    shots: list[int] = Field(default=[0], min_length=1)
+    selectors: list[str] = Field(default=["first_k"], min_length=1)
+    models: list[ModelSpec] = Field(default_factory=lambda: [ModelSpec()], min_length=1)
+    limit: int | None = Field(default=None, ge=1, description="evaluate only the first N items of each task")
+    seed: int = 1234
+    split: str = "test"
+    fewshot_split: str = "fewshot"
+    tasks_dirs: list[str] = Field(default_factory=list)
+    prompts_dirs: list[str] = Field(default_factory=list)
+    data_dirs: list[str] = Field(default_factory=list)
+    chunk_items: int = Field(default=64, ge=1, description="items per backend call and per transaction")
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _model_strings(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [parse_model(v) if isinstance(v, str) or v is None else v for v in value]
+        return value
+
+    @field_validator("shots")
+    @classmethod
+    def _non_negative(cls, value: list[int]) -> list[int]:
+        if any(k < 0 for k in value):
+            raise ValueError("shot counts must be >= 0")
+        return sorted(set(value))
+
+    @field_validator("selectors")
+    @classmethod
+    def _known_selectors(cls, value: list[str]) -> list[str]:
+        for name in value:
+            SELECTORS.get(name, "selectors")
+        return value
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: Task
+    template: PromptTemplate
+    shots: int
+    selector: str  # "none" for zero-shot, where selectors make no difference
+    model: ModelSpec
+    seed: int
+    items: tuple[Item, ...]
+    pool: tuple[Item, ...]
+
+    @property
+    def cell_id(self) -> str:
+        key = [self.task.name, self.template.name, self.template.sha256, self.shots, self.selector, self.model.label, self.seed]
+        return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
+
+    @property
+    def label(self) -> str:
+        return f"{self.task.name} | {self.template.name} | {self.shots}-shot {self.selector} | {self.model.label}"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One item ready for the backend: its rendering, demonstrations and requests."""
+
+    position: int
+    item: Item
+    rendered: Rendered
+    demo_ids: tuple[str, ...]
+    requests: tuple[Request, ...]
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    resumed: bool
+    cells: list[Cell]
+    items_written: int = 0
+    requests: int = 0
+    cache_hits: int = 0
+    backend_requests: int = 0
+    run_dir: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- planning -----------------------------------------------------------------------
+def plan(spec: ExperimentSpec) -> list[Cell]:
+    """Expand the matrix and check every cell renders, before any model is loaded."""
+    task_dirs = [Path(d) for d in spec.tasks_dirs]
+    data_dirs = [Path(d) for d in spec.data_dirs]
+    prompt_dirs = [Path(d) for d in spec.prompts_dirs]
+    cells: list[Cell] = []
+    for task_ref in spec.tasks:
+        task = find_task(task_ref, task_dirs, data_dirs)
+        for step in task.spec.filters:
+            build_filter(step)
+        items = tuple(task.items(spec.split)[: spec.limit])
+        if not items:
+            raise HarnessError(f"task '{task.name}': split '{spec.split}' has no rows")
+        templates = [load_prompt(task, name, prompt_dirs) for name in (spec.prompts or task.spec.prompts)]
+        needs_pool = any(k > 0 for k in spec.shots)
+        pool = tuple(task.items(spec.fewshot_split)) if needs_pool else ()
+        for model in spec.models:
+            for template in templates:
+                for shots in spec.shots:
+                    for selector in spec.selectors if shots > 0 else ["none"]:
+                        cell = Cell(task, template, shots, selector, model, spec.seed, items, pool)
+                        prepare(cell, 0, items[0], _selector(cell))  # fail fast on template errors
+                        cells.append(cell)
+                        if shots == 0:
+                            break
+    return cells
+
+
+def _selector(cell: Cell) -> Selector | None:
+    return SELECTORS.get(cell.selector)(cell.pool) if cell.shots > 0 else None
+
+
+def prepare(cell: Cell, position: int, item: Item, selector: Selector | None) -> Prepared:
+    shots = selector.select(item, cell.shots, item_rng(cell.seed, item.id)) if selector else []
+    rendered = cell.template.render(cell.task, item, shots)
+    requests: tuple[Request, ...]
+    if cell.task.spec.type == "multiple_choice":
+        requests = tuple(LoglikelihoodRequest(context=rendered.prompt, continuation=c) for c in rendered.continuations)
+    else:
+        gen = cell.task.spec.generation
+        requests = (GenerateRequest(prompt=rendered.prompt, max_tokens=gen.max_tokens, stop=tuple(gen.stop), seed=cell.seed),)
+    return Prepared(position, item, rendered, tuple(s.id for s in shots), requests)
+
+
+# -- provenance ---------------------------------------------------------------------
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def config_snapshot(spec: ExperimentSpec, cells: Sequence[Cell]) -> dict[str, Any]:
+    """What the run was: the spec plus hashes of every task file, data file and template."""
+    tasks: dict[str, Any] = {}
+    for cell in cells:
+        task = cell.task
+        entry = tasks.setdefault(task.name, {"yaml_sha256": _sha256_file(task.yaml_path), "data": {}, "templates": {}})
+        for split in {spec.split, spec.fewshot_split}:
+            if task.has_split(split) and (split == spec.split or cell.shots > 0):
+                entry["data"][split] = _sha256_file(task.split_path(split))
+        entry["templates"][cell.template.name] = cell.template.sha256
+    return {"spec": spec.model_dump(mode="json"), "tasks": tasks}
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in ("harness", "torch", "transformers", "peft", "openai"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def _hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def cache_key(identity_json: str, request: Request) -> str:
+    return hashlib.sha256(f"{identity_json}\x00{request.key()}".encode()).hexdigest()
+
+
+# -- running ------------------------------------------------------------------------
+def run_experiment(
+    spec: ExperimentSpec,
+    store: Store,
+    *,
+    new: bool = False,
+    backends: Mapping[str, Backend] | None = None,
+    show_progress: bool = True,
+) -> RunSummary:
+    """Evaluate the matrix, resuming an unfinished identical run unless ``new``.
+
+    ``backends`` maps model labels to ready backends (tests, notebooks); others are loaded
+    from their specs on the first cache miss.
+    """
+    cells = plan(spec)
+    config = config_snapshot(spec, cells)
+    config_hash = _hash(config)
+    run_id = None if new else store.unfinished_run(config_hash)
+    resumed = run_id is not None
+    if run_id is None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        run_id = f"{stamp}-{_hash([config_hash, os.getpid(), datetime.now().isoformat()])[:6]}"
+        store.create_run(run_id, config_hash, config, versions(), spec.seed)
+    summary = RunSummary(run_id=run_id, resumed=resumed, cells=cells)
+    ready = dict(backends or {})
+    total = sum(len(c.items) for c in cells)
+    with progress_bar("evaluating", total, enabled=show_progress) as advance:
+        for model in spec.models:
+            model_cells = [c for c in cells if c.model == model]
+            _run_model(model, model_cells, store, run_id, ready, summary, advance)
+            if model.label in ready and (backends is None or model.label not in backends):
+                ready.pop(model.label).close()
+    store.finish_run(run_id)
+    summary.run_dir = export_run(store, run_id)
+    return summary
+
+
+def _run_model(
+    model: ModelSpec, cells: list[Cell], store: Store, run_id: str, ready: dict[str, Backend], summary: RunSummary, advance: Any
+) -> None:
+    identity = ready[model.label].identity if model.label in ready else backend_class(model).identity_of(model)
+    identity_json = json.dumps(identity, sort_keys=True)
+
+    def backend() -> Backend:
+        if model.label not in ready:
+            ready[model.label] = backend_class(model)(model)
+        return ready[model.label]
+
+    for cell in cells:
+        store.add_cell(
+            CellRecord(
+                run_id=run_id, cell_id=cell.cell_id, task=cell.task.name, task_type=cell.task.spec.type,
+                prompt=cell.template.name, prompt_sha256=cell.template.sha256, shots=cell.shots, selector=cell.selector,
+                model=model.label, model_json=identity, metrics=list(cell.task.spec.metrics), n_planned=len(cell.items),
+            )
+        )
+        done = store.done_item_ids(run_id, cell.cell_id)
+        advance(len(done))
+        todo = [(pos, item) for pos, item in enumerate(cell.items) if item.id not in done]
+        selector = _selector(cell)
+        filters = [build_filter(step) for step in cell.task.spec.filters]
+        for chunk in _chunks(todo, _chunk_size(cell)):
+            prepared = [prepare(cell, pos, item, selector) for pos, item in chunk]
+            resolved, fresh = _resolve(prepared, identity_json, store, backend, summary)
+            records = [_record(cell, p, results, cached, filters) for p, (results, cached) in zip(prepared, resolved)]
+            store.write_items(run_id, records, fresh)
+            summary.items_written += len(records)
+            advance(len(records))
+
+
+def _chunk_size(cell: Cell) -> int:
+    # keep roughly the same number of requests per chunk whatever the number of choices
+    choices = len(cell.items[0].choices or ()) or 1
+    return max(1, 256 // choices)
+
+
+def _chunks(values: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _resolve(
+    prepared: list[Prepared], identity_json: str, store: Store, backend: Any, summary: RunSummary
+) -> tuple[list[tuple[list[Result], bool]], dict[str, Result]]:
+    """Per item: its results (in request order) and whether all came from the cache.
+
+    Looks every request up in the cache and sends only the misses (deduplicated) to the
+    backend. Also returns the fresh results, to be written with the items.
+    """
+    keyed = [[cache_key(identity_json, r) for r in p.requests] for p in prepared]
+    wanted: dict[str, Request] = {}
+    for p, keys in zip(prepared, keyed):
+        for key, request in zip(keys, p.requests):
+            wanted.setdefault(key, request)
+    summary.requests += sum(len(keys) for keys in keyed)
+    results = store.cached(list(wanted))
+    missing = [key for key in wanted if key not in results]
+    summary.cache_hits += len(wanted) - len(missing)
+    fresh: dict[str, Result] = {}
+    if missing:
+        summary.backend_requests += len(missing)
+        requests = [wanted[key] for key in missing]
+        if isinstance(requests[0], LoglikelihoodRequest):
+            answers: Sequence[Result] = backend().loglikelihood(requests)
+        else:
+            answers = backend().generate(requests)
+        if len(answers) != len(requests):
+            raise RuntimeError(f"backend returned {len(answers)} results for {len(requests)} requests")
+        fresh = dict(zip(missing, answers))
+        results.update(fresh)
+    return [([results[k] for k in keys], not any(k in fresh for k in keys)) for keys in keyed], fresh
+
+
+def _record(cell: Cell, p: Prepared, results: list[Result], cached: bool, filters: list[Any]) -> ItemRecord:
+    outcome = build_outcome(p.item, p.rendered.continuations, results, filters)
+    return ItemRecord(
+        cell_id=cell.cell_id,
+        item_id=p.item.id,
+        position=p.position,
+        prompt=prompt_to_json(p.rendered.prompt),
+        continuations=list(p.rendered.continuations) if p.item.choices is not None else None,
+        demo_ids=list(p.demo_ids),
+        target=p.item.target if isinstance(p.item.target, int) else list(p.item.target),
+        response=[result_to_json(r) for r in results],
+        extracted=outcome.extracted,
+        scores=score_outcome(outcome, cell.task.spec.metrics),
+        latency_s=sum(r.latency_s for r in results),
+        n_tokens=sum(r.n_tokens for r in results),
+        cached=cached,
+    )
+
+
+def export_run(store: Store, run_id: str) -> Path:
+    """Mirror the run's items as JSONL under ``<db folder>/<run-id>/`` (atomically)."""
+    folder = store.path.parent / run_id
+    cells = {c.cell_id: c for c in store.cells([run_id])}
+    lines = []
+    for row in store.items([run_id]):
+        cell = cells[row["cell_id"]]
+        record = {
+            "run_id": run_id, "cell_id": row["cell_id"], "task": cell.task, "prompt_variant": cell.prompt,
+            "shots": cell.shots, "selector": cell.selector, "model": cell.model, "item_id": row["item_id"],
+            "position": row["position"], "prompt": json.loads(row["prompt_json"]),
+            "continuations": json.loads(row["continuations_json"]) if row["continuations_json"] else None,
+            "demo_ids": json.loads(row["demo_ids_json"]), "target": json.loads(row["target_json"]),
+            "response": json.loads(row["response_json"]), "extracted": row["extracted"],
+            "scores": json.loads(row["scores_json"]), "latency_s": row["latency_s"], "n_tokens": row["n_tokens"],
+            "cached": bool(row["cached"]),
+        }
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    write_atomic(folder / "items.jsonl", lines)
+    config = {"run_id": run_id, "config": store.run_config(run_id), "cells": [c.__dict__ for c in cells.values()]}
+    write_atomic(folder / "config.json", [json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"])
+    return folder

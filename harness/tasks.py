@@ -1,0 +1,287 @@
+"""Tasks: a folder with ``task.yaml`` plus JSONL data, validated strictly, turned into Items.
+
+The YAML is parsed with ``yaml.safe_load`` and validated by pydantic with unknown keys
+rejected, so a typo (``metric:`` for ``metrics:``) is an error naming the field with a
+did-you-mean rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from harness.errors import HarnessError, did_you_mean
+from harness.templating import JINJA_ERRORS, compile_expression, explain
+from harness.yamlfile import read_yaml_mapping, validate
+
+TaskType = Literal["multiple_choice", "generate"]
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR_ENV = "HARNESS_DATA_DIR"
+TASKS_DIR_ENV = "HARNESS_TASKS_DIR"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSpec(_Strict):
+    """Split name -> JSONL path (relative to the task folder or a data directory)."""
+
+    test: str = Field(description="the evaluated split")
+    fewshot: str | None = Field(default=None, description="pool of demonstrations")
+    validation: str | None = None
+    train: str | None = None
+
+
+class GenerationSpec(_Strict):
+    max_tokens: int = Field(default=64, ge=1, le=32768)
+    stop: list[str] = Field(default_factory=list)
+
+
+FilterStep = Union[str, dict[str, Any]]
+
+
+class TaskSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = ""
+    type: TaskType
+    data: DataSpec
+    id: str | None = Field(default=None, description="expression for a stable item id; default: the row's 'id' or its line")
+    input: str
+    choices: str | None = None
+    target: str
+    label: str | None = Field(default=None, description="expression used by label-balanced selection; default: target")
+    prompts: list[str] = Field(min_length=1)
+    metrics: list[str] = Field(min_length=1)
+    generation: GenerationSpec = Field(default_factory=GenerationSpec)
+    filters: list[FilterStep] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _choices_for_multiple_choice(self) -> TaskSpec:
+        if self.type == "multiple_choice" and not self.choices:
+            raise ValueError("a multiple_choice task needs 'choices' (an expression giving the list of choices)")
+        from harness.scoring import METRICS
+
+        for name in self.metrics:
+            if self.type not in METRICS.get(name).task_types:
+                raise ValueError(f"metric '{name}' does not apply to a {self.type} task (it is for: {', '.join(METRICS.get(name).task_types)})")
+        return self
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, names: list[str]) -> list[str]:
+        from harness.scoring import METRICS
+
+        for name in names:
+            METRICS.get(name)
+        return names
+
+    @field_validator("filters")
+    @classmethod
+    def _known_filters(cls, steps: list[FilterStep]) -> list[FilterStep]:
+        from harness.scoring import build_filter
+
+        for step in steps:
+            build_filter(step)
+        return steps
+
+
+@dataclass(frozen=True)
+class Item:
+    """One evaluated row with its derived fields; ``id`` is stable across runs (pairing key)."""
+
+    id: str
+    row: dict[str, Any]
+    input: str
+    target: int | tuple[str, ...]
+    choices: tuple[str, ...] | None = None
+    label: str = ""
+
+    def template_vars(self) -> dict[str, Any]:
+        """What a prompt template sees: the row's own fields plus the derived ones."""
+        target: Any = self.target if isinstance(self.target, int) else self.target[0]
+        return {**self.row, "id": self.id, "input": self.input, "choices": list(self.choices or ()), "target": target}
+
+
+@dataclass(frozen=True)
+class Task:
+    spec: TaskSpec
+    folder: Path
+    yaml_path: Path
+    data_dirs: tuple[Path, ...] = ()
+    _cache: dict[str, list[Item]] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def has_split(self, split: str) -> bool:
+        return getattr(self.spec.data, split, None) is not None
+
+    def split_path(self, split: str) -> Path:
+        value = getattr(self.spec.data, split, None)
+        if value is None:
+            raise HarnessError(f"{self.yaml_path}: task '{self.name}' has no '{split}' split under 'data'")
+        return resolve_data_path(value, self.folder, self.data_dirs, f"{self.yaml_path}: data.{split}")
+
+    def items(self, split: str = "test") -> list[Item]:
+        if split not in self._cache:
+            path = self.split_path(split)
+            self._cache[split] = [self._make_item(row, path, line) for line, row in read_jsonl(path)]
+            _check_unique_ids(self._cache[split], path)
+        return self._cache[split]
+
+    @cached_property
+    def _expressions(self) -> dict[str, Any]:
+        spec, where = self.spec, str(self.yaml_path)
+        names = {"input": spec.input, "target": spec.target, "choices": spec.choices, "id": spec.id, "label": spec.label}
+        return {k: compile_expression(v, f"{where}: field '{k}'") for k, v in names.items() if v}
+
+    def _make_item(self, row: dict[str, Any], path: Path, line: int) -> Item:
+        exprs = self._expressions
+
+        def value(name: str) -> Any:
+            try:
+                return exprs[name](row)
+            except JINJA_ERRORS as exc:
+                raise HarnessError(
+                    f"{self.yaml_path}: field '{name}' ({getattr(self.spec, name)!r}) failed on {path} line {line}: "
+                    f"{explain(exc, '')}. Fields in that row: {', '.join(row)}."
+                ) from None
+
+        item_id = str(value("id")) if "id" in exprs else str(row.get("id", f"{path.stem}:{line}"))
+        choices = tuple(str(c) for c in _as_list(value("choices"))) if "choices" in exprs else None
+        raw_target = value("target")
+        if self.spec.type == "multiple_choice":
+            target: int | tuple[str, ...] = _choice_index(raw_target, choices or (), f"{path} line {line}")
+        else:
+            target = tuple(str(t) for t in _as_list(raw_target))
+        label = str(value("label")) if "label" in exprs else str(raw_target)
+        return Item(id=item_id, row=row, input=str(value("input")), target=target, choices=choices, label=label)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _choice_index(raw: Any, choices: tuple[str, ...], where: str) -> int:
+    """A multiple-choice target may be an index (int or digit string) or the text of a choice."""
+    if isinstance(raw, bool):
+        raw = int(raw)
+    if isinstance(raw, int) or (isinstance(raw, str) and raw.strip().lstrip("-").isdigit()):
+        index = int(raw)
+        if 0 <= index < len(choices):
+            return index
+        raise HarnessError(f"{where}: target index {index} is out of range for {len(choices)} choices")
+    if str(raw) in choices:
+        return choices.index(str(raw))
+    raise HarnessError(f"{where}: target {raw!r} is neither a choice index nor one of the choices {list(choices)}")
+
+
+def _check_unique_ids(items: list[Item], path: Path) -> None:
+    seen: dict[str, int] = {}
+    for number, item in enumerate(items, start=1):
+        if item.id in seen:
+            raise HarnessError(
+                f"{path}: item id {item.id!r} appears on rows {seen[item.id]} and {number}; ids must be unique "
+                "(set 'id:' in task.yaml to an expression that is)"
+            )
+        seen[item.id] = number
+
+
+def read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    """Yield (line number, row); a broken line is an error naming file and line."""
+    with open(path, encoding="utf-8") as handle:
+        rows = []
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise HarnessError(f"{path} line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(row, dict):
+                raise HarnessError(f"{path} line {number}: expected a JSON object, got {type(row).__name__}")
+            rows.append((number, row))
+    return rows
+
+
+def data_dirs_from_env() -> tuple[Path, ...]:
+    raw = os.environ.get(DATA_DIR_ENV, "")
+    return tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p)
+
+
+def resolve_data_path(value: str, folder: Path, data_dirs: Iterable[Path], where: str) -> Path:
+    path = Path(value).expanduser()
+    candidates = [path] if path.is_absolute() else [folder / path, *(Path(d) / path for d in data_dirs)]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = ", ".join(str(c) for c in candidates)
+    raise HarnessError(
+        f"{where}: data file '{value}' not found (looked in: {tried}). Put the file there, or point "
+        f"--data-dir (or ${DATA_DIR_ENV}) at the folder that holds it."
+    )
+
+
+def load_task(path: Path, data_dirs: Iterable[Path] = ()) -> Task:
+    """Load and validate ``task.yaml`` (or a folder containing one). Data is read lazily."""
+    yaml_path = path / "task.yaml" if path.is_dir() else path
+    spec = validate(TaskSpec, read_yaml_mapping(yaml_path, "task"), yaml_path, "task")
+    dirs = (*data_dirs, *data_dirs_from_env())
+    return Task(spec=spec, folder=yaml_path.parent, yaml_path=yaml_path, data_dirs=tuple(dirs))
+
+
+def default_task_dirs() -> list[Path]:
+    dirs = [Path(p).expanduser() for p in os.environ.get(TASKS_DIR_ENV, "").split(os.pathsep) if p]
+    for candidate in (Path.cwd() / "tasks", PROJECT_ROOT / "tasks"):
+        if candidate.is_dir() and candidate.resolve() not in [d.resolve() for d in dirs]:
+            dirs.append(candidate)
+    return dirs
+
+
+def discover_tasks(extra_dirs: Iterable[Path] = ()) -> dict[str, Path]:
+    """Task name -> task.yaml for every ``<dir>/<name>/task.yaml`` (first found wins)."""
+    found: dict[str, Path] = {}
+    for folder in [*extra_dirs, *default_task_dirs()]:
+        if not Path(folder).is_dir():
+            raise HarnessError(f"tasks directory '{folder}' does not exist")
+        for yaml_path in sorted(Path(folder).glob("*/task.yaml")):
+            name = _peek_name(yaml_path)
+            found.setdefault(name, yaml_path)
+    return found
+
+
+def _peek_name(yaml_path: Path) -> str:
+    """The task's name without full validation, so one broken task does not hide the others."""
+    try:
+        raw = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+            return raw["name"]
+    except (yaml.YAMLError, OSError):
+        pass
+    return yaml_path.parent.name
+
+
+def find_task(name_or_path: str, extra_dirs: Iterable[Path] = (), data_dirs: Iterable[Path] = ()) -> Task:
+    """A task by name (searched in the task dirs) or by path to its folder / YAML file."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return load_task(path, data_dirs)
+    known = discover_tasks(extra_dirs)
+    if name_or_path not in known:
+        raise HarnessError(
+            f"unknown task '{name_or_path}'.{did_you_mean(name_or_path, known)} "
+            f"Known tasks: {', '.join(sorted(known)) or '(none)'}; or give a path to a task folder."
+        )
+    return load_task(known[name_or_path], data_dirs)

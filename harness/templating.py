@@ -1,0 +1,89 @@
+"""The one Jinja environment harness uses: sandboxed, StrictUndefined, errors with places.
+
+Task YAML expressions (``input``, ``choices``, ``target``...) and prompt template files are
+user-written code run over data rows, so both go through a SandboxedEnvironment (no access
+to Python internals such as ``''.__class__``) with StrictUndefined (a misspelled field is an
+error, never an empty string silently scored).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from harness.errors import HarnessError
+
+
+@lru_cache(maxsize=1)
+def environment() -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        autoescape=False,
+    )
+    env.globals.update(enumerate=enumerate, zip=zip, len=len, range=range, letters="ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    return env
+
+
+def explain(exc: Exception, filename: str) -> str:
+    """A one-line reason for a Jinja failure, with the template line when we can find it."""
+    line = getattr(exc, "lineno", None)
+    if line is None:
+        for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+            if frame.filename == filename:
+                line = frame.lineno
+                break
+    where = f" (line {line})" if line else ""
+    if isinstance(exc, jinja2.exceptions.SecurityError):
+        return f"blocked by the sandbox{where}: {exc}"
+    if isinstance(exc, jinja2.UndefinedError):
+        return f"undefined variable{where}: {exc}"
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return f"syntax error{where}: {exc.message}"
+    return f"{type(exc).__name__}{where}: {exc}"
+
+
+JINJA_ERRORS = (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError)
+
+
+def compile_template(source: str, filename: str) -> jinja2.Template:
+    env = environment()
+    try:
+        code = env.compile(source, name=filename, filename=filename)
+    except jinja2.TemplateSyntaxError as exc:
+        raise HarnessError(f"{filename}: {explain(exc, filename)}") from None
+    return env.template_class.from_code(env, code, env.make_globals(None), None)
+
+
+Expression = Callable[[Mapping[str, Any]], Any]
+
+
+def compile_expression(text: str, where: str) -> Expression:
+    """Compile a task-YAML expression; ``{{ x }}`` and bare ``x`` are the same thing.
+
+    Returns the native Python value (a list stays a list), unlike rendering to text.
+    """
+    source = text.strip()
+    if source.startswith("{{") and source.endswith("}}"):
+        source = source[2:-2].strip()
+    if "{{" in source or "{%" in source:
+        raise HarnessError(f"{where}: expected one Jinja expression such as '{{{{ question }}}}', got {text!r}")
+    try:
+        compiled = environment().compile_expression(source, undefined_to_none=False)
+    except jinja2.TemplateSyntaxError as exc:
+        raise HarnessError(f"{where}: invalid expression {text!r}: {exc.message}") from None
+
+    def evaluate(row: Mapping[str, Any]) -> Any:
+        value = compiled(**row)
+        if isinstance(value, jinja2.Undefined):
+            value._fail_with_undefined_error()
+        return value
+
+    return evaluate
