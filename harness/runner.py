@@ -237,7 +237,9 @@ def run_experiment(
     with progress_bar("evaluating", total, enabled=show_progress) as advance:
         for model in spec.models:
             model_cells = [c for c in cells if c.model == model]
-            _run_model(model, model_cells, store, run_id, ready, summary, advance)
+            _run_model(model, model_cells, store, run_id, ready, summary, advance, spec.chunk_items)
+            if model.label in ready and ready[model.label].stats():
+                summary.extra.setdefault("backend_stats", {})[model.label] = ready[model.label].stats()
             if model.label in ready and (backends is None or model.label not in backends):
                 ready.pop(model.label).close()
     store.finish_run(run_id)
@@ -246,7 +248,8 @@ def run_experiment(
 
 
 def _run_model(
-    model: ModelSpec, cells: list[Cell], store: Store, run_id: str, ready: dict[str, Backend], summary: RunSummary, advance: Any
+    model: ModelSpec, cells: list[Cell], store: Store, run_id: str, ready: dict[str, Backend], summary: RunSummary, advance: Any,
+    chunk_items: int = 64,
 ) -> None:
     identity = ready[model.label].identity if model.label in ready else backend_class(model).identity_of(model)
     identity_json = json.dumps(identity, sort_keys=True)
@@ -269,7 +272,7 @@ def _run_model(
         todo = [(pos, item) for pos, item in enumerate(cell.items) if item.id not in done]
         selector = _selector(cell)
         filters = [build_filter(step) for step in cell.task.spec.filters]
-        for chunk in _chunks(todo, _chunk_size(cell)):
+        for chunk in _chunks(todo, _chunk_size(cell, chunk_items)):
             prepared = [prepare(cell, pos, item, selector) for pos, item in chunk]
             resolved, fresh = _resolve(prepared, identity_json, store, backend, summary)
             records = [_record(cell, p, results, cached, filters) for p, (results, cached) in zip(prepared, resolved)]
@@ -278,10 +281,10 @@ def _run_model(
             advance(len(records))
 
 
-def _chunk_size(cell: Cell) -> int:
-    # keep roughly the same number of requests per chunk whatever the number of choices
+def _chunk_size(cell: Cell, chunk_items: int = 64) -> int:
+    # at most chunk_items items, and roughly the same number of requests per chunk whatever the number of choices
     choices = len(cell.items[0].choices or ()) or 1
-    return max(1, 256 // choices)
+    return max(1, min(chunk_items, 256 // choices))
 
 
 def _chunks(values: list[Any], size: int) -> Iterator[list[Any]]:

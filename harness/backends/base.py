@@ -105,6 +105,10 @@ class Backend(ABC):
         """Details worth recording with a run (device, dtype, resolved path...)."""
         return dict(self.identity)
 
+    def stats(self) -> dict[str, Any]:
+        """Counters worth reporting with a run (requests, retries...); empty when none."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (servers, GPU memory)."""
 
