@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", help="PEFT adapter folder applied to every --model")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--base-url", help="OpenAI-compatible server for openai:MODEL (default: $OPENAI_BASE_URL, else OpenAI)")
+    p.add_argument("--concurrency", type=int, help="requests in flight per API model (default: 4)")
     p.add_argument("--limit", type=int, help="first N items of each task")
     p.add_argument("--seed", type=int)
     p.add_argument("--split")
@@ -170,6 +172,12 @@ def _experiment(args: argparse.Namespace) -> Any:
     model_overrides = {k: v for k, v in {"adapter": args.adapter, "dtype": args.dtype, "device": args.device}.items() if v}
     if model_overrides:
         spec = spec.model_copy(update={"models": [m.model_copy(update=model_overrides) for m in spec.models]})
+    api_overrides = {k: v for k, v in {"base_url": args.base_url, "concurrency": args.concurrency}.items() if v is not None}
+    if args.concurrency is not None and args.concurrency < 1:
+        raise HarnessError("--concurrency must be at least 1")
+    if api_overrides:
+        models = [m.model_copy(update=api_overrides) if m.backend == "openai" else m for m in spec.models]
+        spec = spec.model_copy(update={"models": models})
     return spec
 
 
@@ -187,10 +195,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         "requests": summary.requests, "cache_hits": summary.cache_hits, "backend_requests": summary.backend_requests,
         "db": str(args.db), "run_dir": str(summary.run_dir),
     }
+    if summary.extra.get("backend_stats"):
+        info["backend_stats"] = summary.extra["backend_stats"]
     if args.json:
         print_json({**info, "ranking": summaries_json(summaries)})
         return 0
     ranked_tables(summaries)
+    for label, stats in summary.extra.get("backend_stats", {}).items():
+        print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in stats.items() if v not in (None, {}, 0)))
     state = "resumed" if summary.resumed else "new"
     print(f"run {summary.run_id} ({state}): {summary.items_written} items written, {summary.requests} requests, "
           f"{summary.cache_hits} from cache, {summary.backend_requests} sent to the model. Stored in {args.db}, items in {summary.run_dir}/items.jsonl")
