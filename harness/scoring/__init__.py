@@ -1,6 +1,15 @@
-"""Scoring: extraction filters then per-item metrics."""
+"""Scoring: extraction filters then per-item metrics (and corpus aggregations).
+
+Importing this package registers every built-in metric: the per-item ones in ``metrics``,
+and the library-backed ones (sacrebleu, rouge-score, SQuAD, scikit-learn, ``maj@k`` /
+``pass@k``, ``evaluate:<name>``) whose libraries are imported only when first used.
+"""
 
 from harness.scoring.filters import FILTERS, Filter, apply_filters, build_filter
-from harness.scoring.metrics import METRICS, Metric, Outcome, predicted_choice, register_metric
+from harness.scoring.metrics import METRICS, CorpusItem, Metric, Outcome, get_metric, predicted_choice, register_metric
+from harness.scoring import classification_metrics, evaluate_adapter, qa_metrics, sampling_metrics, text_metrics  # noqa: F401,E402  (registration)
 
-__all__ = ["FILTERS", "METRICS", "Filter", "Metric", "Outcome", "apply_filters", "build_filter", "predicted_choice", "register_metric"]
+__all__ = [
+    "FILTERS", "METRICS", "CorpusItem", "Filter", "Metric", "Outcome", "apply_filters", "build_filter", "get_metric",
+    "predicted_choice", "register_metric",
+]

@@ -117,3 +117,24 @@ def first_line_filter(argument: Any) -> Filter:
         return None
 
     return first
+
+
+@FILTERS.register("first_of")
+def first_of_filter(argument: Any) -> Filter:
+    """``{first_of: [CHAIN, CHAIN, ...]}``: the result of the first chain that extracts something.
+
+    Each chain is a list of filter steps (or one step). This is lm-eval's strict-then-flexible
+    answer extraction, e.g. GSM8K: ``[[{regex: "#### (...)"}], [{regex: {pattern: ..., select: last}}]]``.
+    """
+    if not isinstance(argument, list) or not argument:
+        raise HarnessError(f"filters: first_of needs a non-empty list of filter chains, got {argument!r}")
+    chains = [[build_filter(step) for step in (chain if isinstance(chain, list) else [chain])] for chain in argument]
+
+    def extract(text: str) -> str | None:
+        for chain in chains:
+            value = apply_filters(chain, text)
+            if value is not None:
+                return value
+        return None
+
+    return extract

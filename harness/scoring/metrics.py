@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,6 +25,24 @@ class Outcome:
     continuations: tuple[str, ...] = ()
     text: str | None = None
     extracted: str | None = None
+    # with ``repeats`` > 1: the extracted answer of every sample, in repeat order (sample 0 = ``extracted``)
+    samples: tuple[str | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class CorpusItem:
+    """What a corpus-level aggregation sees for one item, rebuilt from the stored row.
+
+    ``prediction`` is the extracted answer (generated text after filters, or the predicted
+    label for classification); ``references`` are the gold strings (the gold label for
+    classification).
+    """
+
+    prediction: str | None
+    references: tuple[str, ...]
+
+
+CorpusFn = Callable[[Sequence[CorpusItem]], float]
 
 
 @dataclass(frozen=True)
@@ -35,17 +53,52 @@ class Metric:
     kind: Literal["binary", "continuous"]  # binary: scores are 0/1 (Wilson CI, McNemar)
     task_types: tuple[str, ...]
     score: Callable[[Outcome], float]
-    aggregation: Literal["mean"] = "mean"
+    aggregation: Literal["mean", "corpus"] = "mean"
+    # aggregation "corpus": the cell score is computed over all items at once (corpus BLEU,
+    # macro-F1, MCC), not as the mean of ``score``; per-item ``score`` values are still kept
+    # (sentence-level BLEU, per-item correctness) so items stay paired across cells.
+    corpus: CorpusFn | None = None
+    # optional fast path for bootstrap CIs of a corpus score: per-item sufficient statistics
+    # (one row per item) whose column sums give the corpus score (sacrebleu's own scheme)
+    corpus_stats: Callable[[Sequence[CorpusItem]], np.ndarray] | None = None
+    corpus_from_stats: Callable[[np.ndarray], float] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.aggregation == "corpus") != (self.corpus is not None):
+            raise ValueError(f"metric '{self.name}': aggregation 'corpus' needs a corpus function, and only it")
 
     def aggregate(self, values: list[float]) -> float:
         return float(np.mean(values)) if values else float("nan")
 
+    def aggregate_corpus(self, items: Sequence[CorpusItem]) -> float:
+        """The cell score over all items: the corpus function, else the mean of item scores."""
+        if self.corpus is None:
+            raise ValueError(f"metric '{self.name}' is a per-item mean; use aggregate() on its item scores")
+        return float(self.corpus(items)) if items else float("nan")
+
 
 METRICS: Registry[Metric] = Registry("metric")
+# Parametrised metric names (``pass@5``, ``evaluate:./my_metric.py``): a pattern -> a factory
+# that builds the Metric on first use and registers it under the full name.
+METRIC_FAMILIES: dict[str, Callable[[re.Match[str]], Metric]] = {}
 
 
 def register_metric(metric: Metric) -> Metric:
     return METRICS.add(metric.name, metric)
+
+
+def register_family(pattern: str, factory: Callable[[re.Match[str]], Metric]) -> None:
+    METRIC_FAMILIES[pattern] = factory
+
+
+def get_metric(name: str) -> Metric:
+    """A metric by name, building parametrised ones (``maj@8``, ``evaluate:...``) on demand."""
+    if name not in METRICS:
+        for pattern, factory in METRIC_FAMILIES.items():
+            match = re.fullmatch(pattern, name)
+            if match:
+                return register_metric(factory(match))
+    return METRICS.get(name)
 
 
 def predicted_choice(outcome: Outcome, normalise: bool = False) -> int:
@@ -83,9 +136,9 @@ def _exact_match(outcome: Outcome) -> float:
     return float(any(got == normalise_answer(ref) for ref in references))
 
 
-register_metric(Metric("acc", "accuracy: the highest log-likelihood choice is the target", True, "binary", ("multiple_choice",), _acc))
+register_metric(Metric("acc", "accuracy: the highest log-likelihood choice is the target", True, "binary", ("multiple_choice", "classification"), _acc))
 register_metric(
-    Metric("acc_norm", "accuracy with log-likelihood divided by continuation length (chars)", True, "binary", ("multiple_choice",), _acc_norm)
+    Metric("acc_norm", "accuracy with log-likelihood divided by continuation length (chars)", True, "binary", ("multiple_choice", "classification"), _acc_norm)
 )
 register_metric(
     Metric("exact_match", "extracted answer equals a reference after normalisation", True, "binary", ("generate",), _exact_match)

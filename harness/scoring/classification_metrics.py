@@ -1,0 +1,68 @@
+"""Classification metrics via scikit-learn: macro precision / recall / F1 and Matthews
+correlation over the whole cell (corpus aggregation), plus a per-class report.
+
+Each item's own score for these metrics is its correctness (0/1), so items stay paired
+across cells; the cell score is sklearn's value over all (prediction, gold) pairs. An item
+whose prediction is missing counts as the label ``"<none>"`` (always wrong).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from harness.scoring.metrics import CorpusItem, Metric, Outcome, predicted_choice, register_metric
+
+_TYPES = ("classification",)
+MISSING = "<none>"
+
+
+def _pairs(items: Sequence[CorpusItem]) -> tuple[list[str], list[str]]:
+    golds = [item.references[0] if item.references else MISSING for item in items]
+    preds = [item.prediction if item.prediction is not None else MISSING for item in items]
+    return preds, golds
+
+
+def _correct(outcome: Outcome) -> float:
+    return float(predicted_choice(outcome) == outcome.item.target)
+
+
+def _macro(kind: str) -> Any:
+    def compute(items: Sequence[CorpusItem]) -> float:
+        from sklearn import metrics
+
+        preds, golds = _pairs(items)
+        labels = sorted(set(golds))  # macro over the gold classes, as GLUE/SuperGLUE report it
+        fn = {"precision": metrics.precision_score, "recall": metrics.recall_score, "f1": metrics.f1_score}[kind]
+        return float(fn(golds, preds, labels=labels, average="macro", zero_division=0))
+
+    return compute
+
+
+def _mcc(items: Sequence[CorpusItem]) -> float:
+    from sklearn.metrics import matthews_corrcoef
+
+    preds, golds = _pairs(items)
+    return float(matthews_corrcoef(golds, preds))
+
+
+def per_class_report(items: Sequence[CorpusItem]) -> dict[str, dict[str, float]]:
+    """Label -> precision, recall, f1, support (sklearn ``precision_recall_fscore_support``)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    preds, golds = _pairs(items)
+    labels = sorted(set(golds) | (set(preds) - {MISSING}))
+    precision, recall, f1, support = precision_recall_fscore_support(golds, preds, labels=labels, zero_division=0)
+    return {
+        label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for label, p, r, f, s in zip(labels, precision, recall, f1, support)
+    }
+
+
+for _name, _fn, _text in (
+    ("f1_macro", _macro("f1"), "macro-averaged F1 over the gold classes (sklearn)"),
+    ("precision_macro", _macro("precision"), "macro-averaged precision (sklearn)"),
+    ("recall_macro", _macro("recall"), "macro-averaged recall (sklearn)"),
+    ("mcc", _mcc, "Matthews correlation coefficient (sklearn), in [-1, 1]"),
+):
+    register_metric(Metric(_name, _text, True, "continuous", _TYPES, _correct, aggregation="corpus", corpus=_fn))
