@@ -77,7 +77,7 @@ class PromptTemplate:
         try:
             return self._template.make_module(variables)
         except JINJA_ERRORS as exc:
-            raise HarnessError(f"{self.path}: {explain(exc, str(self.path))}") from None
+            raise HarnessError(f"{self.path}: {explain(exc, str(self.path), self._template)}") from None
 
     def _answer_macro(self, variables: dict[str, Any]) -> Any:
         return getattr(self._module(variables), "answer", None)
@@ -88,7 +88,7 @@ class PromptTemplate:
         try:
             return str(macro(choice, index))
         except JINJA_ERRORS as exc:
-            raise HarnessError(f"{self.path}: macro 'answer': {explain(exc, str(self.path))}") from None
+            raise HarnessError(f"{self.path}: macro 'answer': {explain(exc, str(self.path), self._template)}") from None
 
     def _shot_vars(self, shot: Item, answer_macro: Any) -> dict[str, Any]:
         variables = shot.template_vars()

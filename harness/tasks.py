@@ -81,7 +81,10 @@ class TaskSpec(_Strict):
         from harness.scoring import METRICS
 
         for name in names:
-            METRICS.get(name)
+            try:
+                METRICS.get(name)
+            except HarnessError as exc:  # pydantic adds the field path to ValueErrors only
+                raise ValueError(str(exc)) from None
         return names
 
     @field_validator("filters")
@@ -90,7 +93,10 @@ class TaskSpec(_Strict):
         from harness.scoring import build_filter
 
         for step in steps:
-            build_filter(step)
+            try:
+                build_filter(step)
+            except HarnessError as exc:
+                raise ValueError(str(exc)) from None
         return steps
 
 

@@ -32,13 +32,14 @@ def environment() -> SandboxedEnvironment:
     return env
 
 
-def explain(exc: Exception, filename: str) -> str:
+def explain(exc: Exception, filename: str, template: jinja2.Template | None = None) -> str:
     """A one-line reason for a Jinja failure, with the template line when we can find it."""
     line = getattr(exc, "lineno", None)
-    if line is None:
+    if line is None and template is not None:
+        # Frames of the compiled template carry Python line numbers; map them back.
         for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-            if frame.filename == filename:
-                line = frame.lineno
+            if frame.filename == filename and frame.lineno is not None:
+                line = template.get_corresponding_lineno(frame.lineno)
                 break
     where = f" (line {line})" if line else ""
     if isinstance(exc, jinja2.exceptions.SecurityError):

@@ -1,0 +1,150 @@
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.backends import ModelSpec
+from harness.backends.scripted import ScriptedBackend
+from harness.errors import HarnessError
+from harness.runner import ExperimentSpec, plan, run_experiment
+from harness.store import Store
+from tests.helpers import write_task
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _spec(tmp_path: Path, **fields) -> ExperimentSpec:
+    base = {"tasks": [str(tmp_path / "toy")], "models": [{"backend": "scripted", "model": "m1"}], "shots": [0, 2],
+            "selectors": ["random", "first_k"]}
+    base.update(fields)
+    return ExperimentSpec.model_validate(base)
+
+
+def test_matrix_and_every_item_stored(tmp_path: Path) -> None:
+    write_task(tmp_path, templates={"plain": "{{ input }}", "other": "Q: {{ input }}\nA:"},
+               spec={"prompts": ["plain", "other"]})
+    spec = _spec(tmp_path)
+    cells = plan(spec)
+    # 2 prompts x (0-shot once + 2-shot x 2 selectors)
+    assert len(cells) == 6 and len({c.cell_id for c in cells}) == 6
+    store = Store(tmp_path / "r" / "h.db")
+    summary = run_experiment(spec, store, show_progress=False)
+    rows = store.items([summary.run_id])
+    assert len(rows) == 6 * 12
+    row = rows[0]
+    assert json.loads(row["scores_json"]).keys() == {"acc", "acc_norm"}
+    assert len(json.loads(row["response_json"])) == 3
+    two_shot = [r for r in rows if len(json.loads(r["demo_ids_json"])) == 2]
+    assert len(two_shot) == 4 * 12
+    jsonl = (summary.run_dir / "items.jsonl").read_text().splitlines()
+    assert len(jsonl) == 72 and json.loads(jsonl[0])["run_id"] == summary.run_id
+    config = json.loads((summary.run_dir / "config.json").read_text())
+    assert config["config"]["tasks"]["toy"]["templates"].keys() == {"plain", "other"}
+
+
+class Counting(ScriptedBackend):
+    instances = 0
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        Counting.instances += 1
+
+
+def test_identical_rerun_hits_cache_for_every_request(tmp_path: Path) -> None:
+    write_task(tmp_path)
+    spec = _spec(tmp_path)
+    store = Store(tmp_path / "h.db")
+    first = run_experiment(spec, store, show_progress=False)
+    # identical requests (two selectors picking the same demonstrations) are sent once
+    assert 0 < first.backend_requests == first.requests - first.cache_hits
+    backend = Counting(spec.models[0])
+    second = run_experiment(spec, store, show_progress=False, backends={spec.models[0].label: backend})
+    assert second.run_id != first.run_id and not second.resumed
+    assert second.cache_hits == second.requests == first.requests
+    assert second.backend_requests == 0 and backend.loglikelihood_calls == 0
+    scores = lambda run: [(r["cell_id"], r["item_id"], r["scores_json"]) for r in store.items([run])]  # noqa: E731
+    assert scores(first.run_id) == scores(second.run_id)
+    assert all(r["cached"] for r in store.items([second.run_id]))
+
+
+def test_cache_distinguishes_models(tmp_path: Path) -> None:
+    write_task(tmp_path)
+    store = Store(tmp_path / "h.db")
+    first = run_experiment(_spec(tmp_path), store, show_progress=False)
+    other = run_experiment(_spec(tmp_path, models=[{"backend": "scripted", "model": "m2"}]), store, show_progress=False)
+    assert other.backend_requests == first.backend_requests > 0
+
+
+def test_fully_cached_run_never_builds_the_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_task(tmp_path)
+    store = Store(tmp_path / "h.db")
+    run_experiment(_spec(tmp_path), store, show_progress=False)
+    import harness.backends.scripted as scripted
+
+    monkeypatch.setattr(scripted.ScriptedBackend, "__init__", lambda *a: (_ for _ in ()).throw(AssertionError("loaded")))
+    summary = run_experiment(_spec(tmp_path), store, show_progress=False, new=True)
+    assert summary.backend_requests == 0
+
+
+def test_results_do_not_depend_on_limit_or_order(tmp_path: Path) -> None:
+    write_task(tmp_path)
+    store = Store(tmp_path / "h.db")
+    full = run_experiment(_spec(tmp_path), store, show_progress=False)
+    part = run_experiment(_spec(tmp_path, limit=5), Store(tmp_path / "other.db"), show_progress=False)
+    demos = lambda db, run: {(r["cell_id"], r["item_id"]): r["demo_ids_json"] for r in Store(db).items([run])}  # noqa: E731
+    whole, some = demos(tmp_path / "h.db", full.run_id), demos(tmp_path / "other.db", part.run_id)
+    assert some and all(whole[key] == value for key, value in some.items())
+
+
+def test_template_error_fails_before_anything_is_written(tmp_path: Path) -> None:
+    write_task(tmp_path, templates={"plain": "{{ nope }}"})
+    store = Store(tmp_path / "h.db")
+    with pytest.raises(HarnessError, match="nope"):
+        run_experiment(_spec(tmp_path), store, show_progress=False)
+    assert store.runs() == []
+
+
+def test_sigkill_then_rerun_completes_asking_only_for_missing(tmp_path: Path) -> None:
+    write_task(tmp_path, rows=300)
+    db = tmp_path / "h.db"
+    args = ["run", "--task", str(tmp_path / "toy"), "--model", "slowscripted:m", "--db", str(db), "--quiet"]
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests' / 'plugins'}{os.pathsep}{ROOT}"}
+    code = "import slow_backend, sys; from harness.cli import main; sys.exit(main(sys.argv[1:]))"
+    process = subprocess.Popen([sys.executable, "-c", code, *args], env=env)
+    deadline = time.time() + 120
+    stored = 0
+    while time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as con:
+                    stored = con.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+            except sqlite3.OperationalError:
+                continue
+            if stored > 0:  # the first chunk is committed: kill it mid-way through the next
+                time.sleep(1.0)
+                break
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 0 < stored < 300, f"the run was not interrupted halfway (stored {stored})"
+
+    sys.path.insert(0, str(ROOT / "tests" / "plugins"))
+    import slow_backend  # registers 'slowscripted' in this process too
+
+    store = Store(db)
+    done = store.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+    spec = ExperimentSpec.model_validate({"tasks": [str(tmp_path / "toy")], "models": ["slowscripted:m"]})
+    backend = slow_backend.SlowScripted(spec.models[0])
+    summary = run_experiment(spec, store, show_progress=False, backends={spec.models[0].label: backend})
+    assert summary.resumed
+    assert backend.loglikelihood_calls == (300 - done) * 3  # only the missing items, 3 choices each
+    assert len(store.items([summary.run_id])) == 300
+    fresh = run_experiment(spec, Store(tmp_path / "clean.db"), show_progress=False)
+    key = lambda rows: sorted((r["item_id"], r["scores_json"], r["response_json"]) for r in rows)  # noqa: E731
+    assert key(store.items([summary.run_id])) == key(Store(tmp_path / "clean.db").items([fresh.run_id]))

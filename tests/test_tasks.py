@@ -1,0 +1,110 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.tasks import discover_tasks, find_task, load_task
+from tests.helpers import write_task
+
+
+def test_loads_items_with_derived_fields(tmp_path: Path) -> None:
+    task = load_task(write_task(tmp_path))
+    items = task.items("test")
+    assert len(items) == 12
+    assert items[1].id == "t1" and items[1].choices == ("yes 1", "no 1", "maybe") and items[1].target == 1
+    assert items[1].label == "1"
+
+
+def test_target_may_be_choice_text(tmp_path: Path) -> None:
+    folder = write_task(tmp_path, spec={"target": "{{ options[answer] }}"})
+    assert [i.target for i in load_task(folder).items("test")[:3]] == [0, 1, 2]
+
+
+def test_bundled_tasks_are_discovered() -> None:
+    found = discover_tasks()
+    assert {"capitals", "arithmetic"} <= set(found)
+    assert len(find_task("capitals").items("test")) >= 150
+    assert len(find_task("arithmetic").items("test")) >= 150
+
+
+def _error(folder: Path, split: str = "test") -> str:
+    with pytest.raises(HarnessError) as info:
+        load_task(folder).items(split)
+    return str(info.value)
+
+
+def test_bad_yaml_names_line(tmp_path: Path) -> None:
+    folder = write_task(tmp_path)
+    (folder / "task.yaml").write_text("name: x\ntype: [unclosed\n")
+    message = _error(folder)
+    assert "task.yaml" in message and "line" in message and "invalid YAML" in message
+
+
+def test_unknown_key_did_you_mean(tmp_path: Path) -> None:
+    message = _error(write_task(tmp_path, spec={"metric": ["acc"]}))
+    assert "unknown key 'metric'" in message and "Did you mean 'metrics'" in message
+
+
+def test_unknown_nested_key(tmp_path: Path) -> None:
+    message = _error(write_task(tmp_path, spec={"data": {"test": "test.jsonl", "fewshots": "x"}}))
+    assert "unknown key 'data.fewshots'" in message and "Did you mean 'fewshot'" in message
+
+
+def test_missing_field(tmp_path: Path) -> None:
+    folder = write_task(tmp_path)
+    text = (folder / "task.yaml").read_text().replace("input: '{{ question }}'\n", "")
+    (folder / "task.yaml").write_text(text)
+    assert "missing required field 'input'" in _error(folder)
+
+
+def test_unknown_metric_and_filter(tmp_path: Path) -> None:
+    message = _error(write_task(tmp_path, "a", spec={"metrics": ["accuracy"]}))
+    assert "unknown metric 'accuracy'" in message and "Did you mean 'acc'" in message
+    message = _error(write_task(tmp_path, "b", spec={"filters": ["numerc"]}))
+    assert "unknown filter 'numerc'" in message and "Did you mean 'numeric'" in message
+
+
+def test_metric_must_fit_task_type(tmp_path: Path) -> None:
+    assert "does not apply to a multiple_choice task" in _error(write_task(tmp_path, spec={"metrics": ["exact_match"]}))
+
+
+def test_broken_jsonl_line(tmp_path: Path) -> None:
+    folder = write_task(tmp_path)
+    lines = (folder / "test.jsonl").read_text().splitlines()
+    lines[4] = '{"id": "t4", "question": '
+    (folder / "test.jsonl").write_text("\n".join(lines))
+    message = _error(folder)
+    assert "test.jsonl line 5" in message and "not valid JSON" in message
+
+
+def test_expression_on_missing_field_names_row(tmp_path: Path) -> None:
+    folder = write_task(tmp_path, spec={"input": "{{ questoin }}"})
+    message = _error(folder)
+    assert "field 'input'" in message and "line 1" in message and "questoin" in message and "question" in message
+
+
+def test_duplicate_ids(tmp_path: Path) -> None:
+    folder = write_task(tmp_path)
+    row = json.loads((folder / "test.jsonl").read_text().splitlines()[0])
+    with open(folder / "test.jsonl", "a") as handle:
+        handle.write(json.dumps(row) + "\n")
+    assert "appears on rows 1 and 13" in _error(folder)
+
+
+def test_missing_data_file_mentions_data_dir(tmp_path: Path) -> None:
+    folder = write_task(tmp_path, spec={"data": {"test": "elsewhere/test.jsonl"}})
+    message = _error(folder)
+    assert "elsewhere/test.jsonl" in message and "--data-dir" in message
+
+
+def test_data_dir_resolution(tmp_path: Path) -> None:
+    folder = write_task(tmp_path, spec={"data": {"test": "sub/test.jsonl"}})
+    (tmp_path / "data" / "sub").mkdir(parents=True)
+    (folder / "test.jsonl").rename(tmp_path / "data" / "sub" / "test.jsonl")
+    assert len(load_task(folder, [tmp_path / "data"]).items("test")) == 12
+
+
+def test_unknown_task_did_you_mean() -> None:
+    with pytest.raises(HarnessError, match="Did you mean 'capitals'"):
+        find_task("capitols")
