@@ -10,6 +10,13 @@ def _hf() -> type[Backend]:
     return HFBackend
 
 
+@BACKENDS.register("openai")
+def _openai() -> type[Backend]:
+    from harness.backends.openai_api import OpenAIBackend
+
+    return OpenAIBackend
+
+
 @BACKENDS.register("scripted")
 def _scripted() -> type[Backend]:
     from harness.backends.scripted import ScriptedBackend

@@ -1,0 +1,340 @@
+"""OpenAI-compatible APIs (OpenAI, vLLM, SGLang, TGI, llama.cpp) through the official client.
+
+How requests map onto the API:
+- generation: a text prompt goes to ``/v1/completions``, a chat prompt (``*.chat.jinja``,
+  demonstrations as alternating turns) to ``/v1/chat/completions``; ``endpoint: chat``
+  sends text prompts as one user message instead.
+- log-likelihood: ``/v1/completions`` with ``echo`` + ``logprobs`` + ``max_tokens: 1``
+  returns the prompt's token logprobs; the continuation's tokens are those that end after
+  the context (character offsets), so trailing context spaces count with the continuation,
+  as in the HF backend. One prompt per request (some servers fail on lists).
+- where that is impossible (chat prompts, servers without prompt logprobs) the backend
+  raises a clear error, or with ``mc_fallback: generate`` asks for the answer letter.
+
+The runner calls ``loglikelihood``/``generate`` synchronously per chunk; inside, one event
+loop sends the chunk with bounded, adaptive concurrency and retries (``ratelimit``), and the
+results come back in request order. The API key is handed to the client only: it is not in
+the identity (cache keys, DB), and every error message is scrubbed of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from harness.backends.base import Backend, ModelSpec, require
+from harness.backends.hf import truncate_at_stop
+from harness.backends.mc_fallback import choice_logprobs, parse_choice, question_prompt
+from harness.backends.ratelimit import AdaptiveLimiter, CallStats, RetryPolicy, parse_retry_after
+from harness.errors import HarnessError
+from harness.requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, Prompt
+
+OPENAI_URL = "https://api.openai.com/v1"
+T = TypeVar("T")
+
+
+class MalformedResponse(Exception):
+    """A body that parsed but lacks what the request must return (retried like a 5xx)."""
+
+
+class NoPromptLogprobs(Exception):
+    """The server answered but returned no prompt logprobs: echo is unsupported there."""
+
+
+def resolve_base_url(spec: ModelSpec) -> str:
+    """``base_url`` from the spec, else ``$OPENAI_BASE_URL``, else OpenAI; without any
+    user:password part (it would otherwise land in cache keys and the DB)."""
+    raw = (spec.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
+    parts = urlsplit(raw)
+    if not parts.scheme or not parts.hostname:
+        raise HarnessError(f"--base-url {raw!r} is not an http(s) URL (e.g. http://127.0.0.1:8000/v1)")
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+class OpenAIBackend(Backend):
+    supports_loglikelihood = True
+    supports_chat = True
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        require("openai", "openai")
+        self.base_url = resolve_base_url(spec)
+        key = os.environ.get(spec.api_key_env, "")
+        if not key and self.base_url == OPENAI_URL:
+            raise HarnessError(f"model '{spec.label}': set ${spec.api_key_env} to your API key (or --base-url for a local server)")
+        self._key = key or "EMPTY"  # local servers ignore the key, the client insists on one
+        self._secrets = [key, *[v for k, v in spec.extra_headers.items() if k.lower() in {"authorization", "api-key", "x-api-key"}]]
+        self.policy = RetryPolicy(max_retries=spec.max_retries)
+        self.call_stats = CallStats()
+        self.limiter = AdaptiveLimiter(spec.concurrency, self.call_stats)
+        self._rng = random.Random(0)  # jitter only; answers never depend on it
+        self._echo_supported: bool | None = None
+
+    # -- identity -----------------------------------------------------------------
+    @classmethod
+    def identity_of(cls, spec: ModelSpec) -> dict[str, Any]:
+        """What changes answers: server, model, endpoint choice, extra parameters. Never the
+        key or headers (they may hold credentials)."""
+        return {
+            "backend": "openai", "model": spec.model, "base_url": resolve_base_url(spec), "endpoint": spec.endpoint,
+            "extra_params": spec.extra_params, "mc_fallback": spec.mc_fallback,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.identity, "concurrency": self.spec.concurrency, "timeout_s": self.spec.timeout_s}
+
+    def stats(self) -> dict[str, Any]:
+        return self.call_stats.as_dict()
+
+    # -- plumbing -------------------------------------------------------------------
+    def _run(self, make: Callable[[Any], Awaitable[T]]) -> T:
+        """One event loop per call, with a fresh client bound to it (works inside notebooks
+        too, where a loop is already running, by using a worker thread)."""
+
+        async def main() -> T:
+            from openai import AsyncOpenAI
+
+            self.limiter.bind()
+            client = AsyncOpenAI(
+                api_key=self._key, base_url=self.base_url, timeout=self.spec.timeout_s, max_retries=0,
+                default_headers=self.spec.extra_headers or None,
+            )
+            try:
+                return await make(client)
+            finally:
+                await client.close()
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(main())
+        box: dict[str, Any] = {}
+
+        def worker() -> None:
+            try:
+                box["value"] = asyncio.run(main())
+            except BaseException as exc:  # re-raised in the caller's thread
+                box["error"] = exc
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]  # type: ignore[no-any-return]
+
+    async def _call(self, send: Callable[[], Awaitable[Any]], check: Callable[[Any], T]) -> tuple[T, float]:
+        """Send with retries; ``check`` turns the response into a value or raises
+        MalformedResponse. Returns the value and the latency of the successful attempt."""
+        import openai
+
+        self.call_stats.requests += 1
+        for attempt in range(self.policy.max_retries + 1):
+            retry_after: float | None = None
+            await self.limiter.acquire()
+            started = time.perf_counter()
+            try:
+                self.call_stats.attempts += 1
+                response = await asyncio.wait_for(send(), timeout=self.spec.timeout_s + 5)
+                value = check(response)
+            except openai.RateLimitError as exc:
+                reason, error = "429", exc
+                retry_after = parse_retry_after(dict(exc.response.headers))
+                self.limiter.rate_limited(retry_after)
+            except openai.APIStatusError as exc:
+                if exc.status_code < 500 and exc.status_code not in (408, 409):
+                    raise HarnessError(self._describe_error(exc)) from None
+                reason, error = str(exc.status_code), exc
+            except (openai.APITimeoutError, asyncio.TimeoutError) as exc:
+                reason, error = "timeout", exc
+            except openai.APIConnectionError as exc:
+                reason, error = "connection", exc
+            except (openai.APIResponseValidationError, json.JSONDecodeError, MalformedResponse, UnicodeDecodeError) as exc:
+                reason, error = "malformed", exc
+            else:
+                self.limiter.succeeded()
+                return value, time.perf_counter() - started
+            finally:
+                await self.limiter.release()
+            if attempt == self.policy.max_retries:
+                raise HarnessError(
+                    f"{self.spec.label} at {self.base_url}: giving up after {attempt + 1} attempts; last error ({reason}): "
+                    f"{self._describe_error(error)}"
+                )
+            self.call_stats.retries[reason] += 1
+            delay = self.policy.delay(attempt, self._rng, retry_after)
+            self.call_stats.waited_s += delay
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _describe_error(self, exc: BaseException) -> str:
+        text = f"{type(exc).__name__}: {exc}"
+        return redact(text[:500], self._secrets)
+
+    def _messages(self, prompt: Prompt) -> list[dict[str, str]]:
+        if isinstance(prompt, str):
+            return [{"role": "user", "content": prompt}]
+        return [{"role": m.role, "content": m.content} for m in prompt]
+
+    def _uses_chat(self, prompt: Prompt) -> bool:
+        if self.spec.endpoint == "chat":
+            return True
+        if not isinstance(prompt, str):
+            if self.spec.endpoint == "completions":
+                raise HarnessError(
+                    f"model '{self.spec.label}' is set to endpoint: completions, which takes text; this prompt is a chat "
+                    "template (*.chat.jinja): use endpoint auto/chat or a plain-text template"
+                )
+            return True
+        return False
+
+    # -- generation -----------------------------------------------------------------
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        async def all_of(client: Any) -> list[GenerateResult]:
+            return list(await asyncio.gather(*(self._generate_one(client, r) for r in requests)))
+
+        return self._run(all_of)
+
+    async def _generate_one(self, client: Any, request: GenerateRequest) -> GenerateResult:
+        params: dict[str, Any] = {"model": self.spec.model, "max_tokens": request.max_tokens, "temperature": request.temperature}
+        if request.stop:
+            params["stop"] = list(request.stop)[:4]
+        if request.temperature > 0:  # each repeat is its own sample, reproducible where the server honours seeds
+            params["seed"] = request.seed * 100_003 + request.repeat
+        params.update(self.spec.extra_params)
+        chat = self._uses_chat(request.prompt)
+
+        def check(response: Any) -> tuple[str, int, str]:
+            choices = getattr(response, "choices", None)
+            if not choices:
+                raise MalformedResponse("no choices in the response")
+            choice = choices[0]
+            text = choice.message.content if chat else choice.text
+            if text is None and chat and getattr(choice.message, "refusal", None):
+                text = ""
+            if not isinstance(text, str):
+                raise MalformedResponse("no text in the response")
+            usage = getattr(response, "usage", None)
+            return text, int(getattr(usage, "completion_tokens", 0) or 0), str(choice.finish_reason or "stop")
+
+        if chat:
+            send = lambda: client.chat.completions.create(messages=self._messages(request.prompt), **params)  # noqa: E731
+        else:
+            send = lambda: client.completions.create(prompt=request.prompt, **params)  # noqa: E731
+        (text, n_tokens, finish), latency = await self._call(send, check)
+        text, stopped = truncate_at_stop(text, request.stop)
+        return GenerateResult(text=text, n_tokens=n_tokens, finish_reason="stop" if stopped else finish, latency_s=latency)
+
+    # -- log-likelihood ------------------------------------------------------------
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        needs_fallback = any(self._uses_chat(r.context) for r in requests) or self._echo_supported is False
+        if needs_fallback:
+            return self._fallback(requests, "chat prompts have no prompt log-probabilities")
+
+        async def all_of(client: Any) -> list[LoglikelihoodResult]:
+            return list(await asyncio.gather(*(self._score_one(client, r) for r in requests)))
+
+        try:
+            results = self._run(all_of)
+        except NoPromptLogprobs:
+            self._echo_supported = False
+            return self._fallback(requests, f"the server at {self.base_url} returns no prompt log-probabilities (echo + logprobs)")
+        self._echo_supported = True
+        return results
+
+    async def _score_one(self, client: Any, request: LoglikelihoodRequest) -> LoglikelihoodResult:
+        assert isinstance(request.context, str)
+        context = request.context
+        boundary = len(context.rstrip(" "))  # trailing context spaces belong to the continuation
+        params: dict[str, Any] = {"model": self.spec.model, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1}
+        params.update(self.spec.extra_params)
+        text = context + request.continuation
+
+        def check(response: Any) -> LoglikelihoodResult:
+            choices = getattr(response, "choices", None)
+            if not choices:
+                raise MalformedResponse("no choices in the response")
+            logprobs = choices[0].logprobs
+            if logprobs is None or not getattr(logprobs, "token_logprobs", None):
+                raise NoPromptLogprobs()
+            return continuation_score(logprobs, text, boundary, getattr(getattr(response, "usage", None), "prompt_tokens", None))
+
+        result, latency = await self._call(lambda: client.completions.create(prompt=text, **params), check)
+        return LoglikelihoodResult(logprob=result.logprob, is_greedy=result.is_greedy, n_tokens=result.n_tokens, latency_s=latency)
+
+    def _fallback(self, requests: Sequence[LoglikelihoodRequest], why: str) -> list[LoglikelihoodResult]:
+        if self.spec.mc_fallback != "generate":
+            raise HarnessError(
+                f"model '{self.spec.label}': multiple choice needs log-likelihoods, but {why}. Use a plain-text template "
+                "against a completions server that supports echo, or allow the generate-and-parse fallback with "
+                "'mc_fallback: generate' in the model's entry of the experiment file (parse failures are counted)."
+            )
+        groups: dict[str, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(json.dumps(_prompt_key(request.context)), []).append(index)
+        asks = [
+            GenerateRequest(prompt=question_prompt(requests[m[0]].context, [requests[i].continuation for i in m]), max_tokens=8, stop=("\n",))
+            for m in groups.values()
+        ]
+        replies = self.generate(asks)
+        results: list[LoglikelihoodResult | None] = [None] * len(requests)
+        for members, reply in zip(groups.values(), replies):
+            chosen = parse_choice(reply.text, [requests[i].continuation for i in members])
+            self.call_stats.mc_fallback_items += 1
+            self.call_stats.mc_parse_failures += chosen is None
+            for value, index in zip(choice_logprobs(chosen, len(members)), members):
+                results[index] = LoglikelihoodResult(logprob=value, is_greedy=value == 0.0, n_tokens=0, latency_s=reply.latency_s / len(members))
+        return [r for r in results if r is not None]
+
+
+def _prompt_key(prompt: Prompt) -> Any:
+    return prompt if isinstance(prompt, str) else [[m.role, m.content] for m in prompt]
+
+
+def continuation_score(logprobs: Any, text: str, boundary: int, prompt_tokens: int | None) -> LoglikelihoodResult:
+    """Sum the logprobs of the echoed prompt tokens that end after ``boundary``.
+
+    ``text_offset`` gives each token's start; without it offsets are rebuilt from the token
+    strings. Tokens past ``prompt_tokens`` (or past the text) are the one generated token.
+    """
+    tokens = list(logprobs.tokens or [])
+    values = list(logprobs.token_logprobs or [])
+    offsets = list(getattr(logprobs, "text_offset", None) or [])
+    tops = list(getattr(logprobs, "top_logprobs", None) or [])
+    if not tokens or len(tokens) != len(values):
+        raise MalformedResponse("logprobs: tokens and token_logprobs differ in length")
+    if len(offsets) != len(tokens):
+        offsets, position = [], 0
+        for token in tokens:
+            offsets.append(position)
+            position += len(token)
+    n_prompt = prompt_tokens if prompt_tokens and prompt_tokens <= len(tokens) else len(tokens)
+    picked = [i for i in range(n_prompt) if offsets[i] < len(text) and offsets[i] + max(len(tokens[i]), 1) > boundary]
+    if not picked:
+        raise MalformedResponse("logprobs: no token of the continuation in the echoed prompt")
+    total, greedy = 0.0, True
+    for i in picked:
+        value = values[i]
+        if value is None or not math.isfinite(float(value)):
+            raise MalformedResponse("logprobs: a continuation token has no logprob")
+        total += float(value)
+        top = tops[i] if i < len(tops) and tops[i] else None
+        if top:
+            greedy = greedy and float(value) >= max(float(v) for v in dict(top).values()) - 1e-6
+    return LoglikelihoodResult(logprob=total, is_greedy=greedy, n_tokens=len(picked))

