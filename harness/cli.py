@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness import decide_cli
 from harness.errors import HarnessError
 from harness.store import DEFAULT_DB, Store
 
@@ -71,10 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("runs", nargs="*", default=["latest"], help="run ids or prefixes (default: latest)")
     p.add_argument("--metric", help="metric to rank by (default: each task's first)")
+    decide_cli.add_compare_options(p)
 
-    p = verbs.add_parser("show", help="list stored runs, or the cells of one run")
+    p = verbs.add_parser("show", help="list stored runs, or the cells of one run; --diff A B: items where two cells disagree")
     _common(p)
     p.add_argument("run", nargs="?")
+    decide_cli.add_show_options(p)
+
+    decide_cli.add_verbs(verbs, _common, _dirs)
 
     p = verbs.add_parser("cache", help="response cache statistics, or clear it")
     _common(p)
@@ -210,23 +215,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.compare import summarize
-    from harness.report import print_json, ranked_tables, summaries_json
-
-    store = Store(args.db)
-    runs = [store.resolve_run(r) for r in args.runs]
-    summaries = summarize(store, runs, args.metric)
-    if args.json:
-        print_json(summaries_json(summaries))
-    else:
-        ranked_tables(summaries)
-    return 0
+    return decide_cli.cmd_compare(args)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from harness.report import print_json
 
     store = Store(args.db)
+    if args.diff:
+        return decide_cli.cmd_diff(args, store)
     if args.run is None:
         rows = [{"id": r["id"], "created_at": r["created_at"], "status": r["status"]} for r in store.runs()]
     else:
@@ -250,7 +247,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
-VERBS = {"tasks": cmd_tasks, "validate": cmd_validate, "run": cmd_run, "compare": cmd_compare, "show": cmd_show, "cache": cmd_cache}
+VERBS = {"tasks": cmd_tasks, "validate": cmd_validate, "run": cmd_run, "compare": cmd_compare, "show": cmd_show, "cache": cmd_cache,
+         **decide_cli.VERBS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,65 @@
+"""The Python API for notebooks and scripts: stored items as a DataFrame, comparisons as data.
+
+    import harness
+    df = harness.load_results("results/harness.db", run="latest")
+    comp = harness.compare("results/harness.db", runs=["latest"])
+    comp.rows()   # or pandas.DataFrame(comp.rows())
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.compare import Comparison, compare_runs
+from harness.stats import DEFAULT_RESAMPLES
+from harness.store import DEFAULT_DB, Store
+
+
+def _runs(store: Store, run: str | Sequence[str] | None) -> list[str]:
+    refs = ["latest"] if run is None else [run] if isinstance(run, str) else list(run)
+    return [store.resolve_run(r) for r in refs]
+
+
+def load_results(db: str | Path = DEFAULT_DB, run: str | Sequence[str] | None = "latest") -> Any:
+    """One row per stored item: its cell's fields, prompt, answer, target and one column per metric.
+
+    ``run`` is a run id, a unique prefix, 'latest', or a list of those.
+    """
+    import pandas as pd
+
+    store = Store(db)
+    try:
+        runs = _runs(store, run)
+        cells = {(c.run_id, c.cell_id): c for c in store.cells(runs)}
+        records = []
+        for row in store.items(runs):
+            cell = cells[(row["run_id"], row["cell_id"])]
+            scores = json.loads(row["scores_json"])
+            records.append({
+                "run_id": row["run_id"], "cell_id": row["cell_id"], "task": cell.task, "prompt_variant": cell.prompt,
+                "shots": cell.shots, "selector": cell.selector, "model": cell.model, "item_id": row["item_id"],
+                "position": row["position"], "prompt": json.loads(row["prompt_json"]),
+                "continuations": json.loads(row["continuations_json"]) if row["continuations_json"] else None,
+                "demo_ids": json.loads(row["demo_ids_json"]), "target": json.loads(row["target_json"]),
+                "response": json.loads(row["response_json"]), "extracted": row["extracted"],
+                "latency_s": row["latency_s"], "n_tokens": row["n_tokens"], "cached": bool(row["cached"]),
+                **{f"score_{name}": value for name, value in scores.items()},
+            })
+        return pd.DataFrame.from_records(records)
+    finally:
+        store.close()
+
+
+def compare(
+    db: str | Path = DEFAULT_DB, runs: str | Sequence[str] | None = "latest", metric: str | None = None, *,
+    alpha: float = 0.05, confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+) -> Comparison:
+    """Ranked cells with CIs, rank groups and Holm p-values vs the best, prompt spread and rank stability."""
+    store = Store(db)
+    try:
+        return compare_runs(store, _runs(store, runs), metric, alpha=alpha, confidence=confidence, resamples=resamples, seed=seed)
+    finally:
+        store.close()

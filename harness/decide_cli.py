@@ -1,0 +1,201 @@
+"""CLI verbs for deciding: ``compare``, ``show``, ``ab``, ``rescore``, ``report``.
+
+cli.py owns the parser; this module adds these verbs' options and handlers, so the
+statistics side can grow without touching the rest of the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.store import DEFAULT_DB, Store
+
+Adder = Callable[[argparse.ArgumentParser], None]
+
+
+def _stat_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metric", help="metric to rank by (default: each task's first)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level for rank groups (default: %(default)s)")
+    p.add_argument("--confidence", type=float, default=0.95, help="CI level (default: %(default)s)")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of bootstrap and permutation tests (default: %(default)s)")
+
+
+def add_compare_options(p: argparse.ArgumentParser) -> None:
+    """Extra options for ``compare`` (cli.py already adds --db, --json, runs and --metric)."""
+    p.add_argument("--csv", action="store_true", help="print the ranked cells as CSV")
+    p.add_argument("--task", nargs="+", dest="only_tasks", help="only these tasks")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level for rank groups (default: %(default)s)")
+    p.add_argument("--confidence", type=float, default=0.95, help="CI level (default: %(default)s)")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of bootstrap and permutation tests (default: %(default)s)")
+
+
+def add_show_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--diff", nargs=2, metavar=("A", "B"), help="cells (id, prefix or RUN:CELL): items where they disagree")
+    p.add_argument("--metric", help="metric for --diff (default: A's first)")
+    p.add_argument("--limit", type=int, default=20, help="--diff: items shown (default: %(default)s)")
+
+
+def add_verbs(verbs: argparse._SubParsersAction, common: Adder, dirs: Adder) -> None:  # type: ignore[type-arg]
+    p = verbs.add_parser("ab", help="A/B a tuned model (checkpoint or --adapter) against its base on identical prompts and items")
+    common(p)
+    dirs(p)
+    p.add_argument("--base", help="base model BACKEND:MODEL (default: the embedded Gemma 3 270M)")
+    p.add_argument("--tuned", help="tuned checkpoint BACKEND:MODEL")
+    p.add_argument("--adapter", help="PEFT/LoRA adapter folder applied to the base (the tuned model)")
+    p.add_argument("--task", "-t", nargs="+", dest="tasks", help="task names or folders")
+    p.add_argument("--prompt", "-p", nargs="+", dest="prompts")
+    p.add_argument("--shots", "-k", nargs="+", type=int)
+    p.add_argument("--selector", nargs="+", dest="selectors")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--split")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--device")
+    p.add_argument("--base-run", help="reuse this stored run for the base instead of running")
+    p.add_argument("--tuned-run", help="reuse this stored run for the tuned model instead of running")
+    p.add_argument("--no-reuse", action="store_true", help="run both even if identical finished runs are stored")
+    p.add_argument("--quiet", action="store_true")
+    _stat_options(p)
+
+    p = verbs.add_parser("rescore", help="recompute a run's scores from stored responses (no model), optionally adding metrics")
+    common(p)
+    dirs(p)
+    p.add_argument("run", nargs="?", default="latest")
+    p.add_argument("--metric", nargs="+", default=[], help="metrics to add (the run's own are always recomputed)")
+    p.add_argument("--dry-run", action="store_true", help="check only; do not write the new scores")
+
+    p = verbs.add_parser("report", help="write one self-contained HTML report (plots, ranked table, disagreeing items)")
+    p.add_argument("--db", type=Path, default=Path(os.environ.get("HARNESS_DB", DEFAULT_DB)), help="SQLite results file")
+    p.add_argument("runs", nargs="*", default=["latest"])
+    p.add_argument("-o", "--output", type=Path, default=Path("report.html"))
+    p.add_argument("--task", nargs="+", dest="only_tasks")
+    p.add_argument("--diff-limit", type=int, default=30, help="disagreeing items listed per task (default: %(default)s)")
+    _stat_options(p)
+
+
+def _comparison(args: argparse.Namespace, store: Store):  # type: ignore[no-untyped-def]
+    from harness.compare import compare_runs
+
+    runs = [store.resolve_run(r) for r in args.runs]
+    return compare_runs(store, runs, args.metric, alpha=args.alpha, confidence=args.confidence, resamples=args.resamples,
+                        seed=args.seed, tasks=args.only_tasks)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.report import comparison_csv, comparison_tables, print_json
+
+    store = Store(args.db)
+    comp = _comparison(args, store)
+    if args.json:
+        print_json(comp.to_dict())
+    elif args.csv:
+        sys.stdout.write(comparison_csv(comp))
+    else:
+        comparison_tables(comp)
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace, store: Store) -> int:
+    from harness.compare import find_cell, item_diff
+    from harness.report import diff_view, print_json
+
+    runs = [store.resolve_run(args.run)] if args.run else None
+    a, b = (find_cell(store, ref, runs) for ref in args.diff)
+    metric, diffs, shared = item_diff(store, a, b, args.metric)
+
+    def label(c) -> str:  # type: ignore[no-untyped-def]
+        return f"{c.run_id}:{c.cell_id} ({c.task} · {c.prompt} · {c.shots}-shot · {c.model})"
+
+    if args.json:
+        print_json({"a": label(a), "b": label(b), "metric": metric, "shared_items": shared, "disagree": [d.__dict__ for d in diffs]})
+    else:
+        diff_view(label(a), label(b), metric, diffs, shared, limit=args.limit)
+    return 0
+
+
+def cmd_ab(args: argparse.Namespace) -> int:
+    from harness.ab import ab_compare, cell_pairs, print_ab, run_pair, tuned_spec
+    from harness.backends import parse_model
+    from harness.report import print_json
+
+    store = Store(args.db)
+    base = parse_model(args.base)
+    overrides = {k: v for k, v in {"dtype": args.dtype, "device": args.device}.items() if v}
+    base = base.model_copy(update=overrides)
+    if args.base_run or args.tuned_run:
+        if not (args.base_run and args.tuned_run):
+            raise HarnessError("harness ab: reuse needs both --base-run and --tuned-run")
+        base_run, tuned_run = store.resolve_run(args.base_run), store.resolve_run(args.tuned_run)
+        base_label = parse_model(args.base).label if args.base else None
+        tuned_label = tuned_spec(parse_model(args.base), args.tuned, args.adapter).label if (args.tuned or args.adapter) else None
+    else:
+        tuned = tuned_spec(base, args.tuned, args.adapter).model_copy(update=overrides)
+        spec = _ab_spec(args)
+        base_run, tuned_run = run_pair(spec, base, tuned, store, reuse=not args.no_reuse, show_progress=not args.quiet and not args.json)
+        base_label, tuned_label = base.label, tuned.label
+    report = ab_compare(store, base_run, tuned_run, base_label=base_label, tuned_label=tuned_label, metric=args.metric,
+                        alpha=args.alpha, resamples=args.resamples, seed=args.seed)
+    if args.json:
+        print_json({**report.to_dict(), "diff_commands": [f"harness show --diff {a} {b}" for a, b in cell_pairs(report)]})
+    else:
+        print_ab(report)
+        for a, b in cell_pairs(report)[:5]:
+            print(f"  harness show --diff {a} {b}")
+    return 0
+
+
+def _ab_spec(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from harness.runner import ExperimentSpec
+    from harness.yamlfile import validate
+
+    if not args.tasks:
+        raise HarnessError("harness ab: name at least one task (--task NAME), or reuse stored runs with --base-run/--tuned-run")
+    raw = {"tasks": args.tasks, "prompts": args.prompts, "shots": args.shots, "selectors": args.selectors, "limit": args.limit,
+           "split": args.split, "tasks_dirs": [str(d) for d in args.tasks_dir], "prompts_dirs": [str(d) for d in args.prompts_dir],
+           "data_dirs": [str(d) for d in args.data_dir]}
+    return validate(ExperimentSpec, {k: v for k, v in raw.items() if v is not None}, "command line", "experiment")
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from harness.report import print_json
+    from harness.rescore import rescore_run
+
+    store = Store(args.db)
+    run = store.resolve_run(args.run)
+    result = rescore_run(store, run, args.metric, write=not args.dry_run, tasks_dirs=args.tasks_dir, data_dirs=args.data_dir)
+    if args.json:
+        print_json({**result.__dict__, "checks": [{**c.__dict__, "changed": c.changed} for c in result.checks],
+                    "reproduced": result.reproduced})
+        return 0
+    print(f"run {run}: rescored {result.items} items from stored responses (no model calls)")
+    for task, source in result.task_sources.items():
+        print(f"  task {task}: {source}")
+    for check in result.checks:
+        state = "reproduced exactly" if check.changed == 0 else f"{check.changed} changed"
+        print(f"  {check.metric}: {check.same}/{check.items} items {state}")
+    for example in result.examples:
+        print(f"    {example['cell_id']} {example['item_id']} {example['metric']}: stored {example['stored']} -> {example['rescored']}")
+    if result.added:
+        print(f"  added: {', '.join(result.added)}" + ("" if result.written else " (dry run: not written)"))
+    print("scores written" if result.written else "nothing written")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.html_report import write_report
+
+    store = Store(args.db)
+    comp = _comparison(args, store)
+    path = write_report(comp, args.output, store, args.diff_limit)
+    cells = sum(len(r.cells) for r in comp.rankings)
+    print(f"wrote {path} ({len(comp.rankings)} task(s), {cells} cells); open it in any browser, no network needed")
+    return 0
+
+
+VERBS = {"ab": cmd_ab, "rescore": cmd_rescore, "report": cmd_report}
