@@ -68,7 +68,10 @@ class PromptTemplate:
         text = str(module)
         prompt: Prompt = self._split_messages(text) if self.chat else text
         continuations: tuple[str, ...] = ()
-        if item.choices is not None:
+        if item.verbalizers is not None:  # classification: every word of every label, label by label
+            macro = getattr(module, "answer", None)
+            continuations = tuple(self._call(macro, w, i) for i, words in enumerate(item.verbalizers) for w in words)
+        elif item.choices is not None:
             macro = getattr(module, "answer", None)
             continuations = tuple(self._call(macro, c, i) for i, c in enumerate(item.choices))
         return Rendered(prompt=prompt, continuations=continuations)
@@ -92,7 +95,10 @@ class PromptTemplate:
 
     def _shot_vars(self, shot: Item, answer_macro: Any) -> dict[str, Any]:
         variables = shot.template_vars()
-        if shot.choices is not None:
+        if shot.verbalizers is not None:  # a demonstration shows its label's first word
+            assert isinstance(shot.target, int)
+            variables["answer"] = self._call(answer_macro, shot.verbalizers[shot.target][0], shot.target)
+        elif shot.choices is not None:
             assert isinstance(shot.target, int)
             variables["answer"] = self._call(answer_macro, shot.choices[shot.target], shot.target)
         else:

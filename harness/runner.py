@@ -130,8 +130,9 @@ def plan(spec: ExperimentSpec) -> list[Cell]:
     data_dirs = [Path(d) for d in spec.data_dirs]
     prompt_dirs = [Path(d) for d in spec.prompts_dirs]
     cells: list[Cell] = []
-    for task_ref in spec.tasks:
-        task = find_task(task_ref, task_dirs, data_dirs)
+    # a group task (e.g. mmlu) expands into its members (mmlu_anatomy, ...), one set of cells each
+    tasks = [member for ref in spec.tasks for member in find_task(ref, task_dirs, data_dirs).members()]
+    for task in tasks:
         for step in task.spec.filters:
             build_filter(step)
         items = tuple(task.items(spec.split)[: spec.limit])
@@ -160,11 +161,15 @@ def prepare(cell: Cell, position: int, item: Item, selector: Selector | None) ->
     shots = selector.select(item, cell.shots, item_rng(cell.seed, item.id)) if selector else []
     rendered = cell.template.render(cell.task, item, shots)
     requests: tuple[Request, ...]
-    if cell.task.spec.type == "multiple_choice":
+    if cell.task.spec.type in ("multiple_choice", "classification"):
         requests = tuple(LoglikelihoodRequest(context=rendered.prompt, continuation=c) for c in rendered.continuations)
     else:
         gen = cell.task.spec.generation
-        requests = (GenerateRequest(prompt=rendered.prompt, max_tokens=gen.max_tokens, stop=tuple(gen.stop), seed=cell.seed),)
+        requests = tuple(  # one request per sample; ``repeat`` keeps samples apart in the cache
+            GenerateRequest(prompt=rendered.prompt, max_tokens=gen.max_tokens, stop=tuple(gen.stop), temperature=gen.temperature,
+                            seed=cell.seed, repeat=r)
+            for r in range(cell.task.spec.repeats)
+        )
     return Prepared(position, item, rendered, tuple(s.id for s in shots), requests)
 
 
@@ -187,6 +192,10 @@ def config_snapshot(spec: ExperimentSpec, cells: Sequence[Cell]) -> dict[str, An
             if task.has_split(split) and (split == spec.split or cell.shots > 0):
                 entry["data"][split] = _sha256_file(task.split_path(split))
         entry["templates"][cell.template.name] = cell.template.sha256
+        if task.labels:  # classification: corpus metrics (macro-F1, per-class report) map gold indices to labels
+            entry["labels"] = list(task.labels)
+        if task.group and task.spec.subtasks:  # a member of a group task: compare adds micro/macro rows
+            entry["group"] = {"name": task.group, "aggregate": list(task.spec.subtasks.aggregate)}
     return {"spec": spec.model_dump(mode="json"), "tasks": tasks}
 
 

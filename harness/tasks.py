@@ -22,7 +22,7 @@ from harness.errors import HarnessError, did_you_mean
 from harness.templating import JINJA_ERRORS, compile_expression, explain
 from harness.yamlfile import read_yaml_mapping, validate
 
-TaskType = Literal["multiple_choice", "generate"]
+TaskType = Literal["multiple_choice", "generate", "classification"]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
 TASKS_DIR_ENV = "HARNESS_TASKS_DIR"
@@ -44,6 +44,18 @@ class DataSpec(_Strict):
 class GenerationSpec(_Strict):
     max_tokens: int = Field(default=64, ge=1, le=32768)
     stop: list[str] = Field(default_factory=list)
+    temperature: float = Field(default=0.0, ge=0.0, le=10.0, description="0 = greedy; > 0 samples (seeded per run seed and repeat)")
+
+
+class SubtaskSpec(_Strict):
+    """Makes a task a group: one member task per distinct value of ``by`` (MMLU: the subject).
+
+    Members are named ``<task>_<value>``, see only their own rows (few-shot pool included)
+    and are aggregated as ``micro`` (all items pooled) and ``macro`` (mean of member scores).
+    """
+
+    by: str = Field(description="expression giving a row's member key, e.g. 'subject'")
+    aggregate: list[Literal["micro", "macro"]] = Field(default=["micro", "macro"], min_length=1)
 
 
 FilterStep = Union[str, dict[str, Any]]
@@ -63,26 +75,48 @@ class TaskSpec(_Strict):
     metrics: list[str] = Field(min_length=1)
     generation: GenerationSpec = Field(default_factory=GenerationSpec)
     filters: list[FilterStep] = Field(default_factory=list)
+    verbalizers: dict[str, Union[str, list[str]]] | None = Field(
+        default=None, description="classification: label -> word(s) scored by log-likelihood (a label scores the logsumexp of its words)"
+    )
+    repeats: int = Field(default=1, ge=1, le=1000, description="generate: samples per item (use a temperature > 0)")
+    subtasks: SubtaskSpec | None = None
+    source: str | None = Field(default=None, description="where to get the data (shown when a data file is missing)")
 
     @model_validator(mode="after")
     def _choices_for_multiple_choice(self) -> TaskSpec:
         if self.type == "multiple_choice" and not self.choices:
             raise ValueError("a multiple_choice task needs 'choices' (an expression giving the list of choices)")
-        from harness.scoring import METRICS
+        if self.type == "classification":
+            if not self.verbalizers:
+                raise ValueError("a classification task needs 'verbalizers' (label -> word or list of words)")
+            if self.choices:
+                raise ValueError("a classification task takes its choices from 'verbalizers'; remove 'choices'")
+            if any(not (words if isinstance(words, list) else [words]) for words in self.verbalizers.values()):
+                raise ValueError("verbalizers: every label needs at least one word")
+        elif self.verbalizers:
+            raise ValueError(f"'verbalizers' is for type: classification, not {self.type}")
+        if self.repeats > 1 and self.type != "generate":
+            raise ValueError("'repeats' > 1 is for generate tasks (log-likelihood scores do not vary between samples)")
+        from harness.scoring.sampling_metrics import samples_needed
 
         for name in self.metrics:
-            if self.type not in METRICS.get(name).task_types:
-                raise ValueError(f"metric '{name}' does not apply to a {self.type} task (it is for: {', '.join(METRICS.get(name).task_types)})")
+            if samples_needed(name) > self.repeats:
+                raise ValueError(f"metric '{name}' needs at least {samples_needed(name)} samples per item; set 'repeats: {samples_needed(name)}' (and a generation temperature > 0)")
+        from harness.scoring import get_metric
+
+        for name in self.metrics:
+            if self.type not in get_metric(name).task_types:
+                raise ValueError(f"metric '{name}' does not apply to a {self.type} task (it is for: {', '.join(get_metric(name).task_types)})")
         return self
 
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, names: list[str]) -> list[str]:
-        from harness.scoring import METRICS
+        from harness.scoring import get_metric
 
         for name in names:
             try:
-                METRICS.get(name)
+                get_metric(name)
             except HarnessError as exc:  # pydantic adds the field path to ValueErrors only
                 raise ValueError(str(exc)) from None
         return names
@@ -110,11 +144,14 @@ class Item:
     target: int | tuple[str, ...]
     choices: tuple[str, ...] | None = None
     label: str = ""
+    # classification: the words scored for each choice (label), parallel to ``choices``
+    verbalizers: tuple[tuple[str, ...], ...] | None = None
 
     def template_vars(self) -> dict[str, Any]:
         """What a prompt template sees: the row's own fields plus the derived ones."""
         target: Any = self.target if isinstance(self.target, int) else self.target[0]
-        return {**self.row, "id": self.id, "input": self.input, "choices": list(self.choices or ()), "target": target}
+        # ``row`` keeps the raw fields reachable where a derived name shadows one (GSM8K's 'answer')
+        return {**self.row, "row": self.row, "id": self.id, "input": self.input, "choices": list(self.choices or ()), "target": target}
 
 
 @dataclass(frozen=True)
@@ -124,10 +161,35 @@ class Task:
     yaml_path: Path
     data_dirs: tuple[Path, ...] = ()
     _cache: dict[str, list[Item]] = field(default_factory=dict, compare=False, repr=False)
+    group: str | None = None  # the group task this one is a member of (see SubtaskSpec)
+    subset: tuple[str, str] | None = None  # member of a group: (key expression, this member's key)
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Classification labels, in verbalizer order (empty for other task types)."""
+        return tuple(self.spec.verbalizers or ())
+
+    def subtask_keys(self) -> list[str]:
+        """Member keys of a group task, in order of first appearance in the test split."""
+        if self.spec.subtasks is None or self.subset is not None:
+            return []
+        by = compile_expression(self.spec.subtasks.by, f"{self.yaml_path}: field 'subtasks.by'")
+        return list(dict.fromkeys(str(by(item.row)) for item in self.items("test")))
+
+    def members(self) -> list[Task]:
+        """The member tasks of a group task (itself if it is not a group)."""
+        if self.spec.subtasks is None or self.subset is not None:
+            return [self]
+        return [self.member(key) for key in self.subtask_keys()]
+
+    def member(self, key: str) -> Task:
+        assert self.spec.subtasks is not None
+        spec = self.spec.model_copy(update={"name": f"{self.name}_{key}"})
+        return Task(spec, self.folder, self.yaml_path, self.data_dirs, group=self.name, subset=(self.spec.subtasks.by, key))
 
     def has_split(self, split: str) -> bool:
         return getattr(self.spec.data, split, None) is not None
@@ -136,12 +198,16 @@ class Task:
         value = getattr(self.spec.data, split, None)
         if value is None:
             raise HarnessError(f"{self.yaml_path}: task '{self.name}' has no '{split}' split under 'data'")
-        return resolve_data_path(value, self.folder, self.data_dirs, f"{self.yaml_path}: data.{split}")
+        return resolve_data_path(value, self.folder, self.data_dirs, f"{self.yaml_path}: data.{split}", self.spec.source or "")
 
     def items(self, split: str = "test") -> list[Item]:
         if split not in self._cache:
             path = self.split_path(split)
-            self._cache[split] = [self._make_item(row, path, line) for line, row in read_jsonl(path)]
+            rows = read_jsonl(path)
+            if self.subset is not None:
+                by = compile_expression(self.subset[0], f"{self.yaml_path}: field 'subtasks.by'")
+                rows = [(line, row) for line, row in rows if str(by(row)) == self.subset[1]]
+            self._cache[split] = [self._make_item(row, path, line) for line, row in rows]
             _check_unique_ids(self._cache[split], path)
         return self._cache[split]
 
@@ -166,12 +232,18 @@ class Task:
         item_id = str(value("id")) if "id" in exprs else str(row.get("id", f"{path.stem}:{line}"))
         choices = tuple(str(c) for c in _as_list(value("choices"))) if "choices" in exprs else None
         raw_target = value("target")
-        if self.spec.type == "multiple_choice":
+        verbalizers = None
+        if self.spec.type == "classification":
+            # the choices are the labels; the target is a label name or an index into them
+            choices = self.labels
+            verbalizers = tuple(tuple(_as_list(words)) for words in (self.spec.verbalizers or {}).values())
+        if self.spec.type in ("multiple_choice", "classification"):
             target: int | tuple[str, ...] = _choice_index(raw_target, choices or (), f"{path} line {line}")
         else:
             target = tuple(str(t) for t in _as_list(raw_target))
-        label = str(value("label")) if "label" in exprs else str(raw_target)
-        return Item(id=item_id, row=row, input=str(value("input")), target=target, choices=choices, label=label)
+        default_label = choices[target] if verbalizers and isinstance(target, int) else str(raw_target)
+        label = str(value("label")) if "label" in exprs else default_label
+        return Item(id=item_id, row=row, input=str(value("input")), target=target, choices=choices, label=label, verbalizers=verbalizers)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -227,16 +299,17 @@ def data_dirs_from_env() -> tuple[Path, ...]:
     return tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p)
 
 
-def resolve_data_path(value: str, folder: Path, data_dirs: Iterable[Path], where: str) -> Path:
+def resolve_data_path(value: str, folder: Path, data_dirs: Iterable[Path], where: str, source: str = "") -> Path:
     path = Path(value).expanduser()
     candidates = [path] if path.is_absolute() else [folder / path, *(Path(d) / path for d in data_dirs)]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
     tried = ", ".join(str(c) for c in candidates)
+    hint = f" To get it: {source.strip()}" if source.strip() else ""
     raise HarnessError(
         f"{where}: data file '{value}' not found (looked in: {tried}). Put the file there, or point "
-        f"--data-dir (or ${DATA_DIR_ENV}) at the folder that holds it."
+        f"--data-dir (or ${DATA_DIR_ENV}, or 'data_dirs' in the experiment file) at the folder that holds it.{hint}"
     )
 
 
@@ -279,6 +352,23 @@ def _peek_name(yaml_path: Path) -> str:
     return yaml_path.parent.name
 
 
+def _find_member(name: str, known: dict[str, Path], data_dirs: Iterable[Path]) -> Task | None:
+    """``mmlu_anatomy``: the member 'anatomy' of a group task ``mmlu`` (see SubtaskSpec)."""
+    for group_name, path in sorted(known.items(), key=lambda kv: -len(kv[0])):
+        if not name.startswith(f"{group_name}_"):
+            continue
+        group = load_task(path, data_dirs)
+        key = name[len(group_name) + 1 :]
+        if group.spec.subtasks is not None:
+            keys = group.subtask_keys()
+            if key in keys:
+                return group.member(key)
+            raise HarnessError(
+                f"task group '{group_name}' has no member '{key}'.{did_you_mean(key, keys)} Members: {', '.join(keys)}."
+            )
+    return None
+
+
 def find_task(name_or_path: str, extra_dirs: Iterable[Path] = (), data_dirs: Iterable[Path] = ()) -> Task:
     """A task by name (searched in the task dirs) or by path to its folder / YAML file."""
     path = Path(name_or_path).expanduser()
@@ -286,6 +376,9 @@ def find_task(name_or_path: str, extra_dirs: Iterable[Path] = (), data_dirs: Ite
         return load_task(path, data_dirs)
     known = discover_tasks(extra_dirs)
     if name_or_path not in known:
+        member = _find_member(name_or_path, known, data_dirs)
+        if member is not None:
+            return member
         raise HarnessError(
             f"unknown task '{name_or_path}'.{did_you_mean(name_or_path, known)} "
             f"Known tasks: {', '.join(sorted(known)) or '(none)'}; or give a path to a task folder."

@@ -5,24 +5,44 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 from harness.requests import GenerateResult, LoglikelihoodResult, Result
 from harness.scoring.filters import Filter, apply_filters
-from harness.scoring.metrics import METRICS, Outcome
+from harness.scoring.metrics import Outcome, get_metric
 from harness.tasks import Item
 
 
 def build_outcome(item: Item, continuations: Sequence[str], results: Sequence[Result], filters: list[Filter]) -> Outcome:
-    """Multiple choice: one loglikelihood result per continuation; generate: one text."""
+    """Multiple choice: one loglikelihood result per continuation; generate: one text per
+    sample (``repeats``); classification: one loglikelihood per verbalizer word."""
+    if item.verbalizers is not None:
+        return _classification_outcome(item, continuations, results)
     if item.choices is not None:
         logprobs = tuple(r.logprob for r in results if isinstance(r, LoglikelihoodResult))
         return Outcome(item=item, choice_logprobs=logprobs, continuations=tuple(continuations))
-    text = results[0].text if results and isinstance(results[0], GenerateResult) else ""
-    return Outcome(item=item, text=text, extracted=apply_filters(filters, text))
+    texts = [r.text for r in results if isinstance(r, GenerateResult)] or [""]
+    samples = tuple(apply_filters(filters, text) for text in texts)
+    return Outcome(item=item, text=texts[0], extracted=samples[0], samples=samples if len(samples) > 1 else ())
+
+
+def _classification_outcome(item: Item, continuations: Sequence[str], results: Sequence[Result]) -> Outcome:
+    """A label's score is the logsumexp of its words' log-likelihoods (the probability of
+    saying any of them); its continuation (for acc_norm) is its first word's."""
+    assert item.verbalizers is not None and item.choices is not None
+    logprobs = [r.logprob for r in results if isinstance(r, LoglikelihoodResult)]
+    scores, firsts, at = [], [], 0
+    for words in item.verbalizers:
+        scores.append(float(np.logaddexp.reduce(logprobs[at : at + len(words)])))
+        firsts.append(continuations[at])
+        at += len(words)
+    predicted = int(np.argmax(scores))  # ties go to the first label, as for multiple choice
+    return Outcome(item=item, choice_logprobs=tuple(scores), continuations=tuple(firsts), extracted=item.choices[predicted])
 
 
 def score_outcome(outcome: Outcome, metric_names: Sequence[str]) -> dict[str, float]:
     scores = {}
     for name in metric_names:
-        value = float(METRICS.get(name).score(outcome))
+        value = float(get_metric(name).score(outcome))
         scores[name] = value if math.isfinite(value) else float("nan")
     return scores
