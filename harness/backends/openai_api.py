@@ -11,8 +11,8 @@ How requests map onto the API:
 - where that is impossible (chat prompts, servers without prompt logprobs) the backend
   raises a clear error, or with ``mc_fallback: generate`` asks for the answer letter.
 
-The runner calls ``loglikelihood``/``generate`` synchronously per chunk; inside, one event
-loop sends the chunk with bounded, adaptive concurrency and retries (``ratelimit``), and the
+The runner calls ``loglikelihood``/``generate`` synchronously per chunk; the backend's own
+event loop (a daemon thread, one client for the backend's life) sends the chunk with bounded, adaptive concurrency and retries (``ratelimit``), and the
 results come back in request order. The API key is handed to the client only: it is not in
 the identity (cache keys, DB), and every error message is scrubbed of it.
 """
@@ -85,6 +85,9 @@ class OpenAIBackend(Backend):
         self.limiter = AdaptiveLimiter(spec.concurrency, self.call_stats)
         self._rng = random.Random(0)  # jitter only; answers never depend on it
         self._echo_supported: bool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._client: Any = None
 
     # -- identity -----------------------------------------------------------------
     @classmethod
@@ -104,40 +107,38 @@ class OpenAIBackend(Backend):
 
     # -- plumbing -------------------------------------------------------------------
     def _run(self, make: Callable[[Any], Awaitable[T]]) -> T:
-        """One event loop per call, with a fresh client bound to it (works inside notebooks
-        too, where a loop is already running, by using a worker thread)."""
+        """Run one chunk on the backend's own event loop (a daemon thread), so the client and
+        its connection pool live as long as the backend, and callers that already run a loop
+        (notebooks) are not disturbed."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, name="openai-backend", daemon=True)
+            self._thread.start()
 
         async def main() -> T:
-            from openai import AsyncOpenAI
+            if self._client is None:
+                from openai import AsyncOpenAI
 
-            self.limiter.bind()
-            client = AsyncOpenAI(
-                api_key=self._key, base_url=self.base_url, timeout=self.spec.timeout_s, max_retries=0,
-                default_headers=self.spec.extra_headers or None,
-            )
-            try:
-                return await make(client)
-            finally:
-                await client.close()
+                self.limiter.bind()
+                self._client = AsyncOpenAI(
+                    api_key=self._key, base_url=self.base_url, timeout=self.spec.timeout_s, max_retries=0,
+                    default_headers=self.spec.extra_headers or None,
+                )
+            return await make(self._client)
 
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(main())
-        box: dict[str, Any] = {}
+        return asyncio.run_coroutine_threadsafe(main(), self._loop).result()
 
-        def worker() -> None:
-            try:
-                box["value"] = asyncio.run(main())
-            except BaseException as exc:  # re-raised in the caller's thread
-                box["error"] = exc
-
-        thread = threading.Thread(target=worker)
-        thread.start()
-        thread.join()
-        if "error" in box:
-            raise box["error"]
-        return box["value"]  # type: ignore[no-any-return]
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        if self._client is not None:
+            asyncio.run_coroutine_threadsafe(self._client.close(), self._loop).result(timeout=10)
+            self._client = None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._loop.close()
+        self._loop = None
 
     async def _call(self, send: Callable[[], Awaitable[Any]], check: Callable[[Any], T]) -> tuple[T, float]:
         """Send with retries; ``check`` turns the response into a value or raises
