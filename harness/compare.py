@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
+from harness.aggregates import cell_interval
 from harness.errors import HarnessError
 from harness.paired import PairedResult, compare_scores
-from harness.scoring import METRICS
+from harness.scoring import get_metric
 from harness.stats import DEFAULT_RESAMPLES, Interval, holm, kendall_tau, mean_interval
 from harness.store import CellRecord, Store
 
@@ -68,10 +69,13 @@ def summarize(
     out = []
     for cell in store.cells(run_ids):
         name = metric or cell.metrics[0]
-        definition = METRICS.get(name, "--metric")
+        definition = get_metric(name, "--metric")
         items = scores.get((cell.run_id, cell.cell_id), {})
         values = {item: s[name] for item, s in items.items() if name in s}
-        interval = mean_interval(list(values.values()), definition.kind == "binary", confidence, seed=seed, resamples=resamples)
+        if definition.corpus is not None:  # BLEU, macro-F1 ...: a corpus score, item scores kept for pairing
+            interval = cell_interval(store, cell, definition, list(values.values()), confidence, resamples, seed)
+        else:
+            interval = mean_interval(list(values.values()), definition.kind == "binary", confidence, seed=seed, resamples=resamples)
         out.append(CellSummary(cell, name, definition.higher_is_better, interval, values, definition.kind))
     return out
 

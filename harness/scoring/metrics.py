@@ -91,14 +91,14 @@ def register_family(pattern: str, factory: Callable[[re.Match[str]], Metric]) ->
     METRIC_FAMILIES[pattern] = factory
 
 
-def get_metric(name: str) -> Metric:
+def get_metric(name: str, where: str = "") -> Metric:
     """A metric by name, building parametrised ones (``maj@8``, ``evaluate:...``) on demand."""
     if name not in METRICS:
         for pattern, factory in METRIC_FAMILIES.items():
             match = re.fullmatch(pattern, name)
             if match:
                 return register_metric(factory(match))
-    return METRICS.get(name)
+    return METRICS.get(name, where)
 
 
 def predicted_choice(outcome: Outcome, normalise: bool = False) -> int:

@@ -4,7 +4,9 @@ Google's rouge-score (ROUGE-1/2/L), never re-implemented here.
 BLEU, chrF and TER are corpus metrics: the cell score is sacrebleu's corpus score over all
 items (not a mean of sentence scores); each item also keeps its sentence-level score so
 items stay paired across cells. Bootstrap CIs re-use sacrebleu's per-segment sufficient
-statistics, exactly as sacrebleu's own paired bootstrap does.
+statistics, exactly as sacrebleu's own paired bootstrap does. Scores are stored as fractions
+(sacrebleu's value / 100) like every other metric, so reports showing x100 print the usual
+BLEU / chrF / TER numbers.
 
 Chinese: ``bleu_zh`` uses sacrebleu's ``tokenize="zh"`` (the WMT standard for Chinese
 targets), ``ter_zh`` TER's ``asian_support``; chrF works on characters and needs nothing.
@@ -57,11 +59,11 @@ def _sacrebleu_metric(
         return (sentence_factory or factory)()
 
     def sentence(outcome: Outcome) -> float:
-        return float(sentence_instance().sentence_score(_prediction(outcome), _references(outcome)).score)
+        return float(sentence_instance().sentence_score(_prediction(outcome), _references(outcome)).score) / 100
 
     def corpus(items: Sequence[CorpusItem]) -> float:
         hyps, streams = _streams(items)
-        return float(instance().corpus_score(hyps, streams).score)
+        return float(instance().corpus_score(hyps, streams).score) / 100
 
     def stats(items: Sequence[CorpusItem]) -> np.ndarray:
         hyps, streams = _streams(items)
@@ -71,7 +73,7 @@ def _sacrebleu_metric(
         values = summed.tolist()
         if "BLEU" in type(instance()).__name__:
             values = [int(round(v)) for v in values]
-        return float(instance()._compute_score_from_stats(values).score)
+        return float(instance()._compute_score_from_stats(values).score) / 100
 
     return Metric(
         name, description, higher_is_better, "continuous", _GEN, sentence,

@@ -1,0 +1,184 @@
+"""Cell scores that are not a mean of item scores, computed from the stored items.
+
+- Corpus metrics (BLEU, chrF, TER, macro-F1, MCC): the metric's corpus function over the
+  cell's (prediction, references) pairs, with a percentile bootstrap CI over items (using
+  the metric's sufficient statistics when it has them, as sacrebleu's paired bootstrap does).
+- Task groups (MMLU): micro (items of all members pooled) and macro (mean of member
+  scores) per prompt / shots / selector / model, with bootstrap CIs that resample items
+  within each member.
+- Classification: precision / recall / F1 / support per class.
+
+Everything is rebuilt from the store (extracted answer, target, run config), so it works
+for any stored run, and re-scoring never needs the model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harness.scoring import CorpusItem, Metric, get_metric
+from harness.scoring.classification_metrics import per_class_report
+from harness.stats import DEFAULT_RESAMPLES, Interval, mean_interval
+from harness.store import CellRecord, Store
+
+
+def _task_config(store: Store, cell: CellRecord) -> dict[str, Any]:
+    config = store.run_config(cell.run_id)
+    return dict(config.get("tasks", {}).get(cell.task, {}))
+
+
+def corpus_items(store: Store, cell: CellRecord) -> dict[str, CorpusItem]:
+    """Item id -> (prediction, references) for one cell. Classification golds are stored as
+    label indices; the run config's label list turns them back into label names."""
+    labels = _task_config(store, cell).get("labels")
+    out: dict[str, CorpusItem] = {}
+    for row in store.items([cell.run_id]):
+        if row["cell_id"] != cell.cell_id:
+            continue
+        target = json.loads(row["target_json"])
+        if isinstance(target, int):
+            references: tuple[str, ...] = (labels[target],) if labels and 0 <= target < len(labels) else (str(target),)
+        else:
+            references = tuple(str(t) for t in (target if isinstance(target, list) else [target]))
+        out[row["item_id"]] = CorpusItem(prediction=row["extracted"], references=references)
+    return out
+
+
+def _percentile(values: np.ndarray, point: float, n: int, confidence: float, method: str) -> Interval:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return Interval(point, float("nan"), float("nan"), n, method)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return Interval(point, float(low), float(high), n, method)
+
+
+def corpus_interval(
+    metric: Metric, items: Sequence[CorpusItem], confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+) -> Interval:
+    """The corpus score with a percentile bootstrap CI (items resampled with replacement)."""
+    if not items:
+        return Interval(float("nan"), float("nan"), float("nan"), 0, "corpus bootstrap")
+    point = metric.aggregate_corpus(items)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(items), size=(resamples, len(items)))
+    if metric.corpus_stats is not None and metric.corpus_from_stats is not None:
+        stats = metric.corpus_stats(items)
+        values = np.array([metric.corpus_from_stats(stats[row].sum(axis=0)) for row in draws])
+    else:
+        values = np.array([metric.aggregate_corpus([items[i] for i in row]) for row in draws])
+    return _percentile(values, point, len(items), confidence, "corpus bootstrap")
+
+
+def cell_interval(
+    store: Store, cell: CellRecord, metric: Metric, values: Sequence[float], confidence: float = 0.95,
+    resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+) -> Interval:
+    """The cell's score: corpus score for corpus metrics, else the mean of item scores."""
+    if metric.corpus is not None:
+        return corpus_interval(metric, list(corpus_items(store, cell).values()), confidence, resamples, seed)
+    return mean_interval(list(values), metric.kind == "binary", confidence, seed=seed, resamples=resamples)
+
+
+# -- task groups ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GroupSummary:
+    """A group task (e.g. mmlu) for one prompt / shots / selector / model in one run."""
+
+    group: str
+    run_id: str
+    prompt: str
+    shots: int
+    selector: str
+    model: str
+    metric: str
+    higher_is_better: bool
+    members: tuple[str, ...]
+    member_scores: dict[str, float]
+    micro: Interval  # all items pooled
+    macro: Interval  # unweighted mean of member scores
+
+    def to_dict(self) -> dict[str, Any]:
+        def interval(i: Interval) -> dict[str, Any]:
+            return {"mean": i.mean, "ci_low": i.low, "ci_high": i.high, "n": i.n, "method": i.method}
+
+        return {
+            "group": self.group, "run_id": self.run_id, "prompt": self.prompt, "shots": self.shots, "selector": self.selector,
+            "model": self.model, "metric": self.metric, "higher_is_better": self.higher_is_better, "members": list(self.members),
+            "member_scores": self.member_scores, "micro": interval(self.micro), "macro": interval(self.macro),
+        }
+
+
+def _stratified(
+    samples: list[list[Any]], statistic: Callable[[list[list[Any]]], float], confidence: float, resamples: int, seed: int, method: str
+) -> Interval:
+    """Bootstrap resampling items within each member (members themselves are fixed)."""
+    point = statistic(samples)
+    rng = np.random.default_rng(seed)
+    values = np.empty(resamples)
+    for r in range(resamples):
+        values[r] = statistic([[member[i] for i in rng.integers(0, len(member), len(member))] for member in samples])
+    return _percentile(values, point, sum(len(m) for m in samples), confidence, method)
+
+
+def group_summaries(
+    store: Store, summaries: Sequence[Any], confidence: float = 0.95, resamples: int = 1000, seed: int = 0
+) -> list[GroupSummary]:
+    """Micro and macro aggregates over the members of each group task present in ``summaries``
+    (CellSummary objects from compare.summarize: one per cell, with per-item scores)."""
+    buckets: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
+    configs: dict[str, dict[str, Any]] = {}
+    for s in summaries:
+        cell = s.cell
+        if cell.run_id not in configs:
+            configs[cell.run_id] = store.run_config(cell.run_id).get("tasks", {})
+        group = configs[cell.run_id].get(cell.task, {}).get("group")
+        if group:
+            buckets[(group["name"], cell.run_id, cell.prompt, cell.shots, cell.selector, cell.model, s.metric)].append(s)
+    out = []
+    for (name, run_id, prompt, shots, selector, model, metric_name), members in sorted(buckets.items(), key=lambda kv: kv[0][:6]):
+        metric = get_metric(metric_name)
+        members = sorted(members, key=lambda s: s.cell.task)
+        if metric.corpus is not None:
+            pools: list[list[Any]] = [list(corpus_items(store, s.cell).values()) for s in members]
+
+            def member_score(items: list[Any], metric: Metric = metric) -> float:
+                return metric.aggregate_corpus(items)
+        else:
+            pools = [[v for v in s.scores.values() if v == v] for s in members]
+
+            def member_score(items: list[Any], metric: Metric = metric) -> float:
+                return float(np.mean(items)) if items else float("nan")
+
+        pools = [p for p in pools if p]
+        if not pools:
+            continue
+
+        def micro(samples: list[list[Any]], score: Callable[[list[Any]], float] = member_score) -> float:
+            return score([x for member in samples for x in member])
+
+        def macro(samples: list[list[Any]], score: Callable[[list[Any]], float] = member_score) -> float:
+            return float(np.mean([score(member) for member in samples]))
+
+        out.append(GroupSummary(
+            name, run_id, prompt, shots, selector, model, metric_name, metric.higher_is_better,
+            tuple(s.cell.task for s in members), {s.cell.task: s.interval.mean for s in members},
+            _stratified(pools, micro, confidence, resamples, seed, "stratified bootstrap"),
+            _stratified(pools, macro, confidence, resamples, seed, "stratified bootstrap"),
+        ))
+    return out
+
+
+# -- classification --------------------------------------------------------------------------
+def class_reports(store: Store, cells: Sequence[CellRecord]) -> dict[str, dict[str, dict[str, float]]]:
+    """Cell id -> label -> precision / recall / f1 / support, for classification cells."""
+    return {
+        cell.cell_id: per_class_report(list(corpus_items(store, cell).values()))
+        for cell in cells if cell.task_type == "classification"
+    }
