@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shots", "-k", nargs="+", type=int, help="shot counts, e.g. --shots 0 5")
     p.add_argument("--selector", nargs="+", dest="selectors", help="few-shot selectors (first_k, random, balanced, ...)")
     p.add_argument("--model", "-m", action="append", nargs="?", const="", dest="models",
-                   help="BACKEND:MODEL (hf:<id-or-path>, scripted:<name>); no value = the embedded Gemma 3 270M")
+                   help="BACKEND:MODEL (hf:<id-or-path>, openai:<name>, scripted:<name>); no value = the embedded Gemma 3 270M")
     p.add_argument("--adapter", help="PEFT adapter folder applied to every --model")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")

@@ -55,11 +55,12 @@ def _ready(url: str) -> bool:
 
 
 @contextmanager
-def llama_server(n_threads: int = 2, n_ctx: int = 2048, startup_s: float = 180.0) -> Iterator[str]:
-    """Yield the server's base URL (``http://127.0.0.1:PORT/v1``)."""
+def llama_server(n_threads: int = 2, n_ctx: int = 2048, startup_s: float = 180.0, log_path: Path | None = None) -> Iterator[str]:
+    """Yield the server's base URL (``http://127.0.0.1:PORT/v1``); its output goes to
+    ``log_path`` (kept) or a temporary file (removed)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
-    log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
+    log = open(log_path, "wb") if log_path else tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
     command = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--host", "127.0.0.1", "--port", str(port),
         "--n_threads", str(n_threads), "--n_ctx", str(n_ctx), "--chat_format", "gemma",
@@ -76,7 +77,8 @@ def llama_server(n_threads: int = 2, n_ctx: int = 2048, startup_s: float = 180.0
     finally:
         stop(process)
         log.close()
-        os.unlink(log.name)
+        if log_path is None:
+            os.unlink(log.name)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

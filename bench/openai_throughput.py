@@ -1,0 +1,118 @@
+"""Throughput of the OpenAI-compatible backend against a local llama.cpp server.
+
+Measures, for the same generation requests (arithmetic task, one request per item):
+- items/s through harness at each --concurrency (fresh database each, so nothing is cached);
+- the server's own throughput: the same request bodies posted one by one with plain httpx
+  (no harness, no retries) and, when this script started the server, the compute time the
+  server itself logs (llama.cpp's ``llama_perf_context_print: total time``);
+- items/s of a cached re-run (the finished run repeated: served from the response cache).
+
+    python bench/openai_throughput.py                      # starts a server on the embedded GGUF
+    python bench/openai_throughput.py --base-url http://127.0.0.1:8000/v1 --items 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.backends import ModelSpec  # noqa: E402
+from harness.runner import ExperimentSpec, run_experiment  # noqa: E402
+from harness.store import Store  # noqa: E402
+
+PERF = re.compile(r"llama_perf_context_print:\s+total time =\s+([0-9.]+) ms")
+
+
+def harness_run(db: Path, url: str, items: int, concurrency: int, task: str, prompt: str) -> tuple[float, dict[str, Any]]:
+    model = ModelSpec(backend="openai", model="gemma-3-270m", base_url=url, concurrency=concurrency)
+    spec = ExperimentSpec(tasks=[task], prompts=[prompt], models=[model], limit=items)
+    started = time.perf_counter()
+    summary = run_experiment(spec, Store(db), show_progress=False)
+    elapsed = time.perf_counter() - started
+    stats = summary.extra.get("backend_stats", {}).get(model.label, {})
+    return elapsed, {"items": summary.items_written, "backend_requests": summary.backend_requests, "cache_hits": summary.cache_hits, **stats}
+
+
+def request_bodies(items: int, task: str, prompt: str) -> list[dict[str, Any]]:
+    """The exact completions bodies harness sends for these items."""
+    from harness.runner import plan, prepare
+
+    spec = ExperimentSpec(tasks=[task], prompts=[prompt], limit=items)
+    cell = plan(spec)[0]
+    bodies = []
+    for pos, item in enumerate(cell.items):
+        request = prepare(cell, pos, item, None).requests[0]
+        bodies.append({"model": "gemma-3-270m", "prompt": request.prompt, "max_tokens": request.max_tokens,  # type: ignore[union-attr]
+                       "temperature": 0.0, "stop": list(request.stop)})  # type: ignore[union-attr]
+    return bodies
+
+
+def raw_run(url: str, bodies: list[dict[str, Any]]) -> float:
+    import httpx
+
+    with httpx.Client(timeout=600) as client:
+        started = time.perf_counter()
+        for body in bodies:
+            client.post(f"{url}/completions", json=body).raise_for_status()
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base-url", help="an OpenAI-compatible server (default: start llama.cpp on the embedded GGUF)")
+    parser.add_argument("--items", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--task", default="arithmetic")
+    parser.add_argument("--prompt", default="question")
+    parser.add_argument("--threads", type=int, default=2, help="server threads when this script starts it")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-openai-")))
+        log = tmp / "server.log"
+        if args.base_url:
+            url = args.base_url.rstrip("/")
+        else:
+            from tests.backends.llama_server import llama_server
+
+            url = stack.enter_context(llama_server(n_threads=args.threads, log_path=log))
+        bodies = request_bodies(args.items, args.task, args.prompt)
+        raw_run(url, bodies[:2])  # warm-up: first requests pay for allocations
+        rows: list[dict[str, Any]] = []
+        for concurrency in args.concurrency:
+            elapsed, info = harness_run(tmp / f"c{concurrency}.db", url, args.items, concurrency, args.task, args.prompt)
+            rows.append({"mode": f"harness, concurrency {concurrency}", "seconds": elapsed, **info})
+        cached, info = harness_run(tmp / f"c{args.concurrency[-1]}.db", url, args.items, args.concurrency[-1], args.task, args.prompt)
+        rows.append({"mode": "harness, cached re-run", "seconds": cached, **info})
+        mark = len(PERF.findall(log.read_text(errors="replace"))) if log.exists() else 0
+        raw = raw_run(url, bodies)
+        rows.append({"mode": "server alone (httpx, sequential)", "seconds": raw, "items": len(bodies)})
+        if log.exists():
+            compute = [float(ms) for ms in PERF.findall(log.read_text(errors="replace"))[mark:]]
+            if len(compute) == len(bodies):
+                rows.append({"mode": "server compute (its own log)", "seconds": sum(compute) / 1000, "items": len(bodies)})
+
+    print(f"{args.items} items of {args.task}/{args.prompt}, one completions request each, server {url}")
+    print("| mode | items | seconds | items/s | retries |")
+    print("|---|---:|---:|---:|---:|")
+    for row in rows:
+        rate = row["items"] / row["seconds"] if row["seconds"] else float("inf")
+        row["items_per_s"] = rate
+        print(f"| {row['mode']} | {row['items']} | {row['seconds']:.2f} | {rate:.1f} | {row.get('retries', '-')} |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
