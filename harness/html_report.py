@@ -8,7 +8,9 @@ and the items where the two best cells disagree. Then prompt spread and rank sta
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+import math
+import os
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,7 +19,8 @@ from harness.requests import prompt_from_json, prompt_text
 from harness.store import Store, write_atomic
 
 GROUP_COLOURS = ["#1b7837", "#2166ac", "#b2182b", "#8c510a", "#762a83", "#01665e", "#c51b7d", "#4d4d4d"]
-LABEL_W, PLOT_W, ROW_H, PAD = 300, 420, 22, 28
+LABEL_W, PLOT_W, ROW_H, PAD = 340, 420, 22, 28
+MAX_LABEL = 52
 
 
 def _e(value: object) -> str:
@@ -32,11 +35,24 @@ def _p(v: float | None) -> str:
     return "—" if v is None or v != v else ("&lt;0.001" if v < 0.001 else f"{v:.3f}")
 
 
+def _short(label: str) -> str:
+    return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1] + "…"
+
+
 def _colour(group: int) -> str:
     return GROUP_COLOURS[(group - 1) % len(GROUP_COLOURS)]
 
 
-def _axis(low: float, high: float, x0: float, width: float, y: float, height: float, percent: bool = True) -> tuple[str, object]:
+def _ticks(low: float, high: float, target: int = 6) -> list[float]:
+    """Round tick values (1, 2 or 5 times a power of ten) covering [low, high]."""
+    raw = (high - low) / max(target - 1, 1)
+    power = 10 ** math.floor(math.log10(raw)) if raw > 0 else 0.01
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(low / step - 1e-9) * step
+    return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
+
+
+def _axis(low: float, high: float, x0: float, width: float, y: float, height: float, percent: bool = True) -> tuple[str, Callable[[float], float]]:
     """Gridlines with tick labels; returns the SVG and the value -> x mapping."""
     span = high - low or 1.0
 
@@ -44,8 +60,7 @@ def _axis(low: float, high: float, x0: float, width: float, y: float, height: fl
         return x0 + (v - low) / span * width
 
     parts = []
-    for i in range(6):
-        v = low + span * i / 5
+    for v in _ticks(low, high):
         parts.append(f'<line x1="{x(v):.1f}" y1="{y}" x2="{x(v):.1f}" y2="{y + height}" class="grid"/>')
         label = f"{100 * v:.0f}" if percent else f"{v:.2f}"
         parts.append(f'<text x="{x(v):.1f}" y="{y + height + 14}" class="tick">{label}</text>')
@@ -75,7 +90,7 @@ def ci_plot(ranking: TaskRanking) -> str:
         tip = f"{s.label}: {_pct(ci.mean)} [{_pct(ci.low)}, {_pct(ci.high)}], n={s.n}, group {rc.group}"
         rows.append(
             f'<g class="cell"><title>{_e(tip)}</title>'
-            f'<text x="{LABEL_W - 8}" y="{y + 4}" class="label">{rc.rank}. {_e(s.label)}</text>'
+            f'<text x="{LABEL_W - 8}" y="{y + 4}" class="label">{rc.rank}. {_e(_short(s.label))}</text>'
             f'<line x1="{x(ci.low):.1f}" y1="{y}" x2="{x(ci.high):.1f}" y2="{y}" stroke="{colour}" stroke-width="3"/>'
             f'<circle cx="{x(ci.mean):.1f}" cy="{y}" r="5" fill="{colour}"/></g>'
         )
@@ -99,7 +114,7 @@ def forest_plot(ranking: TaskRanking) -> str:
         tip = f"{rc.summary.label} − best: {100 * r.diff.mean:+.1f} [{100 * r.diff.low:+.1f}, {100 * r.diff.high:+.1f}], p(Holm)={_p(rc.p_holm)}"
         rows.append(
             f'<g class="diff"><title>{_e(tip)}</title>'
-            f'<text x="{LABEL_W - 8}" y="{y + 4}" class="label">{_e(rc.summary.label)}</text>'
+            f'<text x="{LABEL_W - 8}" y="{y + 4}" class="label">{_e(_short(rc.summary.label))}</text>'
             f'<line x1="{x(r.diff.low):.1f}" y1="{y}" x2="{x(r.diff.high):.1f}" y2="{y}" stroke="{colour}" stroke-width="3"/>'
             f'<rect x="{x(r.diff.mean) - 5:.1f}" y="{y - 5}" width="10" height="10" fill="{colour}"/></g>'
         )
@@ -113,11 +128,13 @@ def heatmap(ranking: TaskRanking) -> str:
     value = {(rc.summary.cell.prompt, rc.summary.setting): rc.summary.interval.mean for rc in ranking.cells}
     present = [v for v in value.values() if v == v]
     low, high = (min(present), max(present)) if present else (0.0, 1.0)
-    cw, ch, left, top = 150, 30, 200, 70
+    cw, ch, left, top = 170, 30, 200, 48
     parts = []
     for j, setting in enumerate(settings):
         cx = left + j * cw + cw / 2
-        parts.append(f'<text x="{cx}" y="{top - 10}" class="col" transform="rotate(-12 {cx} {top - 10})">{_e(setting)}</text>')
+        model, _, shots = setting.partition(" · ")
+        parts.append(f'<text x="{cx}" y="{top - 24}" class="col">{_e(_short(model)[:28])}</text>'
+                     f'<text x="{cx}" y="{top - 8}" class="col">{_e(shots)}</text>')
     for i, prompt in enumerate(prompts):
         y = top + i * ch
         parts.append(f'<text x="{left - 8}" y="{y + ch / 2 + 4}" class="label">{_e(prompt)}</text>')
@@ -231,4 +248,5 @@ def render(comp: Comparison, store: Store | None = None, diff_limit: int = 30, t
 
 def write_report(comp: Comparison, path: Path, store: Store | None = None, diff_limit: int = 30) -> Path:
     write_atomic(path, [render(comp, store, diff_limit)])
+    os.chmod(path, 0o644)  # a report is meant to be shared (write_atomic's temp file is private)
     return path

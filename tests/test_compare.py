@@ -1,0 +1,151 @@
+"""Ranking, rank groups, Holm, spread and rank stability on real runs of a scripted backend
+whose skill is known (tests/decide_support.py), plus the compare/show CLI and the Python API."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+import harness
+from harness.compare import compare_runs, find_cell, item_diff, spreads, stability, summarize
+from harness.errors import HarnessError
+from harness.runner import ExperimentSpec, run_experiment
+from harness.store import Store
+from tests.decide_support import toy_task
+from tests.helpers import cli
+
+
+def _run(tmp_path: Path, db: Path, models: list[str], shots: list[int] = [0], rows: int = 120) -> str:
+    tasks = tmp_path / "tasks"
+    if not (tasks / "toy").exists():
+        toy_task(tasks, rows=rows)
+    spec = ExperimentSpec(tasks=["toy"], tasks_dirs=[str(tasks)], models=models, shots=shots)
+    return run_experiment(spec, Store(db), show_progress=False).run_id
+
+
+@pytest.fixture
+def ranked_run(tmp_path: Path, db_path: Path) -> str:
+    return _run(tmp_path, db_path, ["skilled:0.9", "skilled:0.85", "skilled:0.3"])
+
+
+def test_rank_groups_follow_known_skill(ranked_run: str, db_path: Path) -> None:
+    comp = compare_runs(Store(db_path), [ranked_run])
+    (ranking,) = comp.rankings
+    assert ranking.metric == "acc" and ranking.higher_is_better
+    by_model: dict[str, list] = {}
+    for rc in ranking.cells:
+        by_model.setdefault(rc.summary.cell.model, []).append(rc)
+    best = ranking.cells[0]
+    assert best.summary.cell.model in ("skilled:0.9", "skilled:0.85") and best.vs_best is None and best.group == 1
+    # the 0.9 and 0.88 models are indistinguishable on 120 items; the 0.3 model is far worse
+    assert {rc.group for m in ("skilled:0.9", "skilled:0.85") for rc in by_model[m]} == {1}
+    assert all(rc.group > 1 and rc.p_holm < 0.001 for rc in by_model["skilled:0.3"])
+    assert all(rc.vs_best.test == "mcnemar-chi2cc" for rc in by_model["skilled:0.3"])
+    # ranks are positions, best first, means non-increasing
+    means = [rc.summary.interval.mean for rc in ranking.cells]
+    assert means == sorted(means, reverse=True) and [rc.rank for rc in ranking.cells] == list(range(1, 7))
+    # Holm p-values are never below the raw ones
+    assert all(rc.p_holm >= rc.vs_best.p_value for rc in ranking.cells[1:])
+    # small differences within group 1 come with a sample-size warning
+    assert any("lack of data" in w for w in comp.warnings)
+
+
+def test_paired_counts_and_dropped_items(ranked_run: str, db_path: Path) -> None:
+    store = Store(db_path)
+    # remove 7 items from one cell: its comparison must say so and pair only the rest
+    cell = store.cells([ranked_run])[-1]
+    store.db.execute("DELETE FROM items WHERE run_id = ? AND cell_id = ? AND position < 7", (ranked_run, cell.cell_id))
+    comp = compare_runs(store, [ranked_run])
+    (target,) = [rc for rc in comp.rankings[0].cells if rc.summary.cell.cell_id == cell.cell_id]
+    assert target.summary.n == 113 and target.vs_best.n == 113
+    assert target.vs_best.dropped == {"only in B": 7}
+    assert target.vs_best.wins + target.vs_best.ties + target.vs_best.losses == 113
+    assert any("dropped: 7 only in B" in w for w in comp.warnings)
+
+
+def test_spread_and_rank_stability(ranked_run: str, db_path: Path) -> None:
+    summaries = summarize(Store(db_path), [ranked_run])
+    spread = {s.setting: s for s in spreads(summaries)}
+    assert set(spread) == {"skilled:0.9 · 0-shot", "skilled:0.85 · 0-shot", "skilled:0.3 · 0-shot"}
+    s = spread["skilled:0.3 · 0-shot"]
+    assert s.n_variants == 2 and s.min <= s.median <= s.max and s.range == pytest.approx(s.max - s.min)
+    stab = stability(summaries)
+    assert len(stab) == 3 and all(st.n_variants == 2 and st.tau in (-1.0, 0.0, 1.0) or st.tau != st.tau for st in stab)
+
+
+def test_lower_is_better_metrics_rank_ascending(ranked_run: str, db_path: Path) -> None:
+    from dataclasses import replace
+
+    from harness.compare import ranked
+
+    flipped = [replace(s, higher_is_better=False) for s in summarize(Store(db_path), [ranked_run])]
+    order = ranked(flipped)["toy"]
+    assert order[0].cell.model == "skilled:0.3"
+
+
+def test_item_diff_lists_disagreements(ranked_run: str, db_path: Path) -> None:
+    store = Store(db_path)
+    cells = {(c.model, c.prompt): c for c in store.cells([ranked_run])}
+    a, b = cells[("skilled:0.9", "plain")], cells[("skilled:0.3", "plain")]
+    metric, diffs, shared = item_diff(store, a, b)
+    assert metric == "acc" and shared == 120
+    scores = summarize(store, [ranked_run])
+    sa = next(s for s in scores if s.cell == a).scores
+    sb = next(s for s in scores if s.cell == b).scores
+    assert {d.item_id for d in diffs} == {i for i in sa if sa[i] != sb[i]}
+    assert all(d.prompt_a.endswith("A:") and "(choice" in d.response_a for d in diffs)
+    assert find_cell(store, a.cell_id[:6]) == a and find_cell(store, f"{ranked_run}:{b.cell_id}") == b
+    with pytest.raises(HarnessError, match="no cell"):
+        find_cell(store, "zzzz")
+
+
+def test_compare_cli_json_csv_and_table(ranked_run: str, db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("compare", "--db", db_path, "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [c["rank"] for c in data["cells"]] == list(range(1, 7))
+    assert {"group", "p_holm", "diff_vs_best", "wins"} <= set(data["cells"][1])
+    assert data["spread"] and data["rank_stability"]
+    assert cli("compare", "--db", db_path, "--csv") == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 6 and rows[0]["rank"] == "1" and rows[-1]["model"] == "skilled:0.3"
+    assert cli("compare", "--db", db_path) == 0
+    out = capsys.readouterr().out
+    assert "p (Holm)" in out and "prompt sensitivity" in out and "Kendall" in out and "group" in out
+
+
+def test_show_diff_cli(ranked_run: str, db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cells = {(c.model, c.prompt): c for c in Store(db_path).cells([ranked_run])}
+    a, b = cells[("skilled:0.9", "plain")], cells[("skilled:0.3", "plain")]
+    assert cli("show", "--db", db_path, "--diff", a.cell_id, b.cell_id, "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["shared_items"] == 120 and len(data["disagree"]) > 30
+    assert cli("show", "--db", db_path, "--diff", a.cell_id, b.cell_id, "--limit", "2") == 0
+    out = capsys.readouterr().out
+    assert "shared items disagree on acc" in out and "Q: t question" in out and "more (use --limit)" in out
+    assert cli("show", "--db", db_path, "--diff", a.cell_id, "nope") == 2
+
+
+def test_python_api(ranked_run: str, db_path: Path) -> None:
+    frame = harness.load_results(db_path, run=ranked_run)
+    assert len(frame) == 6 * 120
+    assert {"item_id", "prompt_variant", "model", "score_acc", "score_acc_norm", "response"} <= set(frame.columns)
+    assert frame.groupby("model")["score_acc"].mean()["skilled:0.3"] < 0.5
+    comp = harness.compare(db_path, runs=[ranked_run])
+    assert comp.rankings[0].cells[0].rank == 1 and len(comp.rows()) == 6
+    assert comp.to_dict()["cells"] == comp.rows()
+
+
+def test_metric_choice_and_unknown_metric(ranked_run: str, db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    comp = compare_runs(Store(db_path), [ranked_run], metric="acc_norm")
+    assert comp.rankings[0].metric == "acc_norm"
+    assert cli("compare", "--db", db_path, "--metric", "acc_nrom") == 2
+    assert "did you mean 'acc_norm'" in capsys.readouterr().err.lower()
+
+
+def test_comparison_is_deterministic(ranked_run: str, db_path: Path) -> None:
+    first = compare_runs(Store(db_path), [ranked_run], seed=3).to_dict()
+    assert compare_runs(Store(db_path), [ranked_run], seed=3).to_dict() == first
