@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", help="OpenAI-compatible server for openai:MODEL (default: $OPENAI_BASE_URL, else OpenAI)")
     p.add_argument("--concurrency", type=int, help="requests in flight per API model (default: 4)")
     p.add_argument("--limit", type=int, help="first N items of each task")
+    p.add_argument("--max-tokens", type=int, help="cap on generated tokens for generate tasks (quick looks, smoke tests)")
     p.add_argument("--seed", type=int)
     p.add_argument("--split")
     p.add_argument("--fewshot-split")
@@ -163,6 +164,7 @@ def _experiment(args: argparse.Namespace) -> Any:
     raw: dict[str, Any] = read_yaml_mapping(args.experiment, "experiment") if args.experiment else {}
     overrides = {
         "tasks": args.tasks, "prompts": args.prompts, "shots": args.shots, "selectors": args.selectors, "limit": args.limit,
+        "max_tokens": args.max_tokens,
         "seed": args.seed, "split": args.split, "fewshot_split": args.fewshot_split,
     }
     raw.update({k: v for k, v in overrides.items() if v is not None})
@@ -202,10 +204,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     if summary.extra.get("backend_stats"):
         info["backend_stats"] = summary.extra["backend_stats"]
+    from harness.aggregate_report import aggregates_json, print_aggregates
+
     if args.json:
-        print_json({**info, "ranking": summaries_json(summaries)})
+        print_json({**info, "ranking": summaries_json(summaries), **aggregates_json(store, summaries)})
         return 0
     ranked_tables(summaries)
+    from harness.report import console as make_console
+
+    print_aggregates(store, summaries, make_console())
     for label, stats in summary.extra.get("backend_stats", {}).items():
         print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in stats.items() if v not in (None, {}, 0)))
     state = "resumed" if summary.resumed else "new"

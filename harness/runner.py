@@ -48,6 +48,7 @@ class ExperimentSpec(BaseModel):
     selectors: list[str] = Field(default=["first_k"], min_length=1)
     models: list[ModelSpec] = Field(default_factory=lambda: [ModelSpec()], min_length=1)
     limit: int | None = Field(default=None, ge=1, description="evaluate only the first N items of each task")
+    max_tokens: int | None = Field(default=None, ge=1, description="cap on each generate task's generation.max_tokens")
     seed: int = 1234
     split: str = "test"
     fewshot_split: str = "fewshot"
@@ -88,10 +89,13 @@ class Cell:
     seed: int
     items: tuple[Item, ...]
     pool: tuple[Item, ...]
+    max_tokens: int | None = None  # experiment-level cap on generation.max_tokens
 
     @property
     def cell_id(self) -> str:
         key = [self.task.name, self.template.name, self.template.sha256, self.shots, self.selector, self.model.label, self.seed]
+        if self.max_tokens and self.task.spec.type == "generate":  # only capped cells get a different id
+            key.append(self.max_tokens)
         return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
 
     @property
@@ -145,7 +149,7 @@ def plan(spec: ExperimentSpec) -> list[Cell]:
             for template in templates:
                 for shots in spec.shots:
                     for selector in spec.selectors if shots > 0 else ["none"]:
-                        cell = Cell(task, template, shots, selector, model, spec.seed, items, pool)
+                        cell = Cell(task, template, shots, selector, model, spec.seed, items, pool, spec.max_tokens)
                         prepare(cell, 0, items[0], _selector(cell))  # fail fast on template errors
                         cells.append(cell)
                         if shots == 0:
@@ -165,8 +169,9 @@ def prepare(cell: Cell, position: int, item: Item, selector: Selector | None) ->
         requests = tuple(LoglikelihoodRequest(context=rendered.prompt, continuation=c) for c in rendered.continuations)
     else:
         gen = cell.task.spec.generation
+        max_tokens = min(gen.max_tokens, cell.max_tokens) if cell.max_tokens else gen.max_tokens
         requests = tuple(  # one request per sample; ``repeat`` keeps samples apart in the cache
-            GenerateRequest(prompt=rendered.prompt, max_tokens=gen.max_tokens, stop=tuple(gen.stop), temperature=gen.temperature,
+            GenerateRequest(prompt=rendered.prompt, max_tokens=max_tokens, stop=tuple(gen.stop), temperature=gen.temperature,
                             seed=cell.seed, repeat=r)
             for r in range(cell.task.spec.repeats)
         )
