@@ -11,13 +11,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.scoring.metrics import CorpusItem, Metric, Outcome, predicted_choice, register_metric
 
 _TYPES = ("classification",)
 MISSING = "<none>"
 
 
+def _sklearn() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("sklearn") is None:
+        raise HarnessError("classification corpus metrics need scikit-learn: pip install 'harness[metrics]'")
+
+
 def _pairs(items: Sequence[CorpusItem]) -> tuple[list[str], list[str]]:
+    _sklearn()
     golds = [item.references[0] if item.references else MISSING for item in items]
     preds = [item.prediction if item.prediction is not None else MISSING for item in items]
     return preds, golds
