@@ -194,12 +194,23 @@ def diff_section(label_a: str, label_b: str, metric: str, diffs: Sequence[ItemDi
     )
 
 
+def _best_diff(store: Store, ranking: TaskRanking, limit: int) -> str:
+    """The best cell against the next-ranked cell that disagrees with it on at least one item."""
+    a = ranking.cells[0].summary
+    for rc in ranking.cells[1:]:
+        metric, diffs, shared = item_diff(store, a.cell, rc.summary.cell, ranking.metric)
+        if diffs:
+            title = f"<h3>Items where the best cell and #{rc.rank} disagree</h3>"
+            return title + diff_section(a.label, rc.summary.label, metric, diffs, shared, limit)
+    return "<h3>Disagreeing items</h3><p class='note'>Every cell gives the best cell's score on every shared item.</p>"
+
+
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px;color:#222;max-width:1400px}
 h1{font-size:22px} h2{font-size:18px;margin-top:36px;border-bottom:1px solid #ccc} h3{font-size:15px;margin-top:22px}
 table{border-collapse:collapse;font-size:13px;margin:8px 0} th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}
 th{background:#f3f3f3} td:nth-child(3),td:nth-child(5),td:nth-child(6){text-align:left}
-table.diffs td,table.plain td{text-align:left;vertical-align:top}
+table.diffs td,table.plain td,table.plain th{text-align:left;vertical-align:top}
 .badge{color:#fff;border-radius:9px;padding:0 7px;font-weight:bold}
 .grid{stroke:#e4e4e4} .zero{stroke:#444;stroke-dasharray:4 3} .tick{font-size:11px;text-anchor:middle;fill:#555}
 .label{font-size:12px;text-anchor:end;fill:#222} .axis-title{font-size:12px;text-anchor:middle;fill:#333}
@@ -223,9 +234,7 @@ def render(comp: Comparison, store: Store | None = None, diff_limit: int = 30, t
                     "<div><h3>Paired difference vs best</h3>" + forest_plot(ranking) + "</div></div>")
         body.append("<h3>Prompt variant × model and shots</h3>" + heatmap(ranking))
         if store is not None and len(ranking.cells) >= 2:
-            a, b = ranking.cells[0].summary, ranking.cells[1].summary
-            metric, diffs, shared = item_diff(store, a.cell, b.cell, ranking.metric)
-            body.append("<h3>Items where the two best cells disagree</h3>" + diff_section(a.label, b.label, metric, diffs, shared, diff_limit))
+            body.append(_best_diff(store, ranking, diff_limit))
     spreads = [s for s in comp.spreads if s.n_variants >= 2]
     if spreads:
         rows = "".join(
