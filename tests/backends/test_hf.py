@@ -1,0 +1,83 @@
+"""The HF backend on the real embedded Gemma 3 270M (slow)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from harness.backends import ModelSpec
+from harness.errors import HarnessError
+from harness.requests import GenerateRequest, LoglikelihoodRequest, Message
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def backend(embedded_model):
+    from harness.backends.hf import HFBackend
+
+    return HFBackend(ModelSpec())
+
+
+def _capital_requests(n: int) -> list[LoglikelihoodRequest]:
+    from harness.prompts import load_prompt
+    from harness.tasks import find_task
+
+    task = find_task("capitals")
+    template = load_prompt(task, "qa_plain")
+    requests = []
+    for item in task.items("test")[:n]:
+        rendered = template.render(task, item, task.items("fewshot")[:2])
+        requests += [LoglikelihoodRequest(rendered.prompt, c) for c in rendered.continuations]
+    return requests
+
+
+def test_predictions_do_not_depend_on_batch_size(backend) -> None:
+    requests = _capital_requests(24)
+    budgets = {}
+    for budget in (64, 1024, 16384):
+        backend.max_batch_tokens = budget
+        budgets[budget] = backend.loglikelihood(requests)
+    backend.max_batch_tokens = 4096
+    reference = budgets[64]
+    for results in budgets.values():
+        for a, b in zip(reference, results):
+            assert math.isclose(a.logprob, b.logprob, rel_tol=1e-4, abs_tol=5e-3)
+            assert a.is_greedy == b.is_greedy and a.n_tokens == b.n_tokens
+        argmax = lambda rs: [max(range(4), key=lambda j: rs[i + j].logprob) for i in range(0, len(rs), 4)]  # noqa: E731
+        assert argmax(results) == argmax(reference)
+
+
+def test_loglikelihood_matches_a_plain_forward_pass(backend) -> None:
+    import torch
+
+    context, continuation = "The capital of France is", " Paris"
+    [result] = backend.loglikelihood([LoglikelihoodRequest(context, continuation)])
+    tok = backend.tokenizer
+    ctx = tok(context).input_ids
+    whole = tok(context + continuation).input_ids
+    with torch.no_grad():
+        logits = backend.model(torch.tensor([whole])).logits[0].float().log_softmax(-1)
+    expected = sum(float(logits[i - 1, whole[i]]) for i in range(len(ctx), len(whole)))
+    assert math.isclose(result.logprob, expected, abs_tol=1e-4)
+    assert result.n_tokens == len(whole) - len(ctx)
+    greedy = all(int(logits[i - 1].argmax()) == whole[i] for i in range(len(ctx), len(whole)))
+    assert result.is_greedy == greedy
+
+
+def test_generation_stops_and_is_batch_invariant(backend) -> None:
+    prompts = [f"{a} + {a} = {2 * a}\n{a + 1} + {a + 1} =" for a in range(3, 9)]
+    requests = [GenerateRequest(p, max_tokens=8, stop=("\n",)) for p in prompts]
+    backend.max_batch_tokens = 16
+    one_by_one = backend.generate(requests)
+    backend.max_batch_tokens = 4096
+    batched = backend.generate(requests)
+    assert [r.text for r in one_by_one] == [r.text for r in batched]
+    assert all("\n" not in r.text for r in batched)
+    assert sum(r.text.strip() == str(2 * (a + 1)) for r, a in zip(batched, range(3, 9))) >= 3
+
+
+def test_chat_prompt_needs_a_chat_template(backend) -> None:
+    with pytest.raises(HarnessError, match="no chat template"):
+        backend.generate([GenerateRequest((Message("user", "hi"),), max_tokens=2)])
