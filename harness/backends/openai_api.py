@@ -208,7 +208,7 @@ class OpenAIBackend(Backend):
     # -- generation -----------------------------------------------------------------
     def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
         async def all_of(client: Any) -> list[GenerateResult]:
-            return list(await asyncio.gather(*(self._generate_one(client, r) for r in requests)))
+            return await _gather([self._generate_one(client, r) for r in requests])
 
         return self._run(all_of)
 
@@ -249,7 +249,7 @@ class OpenAIBackend(Backend):
             return self._fallback(requests, "chat prompts have no prompt log-probabilities")
 
         async def all_of(client: Any) -> list[LoglikelihoodResult]:
-            return list(await asyncio.gather(*(self._score_one(client, r) for r in requests)))
+            return await _gather([self._score_one(client, r) for r in requests])
 
         try:
             results = self._run(all_of)
@@ -302,6 +302,19 @@ class OpenAIBackend(Backend):
             for value, index in zip(choice_logprobs(chosen, len(members)), members):
                 results[index] = LoglikelihoodResult(logprob=value, is_greedy=value == 0.0, n_tokens=0, latency_s=reply.latency_s / len(members))
         return [r for r in results if r is not None]
+
+
+async def _gather(coroutines: list[Awaitable[T]]) -> list[T]:
+    """Results in order; on the first failure the other requests are cancelled, not left
+    running on the backend's loop."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _prompt_key(prompt: Prompt) -> Any:

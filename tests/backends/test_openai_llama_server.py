@@ -63,7 +63,7 @@ def predicted(record: dict[str, Any]) -> int:
 
 
 def test_multiple_choice_via_logprobs_agrees_with_the_hf_backend(llama_url: str, tmp_path: Path, report: Any) -> None:
-    n = 6
+    n = 4  # echo + logprobs costs llama-cpp-python seconds per request (a full-vocabulary sort per token)
     api = run(tmp_path / "api.db", [api_model(llama_url, concurrency=2)], ["capitals"], n, prompts=["qa_plain"])
     hf = run(tmp_path / "hf.db", [ModelSpec()], ["capitals"], n, prompts=["qa_plain"])
     via_api, via_hf = stored(tmp_path / "api.db", api.run_id), stored(tmp_path / "hf.db", hf.run_id)
@@ -74,6 +74,7 @@ def test_multiple_choice_via_logprobs_agrees_with_the_hf_backend(llama_url: str,
     report(f"capitals/qa_plain, {n} items x 4 choices: llama.cpp server vs HF agree on {agree}/{n} predictions "
            f"({agree / n:.0%}); |logprob difference| mean {sum(diffs) / len(diffs):.3f}, max {max(diffs):.3f} nats")
     assert all(a == b for a, b in tokens), tokens  # the same continuation tokens are scored
+    assert all(math.isfinite(r["logprob"]) for k in via_api for r in via_api[k]["response"])
     assert agree / n >= 0.8
     assert max(diffs) < 1.0  # same weights; llama.cpp computes with the quantized blocks, HF dequantized
 
@@ -101,21 +102,26 @@ def test_generation_via_chat_and_no_secret_in_any_written_file(
 
 
 def test_fault_injected_run_stores_exactly_what_a_clean_run_stores(llama_url: str, tmp_path: Path, report: Any) -> None:
-    tasks, limit = ["arithmetic", "capitals"], 3
-    clean = run(tmp_path / "clean.db", [api_model(llama_url, concurrency=2)], tasks, limit, prompts=None)
-    again = run(tmp_path / "clean.db", [api_model(llama_url, concurrency=2)], tasks, limit, prompts=None)
+    """Generation only: multiple choice under faults is covered over HTTP by the fast tests,
+    and echo requests here cost seconds each (a hang fault then also waits out a long timeout)."""
+    tasks, limit, prompts = ["arithmetic"], 6, ["question", "equation"]
+    clean = run(tmp_path / "clean.db", [api_model(llama_url, concurrency=2)], tasks, limit, prompts)
+    again = run(tmp_path / "clean.db", [api_model(llama_url, concurrency=2)], tasks, limit, prompts)
     assert again.backend_requests == 0 and again.cache_hits == again.requests == clean.requests  # re-run: all from the cache
-    with FaultProxy(llama_url.removesuffix("/v1"), fraction=0.5, hang_s=21.0, retry_after="1") as proxy:
-        faulty = run(tmp_path / "faulty.db", [api_model(proxy.base_url, concurrency=2, timeout_s=20.0)], tasks, limit)
+    with FaultProxy(llama_url.removesuffix("/v1"), fraction=0.5, hang_s=11.0, retry_after="1") as proxy:
+        faulty = run(tmp_path / "faulty.db", [api_model(proxy.base_url, concurrency=2, timeout_s=10.0)], tasks, limit, prompts)
     expected, got = stored(tmp_path / "clean.db", clean.run_id), stored(tmp_path / "faulty.db", faulty.run_id)
-    assert len(got) == len(expected) == sum(len(c.items) for c in clean.cells)
+    assert len(got) == len(expected) == limit * len(prompts)
     assert got == expected
-    stats = faulty.extra["backend_stats"][f"openai:gemma-3-270m"]
+    stats = faulty.extra["backend_stats"]["openai:gemma-3-270m"]
     share = proxy.log.fault_total / proxy.log.calls
-    report(f"fault injection: {proxy.log.fault_total}/{proxy.log.calls} calls faulted ({share:.0%}: {dict(proxy.log.faults)}); "
+    report(f"fault injection: {proxy.log.fault_total}/{proxy.log.calls} calls faulted ({share:.0%}: {dict(sorted(proxy.log.faults.items()))}); "
            f"the backend retried {stats['retries']} times ({stats['retries_by_reason']}); {len(got)} items identical to the clean run")
     assert share >= 0.30 and set(proxy.log.faults) == set(FAULTS)
-    assert stats["retries"] == proxy.log.fault_total
+    # every injected fault cost exactly one retry (a slow server could add timeouts of its own, never fewer)
+    assert stats["retries"] >= proxy.log.fault_total
+    for kind in ("429", "500", "503"):
+        assert stats["retries_by_reason"].get(kind, 0) == proxy.log.faults[kind]
 
 
 def test_resume_after_sigkill_requests_only_the_missing_items(llama_url: str, tmp_path: Path) -> None:
@@ -158,10 +164,3 @@ def _count_items(db: Path) -> int:
 def _stored_prompts(db: Path) -> set[str]:
     with sqlite3.connect(db) as conn:
         return {json.loads(p) for (p,) in conn.execute("SELECT prompt_json FROM items")}
-
-
-def test_logprob_sums_are_finite(llama_url: str, tmp_path: Path) -> None:
-    """Guards the token bookkeeping: the first echoed token has no logprob (None)."""
-    summary = run(tmp_path / "x.db", [api_model(llama_url)], ["capitals"], 1, prompts=["qa_lettered"])
-    for record in stored(tmp_path / "x.db", summary.run_id).values():
-        assert all(math.isfinite(r["logprob"]) and r["n_tokens"] >= 1 for r in record["response"])
