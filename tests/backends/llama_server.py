@@ -55,15 +55,23 @@ def _ready(url: str) -> bool:
 
 
 @contextmanager
-def llama_server(n_threads: int = 2, n_ctx: int = 2048, startup_s: float = 180.0, log_path: Path | None = None) -> Iterator[str]:
+def llama_server(
+    n_threads: int = 2, n_ctx: int = 2048, n_batch: int = 1, startup_s: float = 180.0, log_path: Path | None = None
+) -> Iterator[str]:
     """Yield the server's base URL (``http://127.0.0.1:PORT/v1``); its output goes to
-    ``log_path`` (kept) or a temporary file (removed)."""
+    ``log_path`` (kept) or a temporary file (removed).
+
+    ``n_batch=1`` makes greedy answers independent of request order: the server reuses the
+    KV cache of the longest prefix shared with the previous request, and evaluating the rest
+    as a batch of another size changes the floating-point sums enough to flip a greedy token
+    of this small quantized model. One token per batch costs little on short prompts."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
     log = open(log_path, "wb") if log_path else tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
     command = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--host", "127.0.0.1", "--port", str(port),
-        "--n_threads", str(n_threads), "--n_ctx", str(n_ctx), "--chat_format", "gemma",
+        "--n_threads", str(n_threads), "--n_ctx", str(n_ctx),
+        "--n_batch", str(n_batch), "--n_ubatch", str(n_batch), "--chat_format", "gemma",
     ]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:

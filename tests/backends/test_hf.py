@@ -81,3 +81,18 @@ def test_generation_stops_and_is_batch_invariant(backend) -> None:
 def test_chat_prompt_needs_a_chat_template(backend) -> None:
     with pytest.raises(HarnessError, match="no chat template"):
         backend.generate([GenerateRequest((Message("user", "hi"),), max_tokens=2)])
+
+
+def test_chat_prompt_goes_through_the_models_chat_template(backend) -> None:
+    """The embedded base model has no chat template; give it a minimal one for this test."""
+    template = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n{% endfor %}"
+                "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+    backend.tokenizer.chat_template = template
+    try:
+        chat = (Message("user", "What is the capital of France?"),)
+        text = "<start_of_turn>user\nWhat is the capital of France?<end_of_turn>\n<start_of_turn>model\n"
+        [via_chat] = backend.loglikelihood([LoglikelihoodRequest(chat, "Paris")])
+        [via_text] = backend.loglikelihood([LoglikelihoodRequest(text, "Paris")])
+        assert math.isclose(via_chat.logprob, via_text.logprob, abs_tol=1e-4)
+    finally:
+        backend.tokenizer.chat_template = None

@@ -108,7 +108,7 @@ def test_fault_injected_run_stores_exactly_what_a_clean_run_stores(llama_url: st
     clean = run(tmp_path / "clean.db", [api_model(llama_url, concurrency=2)], tasks, limit, prompts)
     again = run(tmp_path / "clean.db", [api_model(llama_url, concurrency=2)], tasks, limit, prompts)
     assert again.backend_requests == 0 and again.cache_hits == again.requests == clean.requests  # re-run: all from the cache
-    with FaultProxy(llama_url.removesuffix("/v1"), fraction=0.5, hang_s=11.0, retry_after="1") as proxy:
+    with FaultProxy(llama_url.removesuffix("/v1"), fraction=0.5, hang_s=11.0, retry_after="1", seed=3) as proxy:
         faulty = run(tmp_path / "faulty.db", [api_model(proxy.base_url, concurrency=2, timeout_s=10.0)], tasks, limit, prompts)
     expected, got = stored(tmp_path / "clean.db", clean.run_id), stored(tmp_path / "faulty.db", faulty.run_id)
     assert len(got) == len(expected) == limit * len(prompts)
