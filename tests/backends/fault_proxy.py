@@ -56,6 +56,7 @@ class FaultProxy:
         self.max_consecutive, self.hang_s, self.retry_after = max_consecutive, hang_s, retry_after
         self.echo_auth_status = echo_auth_status  # answer every call with this status, echoing the Authorization header
         self.log = ProxyLog()
+        self.in_flight = 0
         self._attempts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -73,6 +74,12 @@ class FaultProxy:
     def __exit__(self, *_: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def wait_idle(self, timeout_s: float = 120.0) -> None:
+        """Until no call is being handled (e.g. one a killed client left behind)."""
+        deadline = time.monotonic() + timeout_s
+        while self.in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def reset(self) -> None:
         with self._lock:
@@ -121,6 +128,15 @@ class FaultProxy:
                 self._reply(status, body)
 
             def do_POST(self) -> None:
+                with proxy._lock:
+                    proxy.in_flight += 1
+                try:
+                    self._post()
+                finally:
+                    with proxy._lock:
+                        proxy.in_flight -= 1
+
+            def _post(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if proxy.echo_auth_status is not None:
                     message = {"error": {"message": f"invalid credentials: {self.headers.get('Authorization')}"}}

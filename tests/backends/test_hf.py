@@ -96,3 +96,30 @@ def test_chat_prompt_goes_through_the_models_chat_template(backend) -> None:
         assert math.isclose(via_chat.logprob, via_text.logprob, abs_tol=1e-4)
     finally:
         backend.tokenizer.chat_template = None
+
+
+def test_shared_prefix_scoring_equals_scoring_each_request_alone(backend) -> None:
+    """Few-shot prefix shared across items, context shared across choices, multi-token
+    continuations, a context without a shared prefix, and one longer than Gemma 3's 512-token
+    sliding window: the cached path must give what a separate forward pass per request gives."""
+    demos = "".join(f"Question: What is {i} plus {i}?\nAnswer: {2 * i}\n\n" for i in range(4))
+    requests = [
+        LoglikelihoodRequest(demos + f"Question: {q}\nAnswer:", c)
+        for q in ("What color is the sky?", "Which planet is closest to the Sun?")
+        for c in (" blue", " Mercury and Venus are both", " a")
+    ]
+    requests.append(LoglikelihoodRequest("Hi", " there, how are you today?"))
+    long_context = " ".join(f"w{i}" for i in range(300)) + " The end"
+    requests += [LoglikelihoodRequest(long_context, c) for c in (" is near", " of it")]
+    assert len(backend.tokenizer(long_context).input_ids) > 512
+    backend.max_batch_tokens = 256  # several batches at every level
+    shared = backend.loglikelihood(requests)
+    backend.share_prefix = False
+    try:
+        alone = backend.loglikelihood(requests)
+    finally:
+        backend.share_prefix, backend.max_batch_tokens = True, 4096
+    for a, b in zip(shared, alone):
+        assert math.isclose(a.logprob, b.logprob, abs_tol=1e-3)
+        assert (a.is_greedy, a.n_tokens) == (b.is_greedy, b.n_tokens)
+    assert len({r.n_tokens for r in shared}) > 2  # multi-token continuations were really scored

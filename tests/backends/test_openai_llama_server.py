@@ -142,6 +142,7 @@ def test_resume_after_sigkill_requests_only_the_missing_items(llama_url: str, tm
         assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
         done_before = _stored_prompts(db)
         assert 3 <= len(done_before) < n
+        proxy.wait_idle()  # the killed run's last request may still be on its way to the server
         proxy.reset()
         summary = run_experiment(ExperimentSpec.model_validate(yaml.safe_load(experiment.read_text())), Store(db), show_progress=False)
     assert summary.resumed
