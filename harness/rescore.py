@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.requests import result_from_json
-from harness.scoring import METRICS, build_filter
+from harness.scoring import build_filter, get_metric
 from harness.scoring.metrics import Outcome
 from harness.scoring.scorer import build_outcome, score_outcome
 from harness.store import Store
@@ -92,7 +92,7 @@ def rescore_run(
     tasks = _load_tasks(config, tasks_dirs, data_dirs)
     cells = {c.cell_id: c for c in store.cells([run_id])}
     for name in metrics:
-        metric = METRICS.get(name, "--metric")
+        metric = get_metric(name, "--metric")
         for cell in cells.values():
             if cell.task_type not in metric.task_types:
                 raise HarnessError(f"metric '{name}' does not apply to task '{cell.task}' ({cell.task_type}); it is for: {', '.join(metric.task_types)}")
