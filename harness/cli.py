@@ -102,7 +102,10 @@ def cmd_tasks(args: argparse.Namespace) -> int:
                 count: Any = len(task.items("test"))
             except HarnessError:
                 count = "data missing"
-            rows.append({"name": name, "type": task.spec.type, "rows": count, "prompts": sorted(available_prompts(task, args.prompts_dir)),
+            kind = task.spec.type
+            if task.spec.subtasks is not None and isinstance(count, int):  # a group task: mmlu -> mmlu_<subject>
+                kind += f" (group of {len(task.subtask_keys())})"
+            rows.append({"name": name, "type": kind, "rows": count, "prompts": sorted(available_prompts(task, args.prompts_dir)),
                          "description": task.spec.description, "path": str(path)})
         except HarnessError as exc:
             rows.append({"name": name, "type": "invalid", "rows": "-", "prompts": [], "description": str(exc), "path": str(path)})
