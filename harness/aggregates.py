@@ -127,6 +127,24 @@ def _stratified(
     return _percentile(values, point, sum(len(m) for m in samples), confidence, method)
 
 
+def _stratified_means(pools: list[np.ndarray], confidence: float, resamples: int, seed: int) -> tuple[Interval, Interval]:
+    """The same stratified bootstrap for mean metrics, vectorised (MMLU: 57 members, 14k items)."""
+    rng = np.random.default_rng(seed)
+    sums = np.zeros(resamples)
+    means = np.zeros((resamples, len(pools)))
+    for j, pool in enumerate(pools):
+        drawn = pool[rng.integers(0, pool.size, size=(resamples, pool.size))]
+        sums += drawn.sum(axis=1)
+        means[:, j] = drawn.mean(axis=1)
+    total = sum(p.size for p in pools)
+    micro_point = float(sum(p.sum() for p in pools) / total)
+    macro_point = float(np.mean([p.mean() for p in pools]))
+    return (
+        _percentile(sums / total, micro_point, total, confidence, "stratified bootstrap"),
+        _percentile(means.mean(axis=1), macro_point, total, confidence, "stratified bootstrap"),
+    )
+
+
 def group_summaries(
     store: Store, summaries: Sequence[Any], confidence: float = 0.95, resamples: int = 1000, seed: int = 0
 ) -> list[GroupSummary]:
@@ -166,11 +184,14 @@ def group_summaries(
         def macro(samples: list[list[Any]], score: Callable[[list[Any]], float] = member_score) -> float:
             return float(np.mean([score(member) for member in samples]))
 
+        if metric.corpus is None:
+            micro_ci, macro_ci = _stratified_means([np.asarray(p, dtype=np.float64) for p in pools], confidence, resamples, seed)
+        else:
+            micro_ci = _stratified(pools, micro, confidence, resamples, seed, "stratified bootstrap")
+            macro_ci = _stratified(pools, macro, confidence, resamples, seed, "stratified bootstrap")
         out.append(GroupSummary(
             name, run_id, prompt, shots, selector, model, metric_name, metric.higher_is_better,
-            tuple(s.cell.task for s in members), {s.cell.task: s.interval.mean for s in members},
-            _stratified(pools, micro, confidence, resamples, seed, "stratified bootstrap"),
-            _stratified(pools, macro, confidence, resamples, seed, "stratified bootstrap"),
+            tuple(s.cell.task for s in members), {s.cell.task: s.interval.mean for s in members}, micro_ci, macro_ci,
         ))
     return out
 
