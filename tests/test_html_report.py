@@ -128,14 +128,14 @@ def test_arc_easy_prompts_and_shots_end_to_end(tmp_path: Path, db_path: Path, sh
     """Embedded model on ARC-Easy: 3 prompt variants x {0, 5} shots (a few items; the 300-item
     run is recorded in docs/compare.md), then compare --json and the HTML report in Chromium."""
     task = ROOT / "tests" / "tasks" / "arc_easy"
-    assert cli("run", "--db", db_path, "--task", task, "--data-dir", shared_data, "--shots", "0", "5", "--limit", "12", "--quiet") == 0
+    assert cli("run", "--db", db_path, "--task", task, "--data-dir", shared_data, "--shots", "0", "5", "--limit", "6", "--quiet") == 0
     capsys.readouterr()
     assert cli("compare", "--db", db_path, "--json") == 0
     import json
 
     data = json.loads(capsys.readouterr().out)
     assert len(data["cells"]) == 6 and {c["prompt"] for c in data["cells"]} == {"lm_eval", "lettered", "science_teacher"}
-    assert all(c["n"] == 12 and 0 <= c["ci_low"] <= c["mean"] <= c["ci_high"] <= 1 for c in data["cells"])
+    assert all(c["n"] == 6 and 0 <= c["ci_low"] <= c["mean"] <= c["ci_high"] <= 1 for c in data["cells"])
     assert all(c["p_holm"] is not None for c in data["cells"][1:]) and data["cells"][0]["group"] == 1
     assert {(s["shots"], s["n_variants"]) for s in data["spread"]} == {(0, 3), (5, 3)}
     assert len(data["rank_stability"]) == 1  # 0-shot vs 5-shot order of the three variants
