@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from harness.backends.base import EMBEDDED_MODEL, Backend, ModelSpec, require
+from harness.backends.prefix_cache import Scored, SharedPrefixScorer
 from harness.errors import HarnessError
 from harness.requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, Prompt
+
+T = TypeVar("T")
+MIN_BATCH_TOKENS = 64
 
 
 def require_transformers() -> None:
@@ -105,9 +109,13 @@ class HFBackend(Backend):
         config = self.model.config
         limit = min(getattr(config, "max_position_embeddings", 2048) or 2048, 8192)
         self.max_length = spec.max_length or limit
-        default_budget = 16384 if self.device == "cuda" else 4096
+        # On a GPU start large and let out-of-memory back off (_with_backoff); on CPU bigger
+        # batches buy nothing and cost memory.
+        default_budget = 65536 if self.device.startswith("cuda") else 4096
         self.max_batch_tokens = spec.max_batch_tokens or default_budget
-        self.max_logit_rows = 1024 if self.device == "cuda" else 256
+        self.max_logit_rows = 2048 if self.device.startswith("cuda") else 256
+        self.share_prefix = True  # False: score every request on its own (the reference path)
+        self.counters: dict[str, float | int] = {"requests": 0, "loglikelihood_s": 0.0, "forward_s": 0.0, "forward_tokens": 0, "oom_backoffs": 0}
 
     # -- identity -----------------------------------------------------------------
     def _with_adapter(self, model: Any, adapter: str) -> Any:
@@ -192,12 +200,61 @@ class HFBackend(Backend):
 
     # -- requests -----------------------------------------------------------------
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
-        torch = self.torch
+        """Shared-prefix scoring (prefix_cache.py) where the whole sequence fits ``max_length``;
+        the rare over-long request is left-truncated and scored on its own (plain path)."""
         pairs = [self._encode_pair(r) for r in requests]
+        fits = [i for i, (ctx, cont) in enumerate(pairs) if len(ctx) + len(cont) - 1 <= self.max_length]
+        results: list[LoglikelihoodResult | None] = [None] * len(requests)
+        started = time.perf_counter()
+        self.counters["requests"] += len(requests)
+        if self.share_prefix and fits:
+            scored = self._with_backoff(lambda: self._score_shared([pairs[i] for i in fits]))
+            for i, s in zip(fits, scored):
+                results[i] = LoglikelihoodResult(logprob=s.logprob, is_greedy=s.is_greedy, n_tokens=len(pairs[i][1]), latency_s=s.latency_s)
+        rest = [i for i in range(len(requests)) if results[i] is None]
+        if rest:
+            plain = self._with_backoff(lambda: self._loglikelihood_plain([pairs[i] for i in rest]))
+            for i, r in zip(rest, plain):
+                results[i] = r
+        self.counters["loglikelihood_s"] += time.perf_counter() - started
+        return [r for r in results if r is not None]
+
+    def stats(self) -> dict[str, Any]:
+        """Time in loglikelihood() against time inside the model (the overhead is the difference)."""
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.counters.items() if v}
+
+    def _score_shared(self, pairs: list[tuple[list[int], list[int]]]) -> list[Scored]:
+        scorer = SharedPrefixScorer(self.model, self.tokenizer.pad_token_id, self.input_device, self.max_batch_tokens, self.max_logit_rows)
+        scored = scorer.score(pairs)
+        self.counters["forward_s"] += scorer.forward_s
+        self.counters["forward_tokens"] += scorer.tokens
+        return scored
+
+    def _with_backoff(self, work: Callable[[], T]) -> T:
+        """Automatic batch size: on out-of-memory halve the token and logit-row budgets and
+        redo the call; the budget that worked is kept for the rest of the run."""
+        while True:
+            try:
+                return work()
+            except self.torch.OutOfMemoryError:
+                if self.max_batch_tokens <= MIN_BATCH_TOKENS:
+                    raise HarnessError(
+                        f"out of memory on {self.device} even with batches of {self.max_batch_tokens} tokens; "
+                        "use a smaller model, --dtype bfloat16 or a shorter max_length"
+                    ) from None
+                self.max_batch_tokens = max(MIN_BATCH_TOKENS, self.max_batch_tokens // 2)
+                self.max_logit_rows = max(1, self.max_logit_rows // 2)
+                self.counters["oom_backoffs"] += 1
+                if self.device.startswith("cuda"):
+                    self.torch.cuda.empty_cache()
+
+    def _loglikelihood_plain(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[LoglikelihoodResult]:
+        """Every request on its own: left-padded batches, no sharing (the reference the shared path must equal)."""
+        torch = self.torch
         # The model sees context+continuation minus the last token; predictions for the
         # continuation tokens are the last len(continuation) positions.
         inputs = [(ctx + cont)[:-1][-self.max_length :] for ctx, cont in pairs]
-        results: list[LoglikelihoodResult | None] = [None] * len(requests)
+        results: list[LoglikelihoodResult | None] = [None] * len(pairs)
         for batch in self._batches([len(s) for s in inputs], [len(cont) for _, cont in pairs]):
             started = time.perf_counter()
             ids, mask, positions = self._left_pad([inputs[i] for i in batch])
@@ -218,6 +275,11 @@ class HFBackend(Backend):
         return [r for r in results if r is not None]
 
     def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        """Greedy or sampled generation, batched by token budget; HF's generate stops each row at
+        its first stop string or EOS and ends the batch as soon as every row has stopped."""
+        return self._with_backoff(lambda: self._generate(requests))
+
+    def _generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
         prompts = [self._context_text(r.prompt) for r in requests]
         encoded = [self._encode(text, special) for text, special in prompts]
         results: list[GenerateResult | None] = [None] * len(requests)

@@ -113,6 +113,15 @@ class SharedPrefixScorer:
         self.torch, self.cache_class = torch, DynamicCache
         self.model, self.pad_id, self.device = model, pad_id, device
         self.max_batch_tokens, self.max_logit_rows, self.min_prefix = max_batch_tokens, max_logit_rows, min_prefix
+        self.forward_s = 0.0  # time inside model calls: the floor the rest is overhead on
+        self.tokens = 0  # tokens run through the model (padding included)
+
+    def _model(self, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        output = self.model(**kwargs)
+        self.forward_s += time.perf_counter() - started
+        self.tokens += int(kwargs["input_ids"].numel())
+        return output
 
     def score(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[Scored]:
         contexts: dict[Tokens, int] = {}
@@ -132,7 +141,7 @@ class SharedPrefixScorer:
 
     # -- the three levels ---------------------------------------------------------------
     def _forward_cache(self, ids: Any, positions: Any, cache: Any) -> Any:
-        self.model(input_ids=ids, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        self._model(input_ids=ids, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
         return cache
 
     def _score_group(
@@ -209,9 +218,12 @@ class SharedPrefixScorer:
             mask = torch.tensor([[0] * pad + [1] * (cache_len - pad + s) for pad in pads], device=self.device)
             positions = torch.tensor([[p + lengths[row[1]] + j for j in range(s)] for row in chosen], device=self.device)
             cache = self.cache_class(ddp_cache_data=cache_data) if cache_data else self.cache_class()
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True).logits
             valid = torch.tensor([[j < len(row[3]) for j in range(s)] for row in chosen], device=self.device)
+            started_forward = time.perf_counter()
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True).logits
             logprobs = torch.log_softmax(logits[valid].float(), dim=-1)
+            self.forward_s += time.perf_counter() - started_forward  # the head's log-softmax is part of the floor
+            self.tokens += int(ids.numel())
             targets = torch.tensor([t for row in chosen for t in row[3]], device=self.device)
             picked = logprobs.gather(-1, targets[:, None]).squeeze(-1)
             hits = logprobs.argmax(-1) == targets
