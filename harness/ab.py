@@ -221,8 +221,7 @@ def print_ab(report: ABReport, out: Any = None) -> None:
     for warning in report.warnings:
         out.print(f"[yellow]warning:[/] {warning}", highlight=False)
     out.print(f"[bold]verdict:[/] {report.verdict}", highlight=False)
-    out.print(f"runs: base {report.base_run}, tuned {report.tuned_run}. Items where they disagree: "
-              f"harness show --diff {report.base_run}:CELL {report.tuned_run}:CELL", highlight=False)
+    out.print(f"runs: base {report.base_run}, tuned {report.tuned_run}. Items where they disagree:", highlight=False)
 
 
 def cell_pairs(report: ABReport) -> Sequence[tuple[str, str]]:

@@ -91,7 +91,7 @@ def train_lora(model_dir: Path, out: Path, steps: int = 5) -> Path:
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
     rows = [json.loads(line) for line in (ROOT / "tasks" / "capitals" / "fewshot.jsonl").read_text().splitlines() if line.strip()]
     texts = [f"Question: {r['question']}\nAnswer: {r['choices'][r['answer']]}" for r in rows[:8]]
