@@ -1,0 +1,248 @@
+"""harness vs lm-evaluation-harness, side by side, on the same model folder, data and machine.
+
+Not a test: a script that prints the figures recorded in bench/README.md. For each benchmark it
+runs harness and lm-eval (0.4.x, `pip install 'harness[bench]'`) as subprocesses, one after
+the other (alternating order across repeats, so both see the same machine load), from a cold
+start each (fresh results DB, no response cache), and reports:
+
+- items/s of each and the ratio (process wall time, model load and imports included for both);
+- accuracy of each and the per-item agreement of predictions (multiple choice: argmax of the
+  summed log-likelihood for acc, divided by the choice's length in characters for acc_norm,
+  lm-eval's definition; generation: the extracted answer);
+- harness's time in loglikelihood() against the time inside the model calls (the floor).
+
+    python bench/compare_lm_eval.py                       # the full suite (hours on 2 busy cores)
+    python bench/compare_lm_eval.py --only arc5 --limit 50
+    python bench/compare_lm_eval.py --in-process --only arc5 arc0 hellaswag0 --limit 10 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+LM_EVAL_TASKS = ROOT / "bench" / "lm_eval_tasks"
+
+
+@dataclass(frozen=True)
+class Bench:
+    name: str
+    task: str  # harness task folder
+    shots: int
+    lm_eval_task: str
+    limit: int
+    generate: bool = False
+
+
+BENCHES = [
+    Bench("arc5", "tasks/arc_easy", 5, "arc_easy_json", 500),
+    Bench("arc0", "tasks/arc_easy", 0, "arc_easy_json", 500),
+    Bench("hellaswag0", "tasks/hellaswag", 0, "hellaswag_json", 500),
+    Bench("gsm8k8", "tasks/gsm8k", 8, "gsm8k_json", 100, generate=True),
+]
+
+
+def _run(command: list[str], cwd: Path) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode:
+        sys.exit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return wall, done.stdout
+
+
+def run_harness(bench: Bench, limit: int, out: Path) -> dict[str, Any]:
+    db = out / "harness.db"
+    command = [
+        sys.executable, "-m", "harness.cli", "run", "--task", str(ROOT / bench.task), "--prompt", "lm_eval",
+        "--shots", str(bench.shots), "--selector", "first_k", "--limit", str(limit), "--data-dir", str(DATA),
+        "--db", str(db), "--new", "--quiet", "--json",
+    ]  # fmt: skip
+    wall, stdout = _run(command, ROOT)
+    [items_file] = list(out.glob("*/items.jsonl"))
+    items = sorted((json.loads(line) for line in items_file.open()), key=lambda r: r["position"])
+    summary = json.loads(stdout[stdout.index("{") :])
+    stats = next(iter(summary.get("backend_stats", {}).values()), {})
+    return {"wall": wall, "items": items, "stats": stats, "command": " ".join(command)}
+
+
+def run_lm_eval(bench: Bench, limit: int, out: Path, model: Path, batch_size: str) -> dict[str, Any]:
+    command = [
+        sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={model},dtype=float32",
+        "--tasks", bench.lm_eval_task, "--include_path", str(LM_EVAL_TASKS), "--num_fewshot", str(bench.shots),
+        "--limit", str(limit), "--batch_size", batch_size, "--device", "cpu", "--output_path", str(out), "--log_samples",
+    ]  # fmt: skip
+    wall, _ = _run(command, ROOT)  # cwd: the task YAMLs name ../shared/data relative to the repository root
+    [samples_file] = list(out.rglob(f"samples_{bench.lm_eval_task}_*.jsonl"))
+    samples = sorted((json.loads(line) for line in samples_file.open()), key=lambda r: r["doc_id"])
+    return {"wall": wall, "items": samples, "command": " ".join(command)}
+
+
+def _argmax(values: list[float]) -> int:
+    return max(range(len(values)), key=lambda i: (values[i], -i))
+
+
+def mc_predictions_harness(item: dict[str, Any]) -> tuple[int, int]:
+    logprobs = [r["logprob"] for r in item["response"]]
+    chars = [len(c[1:] if c.startswith(" ") else c) for c in item["continuations"]]  # lm-eval: len(choice), no delimiter
+    return _argmax(logprobs), _argmax([lp / max(n, 1) for lp, n in zip(logprobs, chars)])
+
+
+def mc_predictions_lm_eval(sample: dict[str, Any]) -> tuple[int, int]:
+    logprobs = [float(r[0]) for r in sample["filtered_resps"]]
+    choices = [a[1] for a in _arguments(sample)]
+    chars = [len(c[1:] if c.startswith(" ") else c) for c in choices]
+    return _argmax(logprobs), _argmax([lp / max(n, 1) for lp, n in zip(logprobs, chars)])
+
+
+def _arguments(sample: dict[str, Any]) -> list[list[str]]:
+    args = sample["arguments"]
+    if isinstance(args, dict):  # 0.4.x: {"gen_args_0": {"arg_0": context, "arg_1": continuation}, ...}
+        return [[a["arg_0"], a["arg_1"]] for a in args.values()]
+    return args
+
+
+def compare(bench: Bench, h: dict[str, Any], e: dict[str, Any]) -> dict[str, Any]:
+    n = min(len(h["items"]), len(e["items"]))
+    row: dict[str, Any] = {"bench": bench.name, "items": n, "harness_s": round(h["wall"], 1), "lm_eval_s": round(e["wall"], 1)}
+    row["speedup"] = round(e["wall"] / h["wall"], 2)
+    if bench.generate:
+        hx = [str(i["extracted"]) for i in h["items"][:n]]
+        ex = [str(s["filtered_resps"][0]) for s in e["items"][:n]]
+        row["harness_em"] = sum(float(i["scores"].get("exact_match", 0)) for i in h["items"][:n]) / n
+        row["lm_eval_em"] = sum(float(s.get("exact_match", 0)) for s in e["items"][:n]) / n
+        row["same_answer"] = sum(_number(a) == _number(b) for a, b in zip(hx, ex)) / n
+        row["same_text"] = sum(_same_text(i, s) for i, s in zip(h["items"][:n], e["items"][:n])) / n
+    else:
+        hp = [mc_predictions_harness(i) for i in h["items"][:n]]
+        ep = [mc_predictions_lm_eval(s) for s in e["items"][:n]]
+        targets = [int(i["target"]) for i in h["items"][:n]]
+        row["harness_acc"] = sum(p[0] == t for p, t in zip(hp, targets)) / n
+        row["harness_acc_norm"] = sum(p[1] == t for p, t in zip(hp, targets)) / n
+        row["lm_eval_acc"] = sum(float(s["acc"]) for s in e["items"][:n]) / n
+        row["lm_eval_acc_norm"] = sum(float(s["acc_norm"]) for s in e["items"][:n]) / n
+        row["same_pred_acc"] = sum(a[0] == b[0] for a, b in zip(hp, ep)) / n
+        row["same_pred_acc_norm"] = sum(a[1] == b[1] for a, b in zip(hp, ep)) / n
+        diffs = [abs(r["logprob"] - float(x[0])) for i, s in zip(h["items"][:n], e["items"][:n]) for r, x in zip(i["response"], s["filtered_resps"])]
+        row["max_abs_logprob_diff"] = float(f"{max(diffs):.2e}")
+    stats = h["stats"]
+    if stats.get("forward_s"):
+        row["harness_loglikelihood_s"] = stats["loglikelihood_s"]
+        row["harness_forward_s"] = stats["forward_s"]
+        row["overhead_vs_forward"] = round(stats["loglikelihood_s"] / stats["forward_s"], 3)
+        row["forward_tokens"] = stats["forward_tokens"]
+    return row
+
+
+def _number(text: str) -> str:
+    return text.replace(",", "").replace("$", "").strip().rstrip(".")
+
+
+def _same_text(item: dict[str, Any], sample: dict[str, Any]) -> bool:
+    ours = item["response"][0]["text"].strip()
+    theirs = str(sample["resps"][0][0]).strip()
+    return ours == theirs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="*", choices=[b.name for b in BENCHES], help="benchmarks to run (default: all)")
+    parser.add_argument("--limit", type=int, help="items per benchmark (default: 500, GSM8K 100)")
+    parser.add_argument("--repeats", type=int, default=1, help="alternating harness/lm-eval pairs per benchmark")
+    parser.add_argument("--lm-eval-batch-size", default="8", help="lm-eval --batch_size (a number or 'auto')")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--in-process", action="store_true", help="model time only, one process (multiple-choice benchmarks)")
+    args = parser.parse_args()
+    from harness.embedded import embedded_model_path
+
+    model = embedded_model_path()
+    print(f"machine: {os.cpu_count()} CPUs; load average at start {os.getloadavg()}; model {model}", flush=True)
+    rows = []
+    for bench in [b for b in BENCHES if not args.only or b.name in args.only]:
+        limit = args.limit or bench.limit
+        if args.in_process:
+            if not bench.generate:
+                rows.append(in_process(bench, limit, int(args.lm_eval_batch_size), args.repeats))
+                print(json.dumps(rows[-1]), flush=True)
+            continue
+        for repeat in range(args.repeats):
+            with tempfile.TemporaryDirectory() as tmp:
+                h_out, e_out = Path(tmp) / "h", Path(tmp) / "e"
+                h_out.mkdir(), e_out.mkdir()
+                load = os.getloadavg()
+                if repeat % 2 == 0:
+                    h = run_harness(bench, limit, h_out)
+                    e = run_lm_eval(bench, limit, e_out, model, args.lm_eval_batch_size)
+                else:
+                    e = run_lm_eval(bench, limit, e_out, model, args.lm_eval_batch_size)
+                    h = run_harness(bench, limit, h_out)
+                row = compare(bench, h, e)
+                row["load_avg_1m_start_end"] = [round(load[0], 2), round(os.getloadavg()[0], 2)]
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                if repeat == 0:
+                    print(f"  harness: {h['command']}\n  lm-eval: {e['command']}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def in_process(bench: Bench, limit: int, batch_size: int, repeats: int) -> dict[str, Any]:
+    """Model time only: one process, each model loaded once, the same rendered requests to
+    harness's HFBackend.loglikelihood and to lm-eval's HFLM.loglikelihood, alternating. Start-up
+    (imports, loading) is excluded for both; use it when the machine is too slow for the full
+    subprocess suite."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from harness.backends import ModelSpec
+    from harness.backends.hf import HFBackend
+    from harness.fewshot import SELECTORS
+    from harness.prompts import load_prompt
+    from harness.requests import LoglikelihoodRequest
+    from harness.tasks import load_task
+
+    task = load_task(ROOT / bench.task, [DATA])
+    template = load_prompt(task, "lm_eval")
+    pool = task.items("fewshot") if bench.shots else []
+    selector = SELECTORS.get("first_k")(pool)
+    requests: list[LoglikelihoodRequest] = []
+    for item in task.items("test")[:limit]:
+        shots = selector.select(item, bench.shots, None) if bench.shots else []  # type: ignore[arg-type]
+        rendered = template.render(task, item, shots)
+        requests += [LoglikelihoodRequest(rendered.prompt, c) for c in rendered.continuations]
+    ours = HFBackend(ModelSpec())
+    theirs = HFLM(pretrained=str(ours.source), dtype="float32", batch_size=batch_size, device="cpu")
+    instances = [Instance("loglikelihood", {}, (r.context, r.continuation), i) for i, r in enumerate(requests)]
+    times: dict[str, list[float]] = {"harness": [], "lm_eval": []}
+    for repeat in range(repeats):
+        for name in (["harness", "lm_eval"] if repeat % 2 == 0 else ["lm_eval", "harness"]):
+            started = time.perf_counter()
+            if name == "harness":
+                mine = ours.loglikelihood(requests)
+            else:
+                ref = theirs.loglikelihood(instances, disable_tqdm=True)
+            times[name].append(time.perf_counter() - started)
+    best = {k: min(v) for k, v in times.items()}
+    diff = max(abs(a.logprob - b[0]) for a, b in zip(mine, ref))
+    stats = ours.stats()
+    return {
+        "bench": bench.name, "mode": "in-process", "items": limit, "requests": len(requests),
+        "harness_s": round(best["harness"], 2), "lm_eval_s": round(best["lm_eval"], 2),
+        "speedup": round(best["lm_eval"] / best["harness"], 2), "max_abs_logprob_diff": float(f"{diff:.2e}"),
+        "overhead_vs_forward": round(stats["loglikelihood_s"] / stats["forward_s"], 3), "forward_tokens_per_pass": stats["forward_tokens"] // repeats,
+        "lm_eval_batch_size": batch_size, "load_avg_1m": round(os.getloadavg()[0], 2),
+    }  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
