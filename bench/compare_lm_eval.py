@@ -131,6 +131,12 @@ def compare(bench: Bench, h: dict[str, Any], e: dict[str, Any]) -> dict[str, Any
         row["harness_acc_norm"] = sum(p[1] == t for p, t in zip(hp, targets)) / n
         row["lm_eval_acc"] = sum(float(s["acc"]) for s in e["items"][:n]) / n
         row["lm_eval_acc_norm"] = sum(float(s["acc_norm"]) for s in e["items"][:n]) / n
+        # harness's own acc_norm metric divides by len(" choice") (the scored continuation), one
+        # character more than lm-eval's len(choice): shown separately because it can flip near-ties
+        row["harness_acc_norm_metric"] = sum(float(i["scores"].get("acc_norm", 0)) for i in h["items"][:n]) / n
+        row["same_correctness_acc_norm_metric"] = sum(
+            float(i["scores"].get("acc_norm", 0)) == float(s["acc_norm"]) for i, s in zip(h["items"][:n], e["items"][:n])
+        ) / n
         row["same_pred_acc"] = sum(a[0] == b[0] for a, b in zip(hp, ep)) / n
         row["same_pred_acc_norm"] = sum(a[1] == b[1] for a, b in zip(hp, ep)) / n
         diffs = [abs(r["logprob"] - float(x[0])) for i, s in zip(h["items"][:n], e["items"][:n]) for r, x in zip(i["response"], s["filtered_resps"])]
