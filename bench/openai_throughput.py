@@ -2,8 +2,8 @@
 
 Measures, for the same generation requests (arithmetic task, one request per item):
 - items/s through harness at each --concurrency (fresh database each, so nothing is cached);
-- the server's own throughput: the same request bodies posted one by one with plain httpx
-  (no harness, no retries) and, when this script started the server, the compute time the
+- the server's own throughput: the same request bodies posted one by one with urllib
+  (no harness, no client library) and, when this script started the server, the compute time the
   server itself logs (llama.cpp's ``llama_perf_context_print: total time``);
 - items/s of a cached re-run (the finished run repeated: served from the response cache).
 
@@ -19,6 +19,7 @@ import re
 import sys
 import tempfile
 import time
+import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -58,13 +59,13 @@ def request_bodies(items: int, task: str, prompt: str) -> list[dict[str, Any]]:
 
 
 def raw_run(url: str, bodies: list[dict[str, Any]]) -> float:
-    import httpx
-
-    with httpx.Client(timeout=600) as client:
-        started = time.perf_counter()
-        for body in bodies:
-            client.post(f"{url}/completions", json=body).raise_for_status()
-        return time.perf_counter() - started
+    """The same bodies posted one by one with the standard library: no client, no harness."""
+    started = time.perf_counter()
+    for body in bodies:
+        request = urllib.request.Request(f"{url}/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=600) as response:
+            response.read()
+    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -89,27 +90,35 @@ def main() -> None:
             url = stack.enter_context(llama_server(n_threads=args.threads, log_path=log))
         bodies = request_bodies(args.items, args.task, args.prompt)
         raw_run(url, bodies[:2])  # warm-up: first requests pay for allocations
+
+        def compute_s(mark: int) -> float | None:
+            """Compute time llama.cpp logged since ``mark`` log entries (None: not our server)."""
+            found = PERF.findall(log.read_text(errors="replace")) if log.exists() else []
+            return sum(float(ms) for ms in found[mark:]) / 1000 if found else None
+
+        def marker() -> int:
+            return len(PERF.findall(log.read_text(errors="replace"))) if log.exists() else 0
+
         rows: list[dict[str, Any]] = []
-        for concurrency in args.concurrency:
-            elapsed, info = harness_run(tmp / f"c{concurrency}.db", url, args.items, concurrency, args.task, args.prompt)
-            rows.append({"mode": f"harness, concurrency {concurrency}", "seconds": elapsed, **info})
-        cached, info = harness_run(tmp / f"c{args.concurrency[-1]}.db", url, args.items, args.concurrency[-1], args.task, args.prompt)
-        rows.append({"mode": "harness, cached re-run", "seconds": cached, **info})
-        mark = len(PERF.findall(log.read_text(errors="replace"))) if log.exists() else 0
-        raw = raw_run(url, bodies)
-        rows.append({"mode": "server alone (httpx, sequential)", "seconds": raw, "items": len(bodies)})
-        if log.exists():
-            compute = [float(ms) for ms in PERF.findall(log.read_text(errors="replace"))[mark:]]
-            if len(compute) == len(bodies):
-                rows.append({"mode": "server compute (its own log)", "seconds": sum(compute) / 1000, "items": len(bodies)})
+        mark = marker()
+        rows.append({"mode": "server alone (urllib, sequential)", "seconds": raw_run(url, bodies), "items": len(bodies), "server_s": compute_s(mark)})
+        for index, concurrency in enumerate(args.concurrency):
+            mark = marker()
+            elapsed, info = harness_run(tmp / f"run{index}.db", url, args.items, concurrency, args.task, args.prompt)
+            rows.append({"mode": f"harness, concurrency {concurrency}", "seconds": elapsed, "server_s": compute_s(mark), **info})
+        last = len(args.concurrency) - 1
+        cached, info = harness_run(tmp / f"run{last}.db", url, args.items, args.concurrency[-1], args.task, args.prompt)
+        rows.append({"mode": "harness, cached re-run", "seconds": cached, "server_s": 0.0, **info})
 
     print(f"{args.items} items of {args.task}/{args.prompt}, one completions request each, server {url}")
-    print("| mode | items | seconds | items/s | retries |")
-    print("|---|---:|---:|---:|---:|")
+    print("| mode | items | wall s | items/s | server compute s | server's own items/s | retries |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        rate = row["items"] / row["seconds"] if row["seconds"] else float("inf")
-        row["items_per_s"] = rate
-        print(f"| {row['mode']} | {row['items']} | {row['seconds']:.2f} | {rate:.1f} | {row.get('retries', '-')} |")
+        row["items_per_s"] = row["items"] / row["seconds"] if row["seconds"] else float("inf")
+        server = row.get("server_s")
+        own = f"{row['items'] / server:.2f}" if server else "-"
+        print(f"| {row['mode']} | {row['items']} | {row['seconds']:.2f} | {row['items_per_s']:.2f} | "
+              f"{'-' if server is None else f'{server:.2f}'} | {own} | {row.get('retries', '-')} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

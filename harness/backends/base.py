@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from harness.errors import HarnessError, did_you_mean
 from harness.registry import Registry
@@ -46,6 +46,19 @@ class ModelSpec(BaseModel):
     extra_headers: dict[str, str] = Field(default_factory=dict)
     extra_params: dict[str, Any] = Field(default_factory=dict)
     mc_fallback: Literal["error", "generate"] = "error"
+
+    @field_serializer("extra_headers")
+    def _hide_credentials(self, headers: dict[str, str]) -> dict[str, str]:
+        """Dumps (the stored run config) never carry credential-like header values."""
+        secret = ("auth", "key", "token", "secret", "cookie")
+        return {k: ("***" if any(s in k.lower() for s in secret) else v) for k, v in headers.items()}
+
+    @field_serializer("base_url")
+    def _hide_userinfo(self, url: str | None) -> str | None:
+        if url and "@" in url.partition("://")[2].partition("/")[0]:
+            scheme, _, rest = url.partition("://")
+            return f"{scheme}://{rest.partition('@')[2]}"
+        return url
 
     @property
     def label(self) -> str:

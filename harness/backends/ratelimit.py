@@ -80,8 +80,8 @@ class CallStats:
 class AdaptiveLimiter:
     """At most ``limit`` requests in flight; ``limit`` adapts between 1 and ``maximum``.
 
-    The numeric state survives across event loops (the backend runs one ``asyncio.run`` per
-    chunk); the condition variable is re-created per loop by ``bind``.
+    Created outside any event loop; ``bind`` makes the condition variable inside the loop
+    that will use it (the backend's own loop thread).
     """
 
     def __init__(self, maximum: int, stats: CallStats) -> None:

@@ -178,3 +178,18 @@ def test_cli_run_through_the_api_writes_no_secret(toy: ToyUpstream, tmp_path: Pa
     assert any(p.suffix == ".jsonl" for p in written)
     for path in written:
         assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_credentials_in_the_model_entry_are_not_stored(toy: ToyUpstream, tmp_path: Path) -> None:
+    from harness.backends import ModelSpec
+    from harness.runner import ExperimentSpec, run_experiment
+    from harness.store import Store
+
+    url = toy.url.replace("http://", f"http://user:{KEY}@") + "/v1"
+    model = ModelSpec(backend="openai", model="toy", base_url=url, extra_headers={"Authorization": f"Bearer {KEY}", "X-Team": "evals"})
+    spec = ExperimentSpec(tasks=["arithmetic"], prompts=["question"], models=[model], limit=2)
+    summary = run_experiment(spec, Store(tmp_path / "h.db"), show_progress=False)
+    assert summary.items_written == 2
+    for path in [p for p in tmp_path.rglob("*") if p.is_file()]:
+        assert KEY.encode() not in path.read_bytes(), path
+    assert b"evals" in (summary.run_dir / "config.json").read_bytes()  # harmless headers are kept
