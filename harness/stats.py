@@ -134,10 +134,11 @@ def paired_permutation(a: Sequence[float], b: Sequence[float], resamples: int = 
     def statistic(u: np.ndarray, v: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.mean(u - v, axis=axis)
 
-    result = stats.permutation_test(
-        (x, y), statistic, permutation_type="samples", vectorized=True, n_resamples=resamples,
-        alternative="two-sided", rng=np.random.default_rng(seed),
-    )
+    options = {"permutation_type": "samples", "vectorized": True, "n_resamples": resamples, "alternative": "two-sided"}
+    try:
+        result = stats.permutation_test((x, y), statistic, rng=np.random.default_rng(seed), **options)
+    except TypeError:  # scipy < 1.15 calls the generator random_state
+        result = stats.permutation_test((x, y), statistic, random_state=np.random.default_rng(seed), **options)
     return Significance(float(min(1.0, result.pvalue)), "paired-permutation", float(result.statistic))
 
 
