@@ -30,7 +30,8 @@ def test_harness_tasks_lists_every_benchmark_with_its_rows(shared_data: Path, ca
     for name in BENCHMARKS:
         assert isinstance(rows[name]["rows"], int) and rows[name]["rows"] > 0, rows[name]
         assert len(rows[name]["prompts"]) >= 2
-    assert rows["mmlu"]["rows"] == 14042 and rows["ag_news"]["type"] == "classification"
+    assert rows["mmlu"]["rows"] == 14042 and rows["mmlu"]["type"] == "multiple_choice (group of 57)"
+    assert rows["ag_news"]["type"] == "classification"
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)
@@ -167,3 +168,47 @@ def test_corpus_bleu_cell_score_equals_sacrebleu_on_the_stored_outputs(shared_da
     assert summary.interval.mean == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score / 100)
     assert summary.interval.method == "corpus bootstrap" and summary.n == 15
     assert len(summary.scores) == 15  # sentence-level scores kept for paired comparisons
+
+
+# -- smoke run of every benchmark on the real embedded model -------------------------------
+# one run per task; MMLU as two subjects in one run, so the run also has the group aggregate
+SMOKE = [[name] for name in BENCHMARKS if name != "mmlu"] + [["mmlu_anatomy", "mmlu_astronomy"]]
+
+
+@pytest.fixture(scope="module")
+def embedded_backend(embedded_model: Path):  # type: ignore[no-untyped-def]
+    from harness.backends import backend_class
+
+    spec = ExperimentSpec.model_validate({"tasks": ["x"]}).models[0]
+    backend = backend_class(spec)(spec)
+    yield spec, backend
+    backend.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("names", SMOKE, ids=lambda names: "+".join(names))
+def test_smoke_benchmark_on_the_embedded_model(names: list[str], shared_data: Path, db_path: Path, embedded_backend) -> None:  # type: ignore[no-untyped-def]
+    """20 items, first prompt variant, generation capped at 24 tokens: the run completes and stores scores."""
+    model, backend = embedded_backend
+    tasks = [find_task(name, data_dirs=[shared_data]) for name in names]
+    spec = ExperimentSpec.model_validate({
+        "tasks": names, "prompts": tasks[0].spec.prompts[:1], "limit": 20, "max_tokens": 24, "data_dirs": [str(shared_data)],
+    })
+    store = Store(db_path)
+    run = run_experiment(spec, store, show_progress=False, backends={model.label: backend})
+    rows = store.items([run.run_id])
+    assert len(rows) == 20 * len(names)
+    for row in rows:
+        scores = json.loads(row["scores_json"])
+        assert set(scores) == set(tasks[0].spec.metrics)
+        assert all(v == v for v in scores.values()), scores  # no NaN
+    summaries = summarize(store, [run.run_id])
+    assert len(summaries) == len(names)
+    for summary in summaries:
+        assert summary.n == 20 and 0 <= summary.interval.mean <= 1.5, summary.interval
+    if len(names) > 1:
+        from harness.aggregates import group_summaries
+
+        (group,) = group_summaries(store, summaries)
+        assert group.group == "mmlu" and group.members == tuple(names) and group.micro.n == 40
+        assert group.macro.mean == pytest.approx(sum(s.interval.mean for s in summaries) / 2)
