@@ -224,13 +224,15 @@ def rank_task(
     ranking = TaskRanking(best.cell.task, best.metric, best.higher_is_better, best.kind, ranked_cells)
     underpowered = [rc.vs_best for rc in ranked_cells[1:] if rc.vs_best and rc.vs_best.warning and rc.group == 1]
     if underpowered:
-        diffs = sorted(100 * abs(r.diff.mean) for r in underpowered)
-        needed = sorted(r.items_needed for r in underpowered)
-        low_n, high_n = min(r.n for r in underpowered), max(r.n for r in underpowered)
+        def span(values: list[float], digits: int) -> str:
+            low, high = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
+            return low if low == high else f"{low}-{high}"
+
         warnings.append(
             f"{ranking.task}: {len(underpowered)} cell(s) share the best's group only for lack of data: with "
-            f"n={low_n if low_n == high_n else f'{low_n}-{high_n}'} paired items, their differences from the best "
-            f"({diffs[0]:.1f}-{diffs[-1]:.1f} points) would need about {needed[0]:.0f}-{needed[-1]:.0f} items to detect with 80% power"
+            f"n={span([r.n for r in underpowered], 0)} paired items, their differences from the best "
+            f"({span([100 * abs(r.diff.mean) for r in underpowered], 1)} points) would need about "
+            f"{span([r.items_needed for r in underpowered], 0)} items to detect with 80% power"
         )
     return ranking, warnings
 
