@@ -158,9 +158,11 @@ class Comparison:
     def rows(self) -> list[dict[str, Any]]:
         """One flat row per cell (for JSON, CSV and DataFrames)."""
         out = []
+        spread = {(sp.task, sp.setting): sp for sp in self.spreads}
         for ranking in self.rankings:
             for rc in ranking.cells:
                 s, c, vs = rc.summary, rc.summary.cell, rc.vs_best
+                sp = spread.get((ranking.task, s.setting))
                 out.append({
                     "task": ranking.task, "rank": rc.rank, "group": rc.group, "run_id": c.run_id, "cell_id": c.cell_id,
                     "prompt": c.prompt, "shots": c.shots, "selector": c.selector, "model": c.model, "metric": s.metric,
@@ -172,6 +174,10 @@ class Comparison:
                     "test": None if vs is None else vs.test, "n_paired": None if vs is None else vs.n,
                     "wins": None if vs is None else vs.wins, "ties": None if vs is None else vs.ties,
                     "losses": None if vs is None else vs.losses,
+                    # spread of this cell's model / shots / selector across prompt variants
+                    "variants": None if sp is None else sp.n_variants, "spread_min": None if sp is None else sp.min,
+                    "spread_median": None if sp is None else sp.median, "spread_max": None if sp is None else sp.max,
+                    "spread_range": None if sp is None else sp.range,
                 })
         return out
 

@@ -29,6 +29,7 @@ def _stat_options(p: argparse.ArgumentParser) -> None:
 def add_compare_options(p: argparse.ArgumentParser) -> None:
     """Extra options for ``compare`` (cli.py already adds --db, --json, runs and --metric)."""
     p.add_argument("--csv", action="store_true", help="print the ranked cells as CSV")
+    p.add_argument("--full", action="store_true", help="with --json: an object with cells, spread, rank stability and warnings")
     p.add_argument("--task", nargs="+", dest="only_tasks", help="only these tasks")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level for rank groups (default: %(default)s)")
     p.add_argument("--confidence", type=float, default=0.95, help="CI level (default: %(default)s)")
@@ -93,7 +94,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     store = Store(args.db)
     comp = _comparison(args, store)
     if args.json:
-        print_json(comp.to_dict())
+        print_json(comp.to_dict() if args.full else comp.rows())
     elif args.csv:
         sys.stdout.write(comparison_csv(comp))
     else:

@@ -105,8 +105,11 @@ def test_item_diff_lists_disagreements(ranked_run: str, db_path: Path) -> None:
 
 def test_compare_cli_json_csv_and_table(ranked_run: str, db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli("compare", "--db", db_path, "--json") == 0
+    rows = json.loads(capsys.readouterr().out)  # a list of cell rows, best first
+    assert [c["rank"] for c in rows] == list(range(1, 7)) and rows[0]["spread_range"] >= 0 and rows[0]["variants"] == 2
+    assert cli("compare", "--db", db_path, "--json", "--full") == 0
     data = json.loads(capsys.readouterr().out)
-    assert [c["rank"] for c in data["cells"]] == list(range(1, 7))
+    assert data["cells"] == rows
     assert {"group", "p_holm", "diff_vs_best", "wins"} <= set(data["cells"][1])
     assert data["spread"] and data["rank_stability"]
     assert cli("compare", "--db", db_path, "--csv") == 0

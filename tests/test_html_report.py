@@ -130,7 +130,7 @@ def test_arc_easy_prompts_and_shots_end_to_end(tmp_path: Path, db_path: Path, sh
     task = ROOT / "tests" / "tasks" / "arc_easy"
     assert cli("run", "--db", db_path, "--task", task, "--data-dir", shared_data, "--shots", "0", "5", "--limit", "6", "--quiet") == 0
     capsys.readouterr()
-    assert cli("compare", "--db", db_path, "--json") == 0
+    assert cli("compare", "--db", db_path, "--json", "--full") == 0
     import json
 
     data = json.loads(capsys.readouterr().out)

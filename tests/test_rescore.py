@@ -63,7 +63,7 @@ def test_rescore_reproduces_and_adds_a_metric(
     assert all("acc_norm" in row["scores"] for row in mirror)
     # the new metric is usable right away
     assert cli("compare", "--db", db_path, run, "--metric", "acc_norm", "--json") == 0
-    assert json.loads(capsys.readouterr().out)["cells"][0]["metric"] == "acc_norm"
+    assert json.loads(capsys.readouterr().out)[0]["metric"] == "acc_norm"
 
 
 def test_rescore_cli_when_the_task_is_gone(
