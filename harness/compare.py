@@ -159,10 +159,11 @@ class Comparison:
         """One flat row per cell (for JSON, CSV and DataFrames)."""
         out = []
         spread = {(sp.task, sp.setting): sp for sp in self.spreads}
+        labels = setting_labels([rc.summary for ranking in self.rankings for rc in ranking.cells])
         for ranking in self.rankings:
             for rc in ranking.cells:
                 s, c, vs = rc.summary, rc.summary.cell, rc.vs_best
-                sp = spread.get((ranking.task, s.setting))
+                sp = spread.get((ranking.task, labels[(c.run_id, c.cell_id)]))
                 out.append({
                     "task": ranking.task, "rank": rc.rank, "group": rc.group, "run_id": c.run_id, "cell_id": c.cell_id,
                     "prompt": c.prompt, "shots": c.shots, "selector": c.selector, "model": c.model, "metric": s.metric,
@@ -243,11 +244,25 @@ def rank_task(
     return ranking, warnings
 
 
+def setting_labels(summaries: Sequence[CellSummary]) -> dict[tuple[str, str], str]:
+    """(run id, cell id) -> setting label; the run is added when runs repeat a setting
+    (e.g. other seeds = other few-shot draws), so repeats count as settings of their own."""
+    seen: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for s in summaries:
+        seen[(s.cell.task, s.setting, s.cell.prompt)].add(s.cell.run_id)
+    repeated = {task for (task, _, _), runs in seen.items() if len(runs) > 1}
+    return {
+        (s.cell.run_id, s.cell.cell_id): f"{s.setting} · run {s.cell.run_id}" if s.cell.task in repeated else s.setting
+        for s in summaries
+    }
+
+
 def spreads(summaries: Sequence[CellSummary]) -> list[Spread]:
     """Min / median / max across prompt variants for each (task, model, shots, selector)."""
+    labels = setting_labels(summaries)
     groups: dict[tuple[str, str], dict[str, CellSummary]] = defaultdict(dict)
     for s in summaries:
-        groups[(s.cell.task, s.setting)][s.cell.prompt] = s
+        groups[(s.cell.task, labels[(s.cell.run_id, s.cell.cell_id)])][s.cell.prompt] = s
     out = []
     for (task, setting), by_prompt in groups.items():
         scored = {p: s for p, s in by_prompt.items() if s.interval.mean == s.interval.mean}
@@ -265,9 +280,10 @@ def spreads(summaries: Sequence[CellSummary]) -> list[Spread]:
 
 def stability(summaries: Sequence[CellSummary]) -> list[Stability]:
     """Kendall tau between the variant orders of every two settings of a task (>= 2 shared variants)."""
+    labels = setting_labels(summaries)
     table: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
     for s in summaries:
-        table[s.cell.task][s.setting][s.cell.prompt] = s.interval.mean
+        table[s.cell.task][labels[(s.cell.run_id, s.cell.cell_id)]][s.cell.prompt] = s.interval.mean
     out = []
     for task, settings in table.items():
         for a, b in combinations(sorted(settings), 2):

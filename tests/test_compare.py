@@ -152,3 +152,19 @@ def test_metric_choice_and_unknown_metric(ranked_run: str, db_path: Path, capsys
 def test_comparison_is_deterministic(ranked_run: str, db_path: Path) -> None:
     first = compare_runs(Store(db_path), [ranked_run], seed=3).to_dict()
     assert compare_runs(Store(db_path), [ranked_run], seed=3).to_dict() == first
+
+
+def test_runs_with_other_seeds_count_as_few_shot_draws(tmp_path: Path, db_path: Path) -> None:
+    toy_task(tmp_path / "tasks", rows=40)
+    store = Store(db_path)
+    runs = []
+    for seed in (1, 2):
+        spec = ExperimentSpec(tasks=["toy"], tasks_dirs=[str(tmp_path / "tasks")], models=["scripted:m"], shots=[2],
+                              selectors=["random"], seed=seed)
+        runs.append(run_experiment(spec, store, show_progress=False).run_id)
+    comp = compare_runs(store, runs)
+    assert len(comp.rows()) == 4 and len(comp.spreads) == 2
+    assert {sp.setting for sp in comp.spreads} == {f"scripted:m · 2-shot random · run {r}" for r in runs}
+    (tau,) = comp.stability  # the two draws' variant orders, compared
+    assert tau.n_variants == 2 and {tau.setting_a, tau.setting_b} == {sp.setting for sp in comp.spreads}
+    assert all(row["variants"] == 2 for row in comp.rows())
