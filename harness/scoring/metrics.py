@@ -105,8 +105,10 @@ def predicted_choice(outcome: Outcome, normalise: bool = False) -> int:
     """Index of the highest-scoring choice; ties go to the first (as argmax does)."""
     scores = np.asarray(outcome.choice_logprobs, dtype=np.float64)
     if normalise:
-        # lm-eval's acc_norm: log-likelihood divided by the continuation's length in characters.
-        scores = scores / np.array([max(len(c), 1) for c in outcome.continuations], dtype=np.float64)
+        # lm-eval's acc_norm: log-likelihood divided by the choice's length in characters. The
+        # leading delimiter (" Paris") is not part of lm-eval's choice text, so it is not counted.
+        lengths = [max(len(c.lstrip()), 1) for c in outcome.continuations]
+        scores = scores / np.array(lengths, dtype=np.float64)
     return int(np.argmax(scores))
 
 
