@@ -13,6 +13,7 @@ import random
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 from harness.errors import HarnessError
 from harness.registry import Registry
@@ -88,3 +89,119 @@ class LabelBalanced(Selector):
                     chosen.append(queues[label].pop())
         rng.shuffle(chosen)
         return chosen
+
+
+# -- similarity-based selection (KATE: Liu et al. 2022; MMR: Carbonell & Goldstein 1998) ----
+ORDERS = ("selected", "similar_last", "shuffled", "label_alternating")
+
+
+class _Similarity(Selector):
+    """Base of knn/mmr: embeds the pool once (disk-cached) and each evaluated input on demand.
+
+    ``order`` arranges the chosen demonstrations: ``selected`` (the selection order: most
+    similar first for knn), ``similar_last`` (most similar right before the item, as KATE
+    recommends), ``shuffled`` (the item's seeded RNG), ``label_alternating`` (round robin
+    over labels, each label's rows in selection order).
+    """
+
+    order: str = "selected"
+    encoder_preference: str = "auto"
+
+    def __init__(self, pool: Sequence[Item]) -> None:
+        from harness.embeddings import encoder_for, pool_embeddings
+
+        super().__init__(pool)
+        texts = [p.input for p in self.pool]
+        self.encoder = encoder_for(texts, self.encoder_preference)
+        self.vectors = pool_embeddings(texts, self.encoder) if self.pool else None
+        self._index = {id(p): i for i, p in enumerate(self.pool)}
+        self._queries: dict[str, Any] = {}
+
+    def query(self, item: Item) -> Any:
+        if item.input not in self._queries:
+            self._queries[item.input] = self.encoder.encode([item.input])[0]
+        return self._queries[item.input]
+
+    def similarities(self, item: Item, candidates: list[Item]) -> Any:
+        """Cosine similarity of each candidate to the item, in candidate order."""
+        assert self.vectors is not None
+        rows = [self._index[id(c)] for c in candidates]
+        return self.vectors[rows] @ self.query(item)
+
+    def choose(self, item: Item, candidates: list[Item], k: int, rng: random.Random) -> list[Item]:
+        sims = self.similarities(item, candidates)
+        picked = self.pick(candidates, sims, k)
+        return arrange(picked, [float(sims[i]) for i in picked], candidates, self.order, rng)
+
+    @abstractmethod
+    def pick(self, candidates: list[Item], sims: Any, k: int) -> list[int]:
+        """Indices into ``candidates`` of the k chosen rows, in selection order."""
+
+
+def arrange(picked: list[int], sims: list[float], candidates: list[Item], order: str, rng: random.Random) -> list[Item]:
+    """Put the picked rows (indices into ``candidates``, with their similarities) in ``order``."""
+    if order == "selected":
+        ordered = picked
+    elif order == "similar_last":  # stable: equal similarities keep selection order
+        ordered = [i for _, i in sorted(zip(sims, picked), key=lambda pair: pair[0])]
+    elif order == "shuffled":
+        ordered = list(picked)
+        rng.shuffle(ordered)
+    elif order == "label_alternating":
+        queues: dict[str, list[int]] = defaultdict(list)
+        for i in picked:  # labels in order of first appearance, each queue in selection order
+            queues[candidates[i].label].append(i)
+        ordered = []
+        while len(ordered) < len(picked):
+            for queue in queues.values():
+                if queue:
+                    ordered.append(queue.pop(0))
+    else:
+        raise HarnessError(f"unknown demonstration order '{order}'; known: {', '.join(ORDERS)}")
+    return [candidates[i] for i in ordered]
+
+
+class KNN(_Similarity):
+    """The k pool rows most similar to the evaluated input (ties: pool order)."""
+
+    def pick(self, candidates: list[Item], sims: Any, k: int) -> list[int]:
+        import numpy as np
+
+        return [int(i) for i in np.argsort(-sims, kind="stable")[:k]]
+
+
+class MMR(_Similarity):
+    """Maximal marginal relevance: similar to the input but not to each other.
+
+    Greedy: each step takes argmax of ``lam * sim(item, d) - (1 - lam) * max sim(d, chosen)``,
+    so near-duplicate demonstrations do not crowd out the rest (lam = 0.5, as LangChain).
+    """
+
+    lam: float = 0.5
+
+    def pick(self, candidates: list[Item], sims: Any, k: int) -> list[int]:
+        import numpy as np
+
+        assert self.vectors is not None
+        vectors = self.vectors[[self._index[id(c)] for c in candidates]]
+        chosen: list[int] = []
+        redundancy = np.full(len(candidates), -np.inf)
+        for _ in range(k):
+            score = self.lam * sims - (1 - self.lam) * np.where(np.isfinite(redundancy), redundancy, 0.0)
+            score[chosen] = -np.inf
+            best = int(np.argmax(score))  # first maximum: deterministic ties
+            chosen.append(best)
+            redundancy = np.maximum(redundancy, vectors @ vectors[best])
+        return chosen
+
+
+def _register_similarity_selectors() -> None:
+    """``knn`` / ``mmr`` (selection order) and one name per other order, e.g. ``knn_similar_last``."""
+    for base, prefix in ((KNN, "knn"), (MMR, "mmr")):
+        for order in ORDERS:
+            name = prefix if order == "selected" else f"{prefix}_{order}"
+            cls = type(f"{base.__name__}_{order}", (base,), {"order": order, "__doc__": f"{base.__doc__} Order: {order}."})
+            SELECTORS.add(name, cls)
+
+
+_register_similarity_selectors()
