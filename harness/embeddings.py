@@ -56,6 +56,9 @@ class MiniLMEncoder(Encoder):
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar on every run
 
         self._model = SentenceTransformer(str(package.get_model_path()), device="cpu")
 

@@ -1,0 +1,114 @@
+"""Contextual calibration: the arithmetic, content-free rendering, and a biased scorer recovered."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from harness.backends import ModelSpec
+from harness.backends.scripted import ScriptedBackend
+from harness.calibration import calibrate_run, calibrated_choice, calibration_summary, content_free_item, content_free_probs
+from harness.requests import LoglikelihoodRequest, LoglikelihoodResult, prompt_text
+from harness.runner import ExperimentSpec, run_experiment
+from harness.store import Store
+from harness.tasks import Item
+
+TEMPLATE = """{% macro answer(choice, index) %} {{ choice }}{% endmacro %}
+{% for s in shots %}Review: {{ s.review }}
+Sentiment:{{ s.answer }}
+
+{% endfor %}Review: {{ review }}
+Sentiment:"""
+
+
+class SentimentScorer(ScriptedBackend):
+    """Scores by the last review's words; ``bias`` is added to ' positive' whatever the input.
+
+    With bias 0 it predicts every item correctly; with a large bias it says 'positive' to
+    everything (the majority-label / prompt bias that Zhao et al. measured).
+    """
+
+    bias = 0.0
+
+    def score(self, request: LoglikelihoodRequest) -> LoglikelihoodResult:
+        review = prompt_text(request.context).rsplit("Review:", 1)[-1]
+        signal = {" positive": float("good" in review), " negative": float("bad" in review)}[request.continuation]
+        bias = self.bias if request.continuation == " positive" else 0.0
+        return LoglikelihoodResult(logprob=-3.0 + signal + bias, is_greedy=False, n_tokens=1)
+
+
+class BiasedScorer(SentimentScorer):
+    bias = 2.0
+
+
+def _task(root: Path) -> Path:
+    folder = root / "senti"
+    (folder / "prompts").mkdir(parents=True)
+    spec = {"name": "senti", "type": "multiple_choice", "data": {"test": "test.jsonl", "fewshot": "fewshot.jsonl"},
+            "input": "{{ review }}", "choices": "{{ ['positive', 'negative'] }}", "target": "{{ label }}",
+            "prompts": ["plain"], "metrics": ["acc"]}
+    (folder / "task.yaml").write_text(yaml.safe_dump(spec))
+    for split, n in (("test", 20), ("fewshot", 10)):
+        rows = [{"id": f"{split}{i}", "review": f"a {'good' if i % 2 == 0 else 'bad'} film number {i}", "label": i % 2} for i in range(n)]
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "prompts" / "plain.jinja").write_text(TEMPLATE)
+    return folder
+
+
+def test_arithmetic_divides_out_the_content_free_distribution() -> None:
+    p_cf = content_free_probs([[np.log(0.8), np.log(0.2)], [np.log(0.6), np.log(0.4)]])
+    assert np.allclose(p_cf, [0.7, 0.3])
+    assert calibrated_choice([np.log(0.6), np.log(0.4)], p_cf) == 1  # 0.6/0.7 < 0.4/0.3
+    assert calibrated_choice([np.log(0.9), np.log(0.1)], p_cf) == 0
+    assert calibrated_choice([np.log(0.6), np.log(0.4)], np.array([0.5, 0.5])) == 0  # uniform p_cf: unchanged
+
+
+def test_content_free_item_replaces_only_the_input_fields() -> None:
+    item = Item(id="x", row={"review": "great plot", "title": "Film", "tags": ["a"], "label": 0}, input="great plot",
+                target=0, choices=("positive", "negative"))
+    neutral = content_free_item(item, "N/A")
+    assert neutral.input == "N/A" and neutral.row == {"review": "N/A", "title": "Film", "tags": ["a"], "label": 0}
+    assert neutral.choices == item.choices and neutral.target == 0 and neutral.id == "x"
+
+
+@pytest.mark.parametrize("shots,selector", [(0, "first_k"), (4, "random")])
+def test_calibration_recovers_the_unbiased_predictions(tmp_path: Path, shots: int, selector: str) -> None:
+    folder = _task(tmp_path)
+    predictions = {}
+    for name, backend_cls in (("unbiased", SentimentScorer), ("biased", BiasedScorer)):
+        store = Store(tmp_path / f"{name}.db")
+        spec = ExperimentSpec.model_validate({"tasks": [str(folder)], "shots": [shots], "selectors": [selector], "models": [f"scripted:{name}"]})
+        backend = backend_cls(ModelSpec(backend="scripted", model=name))
+        summary = run_experiment(spec, store, show_progress=False, backends={spec.models[0].label: backend})
+        seen_before = len(backend.requests_seen)
+        assert calibrate_run(store, summary.run_id, backends={spec.models[0].label: backend}) == 20
+        content_free_contexts = {prompt_text(r.context) for r in backend.requests_seen[seen_before:]}  # type: ignore[attr-defined]
+        sent = backend.requests_seen[seen_before:]
+        assert len(sent) == len({(prompt_text(r.context), r.continuation) for r in sent})  # type: ignore[attr-defined]
+        # zero-shot: the 3 content-free prompts x 2 choices are the same for every item (sent once)
+        assert len(sent) == 6 if shots == 0 else 6 < len(sent) <= 20 * 3 * 2
+        assert any(c.endswith("Review: N/A\nSentiment:") for c in content_free_contexts)
+        if shots:  # the content-free prompts carry the item's own stored demonstrations
+            item_row = store.items([summary.run_id])[0]
+            demos = json.loads(item_row["prompt_json"]).rsplit("Review:", 1)[0]
+            assert demos.count("Sentiment:") == shots and demos + "Review: [MASK]\nSentiment:" in content_free_contexts
+        rows = list(store.db.execute("SELECT item_id, predicted, calibrated, target FROM calibration ORDER BY item_id"))
+        predictions[name] = {r["item_id"]: (r["predicted"], r["calibrated"], r["target"]) for r in rows}
+        (cell,) = calibration_summary(store, summary.run_id)
+        predictions[name + "_summary"] = cell
+        # a second pass is answered by the response cache: the backend sees nothing new
+        before = len(backend.requests_seen)
+        calibrate_run(store, summary.run_id, backends={spec.models[0].label: backend})
+        assert len(backend.requests_seen) == before
+        store.close()
+    unbiased, biased = predictions["unbiased"], predictions["biased"]
+    assert all(pred == target for pred, _, target in unbiased.values())  # the unbiased scorer is right
+    assert {pred for pred, _, _ in biased.values()} == {0}  # the bias makes it say 'positive' to all
+    assert {k: cal for k, (_, cal, _) in biased.items()} == {k: pred for k, (pred, _, _) in unbiased.items()}
+    cell = predictions["biased_summary"]
+    assert cell.acc.mean == 0.5 and cell.acc_calibrated.mean == 1.0 and cell.p_value < 0.01
+    assert cell.p_cf_mean[0] > 0.8  # the estimated bias towards 'positive'
