@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import calibration_cli, decide_cli
+from harness import calibration_cli, decide_cli, tune_cli
 from harness.errors import HarnessError
 from harness.store import DEFAULT_DB, Store
 
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     decide_cli.add_show_options(p)
 
     decide_cli.add_verbs(verbs, _common, _dirs)
+    tune_cli.add_verb(verbs, _dirs)
     calibration_cli.add_verb(verbs, _common)
 
     p = verbs.add_parser("cache", help="response cache statistics, or clear it")
@@ -259,7 +260,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 VERBS = {"tasks": cmd_tasks, "validate": cmd_validate, "run": cmd_run, "compare": cmd_compare, "show": cmd_show, "cache": cmd_cache,
-         **decide_cli.VERBS, "calibrate": calibration_cli.cmd_calibrate}
+         **decide_cli.VERBS, "tune": tune_cli.cmd_tune,
+         "calibrate": calibration_cli.cmd_calibrate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
