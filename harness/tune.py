@@ -66,7 +66,7 @@ class TuneConfig:
 
     def card(self) -> dict[str, Any]:
         d = asdict(self)
-        d["base"] = self.base.model_dump(mode="json", exclude_defaults=True) or {"model": self.base.model}
+        d["base"] = {"label": self.base.label, **self.base.model_dump(mode="json", include={"backend", "model", "revision", "dtype", "device"})}
         d.pop("quiet")
         return d
 

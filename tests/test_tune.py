@@ -1,0 +1,117 @@
+"""`harness tune`: bad inputs fail before training (fast); a tiny real LoRA run plugs into `harness ab` (slow)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.tune import CARD_JSON, CARD_MD, TuneConfig, check_target_modules, mixture, sources, target_text
+from tests.helpers import cli, write_task
+
+
+def _train_task(root: Path, templates: dict[str, str] | None = None) -> Path:
+    folder = write_task(root, "toy", rows=12, spec={"data": {"test": "test.jsonl", "fewshot": "fewshot.jsonl", "train": "fewshot.jsonl"}},
+                        templates=templates)
+    return folder
+
+
+def test_no_train_split_is_a_clear_error_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_task(tmp_path / "tasks")  # test + fewshot only
+    code = cli("tune", "--tasks-dir", tmp_path / "tasks", "--task", "toy", "-o", tmp_path / "out")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no 'train' split" in err and "fewshot, test" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_target_is_a_clear_error_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = "{% macro answer(choice, index) %}{% endmacro %}Q: {{ input }}\nA:"
+    _train_task(tmp_path / "tasks", {"plain": empty})
+    assert cli("tune", "--tasks-dir", tmp_path / "tasks", "--task", "toy", "-o", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "empty target" in err and "template 'plain'" in err and "item 'f0'" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_target_module_names_the_real_layers() -> None:
+    import torch
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.q_proj = torch.nn.Linear(4, 4)
+            self.up_proj = torch.nn.Linear(4, 4)
+
+    check_target_modules(Tiny(), ("q_proj", "up_proj"))
+    with pytest.raises(HarnessError, match=r"unknown LoRA target module\(s\) c_attn .*q_proj, up_proj"):
+        check_target_modules(Tiny(), ("q_proj", "c_attn"))
+
+
+def test_bad_weights_and_non_empty_output_are_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _train_task(tmp_path / "tasks")
+    assert cli("tune", "--tasks-dir", tmp_path / "tasks", "--task", "toy", "--weight", "1", "--weight", "2", "-o", tmp_path / "o") == 2
+    assert "one positive weight per task" in capsys.readouterr().err
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    assert cli("tune", "--tasks-dir", tmp_path / "tasks", "--task", "toy", "-o", tmp_path / "full") == 2
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_targets_are_the_gold_continuation_and_the_first_reference() -> None:
+    config = TuneConfig(tasks=("capitals", "arithmetic"), prompts=(), train_split="fewshot")
+    cap, ari = sources(config)
+    item = cap.items[0]  # Guernsey, answer index 2
+    ex = target_text(cap.task, cap.template, item)
+    assert ex.target == " Saint Peter Port" and ex.prompt.endswith("Answer:") and not ex.stop
+    ex = target_text(ari.task, ari.template, ari.items[0])
+    assert ex.stop and ex.target.strip() == ari.items[0].target[0]
+
+
+def test_mixture_is_seeded_and_follows_the_weights() -> None:
+    config = TuneConfig(tasks=("capitals",), prompts=("qa_plain", "instruct_statement"))
+    srcs = sources(config)
+    assert [s.template.name for s in srcs] == ["qa_plain", "instruct_statement"]
+    a, b = mixture(srcs, 400, seed=7), mixture(srcs, 400, seed=7)
+    assert [(e.source, e.item_id) for e in a] == [(e.source, e.item_id) for e in b]
+    assert [(e.source, e.item_id) for e in a] != [(e.source, e.item_id) for e in mixture(srcs, 400, seed=8)]
+    counts = Counter(e.source for e in a)
+    assert 150 < counts["capitals/qa_plain"] < 250
+    # every item of a source is used before any repeats
+    first = [e.item_id for e in a if e.source == "capitals/qa_plain"][:40]
+    assert len(set(first)) == 40
+
+
+def test_task_weights_skew_the_mixture(tmp_path: Path) -> None:
+    _train_task(tmp_path / "tasks")
+    config = TuneConfig(tasks=("capitals", "toy"), task_weights=(3.0, 1.0), tasks_dirs=(str(tmp_path / "tasks"),))
+    counts = Counter(e.source.split("/")[0] for e in mixture(sources(config), 800, seed=1))
+    assert 540 < counts["capitals"] < 660 and counts["capitals"] + counts["toy"] == 800
+
+
+@pytest.mark.slow
+def test_tiny_lora_run_plugs_into_ab(tmp_path: Path, db_path: Path, embedded_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "adapter"
+    args = ["tune", "--task", "capitals", "--prompt", "qa_plain", "-o", out, "--steps", "2", "--eval-steps", "1",
+            "--batch-size", "2", "--eval-limit", "6", "--lr", "1e-3", "--quiet", "--json"]
+    assert cli(*args) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    assert card == json.loads((out / CARD_JSON).read_text()) and (out / CARD_MD).is_file()
+    assert card["kind"] == "lora" and card["base_model"] == "hf:gemma-3-270m" and card["tasks"] == ["capitals"]
+    assert card["train_items"] == 40 and card["config"]["lora_r"] == 8
+    assert [p["step"] for p in card["eval_curve"]] == [0, 1, 2]
+    assert all(0 <= p["acc"] <= 1 for p in card["eval_curve"]) and card["train_loss"]
+    assert card["best_step"] in (1, 2) and not any(p.name.startswith(".tune-") for p in out.iterdir())
+    ab = ["ab", "--db", db_path, "--adapter", out, "--task", "capitals", "--prompt", "qa_plain", "--limit", "6", "--quiet", "--json"]
+    assert cli(*ab) == 0
+    data = json.loads(capsys.readouterr().out)
+    (task,) = data["tasks"]
+    assert data["tuned"] == f"hf:gemma-3-270m+{out}" and task["n"] == 6 and 0 <= task["p_value"] <= 1
+    assert "diff_ci_low" in task and task["diff_ci_low"] <= task["diff"] <= task["diff_ci_high"]
+    # unknown target modules fail after loading the model but before any training step
+    assert cli("tune", "--task", "capitals", "-o", tmp_path / "bad", "--target-modules", "c_attn", "--quiet") == 2
+    assert "unknown LoRA target module(s) c_attn" in capsys.readouterr().err and not (tmp_path / "bad").exists()
