@@ -193,3 +193,11 @@ def test_credentials_in_the_model_entry_are_not_stored(toy: ToyUpstream, tmp_pat
     for path in [p for p in tmp_path.rglob("*") if p.is_file()]:
         assert KEY.encode() not in path.read_bytes(), path
     assert b"evals" in (summary.run_dir / "config.json").read_bytes()  # harmless headers are kept
+
+
+def test_sampled_repeats_are_separate_requests_with_their_own_seed(toy: ToyUpstream) -> None:
+    requests = [GenerateRequest("p", temperature=0.8, seed=7, repeat=r) for r in range(3)]
+    assert len({r.key() for r in requests}) == 3  # the cache keeps them apart
+    with FaultProxy(toy.url) as proxy:
+        backend(proxy.base_url).generate(requests)
+    assert sorted(c["body"]["seed"] for c in proxy.log.forwarded) == [7 * 100_003 + r for r in range(3)]
