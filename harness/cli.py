@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import calibration_cli, decide_cli, tune_cli
+from harness import calibration_cli, decide_cli, draws, tune_cli
 from harness.errors import HarnessError
 from harness.store import DEFAULT_DB, Store
 
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, help="requests in flight per API model (default: 4)")
     p.add_argument("--limit", type=int, help="first N items of each task")
     p.add_argument("--max-tokens", type=int, help="cap on generated tokens for generate tasks (quick looks, smoke tests)")
+    p.add_argument("--draws", type=int, help="independent demonstration draws per few-shot cell (report: harness draws)")
     p.add_argument("--seed", type=int)
     p.add_argument("--split")
     p.add_argument("--fewshot-split")
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     decide_cli.add_verbs(verbs, _common, _dirs)
     tune_cli.add_verb(verbs, _dirs)
     calibration_cli.add_verb(verbs, _common)
+    draws.add_verb(verbs, _common)
 
     p = verbs.add_parser("cache", help="response cache statistics, or clear it")
     _common(p)
@@ -169,7 +171,7 @@ def _experiment(args: argparse.Namespace) -> Any:
     raw: dict[str, Any] = read_yaml_mapping(args.experiment, "experiment") if args.experiment else {}
     overrides = {
         "tasks": args.tasks, "prompts": args.prompts, "shots": args.shots, "selectors": args.selectors, "limit": args.limit,
-        "max_tokens": args.max_tokens,
+        "max_tokens": args.max_tokens, "draws": args.draws,
         "seed": args.seed, "split": args.split, "fewshot_split": args.fewshot_split,
     }
     raw.update({k: v for k, v in overrides.items() if v is not None})
@@ -261,7 +263,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 VERBS = {"tasks": cmd_tasks, "validate": cmd_validate, "run": cmd_run, "compare": cmd_compare, "show": cmd_show, "cache": cmd_cache,
          **decide_cli.VERBS, "tune": tune_cli.cmd_tune,
-         "calibrate": calibration_cli.cmd_calibrate}
+         "calibrate": calibration_cli.cmd_calibrate,
+         "draws": draws.cmd_draws}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

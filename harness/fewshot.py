@@ -51,6 +51,12 @@ def item_rng(seed: int, item_id: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
+def draw_rng(seed: int, item_id: str, draw: int) -> random.Random:
+    """The item's RNG for demonstration draw ``draw`` (``--draws``); draw 0 is ``item_rng`` itself,
+    so a run without draws selects exactly what it did before."""
+    return item_rng(seed, item_id) if draw == 0 else item_rng(seed, f"{item_id}\x00draw\x00{draw}")
+
+
 @SELECTORS.register("first_k")
 class FirstK(Selector):
     """The first k pool rows, in file order: the classic fixed prompt."""

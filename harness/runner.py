@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness.backends import Backend, ModelSpec, backend_class, parse_model
 from harness.errors import HarnessError
-from harness.fewshot import SELECTORS, Selector, item_rng
+from harness.fewshot import SELECTORS, Selector, draw_rng
 from harness.progress import progress_bar
 from harness.prompts import PromptTemplate, Rendered, load_prompt
 from harness.requests import GenerateRequest, LoglikelihoodRequest, Request, Result, prompt_to_json, result_to_json
@@ -56,6 +56,7 @@ class ExperimentSpec(BaseModel):
     prompts_dirs: list[str] = Field(default_factory=list)
     data_dirs: list[str] = Field(default_factory=list)
     chunk_items: int = Field(default=64, ge=1, description="items per backend call and per transaction")
+    draws: int = Field(default=1, ge=1, le=100, description="independent demonstration draws per few-shot cell (harness draws reports mean/spread/CI)")
 
     @field_validator("models", mode="before")
     @classmethod
@@ -90,17 +91,25 @@ class Cell:
     items: tuple[Item, ...]
     pool: tuple[Item, ...]
     max_tokens: int | None = None  # experiment-level cap on generation.max_tokens
+    draw: int = 0  # demonstration draw (--draws): mixed into each item's few-shot RNG seed
 
     @property
     def cell_id(self) -> str:
         key = [self.task.name, self.template.name, self.template.sha256, self.shots, self.selector, self.model.label, self.seed]
         if self.max_tokens and self.task.spec.type == "generate":  # only capped cells get a different id
             key.append(self.max_tokens)
+        if self.draw:  # draw 0 keeps the id it had before draws existed
+            key.append(["draw", self.draw])
         return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
 
     @property
+    def selector_label(self) -> str:
+        """The selector as stored and shown: ``random draw 2`` for draws after the first."""
+        return f"{self.selector} draw {self.draw}" if self.draw else self.selector
+
+    @property
     def label(self) -> str:
-        return f"{self.task.name} | {self.template.name} | {self.shots}-shot {self.selector} | {self.model.label}"
+        return f"{self.task.name} | {self.template.name} | {self.shots}-shot {self.selector_label} | {self.model.label}"
 
 
 @dataclass(frozen=True)
@@ -149,9 +158,10 @@ def plan(spec: ExperimentSpec) -> list[Cell]:
             for template in templates:
                 for shots in spec.shots:
                     for selector in spec.selectors if shots > 0 else ["none"]:
-                        cell = Cell(task, template, shots, selector, model, spec.seed, items, pool, spec.max_tokens)
-                        prepare(cell, 0, items[0], _selector(cell))  # fail fast on template errors
-                        cells.append(cell)
+                        for draw in range(spec.draws if shots > 0 else 1):
+                            cell = Cell(task, template, shots, selector, model, spec.seed, items, pool, spec.max_tokens, draw)
+                            prepare(cell, 0, items[0], _selector(cell))  # fail fast on template errors
+                            cells.append(cell)
                         if shots == 0:
                             break
     return cells
@@ -162,7 +172,7 @@ def _selector(cell: Cell) -> Selector | None:
 
 
 def prepare(cell: Cell, position: int, item: Item, selector: Selector | None) -> Prepared:
-    shots = selector.select(item, cell.shots, item_rng(cell.seed, item.id)) if selector else []
+    shots = selector.select(item, cell.shots, draw_rng(cell.seed, item.id, cell.draw)) if selector else []
     rendered = cell.template.render(cell.task, item, shots)
     requests: tuple[Request, ...]
     if cell.task.spec.type in ("multiple_choice", "classification"):
@@ -277,7 +287,7 @@ def _run_model(
         store.add_cell(
             CellRecord(
                 run_id=run_id, cell_id=cell.cell_id, task=cell.task.name, task_type=cell.task.spec.type,
-                prompt=cell.template.name, prompt_sha256=cell.template.sha256, shots=cell.shots, selector=cell.selector,
+                prompt=cell.template.name, prompt_sha256=cell.template.sha256, shots=cell.shots, selector=cell.selector_label,
                 model=model.label, model_json=identity, metrics=list(cell.task.spec.metrics), n_planned=len(cell.items),
             )
         )

@@ -1,0 +1,131 @@
+"""Few-shot draws as an axis: how much the choice of demonstrations alone moves a score.
+
+``harness run --draws N`` evaluates every few-shot cell N times with independent
+demonstration draws (the draw index is mixed into each item's selection RNG; draw 0 is
+the ordinary run). Each draw is a cell of its own, stored with the selector shown as
+``random draw 2``; this module groups them back into their setting and reports, over
+draws, the mean, the spread (sd, min, max) and a t confidence interval of the mean, as
+HELM's multi-trial evaluation does. The CI is over draws (the demonstration-choice
+variance), not over items; per-draw item CIs are in ``harness compare``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from harness.errors import HarnessError
+from harness.store import Store
+
+DRAW_MARK = " draw "  # selector names never contain spaces, so the stored label splits unambiguously
+
+
+def split_selector(label: str) -> tuple[str, int]:
+    """``'random draw 2'`` -> ``('random', 2)``; a plain selector is draw 0."""
+    base, mark, draw = label.partition(DRAW_MARK)
+    return (base, int(draw)) if mark else (label, 0)
+
+
+@dataclass(frozen=True)
+class DrawSummary:
+    task: str
+    prompt: str
+    shots: int
+    selector: str
+    model: str
+    metric: str
+    draw_means: tuple[float, ...]  # one per draw, in draw order
+    n_items: int
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.draw_means))
+
+    @property
+    def sd(self) -> float:
+        return float(np.std(self.draw_means, ddof=1)) if len(self.draw_means) > 1 else 0.0
+
+    def interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """t interval of the mean over draws (degenerate with a single draw)."""
+        n = len(self.draw_means)
+        if n < 2:
+            return (self.mean, self.mean)
+        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * self.sd / np.sqrt(n)
+        return (self.mean - half, self.mean + half)
+
+    def to_json(self) -> dict[str, Any]:
+        low, high = self.interval()
+        return {"task": self.task, "prompt": self.prompt, "shots": self.shots, "selector": self.selector, "model": self.model,
+                "metric": self.metric, "draws": len(self.draw_means), "n_items": self.n_items, "mean": self.mean, "sd": self.sd,
+                "min": min(self.draw_means), "max": max(self.draw_means), "ci_low": low, "ci_high": high,
+                "draw_means": list(self.draw_means)}
+
+
+def draw_summaries(store: Store, run_ids: Sequence[str], metric: str | None = None) -> list[DrawSummary]:
+    """Group the few-shot cells of the runs by setting and summarise their per-draw means."""
+    cells = {c.cell_id: c for c in store.cells(list(run_ids))}
+    sums: dict[str, list[float]] = {}
+    for row in store.items(list(run_ids)):
+        cell = cells[row["cell_id"]]
+        name = metric or cell.metrics[0]
+        scores = json.loads(row["scores_json"])
+        if name not in scores:
+            raise HarnessError(f"metric '{name}' is not stored for cell {cell.cell_id} ({cell.task}); stored: {', '.join(scores)}")
+        sums.setdefault(cell.cell_id, []).append(float(scores[name]))
+    groups: dict[tuple[Any, ...], dict[int, tuple[float, int]]] = {}
+    for cell_id, values in sums.items():
+        cell = cells[cell_id]
+        if cell.shots == 0:
+            continue
+        base, draw = split_selector(cell.selector)
+        key = (cell.task, cell.prompt, cell.shots, base, cell.model, metric or cell.metrics[0])
+        groups.setdefault(key, {})[draw] = (float(np.mean(values)), len(values))
+    out = []
+    for (task, prompt, shots, selector, model, name), draws in sorted(groups.items()):
+        ordered = [draws[d] for d in sorted(draws)]
+        out.append(DrawSummary(task, prompt, shots, selector, model, name, tuple(m for m, _ in ordered), min(n for _, n in ordered)))
+    return out
+
+
+# -- CLI: harness draws [RUN ...] --------------------------------------------------------
+Adder = Callable[[argparse.ArgumentParser], None]
+
+
+def add_verb(verbs: argparse._SubParsersAction, common: Adder) -> None:  # type: ignore[type-arg]
+    p = verbs.add_parser("draws", help="few-shot settings over demonstration draws (run --draws N): mean, spread, CI over draws")
+    common(p)
+    p.add_argument("runs", nargs="*", default=["latest"], help="run ids or prefixes (default: latest)")
+    p.add_argument("--metric", help="metric (default: each task's first)")
+
+
+def cmd_draws(args: argparse.Namespace) -> int:
+    from harness.report import console, print_json
+
+    store = Store(args.db)
+    try:
+        runs = [store.resolve_run(r) for r in args.runs]
+        rows = draw_summaries(store, runs, args.metric)
+    finally:
+        store.close()
+    if not rows:
+        raise HarnessError("no few-shot cells in these runs (draws only apply to shots > 0)")
+    if args.json:
+        print_json([r.to_json() for r in rows])
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"few-shot draws · {', '.join(runs)} · CI: t over draws")
+    for column in ("task", "prompt", "shots", "selector", "model", "metric", "draws", "mean [95% CI]", "sd", "min – max"):
+        table.add_column(column)
+    for r in rows:
+        low, high = r.interval()
+        table.add_row(r.task, r.prompt, str(r.shots), r.selector, r.model, r.metric, str(len(r.draw_means)),
+                      f"{r.mean:.3f} [{low:.3f}, {high:.3f}]", f"{r.sd:.3f}", f"{min(r.draw_means):.3f} – {max(r.draw_means):.3f}")
+    console().print(table)
+    return 0
