@@ -196,14 +196,15 @@ def _experiment(args: argparse.Namespace) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.compare import summarize
-    from harness.report import print_json, ranked_tables, summaries_json
+    from harness.compare import compare_runs
+    from harness.report import comparison_tables, print_json
     from harness.runner import run_experiment
 
     spec = _experiment(args)
     store = Store(args.db)
     summary = run_experiment(spec, store, new=args.new, show_progress=not args.quiet and not args.json)
-    summaries = summarize(store, [summary.run_id])
+    comparison = compare_runs(store, [summary.run_id])
+    summaries = [cell.summary for ranking in comparison.rankings for cell in ranking.cells]
     info = {
         "run_id": summary.run_id, "resumed": summary.resumed, "cells": len(summary.cells), "items_written": summary.items_written,
         "requests": summary.requests, "cache_hits": summary.cache_hits, "backend_requests": summary.backend_requests,
@@ -214,9 +215,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.aggregate_report import aggregates_json, print_aggregates
 
     if args.json:
-        print_json({**info, "ranking": summaries_json(summaries), **aggregates_json(store, summaries)})
+        print_json({**info, "ranking": comparison.rows(), **aggregates_json(store, summaries)})
         return 0
-    ranked_tables(summaries)
+    comparison_tables(comparison)
     from harness.report import console as make_console
 
     print_aggregates(store, summaries, make_console())

@@ -11,7 +11,7 @@ from tests.helpers import cli, write_task
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=600)
 
 
 def _assert_user_error(result: subprocess.CompletedProcess, *needles: str) -> None:
