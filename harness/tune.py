@@ -343,10 +343,11 @@ def tune(config: TuneConfig) -> TuneResult:
             self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
             return metrics
 
+    every = min(config.eval_steps, config.max_steps)  # at least one evaluation after training starts
     args = TrainingArguments(
         output_dir=str(workdir / "checkpoints"), max_steps=config.max_steps, per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate, warmup_steps=config.warmup_steps,
-        eval_strategy="steps", eval_steps=config.eval_steps, save_strategy="steps", save_steps=config.eval_steps,
+        eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every,
         save_total_limit=2, load_best_model_at_end=True, metric_for_best_model=f"eval_{metric_name}",
         greater_is_better=get_metric(metric_name, "metric").higher_is_better, logging_steps=max(1, min(10, config.eval_steps)),
         seed=config.seed, data_seed=config.seed, report_to="none", disable_tqdm=config.quiet, remove_unused_columns=False,
@@ -356,6 +357,10 @@ def tune(config: TuneConfig) -> TuneResult:
     callbacks = [EarlyStoppingCallback(early_stopping_patience=config.patience)] if config.patience > 0 else []
     trainer = HarnessTrainer(model=model, args=args, train_dataset=train, eval_dataset=train[:1],
                              data_collator=_collate(pad), callbacks=callbacks)
+    if config.quiet:  # with tqdm disabled Trainer prints every log dict to stdout; --quiet/--json want it silent
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     start = time.perf_counter()
     name, value = evaluate(0)
     curve.append({"step": 0, name: value, "train_loss": None})
@@ -364,7 +369,8 @@ def tune(config: TuneConfig) -> TuneResult:
     seconds = time.perf_counter() - start
     best_step = _best_step(trainer.state.best_model_checkpoint)
     trainer.model.save_pretrained(str(out))
-    backend.tokenizer.save_pretrained(str(out)) if config.full else None
+    if config.full:  # a whole model folder: `harness ab --tuned hf:OUT` loads it like any checkpoint
+        backend.tokenizer.save_pretrained(str(out))
     shutil.rmtree(workdir, ignore_errors=True)
     losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     result = TuneResult(out, best_step, trainer.state.best_metric, metric_name, curve, trainer.state.global_step, seconds)
