@@ -239,6 +239,12 @@ def _eval_spec(config: TuneConfig, srcs: list[Source], label: str) -> Any:
     )
 
 
+def eval_metric(srcs: list[Source]) -> str:
+    """Each task's main metric; their mean (over tasks x templates) drives early stopping."""
+    names = {s.task.spec.metrics[0] for s in srcs}
+    return names.pop() if len(names) == 1 else "main_metric"
+
+
 def _evaluator(config: TuneConfig, srcs: list[Source], backend: Any, workdir: Path) -> Any:
     """A function(step) -> (metric name, mean over all eval cells' items) via run_experiment."""
     from harness.compare import summarize
@@ -248,7 +254,7 @@ def _evaluator(config: TuneConfig, srcs: list[Source], backend: Any, workdir: Pa
     store = Store(workdir / "eval.sqlite")
     label = f"tuning-{uuid.uuid4().hex[:8]}"
     spec = _eval_spec(config, srcs, label)
-    metric = srcs[0].task.spec.metrics[0]
+    metric = eval_metric(srcs)
 
     def evaluate(step: int) -> tuple[str, float]:
         backend.step = step
@@ -258,7 +264,7 @@ def _evaluator(config: TuneConfig, srcs: list[Source], backend: Any, workdir: Pa
             summary = run_experiment(spec, store, new=True, backends={label: backend}, show_progress=False)
         finally:
             backend.model.train(was_training)
-        means = [c.interval.mean for c in summarize(store, [summary.run_id], metric, resamples=200)]
+        means = [c.interval.mean for c in summarize(store, [summary.run_id], None, resamples=200)]
         return metric, sum(means) / len(means) if means else float("nan")
 
     return evaluate
@@ -328,7 +334,7 @@ def tune(config: TuneConfig) -> TuneResult:
     workdir = Path(tempfile.mkdtemp(prefix=".tune-", dir=out))
     evaluate = _evaluator(config, srcs, backend, workdir)
     curve: list[dict[str, Any]] = []
-    metric_name = srcs[0].task.spec.metrics[0]
+    metric_name = eval_metric(srcs)
 
     class HarnessTrainer(Trainer):
         """Evaluation is harness's own scoring of the held-out items, not the eval loss."""
@@ -349,7 +355,7 @@ def tune(config: TuneConfig) -> TuneResult:
         gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate, warmup_steps=config.warmup_steps,
         eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every,
         save_total_limit=2, load_best_model_at_end=True, metric_for_best_model=f"eval_{metric_name}",
-        greater_is_better=get_metric(metric_name, "metric").higher_is_better, logging_steps=max(1, min(10, config.eval_steps)),
+        greater_is_better=get_metric(srcs[0].task.spec.metrics[0], "metric").higher_is_better, logging_steps=max(1, min(10, config.eval_steps)),
         seed=config.seed, data_seed=config.seed, report_to="none", disable_tqdm=config.quiet, remove_unused_columns=False,
         use_cpu=backend.device == "cpu", bf16=backend.dtype == torch.bfloat16 and not config.full,
         dataloader_num_workers=0, save_only_model=True,
