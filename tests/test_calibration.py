@@ -112,3 +112,18 @@ def test_calibration_recovers_the_unbiased_predictions(tmp_path: Path, shots: in
     cell = predictions["biased_summary"]
     assert cell.acc.mean == 0.5 and cell.acc_calibrated.mean == 1.0 and cell.p_value < 0.01
     assert cell.p_cf_mean[0] > 0.8  # the estimated bias towards 'positive'
+
+
+def test_cli_calibrate_json_and_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.helpers import cli
+
+    folder = _task(tmp_path)
+    db = tmp_path / "c.db"
+    assert cli("run", "--task", folder, "--shots", "2", "--selector", "random", "--model", "scripted:m", "--db", db, "--quiet") == 0
+    capsys.readouterr()
+    assert cli("calibrate", "--db", db, "--json", "--content-free", "N/A") == 0
+    out = json.loads(capsys.readouterr().out)
+    (cell,) = out["cells"]
+    assert out["items"] == 20 and cell["n"] == 20 and 0 <= cell["acc_calibrated"] <= 1 and len(cell["p_cf_mean"]) == 2
+    assert cli("calibrate", "nosuchrun", "--db", db) == 2
+    assert "no run matching" in capsys.readouterr().err
