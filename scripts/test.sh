@@ -6,4 +6,4 @@ bash scripts/setup.sh
 . .venv/bin/activate
 # the API backend's tests run a real llama.cpp server (pyproject extra "server"; compiled once)
 python -c "import llama_cpp.server" 2>/dev/null || CMAKE_ARGS="-DLLAVA_BUILD=OFF" python -m pip install -q "llama-cpp-python[server]==0.3.36"
-python -m pytest -q "$@"
+python -m pytest -q --durations=20 "$@"
