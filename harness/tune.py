@@ -212,15 +212,28 @@ def _tokenize(backend: Any, examples: list[Example]) -> list[dict[str, list[int]
     return out
 
 
-def _collate(pad_id: int) -> Any:
+def _collate(pad_id: int, trim: bool = True) -> Any:
+    """Left-padded batches with explicit position ids, so every answer ends at the last positions
+    and ``logits_to_keep`` computes the LM head only over them (with a 262k vocabulary the head
+    over every position would dominate the step); labels are trimmed to the same window."""
     import torch
 
     def collate(rows: list[dict[str, list[int]]]) -> dict[str, Any]:
         width = max(len(r["input_ids"]) for r in rows)
-        ids = [r["input_ids"] + [pad_id] * (width - len(r["input_ids"])) for r in rows]
-        labels = [r["labels"] + [-100] * (width - len(r["labels"])) for r in rows]
-        mask = [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]
-        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "attention_mask": torch.tensor(mask)}
+        pad = [width - len(r["input_ids"]) for r in rows]
+        ids = [[pad_id] * n + r["input_ids"] for n, r in zip(pad, rows)]
+        labels = torch.tensor([[-100] * n + r["labels"] for n, r in zip(pad, rows)])
+        mask = torch.tensor([[0] * n + [1] * len(r["input_ids"]) for n, r in zip(pad, rows)])
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        batch = {"input_ids": torch.tensor(ids), "attention_mask": mask, "position_ids": positions}
+        if trim:  # the window starts one position before the earliest answer token (it predicts that token)
+            answer = (labels != -100).int().argmax(dim=1)
+            keep = int(width - answer.min().item() + 1)
+            if keep < width:
+                batch["logits_to_keep"] = keep
+                labels = labels[:, -keep:]
+        batch["labels"] = labels
+        return batch
 
     return collate
 
