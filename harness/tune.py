@@ -417,6 +417,8 @@ def write_card(config: TuneConfig, result: TuneResult, losses: list[dict[str, An
     (result.output / CARD_JSON).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     use = (f"harness ab --base {config.base.backend}:{config.base.model} --tuned hf:{result.output}" if config.full
            else f"harness ab --adapter {result.output} --task {' '.join(config.tasks)}")
+    if config.prompts:
+        use += f" --prompt {' '.join(config.prompts)}"
     lines = [
         f"# Tuned {'model' if config.full else 'LoRA adapter'} of {config.base.label}", "",
         f"- tasks: {', '.join(config.tasks)} (split '{config.train_split}', {n_train} items)",
