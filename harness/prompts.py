@@ -12,7 +12,6 @@ demonstration shows and the format that is scored cannot drift apart.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import jinja2
 
 from harness.errors import HarnessError, did_you_mean
 from harness.requests import Message, Prompt
-from harness.tasks import PROJECT_ROOT, Item, Task
+from harness.tasks import Item, Task, search_dirs
 from harness.templating import JINJA_ERRORS, compile_template, explain
 
 PROMPTS_DIR_ENV = "HARNESS_PROMPTS_DIR"
@@ -122,11 +121,7 @@ class PromptTemplate:
 
 
 def default_prompt_dirs() -> list[Path]:
-    dirs = [Path(p).expanduser() for p in os.environ.get(PROMPTS_DIR_ENV, "").split(os.pathsep) if p]
-    for candidate in (Path.cwd() / "prompts", PROJECT_ROOT / "prompts"):
-        if candidate.is_dir() and candidate.resolve() not in [d.resolve() for d in dirs]:
-            dirs.append(candidate)
-    return dirs
+    return search_dirs(PROMPTS_DIR_ENV, "prompts")
 
 
 def _search_folders(task: Task, extra_dirs: Iterable[Path]) -> list[Path]:

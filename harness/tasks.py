@@ -294,9 +294,22 @@ def read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     return rows
 
 
+def env_paths(variable: str) -> list[Path]:
+    """Folders listed in an environment variable (os.pathsep-separated)."""
+    return [Path(p).expanduser() for p in os.environ.get(variable, "").split(os.pathsep) if p]
+
+
 def data_dirs_from_env() -> tuple[Path, ...]:
-    raw = os.environ.get(DATA_DIR_ENV, "")
-    return tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p)
+    return tuple(env_paths(DATA_DIR_ENV))
+
+
+def search_dirs(variable: str, folder: str) -> list[Path]:
+    """$variable's folders, then ./<folder> and the project's own <folder>, without repeats."""
+    dirs = env_paths(variable)
+    for candidate in (Path.cwd() / folder, PROJECT_ROOT / folder):
+        if candidate.is_dir() and candidate.resolve() not in [d.resolve() for d in dirs]:
+            dirs.append(candidate)
+    return dirs
 
 
 def resolve_data_path(value: str, folder: Path, data_dirs: Iterable[Path], where: str, source: str = "") -> Path:
@@ -322,11 +335,7 @@ def load_task(path: Path, data_dirs: Iterable[Path] = ()) -> Task:
 
 
 def default_task_dirs() -> list[Path]:
-    dirs = [Path(p).expanduser() for p in os.environ.get(TASKS_DIR_ENV, "").split(os.pathsep) if p]
-    for candidate in (Path.cwd() / "tasks", PROJECT_ROOT / "tasks"):
-        if candidate.is_dir() and candidate.resolve() not in [d.resolve() for d in dirs]:
-            dirs.append(candidate)
-    return dirs
+    return search_dirs(TASKS_DIR_ENV, "tasks")
 
 
 def discover_tasks(extra_dirs: Iterable[Path] = ()) -> dict[str, Path]:
