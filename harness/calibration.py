@@ -10,8 +10,12 @@ This is a second pass over a stored run, not part of the runner: for every multi
 or classification item it renders the content-free variants with the item's *stored*
 demonstrations, scores them through the response cache (the model is loaded only on a
 miss), and stores per item ``p_cf`` and the calibrated prediction in a ``calibration``
-table of the same SQLite file. Uncalibrated accuracy is recomputed from the stored
+table of the same SQLite file, and the item score ``acc_calibrated`` into the run's items
+(so ``harness compare --metric acc_calibrated`` and ``harness sensitivity`` rank and
+pair-test it like any metric). Uncalibrated accuracy is recomputed from the stored
 responses, so both sit side by side with Wilson CIs and a McNemar test on the same items.
+Re-running is idempotent (rows and scores are replaced) and cheap (content-free scores are
+cached chunk by chunk, so an interrupted pass resumes from the cache).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from harness.tasks import Item
 
 CONTENT_FREE = ("N/A", "", "[MASK]")
 CALIBRATED_TYPES = ("multiple_choice", "classification")
+CALIBRATED_METRIC = "acc_calibrated"  # the item score calibrate adds, so compare/report/sensitivity can pair it
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS calibration (
     run_id TEXT NOT NULL, cell_id TEXT NOT NULL, item_id TEXT NOT NULL,
@@ -173,12 +178,20 @@ def calibrate_run(
                 records.append((run_id, cell.cell_id, item.id, json.dumps([list(x) for x in cf]), json.dumps(p_cf.tolist()),
                                 int(np.argmax(real)), calibrated_choice(real, p_cf), int(item.target)))  # type: ignore[arg-type]
             store.write_items(run_id, [], fresh)  # the new content-free scores go to the response cache
-            with store.transaction():
+            with store.transaction():  # the calibration rows and the items' acc_calibrated score together
                 store.db.executemany("INSERT OR REPLACE INTO calibration VALUES (?,?,?,?,?,?,?,?)", records)
+                store.db.executemany(
+                    f"UPDATE items SET scores_json = json_set(scores_json, '$.{CALIBRATED_METRIC}', ?) "
+                    "WHERE run_id = ? AND cell_id = ? AND item_id = ?",
+                    [(float(r[6] == r[7]), r[0], r[1], r[2]) for r in records],
+                )
             written += len(records)
     for label, loaded in ready.items():
         if backends is None or label not in backends:
             loaded.close()
+    from harness.runner import export_run
+
+    export_run(store, run_id)  # the JSONL mirror shows acc_calibrated too
     return written
 
 

@@ -93,6 +93,8 @@ def rescore_run(
     cells = {c.cell_id: c for c in store.cells([run_id])}
     for name in metrics:
         metric = get_metric(name, "--metric")
+        if metric.written_by:
+            raise HarnessError(f"metric '{name}' cannot be recomputed from responses; `{metric.written_by}` writes it (rescore keeps stored values)")
         for cell in cells.values():
             if cell.task_type not in metric.task_types:
                 raise HarnessError(f"metric '{name}' does not apply to task '{cell.task}' ({cell.task_type}); it is for: {', '.join(metric.task_types)}")
@@ -123,7 +125,8 @@ def rescore_run(
     for row in rows:
         cell = cells[row["cell_id"]]
         old: dict[str, float] = json.loads(row["scores_json"])
-        names = list(dict.fromkeys([*cell.metrics, *old, *metrics]))
+        # metrics written by a later pass (acc_calibrated) are kept as stored, never recomputed
+        names = [n for n in dict.fromkeys([*cell.metrics, *old, *metrics]) if not get_metric(n).written_by]
         target = json.loads(row["target_json"])
         target = target if isinstance(target, int) else tuple(target)
         base = items_by_task[cell.task].get(row["item_id"])

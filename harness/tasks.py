@@ -116,9 +116,11 @@ class TaskSpec(_Strict):
 
         for name in names:
             try:
-                get_metric(name)
+                written_by = get_metric(name).written_by
             except HarnessError as exc:  # pydantic adds the field path to ValueErrors only
                 raise ValueError(str(exc)) from None
+            if written_by:
+                raise ValueError(f"metric '{name}' is not scored during a run; `{written_by}` adds it to a stored run")
         return names
 
     @field_validator("filters")

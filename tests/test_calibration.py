@@ -127,3 +127,49 @@ def test_cli_calibrate_json_and_user_errors(tmp_path: Path, capsys: pytest.Captu
     assert out["items"] == 20 and cell["n"] == 20 and 0 <= cell["acc_calibrated"] <= 1 and len(cell["p_cf_mean"]) == 2
     assert cli("calibrate", "nosuchrun", "--db", db) == 2
     assert "no run matching" in capsys.readouterr().err
+
+
+def test_calibrate_writes_acc_calibrated_item_scores_that_compare_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.compare import compare_runs
+    from harness.rescore import rescore_run
+    from harness.errors import HarnessError
+    from tests.helpers import cli
+
+    folder = _task(tmp_path)
+    db = tmp_path / "c.db"
+    store = Store(db)
+    spec = ExperimentSpec.model_validate({"tasks": [str(folder)], "shots": [0], "models": ["scripted:biased"]})
+    backend = BiasedScorer(ModelSpec(backend="scripted", model="biased"))
+    run_id = run_experiment(spec, store, show_progress=False, backends={spec.models[0].label: backend}).run_id
+    assert compare_runs(store, [run_id], "acc_calibrated").rankings[0].cells[0].summary.n == 0  # nothing calibrated yet
+    for _ in range(2):  # idempotent: a second pass gives the same scores
+        calibrate_run(store, run_id, backends={spec.models[0].label: backend})
+        scores = [json.loads(r["scores_json"]) for r in store.items([run_id])]
+        assert all(s["acc_calibrated"] == 1.0 for s in scores) and sum(s["acc"] for s in scores) == 10
+    (ranking,) = compare_runs(store, [run_id], "acc_calibrated").rankings
+    assert ranking.metric == "acc_calibrated" and ranking.cells[0].summary.interval.mean == 1.0 and ranking.cells[0].summary.n == 20
+    from harness.runner import export_run
+
+    mirrored = [json.loads(line) for line in (export_run(store, run_id) / "items.jsonl").read_text().splitlines()]
+    assert all(row["scores"]["acc_calibrated"] == 1.0 for row in mirrored)
+    # rescore keeps the calibrated score (it cannot be recomputed from one response) and refuses to add it
+    rescore_run(store, run_id)
+    assert all(json.loads(r["scores_json"])["acc_calibrated"] == 1.0 for r in store.items([run_id]))
+    with pytest.raises(HarnessError, match="harness calibrate"):
+        rescore_run(store, run_id, ["acc_calibrated"])
+    store.close()
+    capsys.readouterr()
+    assert cli("compare", "--db", db, "--metric", "acc_calibrated", "--json") == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["metric"] == "acc_calibrated" and row["mean"] == 1.0
+
+
+def test_acc_calibrated_cannot_be_a_task_metric(tmp_path: Path) -> None:
+    from harness.errors import HarnessError
+    from harness.tasks import load_task
+
+    folder = _task(tmp_path)
+    spec = yaml.safe_load((folder / "task.yaml").read_text())
+    (folder / "task.yaml").write_text(yaml.safe_dump({**spec, "metrics": ["acc", "acc_calibrated"]}))
+    with pytest.raises(HarnessError, match="harness calibrate"):
+        load_task(folder)

@@ -62,6 +62,9 @@ class Metric:
     # (one row per item) whose column sums give the corpus score (sacrebleu's own scheme)
     corpus_stats: Callable[[Sequence[CorpusItem]], np.ndarray] | None = None
     corpus_from_stats: Callable[[np.ndarray], float] | None = None
+    # a metric no response can be scored by on its own (``acc_calibrated`` needs content-free
+    # scores): a later pass writes it into the stored items; names the command that does
+    written_by: str | None = None
 
     def __post_init__(self) -> None:
         if (self.aggregation == "corpus") != (self.corpus is not None):
@@ -142,6 +145,17 @@ register_metric(Metric("acc", "accuracy: the highest log-likelihood choice is th
 register_metric(
     Metric("acc_norm", "accuracy with log-likelihood divided by continuation length (chars)", True, "binary", ("multiple_choice", "classification"), _acc_norm)
 )
+
+
+def _written_by_calibrate(outcome: Outcome) -> float:
+    from harness.errors import HarnessError
+
+    raise HarnessError("metric 'acc_calibrated' is written into a stored run by `harness calibrate RUN` "
+                       "(it needs content-free scores); it cannot be listed in a task's metrics or computed by rescore")
+
+
+register_metric(Metric("acc_calibrated", "accuracy after contextual calibration (Zhao et al. 2021); written by harness calibrate",
+                       True, "binary", ("multiple_choice", "classification"), _written_by_calibrate, written_by="harness calibrate"))
 register_metric(
     Metric("exact_match", "extracted answer equals a reference after normalisation", True, "binary", ("generate",), _exact_match)
 )
