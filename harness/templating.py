@@ -28,7 +28,10 @@ def environment() -> SandboxedEnvironment:
         keep_trailing_newline=False,
         autoescape=False,
     )
-    env.globals.update(enumerate=enumerate, zip=zip, len=len, range=range, letters="ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    from harness.choice_labels import choice_key, choice_label
+
+    env.globals.update(enumerate=enumerate, zip=zip, len=len, range=range, letters="ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+                       choice_label=choice_label, choice_key=choice_key)  # label styles: see choice_labels.py
     return env
 
 
