@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import calibration_cli, decide_cli, draws, formats, tune_cli
+from harness import calibration_cli, decide_cli, draws, formats, sensitivity_report, tune_cli
 from harness.errors import HarnessError
 from harness.store import DEFAULT_DB, Store
 
@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibration_cli.add_verb(verbs, _common)
     draws.add_verb(verbs, _common)
     formats.add_verb(verbs, _dirs)
+    sensitivity_report.add_verb(verbs, _common)
 
     p = verbs.add_parser("cache", help="response cache statistics, or clear it")
     _common(p)
@@ -266,7 +267,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 VERBS = {"tasks": cmd_tasks, "validate": cmd_validate, "run": cmd_run, "compare": cmd_compare, "show": cmd_show, "cache": cmd_cache,
          **decide_cli.VERBS, "tune": tune_cli.cmd_tune,
          "calibrate": calibration_cli.cmd_calibrate,
-         "draws": draws.cmd_draws, "formats": formats.cmd_formats}
+         "draws": draws.cmd_draws, "formats": formats.cmd_formats, "sensitivity": sensitivity_report.cmd_sensitivity}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
