@@ -73,10 +73,12 @@ def add_verbs(verbs: argparse._SubParsersAction, common: Adder, dirs: Adder) -> 
 
     p = verbs.add_parser("report", help="write one self-contained HTML report (plots, ranked table, disagreeing items)")
     p.add_argument("--db", type=Path, default=Path(os.environ.get("HARNESS_DB", DEFAULT_DB)), help="SQLite results file")
-    p.add_argument("runs", nargs="*", default=["latest"])
+    p.add_argument("runs", nargs="*", help="runs to compare (default: latest; none when only --tune is given)")
     p.add_argument("-o", "--output", type=Path, default=Path("report.html"))
     p.add_argument("--task", nargs="+", dest="only_tasks")
     p.add_argument("--diff-limit", type=int, default=30, help="disagreeing items listed per task (default: %(default)s)")
+    p.add_argument("--tune", nargs="+", type=Path, default=[], metavar="OUT",
+                   help="`harness tune` output folder(s): their training/eval curves (alone, or appended to the named runs)")
     _stat_options(p)
 
 
@@ -189,13 +191,26 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """Runs' comparison, with the curves of any tuned model in them appended; or, with --tune and no runs, curves alone."""
     from harness.html_report import write_report
+    from harness.tune_report import cards_for_runs, load_card, tuning_section, write_tuning_report
 
+    if args.tune and not args.runs:
+        cards = write_tuning_report(args.tune, args.output)
+        print(f"wrote {args.output} (tuning curves of {len(cards)} run(s)); open it in any browser, no network needed")
+        return 0
+    args.runs = args.runs or ["latest"]
     store = Store(args.db)
     comp = _comparison(args, store)
-    path = write_report(comp, args.output, store, args.diff_limit)
+    named = [load_card(folder) for folder in args.tune]
+    missing = [str(f) for f, c in zip(args.tune, named) if c is None]
+    if missing:
+        raise HarnessError(f"harness report --tune: no tuning card in {', '.join(missing)} (is it a `harness tune -o` folder?)")
+    cards = {c.folder.resolve(): c for c in [*cards_for_runs(store, comp.runs), *named] if c is not None}
+    path = write_report(comp, args.output, store, args.diff_limit, appendix=[tuning_section(c) for c in cards.values()])
     cells = sum(len(r.cells) for r in comp.rankings)
-    print(f"wrote {path} ({len(comp.rankings)} task(s), {cells} cells); open it in any browser, no network needed")
+    curves = f", tuning curves of {len(cards)} run(s)" if cards else ""
+    print(f"wrote {path} ({len(comp.rankings)} task(s), {cells} cells{curves}); open it in any browser, no network needed")
     return 0
 
 

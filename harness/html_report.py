@@ -221,8 +221,9 @@ pre{white-space:pre-wrap;font-size:11px;background:#fafafa;border:1px solid #eee
 """
 
 
-def render(comp: Comparison, store: Store | None = None, diff_limit: int = 30, title: str = "harness report") -> str:
-    """The whole report as one HTML string."""
+def render(comp: Comparison, store: Store | None = None, diff_limit: int = 30, title: str = "harness report",
+           appendix: Sequence[str] = ()) -> str:
+    """The whole report as one HTML string; ``appendix`` sections (e.g. tuning curves) go before the warnings."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [f"<h1>{_e(title)}</h1><p class='note'>runs: {_e(', '.join(comp.runs))} · generated {stamp} · "
             f"CIs at {comp.confidence:.0%}; rank groups: not significantly different from their leader (Holm, α={comp.alpha}).</p>"]
@@ -249,13 +250,15 @@ def render(comp: Comparison, store: Store | None = None, diff_limit: int = 30, t
                        f"<td>{'—' if s.tau != s.tau else f'{s.tau:+.2f}'}</td></tr>" for s in comp.stability)
         body.append("<h2>Rank stability of prompt variants (Kendall τ)</h2><table class='plain stability'><thead><tr><th>task</th>"
                     f"<th>setting A</th><th>setting B</th><th>variants</th><th>τ</th></tr></thead><tbody>{rows}</tbody></table>")
+    body.extend(appendix)
     if comp.warnings:
         body.append("<h2>Warnings</h2><ul>" + "".join(f"<li class='warn'>{_e(w)}</li>" for w in comp.warnings) + "</ul>")
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-def write_report(comp: Comparison, path: Path, store: Store | None = None, diff_limit: int = 30) -> Path:
-    write_atomic(path, [render(comp, store, diff_limit)])
+def write_report(comp: Comparison, path: Path, store: Store | None = None, diff_limit: int = 30,
+                 appendix: Sequence[str] = ()) -> Path:
+    write_atomic(path, [render(comp, store, diff_limit, appendix=appendix)])
     os.chmod(path, 0o644)  # a report is meant to be shared (write_atomic's temp file is private)
     return path

@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -393,7 +394,7 @@ def tune(config: TuneConfig) -> TuneResult:
     shutil.rmtree(workdir, ignore_errors=True)
     losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     result = TuneResult(out, best_step, trainer.state.best_metric, metric_name, curve, trainer.state.global_step, seconds)
-    write_card(config, result, losses, n_train)
+    write_card(config, result, losses, n_train, dict(Counter(e.source for e in examples)))
     return result
 
 
@@ -404,14 +405,19 @@ def _best_step(checkpoint: str | None) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-def write_card(config: TuneConfig, result: TuneResult, losses: list[dict[str, Any]], n_train: int) -> None:
-    """tune_card.json (machine-readable) and TUNE_CARD.md (for people) next to the weights."""
+def write_card(config: TuneConfig, result: TuneResult, losses: list[dict[str, Any]], n_train: int, drawn: dict[str, int]) -> None:
+    """tune_card.json (machine-readable) and TUNE_CARD.md (for people) next to the weights.
+
+    ``drawn`` counts the training examples per source (task/template) in the drawn stream, so a
+    mixture's real proportions are on record, not only its weights."""
     from harness.runner import versions
 
     card = {
         "kind": "full" if config.full else "lora", "base_model": config.base.label, "tasks": list(config.tasks),
-        "templates": list(config.prompts) or "each task's first", "train_items": n_train, "config": config.card(),
+        "templates": list(config.prompts) or "each task's first", "train_items": n_train, "examples_by_source": drawn,
+        "config": config.card(),
         "metric": result.metric, "best_step": result.best_step, "best_metric": result.best_metric, "steps": result.steps,
+        "stopped_early": result.steps < config.max_steps,
         "seconds": round(result.seconds, 1), "eval_curve": result.curve, "train_loss": losses, "versions": versions(),
     }
     (result.output / CARD_JSON).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
@@ -419,11 +425,13 @@ def write_card(config: TuneConfig, result: TuneResult, losses: list[dict[str, An
            else f"harness ab --adapter {result.output} --task {' '.join(config.tasks)}")
     if config.prompts:
         use += f" --prompt {' '.join(config.prompts)}"
+    early = f" (stopped early: no improvement in {config.patience} evaluations)" if card["stopped_early"] else ""
     lines = [
         f"# Tuned {'model' if config.full else 'LoRA adapter'} of {config.base.label}", "",
         f"- tasks: {', '.join(config.tasks)} (split '{config.train_split}', {n_train} items)",
         f"- templates: {', '.join(config.prompts) or 'each task' + chr(39) + 's first'}",
-        f"- steps: {result.steps}; best step {result.best_step} with {result.metric} = {result.best_metric}",
+        f"- training examples drawn per source: {', '.join(f'{k} {v}' for k, v in drawn.items())}",
+        f"- steps: {result.steps} of {config.max_steps}{early}; best step {result.best_step} with {result.metric} = {result.best_metric}",
         f"- hyperparameters: {json.dumps(config.card(), ensure_ascii=False)}", "",
         "| step | " + result.metric + " (held-out) | train loss |", "|---|---|---|",
         *[f"| {p['step']} | {p[result.metric]:.4f} | {'' if p['train_loss'] is None else round(p['train_loss'], 4)} |" for p in result.curve],

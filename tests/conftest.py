@@ -38,3 +38,11 @@ def embedded_model() -> Path:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "results" / "harness.db"
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma(tmp_path_factory: pytest.TempPathFactory, embedded_model: Path) -> Path:
+    """A random 2-layer Gemma 3 with the embedded tokenizer (tests/tiny_gemma.py): real Trainer, fast steps."""
+    from tests.tiny_gemma import build_tiny_gemma
+
+    return build_tiny_gemma(tmp_path_factory.mktemp("tiny-gemma"), embedded_model)
