@@ -173,3 +173,30 @@ def test_acc_calibrated_cannot_be_a_task_metric(tmp_path: Path) -> None:
     (folder / "task.yaml").write_text(yaml.safe_dump({**spec, "metrics": ["acc", "acc_calibrated"]}))
     with pytest.raises(HarnessError, match="harness calibrate"):
         load_task(folder)
+
+
+@pytest.mark.slow
+def test_real_model_run_calibrate_compare_end_to_end(db_path: Path, shared_data: Path, embedded_model: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Embedded Gemma 3 270M on 4 SST-2 items, 2 shots: run -> calibrate -> acc_calibrated -> compare and sensitivity."""
+    from tests.helpers import cli
+
+    common = ["--db", db_path, "--data-dir", shared_data]
+    assert cli("run", "--task", "sst2", "--prompt", "lm_eval", "--shots", "2", "--selector", "random", "--limit", "4",
+               "--model", "--quiet", "--json", *common) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    assert cli("calibrate", run_id, "--content-free", "N/A", "--json", "--db", db_path) == 0
+    (cell,) = json.loads(capsys.readouterr().out)["cells"]
+    assert cell["n"] == 4 and abs(sum(cell["p_cf_mean"]) - 1) < 1e-9 and 0 < cell["p_cf_mean"][0] < 1
+    store = Store(db_path)
+    scores = [json.loads(r["scores_json"]) for r in store.items([run_id])]
+    store.close()
+    assert len(scores) == 4 and all(s["acc_calibrated"] in (0.0, 1.0) for s in scores)
+    assert sum(s["acc_calibrated"] for s in scores) / 4 == cell["acc_calibrated"]
+    assert cli("compare", run_id, "--metric", "acc_calibrated", "--json", "--db", db_path) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["metric"] == "acc_calibrated" and row["n"] == 4 and row["mean"] == cell["acc_calibrated"]
+    assert cli("sensitivity", run_id, "--json", "--db", db_path) == 0
+    (calibration,) = json.loads(capsys.readouterr().out)["slices"]
+    assert calibration["factor"] == "calibration" and [lv["level"] for lv in calibration["levels"]] == ["uncalibrated", "calibrated"]
+    assert [lv["mean"] for lv in calibration["levels"]] == [cell["acc"], cell["acc_calibrated"]]
