@@ -104,9 +104,19 @@ def get_metric(name: str, where: str = "") -> Metric:
     return METRICS.get(name, where)
 
 
+NO_CHOICE = -1
+
+
 def predicted_choice(outcome: Outcome, normalise: bool = False) -> int:
-    """Index of the highest-scoring choice; ties go to the first (as argmax does)."""
+    """Index of the highest-scoring choice; ties go to the first (as argmax does).
+
+    NaN scores mean the backend could not tell (a reply the generate-and-parse fallback could
+    not map to an option): that predicts ``NO_CHOICE``, which no target equals, so the item
+    counts as wrong instead of silently falling to the first option as argmax would.
+    """
     scores = np.asarray(outcome.choice_logprobs, dtype=np.float64)
+    if scores.size == 0 or np.isnan(scores).any():
+        return NO_CHOICE
     if normalise:
         # lm-eval's acc_norm: log-likelihood divided by the choice's length in characters. The
         # leading delimiter (" Paris") is not part of lm-eval's choice text, so it is not counted.

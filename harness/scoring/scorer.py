@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from harness.requests import GenerateResult, LoglikelihoodResult, Result
 from harness.scoring.filters import Filter, apply_filters
-from harness.scoring.metrics import Outcome, get_metric
+from harness.scoring.metrics import NO_CHOICE, Outcome, get_metric, predicted_choice
 from harness.tasks import Item
 
 
@@ -36,8 +37,9 @@ def _classification_outcome(item: Item, continuations: Sequence[str], results: S
         scores.append(float(np.logaddexp.reduce(logprobs[at : at + len(words)])))
         firsts.append(continuations[at])
         at += len(words)
-    predicted = int(np.argmax(scores))  # ties go to the first label, as for multiple choice
-    return Outcome(item=item, choice_logprobs=tuple(scores), continuations=tuple(firsts), extracted=item.choices[predicted])
+    outcome = Outcome(item=item, choice_logprobs=tuple(scores), continuations=tuple(firsts))
+    predicted = predicted_choice(outcome)  # ties go to the first label; NaN (unparsed) -> no label
+    return dataclasses.replace(outcome, extracted=item.choices[predicted] if predicted != NO_CHOICE else None)
 
 
 def score_outcome(outcome: Outcome, metric_names: Sequence[str]) -> dict[str, float]:
