@@ -100,6 +100,8 @@ class TuneResult:
     curve: list[dict[str, Any]]
     steps: int
     seconds: float
+    device: str = "cpu"
+    precision: str = "float32"  # weights dtype, plus the autocast Trainer used on CUDA
 
 
 # -- inputs ---------------------------------------------------------------------
@@ -189,6 +191,36 @@ def check_target_modules(model: Any, wanted: tuple[str, ...]) -> None:
         raise HarnessError(
             f"harness tune: unknown LoRA target module(s) {', '.join(unknown)} for this model; its linear layers are: {', '.join(linear)}"
         )
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Trainer's mixed-precision switches for a run (``TrainingArguments(bf16=..., fp16=...)``)."""
+
+    bf16: bool = False
+    fp16: bool = False
+
+
+def mixed_precision(device: str, weights: str, full: bool, bf16_supported: bool) -> Precision:
+    """Autocast on CUDA, none on CPU. Why per case:
+    - LoRA on bfloat16 weights (the GPU default): bf16 autocast; peft keeps the adapter in float32.
+    - LoRA on float16 weights (``--dtype float16``): fp16 autocast with a grad scaler, which works
+      because the trainable adapter weights are float32.
+    - float32 weights (``--full``, or a GPU without bfloat16): bf16 autocast where the GPU has it,
+      else fp16 AMP; the optimiser keeps float32 master weights either way.
+    - ``--full`` on float16 weights: every trainable weight would be float16 and the grad scaler
+      refuses to unscale float16 gradients, so it is an error before training.
+    """
+    if not device.startswith("cuda"):
+        return Precision()
+    if weights == "float16":
+        if full:
+            raise HarnessError("harness tune: --full with --dtype float16 cannot train (float16 master weights); "
+                               "use --dtype float32 (mixed precision is automatic on CUDA) or bfloat16")
+        return Precision(fp16=True)
+    if weights == "bfloat16":
+        return Precision(bf16=True)
+    return Precision(bf16=True) if bf16_supported else Precision(fp16=True)
 
 
 # -- training -------------------------------------------------------------------
@@ -329,6 +361,12 @@ def tune(config: TuneConfig) -> TuneResult:
     base = config.base
     if config.full and base.dtype == "auto":
         base = base.model_copy(update={"dtype": "float32"})  # full fine-tuning wants float32 weights for AdamW
+    from harness.backends.hf import resolve_device, resolve_dtype
+
+    device = resolve_device(base)
+    if device.startswith("cuda:") and device != "cuda:0":  # Trainer always trains on cuda:0 of the visible devices
+        raise HarnessError(f"harness tune: --device {device} is not supported; select the GPU with CUDA_VISIBLE_DEVICES and use --device cuda")
+    precision = mixed_precision(device, resolve_dtype(base), config.full, device.startswith("cuda") and torch.cuda.is_bf16_supported())
     backend = _training_backend(base)
     if config.full:
         model = backend.model
@@ -371,7 +409,7 @@ def tune(config: TuneConfig) -> TuneResult:
         save_total_limit=2, load_best_model_at_end=True, metric_for_best_model=f"eval_{metric_name}",
         greater_is_better=get_metric(srcs[0].task.spec.metrics[0], "metric").higher_is_better, logging_steps=max(1, min(10, config.eval_steps)),
         seed=config.seed, data_seed=config.seed, report_to="none", disable_tqdm=config.quiet, remove_unused_columns=False,
-        use_cpu=backend.device == "cpu", bf16=backend.dtype == torch.bfloat16 and not config.full,
+        use_cpu=backend.device == "cpu", bf16=precision.bf16, fp16=precision.fp16,
         dataloader_num_workers=0, save_only_model=True,
     )
     callbacks = [EarlyStoppingCallback(early_stopping_patience=config.patience)] if config.patience > 0 else []
@@ -393,7 +431,9 @@ def tune(config: TuneConfig) -> TuneResult:
         backend.tokenizer.save_pretrained(str(out))
     shutil.rmtree(workdir, ignore_errors=True)
     losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
-    result = TuneResult(out, best_step, trainer.state.best_metric, metric_name, curve, trainer.state.global_step, seconds)
+    autocast = " + bf16 autocast" if precision.bf16 else " + fp16 autocast" if precision.fp16 else ""
+    result = TuneResult(out, best_step, trainer.state.best_metric, metric_name, curve, trainer.state.global_step, seconds,
+                        backend.device, str(backend.dtype).removeprefix("torch.") + autocast)
     write_card(config, result, losses, n_train, dict(Counter(e.source for e in examples)))
     return result
 
@@ -417,7 +457,7 @@ def write_card(config: TuneConfig, result: TuneResult, losses: list[dict[str, An
         "templates": list(config.prompts) or "each task's first", "train_items": n_train, "examples_by_source": drawn,
         "config": config.card(),
         "metric": result.metric, "best_step": result.best_step, "best_metric": result.best_metric, "steps": result.steps,
-        "stopped_early": result.steps < config.max_steps,
+        "stopped_early": result.steps < config.max_steps, "device": result.device, "precision": result.precision,
         "seconds": round(result.seconds, 1), "eval_curve": result.curve, "train_loss": losses, "versions": versions(),
     }
     (result.output / CARD_JSON).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.tune import CARD_JSON, CARD_MD, TuneConfig, check_target_modules, mixture, sources, target_text
+from harness.tune import CARD_JSON, CARD_MD, Precision, TuneConfig, check_target_modules, mixed_precision, mixture, sources, target_text
 from tests.helpers import cli, write_task
 
 
@@ -90,6 +90,24 @@ def test_task_weights_skew_the_mixture(tmp_path: Path) -> None:
     config = TuneConfig(tasks=("capitals", "toy"), task_weights=(3.0, 1.0), tasks_dirs=(str(tmp_path / "tasks"),))
     counts = Counter(e.source.split("/")[0] for e in mixture(sources(config), 800, seed=1))
     assert 540 < counts["capitals"] < 660 and counts["capitals"] + counts["toy"] == 800
+
+
+def test_mixed_precision_follows_device_and_weights() -> None:
+    """The GPU path (no GPU here): which autocast Trainer gets for each device / weight dtype."""
+    assert mixed_precision("cpu", "float32", full=False, bf16_supported=False) == Precision()
+    assert mixed_precision("cpu", "bfloat16", full=True, bf16_supported=False) == Precision()
+    assert mixed_precision("cuda", "bfloat16", full=False, bf16_supported=True) == Precision(bf16=True)  # LoRA, GPU default
+    assert mixed_precision("cuda", "float16", full=False, bf16_supported=False) == Precision(fp16=True)
+    assert mixed_precision("cuda", "float32", full=True, bf16_supported=True) == Precision(bf16=True)  # --full: fp32 master weights
+    assert mixed_precision("cuda:0", "float32", full=True, bf16_supported=False) == Precision(fp16=True)  # pre-Ampere: fp16 AMP
+    with pytest.raises(HarnessError, match="--full with --dtype float16"):
+        mixed_precision("cuda", "float16", full=True, bf16_supported=True)
+
+
+def test_a_device_trainer_cannot_train_on_is_an_error_before_loading(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _train_task(tmp_path / "tasks")
+    assert cli("tune", "--tasks-dir", tmp_path / "tasks", "--task", "toy", "-o", tmp_path / "out", "--device", "cuda:1") == 2
+    assert "CUDA_VISIBLE_DEVICES" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

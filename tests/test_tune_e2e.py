@@ -30,6 +30,7 @@ def test_full_fine_tuning_writes_a_checkpoint_that_harness_run_scores(tmp_path: 
     card = _tune(capsys, "--task", "capitals", "--prompt", "qa_plain", "--model", f"hf:{tiny_gemma}", "--full", "-o", out,
                  "--steps", "3", "--eval-steps", "3", "--batch-size", "2", "--lr", "1e-2", "--patience", "0")
     assert card["kind"] == "full" and card["steps"] == 3 and not card["stopped_early"]
+    assert card["device"] == "cpu" and card["precision"] == "float32"  # --full on CPU: float32 weights, no autocast
     assert {"config.json", "model.safetensors", "tokenizer.json", CARD_JSON, CARD_MD} <= {p.name for p in out.iterdir()}
     assert not (out / "adapter_config.json").exists()
     before, after = load_file(str(tiny_gemma / "model.safetensors")), load_file(str(out / "model.safetensors"))
@@ -85,3 +86,13 @@ def test_early_stopping_ends_the_run_when_eval_stops_improving(tmp_path: Path, t
     assert [p["step"] for p in card["train_loss"]] == [1, 2, 3]
     assert "steps: 3 of 50 (stopped early: no improvement in 2 evaluations); best step 1" in (out / CARD_MD).read_text()
     assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_unknown_target_module_fails_after_loading_and_before_training(tmp_path: Path, tiny_gemma: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bad"
+    assert cli("tune", "--task", "capitals", "--model", f"hf:{tiny_gemma}", "-o", out, "--target-modules", "q_proj", "c_attn",
+               "--steps", "2", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "unknown LoRA target module(s) c_attn" in err and "down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj" in err
+    assert "Traceback" not in err and not out.exists()  # no output folder: nothing was trained or written

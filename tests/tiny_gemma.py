@@ -1,9 +1,9 @@
 """A randomly initialised two-layer Gemma 3 with the embedded model's tokenizer.
 
 Why: it keeps every real piece of `harness tune` (HF backend, peft, transformers' Trainer,
-harness scoring during training) while a step costs a fraction of a second (mostly the 262k-vocabulary LM head), so --full,
-mixtures and early stopping can be exercised end to end in the fast suite. Its scores are
-chance level; tests assert on mechanics (checkpoints, proportions, stopping), not on quality.
+harness scoring during training) while a step costs a fraction of a second (mostly the
+262k-vocabulary LM head), so --full, mixtures and early stopping can be exercised end to end
+in the fast suite. Its scores are chance level; tests assert on mechanics (checkpoints, proportions, stopping), not on quality.
 """
 
 from __future__ import annotations
