@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.html_report import CSS, _bounds, _e, _ticks
 from harness.store import Store, write_atomic
 from harness.tune import CARD_JSON
@@ -76,7 +77,7 @@ def _label(v: float, step: float) -> str:
     return f"{v:.{min(decimals, 4)}f}"
 
 
-def _panel(points: Sequence[tuple[float, float]], x: Any, y0: float, title: str, colour: str, css_class: str,
+def _panel(points: Sequence[tuple[float, float]], x: Callable[[float], float], y0: float, title: str, colour: str, css_class: str,
            clamp: tuple[float, float] | None) -> str:
     """One panel: horizontal gridlines with value labels, the polyline and a dot per point."""
     parts = [f'<text x="{LEFT}" y="{y0 - 8}" class="panel-title" font-size="12" fill="#333">{_e(title)}</text>',
@@ -168,8 +169,6 @@ def render_tuning(cards: Sequence[TuneCard], title: str = "harness tuning report
 
 def write_tuning_report(folders: Sequence[Path], path: Path) -> list[TuneCard]:
     """Write the curves of tuning output folders; each must hold a card."""
-    from harness.errors import HarnessError
-
     cards = []
     for folder in folders:
         card = load_card(folder)
