@@ -346,8 +346,8 @@ def tune(config: TuneConfig) -> TuneResult:
         raise HarnessError(f"harness tune: output folder '{out}' exists and is not empty; choose a new -o")
     _eval_spec(config, srcs, "check")
 
-    from harness.backends.hf import require_transformers
     from harness.backends.base import require
+    from harness.backends.hf import require_transformers, resolve_device, resolve_dtype
 
     require_transformers()
     if not config.full:
@@ -361,8 +361,6 @@ def tune(config: TuneConfig) -> TuneResult:
     base = config.base
     if config.full and base.dtype == "auto":
         base = base.model_copy(update={"dtype": "float32"})  # full fine-tuning wants float32 weights for AdamW
-    from harness.backends.hf import resolve_device, resolve_dtype
-
     device = resolve_device(base)
     if device.startswith("cuda:") and device != "cuda:0":  # Trainer always trains on cuda:0 of the visible devices
         raise HarnessError(f"harness tune: --device {device} is not supported; select the GPU with CUDA_VISIBLE_DEVICES and use --device cuda")
