@@ -14,6 +14,7 @@ start each (fresh results DB, no response cache), and reports:
     python bench/compare_lm_eval.py                       # the full suite (hours on 2 busy cores)
     python bench/compare_lm_eval.py --only arc5 --limit 50
     python bench/compare_lm_eval.py --in-process --only arc5 arc0 hellaswag0 --limit 10 --repeats 2
+    python bench/compare_lm_eval.py --in-process --only gsm8k8 --limit 10
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="alternating harness/lm-eval pairs per benchmark")
     parser.add_argument("--lm-eval-batch-size", default="8", help="lm-eval --batch_size (a number or 'auto')")
     parser.add_argument("--json", type=Path, help="also write the rows here")
-    parser.add_argument("--in-process", action="store_true", help="model time only, one process (multiple-choice benchmarks)")
+    parser.add_argument("--in-process", action="store_true", help="model time only, one process")
     args = parser.parse_args()
     from harness.embedded import embedded_model_path
 
@@ -177,9 +178,9 @@ def main() -> None:
     for bench in [b for b in BENCHES if not args.only or b.name in args.only]:
         limit = args.limit or bench.limit
         if args.in_process:
-            if not bench.generate:
-                rows.append(in_process(bench, limit, int(args.lm_eval_batch_size), args.repeats))
-                print(json.dumps(rows[-1]), flush=True)
+            run = in_process_generate if bench.generate else in_process
+            rows.append(run(bench, limit, int(args.lm_eval_batch_size), args.repeats))
+            print(json.dumps(rows[-1]), flush=True)
             continue
         for repeat in range(args.repeats):
             with tempfile.TemporaryDirectory() as tmp:
@@ -246,6 +247,51 @@ def in_process(bench: Bench, limit: int, batch_size: int, repeats: int) -> dict[
         "harness_s": round(best["harness"], 2), "lm_eval_s": round(best["lm_eval"], 2),
         "speedup": round(best["lm_eval"] / best["harness"], 2), "max_abs_logprob_diff": float(f"{diff:.2e}"),
         "overhead_vs_forward": round(stats["loglikelihood_s"] / stats["forward_s"], 3), "forward_tokens_per_pass": stats["forward_tokens"] // repeats,
+        "lm_eval_batch_size": batch_size, "load_avg_1m": round(os.getloadavg()[0], 2),
+    }  # fmt: skip
+
+
+def in_process_generate(bench: Bench, limit: int, batch_size: int, repeats: int) -> dict[str, Any]:
+    """Generation, model time only: the same rendered greedy requests to HFBackend.generate and
+    to lm-eval's HFLM.generate_until (same stops, max tokens and BOS), alternating; start-up
+    excluded for both. Reports how many generated texts are identical."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from harness.backends import ModelSpec
+    from harness.backends.hf import HFBackend
+    from harness.fewshot import SELECTORS
+    from harness.prompts import load_prompt
+    from harness.requests import GenerateRequest
+    from harness.tasks import load_task
+
+    task = load_task(ROOT / bench.task, [DATA])
+    template = load_prompt(task, "lm_eval")
+    selector = SELECTORS.get("first_k")(task.items("fewshot"))
+    gen = task.spec.generation
+    requests = [
+        GenerateRequest(template.render(task, item, selector.select(item, bench.shots, None)).prompt, max_tokens=gen.max_tokens, stop=tuple(gen.stop))  # type: ignore[arg-type]
+        for item in task.items("test")[:limit]
+    ]
+    ours = HFBackend(ModelSpec())
+    theirs = HFLM(pretrained=str(ours.source), dtype="float32", batch_size=batch_size, device="cpu")
+    kwargs = {"until": list(gen.stop), "do_sample": False, "max_gen_toks": gen.max_tokens}
+    instances = [Instance("generate_until", {}, (r.prompt, dict(kwargs)), i) for i, r in enumerate(requests)]
+    times: dict[str, list[float]] = {"harness": [], "lm_eval": []}
+    for repeat in range(repeats):
+        for name in (["harness", "lm_eval"] if repeat % 2 == 0 else ["lm_eval", "harness"]):
+            started = time.perf_counter()
+            if name == "harness":
+                mine = [r.text for r in ours.generate(requests)]
+            else:
+                ref = theirs.generate_until(instances, disable_tqdm=True)
+            times[name].append(time.perf_counter() - started)
+    best = {k: min(v) for k, v in times.items()}
+    stats = ours.stats()
+    return {
+        "bench": bench.name, "mode": "in-process", "items": limit, "harness_s": round(best["harness"], 2), "lm_eval_s": round(best["lm_eval"], 2),
+        "speedup": round(best["lm_eval"] / best["harness"], 2), "same_text": sum(a.strip() == b.strip() for a, b in zip(mine, ref)) / len(requests),
+        "generate_forward_s": stats.get("generate_forward_s"), "generate_tokens_per_pass": stats.get("generate_tokens", 0) // repeats,
         "lm_eval_batch_size": batch_size, "load_avg_1m": round(os.getloadavg()[0], 2),
     }  # fmt: skip
 

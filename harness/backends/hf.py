@@ -7,6 +7,8 @@ Speed notes, because they shape the code:
   batch x length x vocab tensor.
 - Requests are sorted by length (longest first, so an out-of-memory shows up at once) and
   packed into batches under a token budget; padding does not change results.
+- Greedy generation (greedy.py) computes a prompt prefix shared by many requests (the same
+  few-shot demonstrations) once, and drops finished rows from the batch at once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.backends.base import EMBEDDED_MODEL, Backend, ModelSpec, require
+from harness.backends.greedy import GreedyDecoder, GreedyRow, truncate_at_stop
 from harness.backends.prefix_cache import Scored, SharedPrefixScorer
 from harness.errors import HarnessError
 from harness.requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, Prompt
@@ -115,7 +118,10 @@ class HFBackend(Backend):
         self.max_batch_tokens = spec.max_batch_tokens or default_budget
         self.max_logit_rows = 2048 if self.device.startswith("cuda") else 256
         self.share_prefix = True  # False: score every request on its own (the reference path)
-        self.counters: dict[str, float | int] = {"requests": 0, "loglikelihood_s": 0.0, "forward_s": 0.0, "forward_tokens": 0, "oom_backoffs": 0}
+        self.counters: dict[str, float | int] = {
+            "requests": 0, "loglikelihood_s": 0.0, "forward_s": 0.0, "forward_tokens": 0, "oom_backoffs": 0,
+            "generate_s": 0.0, "generate_forward_s": 0.0, "generate_tokens": 0,
+        }  # fmt: skip
 
     # -- identity -----------------------------------------------------------------
     def _with_adapter(self, model: Any, adapter: str) -> Any:
@@ -275,70 +281,70 @@ class HFBackend(Backend):
         return [r for r in results if r is not None]
 
     def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
-        """Greedy or sampled generation, batched by token budget; HF's generate stops each row at
-        its first stop string or EOS and ends the batch as soon as every row has stopped."""
+        """Greedy requests: batched on a shared-prefix cache with per-row stops and early exit
+        (greedy.py); sampled ones: HF generate, one request per call, seeded per request."""
         return self._with_backoff(lambda: self._generate(requests))
 
     def _generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
         prompts = [self._context_text(r.prompt) for r in requests]
         encoded = [self._encode(text, special) for text, special in prompts]
+        started = time.perf_counter()
         results: list[GenerateResult | None] = [None] * len(requests)
-        # Requests with different settings cannot share one generate() call.
-        groups: dict[tuple[Any, ...], list[int]] = {}
-        for i, r in enumerate(requests):
-            sampled = r.temperature > 0
-            groups.setdefault((r.max_tokens, r.stop, r.temperature, i if sampled else -1), []).append(i)
-        for (max_tokens, stop, temperature, _), members in groups.items():
-            lengths = [len(encoded[i]) + max_tokens for i in members]
-            for batch in self._batches(lengths, [1] * len(members)):
-                chosen = [members[j] for j in batch]
-                self._generate_batch(chosen, encoded, requests, results)
+        greedy = [i for i, r in enumerate(requests) if r.temperature <= 0]
+        if greedy:
+            self._generate_greedy(greedy, encoded, requests, results)
+        for i in range(len(requests)):
+            if results[i] is None:
+                results[i] = self._sample(encoded[i], requests[i])
+        self.counters["generate_s"] += time.perf_counter() - started
         return [r for r in results if r is not None]
 
-    def _generate_batch(
+    def _eos_ids(self) -> frozenset[int]:
+        return frozenset(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
+
+    def _decode(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def _generate_greedy(
         self, chosen: list[int], encoded: list[list[int]], requests: Sequence[GenerateRequest], results: list[GenerateResult | None]
     ) -> None:
+        rows = [
+            GreedyRow(tuple(encoded[i][-max(1, self.max_length - requests[i].max_tokens) :]), requests[i].max_tokens, requests[i].stop)
+            for i in chosen
+        ]
+        decoder = GreedyDecoder(self.model, self._decode, self.tokenizer.pad_token_id, self._eos_ids(), self.input_device, self.max_batch_tokens)
+        for i, d in zip(chosen, decoder.run(rows)):
+            results[i] = GenerateResult(text=d.text, n_tokens=d.n_tokens, finish_reason=d.finish_reason, latency_s=d.latency_s)
+        self.counters["generate_forward_s"] += decoder.forward_s
+        self.counters["generate_tokens"] += decoder.tokens
+
+    def _sample(self, encoded: list[int], request: GenerateRequest) -> GenerateResult:
+        """One sampled request through HF generate, seeded from the request (repeats differ)."""
         torch = self.torch
-        first = requests[chosen[0]]
-        budget = self.max_length - first.max_tokens
-        ids, mask, _ = self._left_pad([encoded[i][-budget:] for i in chosen])
-        kwargs: dict[str, Any] = {"max_new_tokens": first.max_tokens, "pad_token_id": self.tokenizer.pad_token_id}
-        if first.stop:
-            kwargs.update(stop_strings=list(first.stop), tokenizer=self.tokenizer)
-        if first.temperature > 0:
-            torch.manual_seed(first.seed * 100_003 + first.repeat)
-            kwargs.update(do_sample=True, temperature=first.temperature, top_k=0, top_p=1.0)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        ids = torch.tensor([encoded[-max(1, self.max_length - request.max_tokens) :]], device=self.input_device)
+        kwargs: dict[str, Any] = {"max_new_tokens": request.max_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        if request.stop:
+            kwargs.update(stop_strings=list(request.stop), tokenizer=self.tokenizer)
+        torch.manual_seed(request.seed * 100_003 + request.repeat)
         started = time.perf_counter()
         with torch.inference_mode():
-            output = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
-        elapsed = (time.perf_counter() - started) / len(chosen)
-        new_tokens = output[:, ids.shape[1] :].tolist()
-        eos = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
-        for row, index in enumerate(chosen):
-            tokens = new_tokens[row]
-            finish = "length"
-            for cut, token in enumerate(tokens):
-                if token in eos or token == self.tokenizer.pad_token_id:
-                    tokens, finish = tokens[:cut], "stop"
-                    break
-            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-            text, stopped = truncate_at_stop(text, requests[index].stop)
-            results[index] = GenerateResult(
-                text=text, n_tokens=len(tokens), finish_reason="stop" if stopped else finish, latency_s=elapsed
+            output = self.model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=request.temperature, top_k=0, top_p=1.0, **kwargs
             )
+        tokens = output[0, ids.shape[1] :].tolist()
+        finish = "length"
+        eos = self._eos_ids()
+        for cut, token in enumerate(tokens):
+            if token in eos:
+                tokens, finish = tokens[:cut], "stop"
+                break
+        text, stopped = truncate_at_stop(self._decode(tokens), request.stop)
+        return GenerateResult(
+            text=text, n_tokens=len(tokens), finish_reason="stop" if stopped else finish, latency_s=time.perf_counter() - started
+        )
 
 
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    """Cut at the earliest stop sequence (the stop itself is not part of the answer)."""
-    cuts = [text.find(s) for s in stop if s and s in text]
-    if not cuts:
-        return text, False
-    return text[: min(cuts)], True

@@ -24,11 +24,14 @@ cropping. The LM head runs only on continuation positions.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 Tokens = tuple[int, ...]
+KV = list[tuple[Any, Any]]  # per layer: (keys, values), each [rows, kv heads, tokens, head dim]
+# (input ids, position ids, cache) -> the cache after the forward pass (LM head on one position)
+ForwardCache = Callable[[Any, Any, Any], Any]
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,61 @@ def prefix_groups(contexts: Sequence[Tokens], min_prefix: int = 16) -> list[Pref
     return groups
 
 
-def _budget_batches(order: list[int], width: Mapping[int, int], rows_per: Mapping[int, int], max_tokens: int, max_rows: int) -> list[list[int]]:
+def prefix_kv(forward: ForwardCache, prefix: Sequence[int], device: Any) -> KV:
+    """Keys/values of one shared prefix (batch of one); empty when there is no prefix."""
+    import torch
+    from transformers import DynamicCache
+
+    if not prefix:
+        return []
+    ids = torch.tensor([list(prefix)], device=device)
+    cache = forward(ids, torch.arange(len(prefix), device=device)[None], DynamicCache())
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def extend_rows(forward: ForwardCache, shared: KV, rests: Sequence[Sequence[int]], p: int, pad_id: int, device: Any) -> KV:
+    """Keys/values of ``shared`` prefix + each row's rest, layout [prefix | rest | pad].
+
+    Rests are right-padded: pads sit after every real token, so causal attention never lets a
+    real token see them, and the prefix is an expanded view (one copy for all rows).
+    """
+    import torch
+    from transformers import DynamicCache
+
+    rows, width = len(rests), max(len(r) for r in rests)
+    expanded = [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in shared]
+    if width == 0:
+        return expanded
+    ids = torch.tensor([list(r) + [pad_id] * (width - len(r)) for r in rests], device=device)
+    positions = (p + torch.arange(width, device=device))[None].expand(rows, -1)
+    cache = forward(ids, positions, DynamicCache(ddp_cache_data=expanded) if expanded else DynamicCache())
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def left_align(kv: KV, items: Any, pads: Sequence[int], device: Any) -> KV:
+    """Rows ``items`` of a [prefix | rest | pad] cache, re-laid out as [pad | prefix | rest].
+
+    Real tokens become contiguous and end at the last index, so index distances are true
+    distances (what a sliding-window mask measures) and new tokens can be appended to every
+    row at once; the moved pads are masked out on the left. Exact, because keys carry their
+    rotary position from the position ids, not from where they sit in the cache.
+    """
+    import torch
+
+    if not kv:
+        return []
+    cache_len = kv[0][0].shape[2]
+    if not any(pads):
+        return [(k.index_select(0, items), v.index_select(0, items)) for k, v in kv]
+    layout = torch.tensor([list(range(cache_len - pad, cache_len)) + list(range(cache_len - pad)) for pad in pads], device=device)
+    aligned = []
+    for k, v in kv:
+        index = layout[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[3])
+        aligned.append((k.index_select(0, items).gather(2, index), v.index_select(0, items).gather(2, index)))
+    return aligned
+
+
+def budget_batches(order: list[int], width: Mapping[int, int], rows_per: Mapping[int, int], max_tokens: int, max_rows: int) -> list[list[int]]:
     """Consecutive batches of ``order`` (longest first) whose padded size stays within budget."""
     batches: list[list[int]] = []
     batch: list[int] = []
@@ -147,37 +204,18 @@ class SharedPrefixScorer:
     def _score_group(
         self, group: PrefixGroup, unique: list[Tokens], requests_of: list[list[int]], pairs: Sequence[tuple[list[int], list[int]]], results: list[Scored | None]
     ) -> None:
-        torch, p = self.torch, group.prefix_len
-        prefix_kv: list[tuple[Any, Any]] = []
-        if p:
-            ids = torch.tensor([unique[group.members[0]][:p]], device=self.device)
-            cache = self._forward_cache(ids, torch.arange(p, device=self.device)[None], self.cache_class())
-            prefix_kv = [(layer.keys, layer.values) for layer in cache.layers]
+        p = group.prefix_len
+        shared = prefix_kv(self._forward_cache, unique[group.members[0]][:p], self.device)
         rests = {c: unique[c][p:-1] for c in group.members}
         order = sorted(group.members, key=lambda c: (-len(rests[c]), c))
         width = {c: len(rests[c]) for c in group.members}
         choices = {c: len(requests_of[c]) for c in group.members}
         # Level 2 batches by context tokens; their choices are scored before the next batch, so
         # at most one batch of item caches is alive at a time.
-        for batch in _budget_batches(order, width, choices, self.max_batch_tokens, 1 << 30):
+        for batch in budget_batches(order, width, choices, self.max_batch_tokens, 1 << 30):
             started = time.perf_counter()
-            kv, lengths = self._contexts(batch, rests, prefix_kv, p)
-            self._continuations(batch, kv, lengths, p, unique, requests_of, pairs, results, started)
-
-    def _contexts(self, batch: list[int], rests: dict[int, Tokens], prefix_kv: list[tuple[Any, Any]], p: int) -> tuple[list[tuple[Any, Any]], list[int]]:
-        """Keys/values of prefix + rest for each context of the batch, layout [prefix | rest | pad]."""
-        torch = self.torch
-        lengths = [len(rests[c]) for c in batch]
-        width = max(lengths)
-        rows = len(batch)
-        expanded = [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in prefix_kv]
-        if width == 0:
-            return expanded, lengths
-        ids = torch.tensor([list(rests[c]) + [self.pad_id] * (width - len(rests[c])) for c in batch], device=self.device)
-        positions = (p + torch.arange(width, device=self.device))[None].expand(rows, -1)
-        cache = self.cache_class(ddp_cache_data=expanded) if expanded else self.cache_class()
-        cache = self._forward_cache(ids, positions, cache)
-        return [(layer.keys, layer.values) for layer in cache.layers], lengths
+            kv = extend_rows(self._forward_cache, shared, [rests[c] for c in batch], p, self.pad_id, self.device)
+            self._continuations(batch, kv, [len(rests[c]) for c in batch], p, unique, requests_of, pairs, results, started)
 
     def _continuations(
         self,
@@ -201,19 +239,12 @@ class SharedPrefixScorer:
                 rows.append((r, local, [unique[c][-1]] + cont[:-1], cont))
         order = sorted(range(len(rows)), key=lambda i: (-len(rows[i][2]), i))
         size = {i: len(row[2]) for i, row in enumerate(rows)}
-        for sub in _budget_batches(order, size, size, self.max_batch_tokens, self.max_logit_rows):
+        for sub in budget_batches(order, size, size, self.max_batch_tokens, self.max_logit_rows):
             chosen = [rows[i] for i in sub]
             s = max(len(row[2]) for row in chosen)
             items = torch.tensor([row[1] for row in chosen], device=self.device)
             pads = [width - lengths[row[1]] for row in chosen]
-            # [prefix | rest | pad] -> [pad | prefix | rest]: real tokens contiguous, pads masked on the left
-            layout = torch.tensor(
-                [list(range(cache_len - pad, cache_len)) + list(range(cache_len - pad)) for pad in pads], device=self.device
-            )
-            cache_data = []
-            for k, v in kv:
-                index = layout[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[3])
-                cache_data.append((k.index_select(0, items).gather(2, index), v.index_select(0, items).gather(2, index)))
+            cache_data = left_align(kv, items, pads, self.device)  # real tokens contiguous, pads masked on the left
             ids = torch.tensor([row[2] + [self.pad_id] * (s - len(row[2])) for row in chosen], device=self.device)
             mask = torch.tensor([[0] * pad + [1] * (cache_len - pad + s) for pad in pads], device=self.device)
             positions = torch.tensor([[p + lengths[row[1]] + j for j in range(s)] for row in chosen], device=self.device)
