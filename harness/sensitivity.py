@@ -252,6 +252,8 @@ def _level(name: str, draws: list[dict[str, float]], binary: bool, confidence: f
     else:
         means = tuple(float(np.mean(list(d.values()))) for d in draws)
         low, high = DrawSummary("", "", 0, "", "", "", means, len(scores)).interval(confidence)
+        if binary:  # a proportion's t interval can overshoot [0, 1]; the mean cannot
+            low, high = max(0.0, low), min(1.0, high)
         interval = Interval(float(np.mean(means)), low, high, len(scores), f"t over {len(draws)} draws")
     return Level(name, interval, len(draws), scores)
 
@@ -288,6 +290,8 @@ def analyse(store: Store, run_ids: Sequence[str], metric: str | None = None, *, 
             if factor == "draw":
                 means = tuple(lv.mean for lv in ordered)
                 low, high = DrawSummary("", "", 0, "", "", "", means, 0).interval(confidence)
+                if definition.kind == "binary":
+                    low, high = max(0.0, low), min(1.0, high)
                 over = Interval(float(np.mean(means)), low, high, len(means), f"t over {len(means)} draws")
             context = blank.context(factor)
             slices.append(Slice(factor, blank.task, context, metrics[blank.task], definition.higher_is_better, ordered, over))

@@ -146,3 +146,13 @@ def test_nothing_varies_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureF
     capsys.readouterr()
     assert cli("sensitivity", "--db", db) == 2
     assert "no factor varies" in capsys.readouterr().err
+
+
+def test_pooled_levels_t_over_differing_draws_clipped_and_identical_draws_count_once() -> None:
+    from harness.sensitivity import _level
+
+    varied = _level("random", [{"a": 1.0, "b": 1.0}, {"a": 1.0, "b": 0.0}, {"a": 1.0, "b": 1.0}], True, 0.95, 200, 0)
+    assert varied.interval.method == "t over 3 draws" and np.isclose(varied.mean, 5 / 6) and varied.interval.high == 1.0
+    assert varied.scores == {"a": 1.0, "b": 2 / 3} and 0 < varied.interval.low < varied.mean
+    same = _level("knn", [{"a": 1.0, "b": 0.0}] * 3, True, 0.95, 200, 0)
+    assert same.interval.method == "wilson" and same.mean == 0.5 and same.interval.n == 2
