@@ -101,7 +101,7 @@ def range_chart(factor: str, slices: list[Slice]) -> str:
                     f'<rect x="{x(s.min.mean):.1f}" y="{y - 6}" width="{max(x(s.max.mean) - x(s.min.mean), 1):.1f}" height="12" '
                     f'fill="{RANGE_COLOUR}"/>{"".join(marks)}</g>')
     return _svg(f"range-chart factor-{factor}", f"{factor}: range of setting means per slice", height, grid + "".join(rows),
-                f"{slices[0].metric} (%) — bar: min to max; dots: settings with {slices[0].levels[0].interval.method} CI")
+                f"{slices[0].metric} (%) — bar: min to max of setting means; dots: settings with their CIs (hover for method)")
 
 
 def _table(css: str, head: list[str], rows: list[list[str]]) -> str:
