@@ -14,7 +14,7 @@ start each (fresh results DB, no response cache), and reports:
     python bench/compare_lm_eval.py                       # the full suite (hours on 2 busy cores)
     python bench/compare_lm_eval.py --only arc5 --limit 50
     python bench/compare_lm_eval.py --in-process --only arc5 arc0 hellaswag0 --limit 10 --repeats 2
-    python bench/compare_lm_eval.py --in-process --only gsm8k8 --limit 10
+    python bench/compare_lm_eval.py --in-process --only gsm8k8 --limit 10 --offset 8
 """
 
 from __future__ import annotations
@@ -169,6 +169,7 @@ def main() -> None:
     parser.add_argument("--lm-eval-batch-size", default="8", help="lm-eval --batch_size (a number or 'auto')")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--in-process", action="store_true", help="model time only, one process")
+    parser.add_argument("--offset", type=int, default=0, help="--in-process gsm8k8: skip the first N test items (the first 8 are each other's demonstrations, so their prompts differ)")
     args = parser.parse_args()
     from harness.embedded import embedded_model_path
 
@@ -178,8 +179,10 @@ def main() -> None:
     for bench in [b for b in BENCHES if not args.only or b.name in args.only]:
         limit = args.limit or bench.limit
         if args.in_process:
-            run = in_process_generate if bench.generate else in_process
-            rows.append(run(bench, limit, int(args.lm_eval_batch_size), args.repeats))
+            if bench.generate:
+                rows.append(in_process_generate(bench, limit, int(args.lm_eval_batch_size), args.repeats, args.offset))
+            else:
+                rows.append(in_process(bench, limit, int(args.lm_eval_batch_size), args.repeats))
             print(json.dumps(rows[-1]), flush=True)
             continue
         for repeat in range(args.repeats):
@@ -251,7 +254,7 @@ def in_process(bench: Bench, limit: int, batch_size: int, repeats: int) -> dict[
     }  # fmt: skip
 
 
-def in_process_generate(bench: Bench, limit: int, batch_size: int, repeats: int) -> dict[str, Any]:
+def in_process_generate(bench: Bench, limit: int, batch_size: int, repeats: int, offset: int = 0) -> dict[str, Any]:
     """Generation, model time only: the same rendered greedy requests to HFBackend.generate and
     to lm-eval's HFLM.generate_until (same stops, max tokens and BOS), alternating; start-up
     excluded for both. Reports how many generated texts are identical."""
@@ -271,7 +274,7 @@ def in_process_generate(bench: Bench, limit: int, batch_size: int, repeats: int)
     gen = task.spec.generation
     requests = [
         GenerateRequest(template.render(task, item, selector.select(item, bench.shots, None)).prompt, max_tokens=gen.max_tokens, stop=tuple(gen.stop))  # type: ignore[arg-type]
-        for item in task.items("test")[:limit]
+        for item in task.items("test")[offset : offset + limit]
     ]
     ours = HFBackend(ModelSpec())
     theirs = HFLM(pretrained=str(ours.source), dtype="float32", batch_size=batch_size, device="cpu")
@@ -289,7 +292,7 @@ def in_process_generate(bench: Bench, limit: int, batch_size: int, repeats: int)
     best = {k: min(v) for k, v in times.items()}
     stats = ours.stats()
     return {
-        "bench": bench.name, "mode": "in-process", "items": limit, "harness_s": round(best["harness"], 2), "lm_eval_s": round(best["lm_eval"], 2),
+        "bench": bench.name, "mode": "in-process", "items": limit, "offset": offset, "harness_s": round(best["harness"], 2), "lm_eval_s": round(best["lm_eval"], 2),
         "speedup": round(best["lm_eval"] / best["harness"], 2), "same_text": sum(a.strip() == b.strip() for a, b in zip(mine, ref)) / len(requests),
         "generate_forward_s": stats.get("generate_forward_s"), "generate_tokens_per_pass": stats.get("generate_tokens", 0) // repeats,
         "lm_eval_batch_size": batch_size, "load_avg_1m": round(os.getloadavg()[0], 2),

@@ -14,7 +14,10 @@ last row stops. Here:
    with the LM head on that single position;
 4. a row stops at EOS, at its own stop strings (searched in the decoded new text, which is
    what ``truncate_at_stop`` cuts) or at its own ``max_tokens``; finished rows are dropped from
-   the cache (index-select), so later steps cost only what the rows still running need.
+   the cache (index-select), so later steps cost only what the rows still running need;
+5. continuous batching: waiting rows are prefilled and merged into the running batch as soon
+   as a quarter of its ``max_rows`` are free (both sides left-padded to a common length), so
+   steps stay full instead of a batch running as long as its longest row.
 
 The decode cache is a ``DynamicCache(config=...)``, as HF ``generate`` uses: sliding-window
 layers (Gemma 3: 512) keep only their window, full layers keep everything.
@@ -24,10 +27,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from harness.backends.prefix_cache import budget_batches, extend_rows, left_align, prefix_groups, prefix_kv
+from harness.backends.prefix_cache import KV, extend_rows, left_align, prefix_groups, prefix_kv
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class GreedyDecoder:
         eos_ids: frozenset[int],
         device: Any,
         max_batch_tokens: int,
+        max_rows: int,
         min_prefix: int = 16,
     ) -> None:
         import torch
@@ -73,9 +77,10 @@ class GreedyDecoder:
 
         self.torch, self.cache_class = torch, DynamicCache
         self.model, self.decode, self.pad_id, self.eos_ids, self.device = model, decode, pad_id, eos_ids, device
-        self.max_batch_tokens, self.min_prefix = max_batch_tokens, min_prefix
+        self.max_batch_tokens, self.max_rows, self.min_prefix = max_batch_tokens, max(1, max_rows), min_prefix
         self.forward_s = 0.0  # time inside model calls
         self.tokens = 0  # tokens run through the model (padding included)
+        self.prefills = 0  # prefill batches (rows admitted into the running batch)
 
     def run(self, rows: Sequence[GreedyRow]) -> list[Decoded]:
         results: list[Decoded | None] = [None] * len(rows)
@@ -100,60 +105,121 @@ class GreedyDecoder:
         return cache
 
     def _group(self, p: int, members: list[int], rows: Sequence[GreedyRow], results: list[Decoded | None]) -> None:
-        """Rows sharing ``p`` prompt tokens: the prefix once, then batches under the token budget."""
+        """Rows sharing ``p`` prompt tokens: the prefix once, then continuous batching: up to
+        ``max_rows`` rows decode together, a finished row leaves at once, and waiting rows are
+        prefilled (at most ``max_batch_tokens`` tokens per pass) and merged into the running
+        batch as soon as a quarter of the rows are free, so decode steps stay full (on a CPU
+        a step of 32 rows costs about 4x a step of one)."""
+        started = time.perf_counter()
         shared = prefix_kv(self._forward_cache, rows[members[0]].prompt[:p], self.device)
         rests = {i: rows[i].prompt[p:-1] for i in members}
-        order = sorted(members, key=lambda i: (-len(rests[i]) - rows[i].max_tokens, i))
-        # a row costs its prefill plus one token per step; the KV cache it holds is bounded by the same sum
-        width = {i: len(rests[i]) + rows[i].max_tokens for i in members}
-        for batch in budget_batches(order, width, dict.fromkeys(members, 1), self.max_batch_tokens, 1 << 30):
-            self._batch(batch, shared, p, rests, rows, results)
+        waiting = sorted(members, key=lambda i: (-len(rests[i]), i))  # longest first: out-of-memory shows at once
+        running: _Running | None = None
+        while waiting or running is not None:
+            free = self.max_rows - (len(running.active) if running is not None else 0)
+            if waiting and (running is None or free >= max(1, self.max_rows // 4)):
+                admitted: list[int] = []
+                width = 0
+                while waiting and len(admitted) < free:
+                    wider = max(width, len(rests[waiting[0]]))
+                    if admitted and wider * (len(admitted) + 1) > self.max_batch_tokens:
+                        break
+                    admitted.append(waiting.pop(0))
+                    width = wider
+                running = self._admit(admitted, shared, p, rests, rows, running)
+            assert running is not None
+            if not self._step(running, rows, results):
+                running = None
+        elapsed = (time.perf_counter() - started) / len(members)
+        for i in members:  # wall time of the group shared out over its rows
+            results[i] = replace(results[i], latency_s=elapsed) if results[i] is not None else None
 
-    def _batch(
-        self, batch: list[int], shared: Any, p: int, rests: dict[int, tuple[int, ...]], rows: Sequence[GreedyRow], results: list[Decoded | None]
-    ) -> None:
+    def _admit(
+        self, admitted: list[int], shared: KV, p: int, rests: dict[int, tuple[int, ...]], rows: Sequence[GreedyRow], running: _Running | None
+    ) -> _Running:
+        """Prefill the admitted rows and merge them into the running batch (if any)."""
         torch = self.torch
-        started = time.perf_counter()
-        kv = extend_rows(self._forward_cache, shared, [rests[i] for i in batch], p, self.pad_id, self.device)
-        width = max(len(rests[i]) for i in batch)
-        pads = [width - len(rests[i]) for i in batch]
-        kv = left_align(kv, torch.arange(len(batch), device=self.device), pads, self.device)
+        self.prefills += 1
+        kv = extend_rows(self._forward_cache, shared, [rests[i] for i in admitted], p, self.pad_id, self.device)
+        width = max(len(rests[i]) for i in admitted)
+        pads = [width - len(rests[i]) for i in admitted]
+        kv = left_align(kv, torch.arange(len(admitted), device=self.device), pads, self.device)
+        mask = torch.tensor([[0] * pad + [1] * (p + width - pad) for pad in pads], device=self.device)
+        inputs = torch.tensor([[rows[i].prompt[-1]] for i in admitted], device=self.device)
+        positions = torch.tensor([[len(rows[i].prompt) - 1] for i in admitted], device=self.device)
+        new = _Running(admitted, {i: [] for i in admitted}, inputs, positions, mask, p + width, None)
+        if running is not None:
+            # Every layer back to the full common length (sliding layers hold only their window:
+            # the columns they dropped become zeros, masked and outside every future window),
+            # then the rows are stacked; both sides keep their real tokens right-aligned.
+            length = max(running.length, new.length)
+            kv = [
+                (torch.cat([_left_pad(k_run, length), _left_pad(k, length)]), torch.cat([_left_pad(v_run, length), _left_pad(v, length)]))
+                for (k_run, v_run), (k, v) in zip(((layer.keys, layer.values) for layer in running.cache.layers), kv)
+            ]
+            mask = torch.cat([_left_pad(running.mask, length), _left_pad(mask, length)])
+            new = _Running(
+                running.active + admitted, {**running.generated, **new.generated}, torch.cat([running.inputs, inputs]),
+                torch.cat([running.positions, positions]), mask, length, None,
+            )  # fmt: skip
+            # Columns that are padding in every row (left by rows that finished) are dropped.
+            lead = int(mask.any(0).int().argmax())
+            if lead:
+                kv = [(k[:, :, lead:], v[:, :, lead:]) for k, v in kv]
+                new.mask, new.length = mask[:, lead:], length - lead
         # With the config, sliding-window layers crop themselves to their window (as in HF
-        # generate); the left-aligned layout keeps the window's index distances true.
+        # generate); the right-aligned layout keeps the window's index distances true.
         config = self.model.config
-        cache = self.cache_class(ddp_cache_data=kv, config=config) if kv else self.cache_class(config=config)
-        mask = torch.tensor([[0] * pad + [1] * (p + width - pad + 1) for pad in pads], device=self.device)
-        inputs = torch.tensor([[rows[i].prompt[-1]] for i in batch], device=self.device)
-        positions = torch.tensor([[len(rows[i].prompt) - 1] for i in batch], device=self.device)
-        active = list(batch)
-        generated: dict[int, list[int]] = {i: [] for i in batch}
-        finished: dict[int, bool] = {}  # row -> stopped by EOS
-        while active:
-            logits = self._forward(input_ids=inputs, attention_mask=mask, position_ids=positions, past_key_values=cache).logits
-            chosen = logits[:, -1].argmax(-1)
-            keep: list[int] = []
-            for j, (i, token) in enumerate(zip(active, chosen.tolist())):
-                if token in self.eos_ids:
-                    finished[i] = True
-                    continue
-                generated[i].append(token)
-                row = rows[i]
-                if len(generated[i]) >= row.max_tokens or (row.stop and any(s in self.decode(generated[i]) for s in row.stop if s)):
-                    finished[i] = False
-                else:
-                    keep.append(j)
-            if len(keep) < len(active):
-                if not keep:
-                    break
-                # early exit: drop finished rows from every layer's cache and the step tensors
-                index = torch.tensor(keep, device=self.device)
-                cache.reorder_cache(index)
-                mask, chosen, positions = mask.index_select(0, index), chosen.index_select(0, index), positions.index_select(0, index)
-                active = [active[j] for j in keep]
-            inputs, positions = chosen[:, None], positions + 1
-            mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-        latency = (time.perf_counter() - started) / len(batch)
-        for i in batch:
-            text, stopped = truncate_at_stop(self.decode(generated[i]), rows[i].stop)
-            reason = "stop" if stopped or finished[i] else "length"
-            results[i] = Decoded(text, len(generated[i]), reason, latency)
+        new.cache = self.cache_class(ddp_cache_data=kv, config=config) if kv else self.cache_class(config=config)
+        return new
+
+    def _step(self, running: _Running, rows: Sequence[GreedyRow], results: list[Decoded | None]) -> bool:
+        """One decode step for every running row; finished rows leave. False when none is left."""
+        torch = self.torch
+        mask = torch.cat([running.mask, running.mask.new_ones(len(running.active), 1)], dim=1)
+        logits = self._forward(input_ids=running.inputs, attention_mask=mask, position_ids=running.positions, past_key_values=running.cache).logits
+        chosen = logits[:, -1].argmax(-1)
+        keep: list[int] = []
+        for j, (i, token) in enumerate(zip(running.active, chosen.tolist())):
+            tokens, row = running.generated[i], rows[i]
+            eos = token in self.eos_ids
+            if not eos:
+                tokens.append(token)
+            if eos or len(tokens) >= row.max_tokens or (row.stop and any(s in self.decode(tokens) for s in row.stop if s)):
+                text, stopped = truncate_at_stop(self.decode(tokens), row.stop)
+                results[i] = Decoded(text, len(tokens), "stop" if eos or stopped else "length", 0.0)
+            else:
+                keep.append(j)
+        if not keep:
+            return False
+        if len(keep) < len(running.active):
+            # early exit: finished rows leave every layer's cache and the step tensors
+            index = torch.tensor(keep, device=self.device)
+            running.cache.reorder_cache(index)
+            mask, chosen, running.positions = mask.index_select(0, index), chosen.index_select(0, index), running.positions.index_select(0, index)
+            running.active = [running.active[j] for j in keep]
+        running.inputs, running.positions, running.mask, running.length = chosen[:, None], running.positions + 1, mask, running.length + 1
+        return True
+
+
+@dataclass
+class _Running:
+    """The batch being decoded (mutable, private). ``mask`` covers the ``length`` cached columns."""
+
+    active: list[int]
+    generated: dict[int, list[int]]
+    inputs: Any  # [rows, 1]: the next token to feed
+    positions: Any  # [rows, 1]: its position id
+    mask: Any  # [rows, length]
+    length: int
+    cache: Any
+
+
+def _left_pad(tensor: Any, length: int) -> Any:
+    """Zeros on the left of the token dimension up to ``length``: dim 2 of a [rows, heads,
+    tokens, dim] cache tensor, dim 1 of a [rows, tokens] mask."""
+    from torch.nn.functional import pad
+
+    tokens_dim = 2 if tensor.dim() == 4 else 1
+    missing = length - tensor.shape[tokens_dim]
+    return pad(tensor, (0, 0, missing, 0) if tokens_dim == 2 else (missing, 0)) if missing > 0 else tensor

@@ -117,6 +117,8 @@ class HFBackend(Backend):
         default_budget = 65536 if self.device.startswith("cuda") else 4096
         self.max_batch_tokens = spec.max_batch_tokens or default_budget
         self.max_logit_rows = 2048 if self.device.startswith("cuda") else 256
+        # Rows decoded together: on CPU a step of 32 rows costs ~4x a step of one (measured).
+        self.max_decode_rows = 256 if self.device.startswith("cuda") else 32
         self.share_prefix = True  # False: score every request on its own (the reference path)
         self.counters: dict[str, float | int] = {
             "requests": 0, "loglikelihood_s": 0.0, "forward_s": 0.0, "forward_tokens": 0, "oom_backoffs": 0,
@@ -250,6 +252,7 @@ class HFBackend(Backend):
                     ) from None
                 self.max_batch_tokens = max(MIN_BATCH_TOKENS, self.max_batch_tokens // 2)
                 self.max_logit_rows = max(1, self.max_logit_rows // 2)
+                self.max_decode_rows = max(1, self.max_decode_rows // 2)
                 self.counters["oom_backoffs"] += 1
                 if self.device.startswith("cuda"):
                     self.torch.cuda.empty_cache()
@@ -312,7 +315,9 @@ class HFBackend(Backend):
             GreedyRow(tuple(encoded[i][-max(1, self.max_length - requests[i].max_tokens) :]), requests[i].max_tokens, requests[i].stop)
             for i in chosen
         ]
-        decoder = GreedyDecoder(self.model, self._decode, self.tokenizer.pad_token_id, self._eos_ids(), self.input_device, self.max_batch_tokens)
+        decoder = GreedyDecoder(
+            self.model, self._decode, self.tokenizer.pad_token_id, self._eos_ids(), self.input_device, self.max_batch_tokens, self.max_decode_rows
+        )
         for i, d in zip(chosen, decoder.run(rows)):
             results[i] = GenerateResult(text=d.text, n_tokens=d.n_tokens, finish_reason=d.finish_reason, latency_s=d.latency_s)
         self.counters["generate_forward_s"] += decoder.forward_s

@@ -29,7 +29,7 @@ def _gsm8k_requests(shared_data: Path) -> list[GenerateRequest]:
     sliding window), then questions of different lengths, each with its own stops and budget."""
     rows = [json.loads(line) for line in (shared_data / "gsm8k" / "test.jsonl").open()][:9]
     demos = "".join(f"Question: {r['question']}\nAnswer: {r['answer']}\n\n" for r in rows[:4])
-    settings = [(48, ("Question:", "\n\n\n")), (6, ("Question:",)), (40, ("\n",)), (24, ()), (32, ("####",))]
+    settings = [(32, ("Question:", "\n\n\n")), (6, ("Question:",)), (28, ("\n",)), (16, ()), (24, ("he",))]
     requests = [GenerateRequest(demos + f"Question: {r['question']}\nAnswer:", max_tokens=m, stop=s) for r, (m, s) in zip(rows[4:], settings)]
     requests.append(GenerateRequest("The three primary colours are", max_tokens=12, stop=("\n",)))  # shares no prefix
     return requests
@@ -70,10 +70,10 @@ def test_greedy_is_batch_invariant_and_finished_rows_leave_the_batch(backend, sh
     requests = _gsm8k_requests(shared_data)[:5]
     rows = [GreedyRow(tuple(backend.tokenizer(r.prompt).input_ids), r.max_tokens, r.stop) for r in requests]
 
-    def decoder(budget: int) -> GreedyDecoder:
-        return GreedyDecoder(backend.model, backend._decode, backend.tokenizer.pad_token_id, backend._eos_ids(), backend.input_device, budget)
+    def decoder(max_rows: int) -> GreedyDecoder:
+        return GreedyDecoder(backend.model, backend._decode, backend.tokenizer.pad_token_id, backend._eos_ids(), backend.input_device, 4096, max_rows)
 
-    together, alone = decoder(1 << 20), decoder(1)  # one batch of 5 rows / five batches of one row
+    together, alone = decoder(8), decoder(1)  # one batch of 5 rows / one row at a time
     decoded = together.run(rows)
     assert [d.text for d in decoded] == [d.text for d in alone.run(rows)]
     # Both compute the shared prefix once. Alone, a row prefills its own rest and then runs one
@@ -84,6 +84,11 @@ def test_greedy_is_batch_invariant_and_finished_rows_leave_the_batch(backend, sh
     rests = [len(r.prompt) - group.prefix_len - 1 for r in rows]
     assert together.tokens == alone.tokens + sum(max(rests) - n for n in rests)
     assert len({d.n_tokens for d in decoded}) > 2  # rows really finished at different steps
+    # Two rows at a time: rows join the running batch as others finish (merged caches of
+    # different lengths), and the texts stay the same.
+    refilled = decoder(2)
+    assert [d.text for d in refilled.run(rows)] == [d.text for d in decoded]
+    assert refilled.prefills >= 3
 
 def test_sampled_generation_is_seeded_per_request(backend) -> None:
     prompt = "Once upon a time, in a small village,"
