@@ -69,9 +69,9 @@ def test_loglikelihood_matches_a_plain_forward_pass(backend) -> None:
 def test_generation_stops_and_is_batch_invariant(backend) -> None:
     prompts = [f"{a} + {a} = {2 * a}\n{a + 1} + {a + 1} =" for a in range(3, 9)]
     requests = [GenerateRequest(p, max_tokens=8, stop=("\n",)) for p in prompts]
-    backend.max_batch_tokens = 16
+    backend.max_batch_tokens, backend.max_decode_rows = 16, 1
     one_by_one = backend.generate(requests)
-    backend.max_batch_tokens = 4096
+    backend.max_batch_tokens, backend.max_decode_rows = 4096, 32
     batched = backend.generate(requests)
     assert [r.text for r in one_by_one] == [r.text for r in batched]
     assert all("\n" not in r.text for r in batched)
