@@ -287,13 +287,16 @@ def analyse(store: Store, run_ids: Sequence[str], metric: str | None = None, *, 
             definition = kinds[blank.task]
             ordered = tuple(levels[name] for name in sorted(levels, key=_level_key))
             over = None
-            if factor == "draw":
+            context = blank.context(factor)
+            if factor == "draw" and all(lv.scores == ordered[0].scores for lv in ordered):
+                # a deterministic selector (knn) repeats one draw: no spread to put a t CI on
+                context += " · identical draws (deterministic selector)"
+            elif factor == "draw":
                 means = tuple(lv.mean for lv in ordered)
                 low, high = DrawSummary("", "", 0, "", "", "", means, 0).interval(confidence)
                 if definition.kind == "binary":
                     low, high = max(0.0, low), min(1.0, high)
                 over = Interval(float(np.mean(means)), low, high, len(means), f"t over {len(means)} draws")
-            context = blank.context(factor)
             slices.append(Slice(factor, blank.task, context, metrics[blank.task], definition.higher_is_better, ordered, over))
             if factor in PAIRED_FACTORS:
                 for a, b in combinations(ordered, 2):

@@ -96,6 +96,11 @@ def test_slices_ranges_and_tests(runs: tuple[Path, list[str], Path]) -> None:
     random_draws = [s for s in result.slices if s.factor == "draw" and s.context == "toy · fmtsens:x · 2-shot · polite · random"]
     assert len(random_draws) == 1 and [lv.name for lv in random_draws[0].levels] == ["draw 0", "draw 1", "draw 2"]
     assert random_draws[0].over_draws is not None and np.isclose(random_draws[0].over_draws.mean, draws[("polite", "random")].mean)
+    # knn repeats one draw: its draw slice says so and carries no (degenerate, zero-width) t CI
+    identical = [s for s in result.slices if s.factor == "draw" and "identical draws" in s.context]
+    assert "toy · fmtsens:x · 2-shot · polite · knn · identical draws (deterministic selector)" in [s.context for s in identical]
+    assert all(s.over_draws is None and s.range == 0 for s in identical)
+    assert "identical draws" not in random_draws[0].context
     # order: knn as selected vs shuffled; template: plain vs polite (the polite prompt loses about half)
     assert any(s.factor == "order" and [lv.name for lv in s.levels] == ["selected", "shuffled"] for s in result.slices)
     template = [s for s in result.slices if s.factor == "template" and s.context.endswith("2-shot · random")]
