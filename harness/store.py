@@ -166,7 +166,7 @@ class Store:
 
     def unfinished_run(self, config_hash: str) -> str | None:
         row = self.db.execute(
-            "SELECT id FROM runs WHERE config_hash = ? AND status = 'running' ORDER BY created_at DESC LIMIT 1", (config_hash,)
+            "SELECT id FROM runs WHERE config_hash = ? AND status = 'running' ORDER BY created_at DESC, rowid DESC LIMIT 1", (config_hash,)
         ).fetchone()
         return row["id"] if row else None
 
@@ -175,12 +175,12 @@ class Store:
             self.db.execute("UPDATE runs SET status = 'finished', finished_at = ? WHERE id = ?", (now(), run_id))
 
     def runs(self) -> list[sqlite3.Row]:
-        return list(self.db.execute("SELECT * FROM runs ORDER BY created_at, id"))
+        return list(self.db.execute("SELECT * FROM runs ORDER BY created_at, rowid"))
 
     def resolve_run(self, ref: str) -> str:
         """A run id, a unique prefix of one, or 'latest'."""
         if ref == "latest":
-            row = self.db.execute("SELECT id FROM runs ORDER BY created_at DESC, id DESC LIMIT 1").fetchone()
+            row = self.db.execute("SELECT id FROM runs ORDER BY created_at DESC, rowid DESC LIMIT 1").fetchone()
             if row is None:
                 raise HarnessError(f"{self.path}: no runs stored yet")
             return str(row["id"])
