@@ -185,8 +185,10 @@ class GreedyDecoder:
             eos = token in self.eos_ids
             if not eos:
                 tokens.append(token)
-            if eos or len(tokens) >= row.max_tokens or (row.stop and any(s in self.decode(tokens) for s in row.stop if s)):
-                text, stopped = truncate_at_stop(self.decode(tokens), row.stop)
+            text = self.decode(tokens) if row.stop else None  # decoded once per step, only when stops need it
+            hit = text is not None and any(s in text for s in row.stop if s)
+            if eos or len(tokens) >= row.max_tokens or hit:
+                text, stopped = truncate_at_stop(text if text is not None else self.decode(tokens), row.stop)
                 results[i] = Decoded(text, len(tokens), "stop" if eos or stopped else "length", 0.0)
             else:
                 keep.append(j)

@@ -305,6 +305,10 @@ class HFBackend(Backend):
     def _eos_ids(self) -> frozenset[int]:
         return frozenset(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
 
+    def _fit(self, encoded: list[int], request: GenerateRequest) -> list[int]:
+        """The prompt's last tokens that leave room for ``max_tokens`` new ones in the model's window."""
+        return encoded[-max(1, self.max_length - request.max_tokens) :]
+
     def _decode(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
@@ -312,7 +316,7 @@ class HFBackend(Backend):
         self, chosen: list[int], encoded: list[list[int]], requests: Sequence[GenerateRequest], results: list[GenerateResult | None]
     ) -> None:
         rows = [
-            GreedyRow(tuple(encoded[i][-max(1, self.max_length - requests[i].max_tokens) :]), requests[i].max_tokens, requests[i].stop)
+            GreedyRow(tuple(self._fit(encoded[i], requests[i])), requests[i].max_tokens, requests[i].stop)
             for i in chosen
         ]
         decoder = GreedyDecoder(
@@ -326,7 +330,7 @@ class HFBackend(Backend):
     def _sample(self, encoded: list[int], request: GenerateRequest) -> GenerateResult:
         """One sampled request through HF generate, seeded from the request (repeats differ)."""
         torch = self.torch
-        ids = torch.tensor([encoded[-max(1, self.max_length - request.max_tokens) :]], device=self.input_device)
+        ids = torch.tensor([self._fit(encoded, request)], device=self.input_device)
         kwargs: dict[str, Any] = {"max_new_tokens": request.max_tokens, "pad_token_id": self.tokenizer.pad_token_id}
         if request.stop:
             kwargs.update(stop_strings=list(request.stop), tokenizer=self.tokenizer)
