@@ -240,6 +240,15 @@ def observations(store: Store, run_ids: Sequence[str], metric: str | None = None
     return found, metrics, notes
 
 
+def _t_over_draws(means: tuple[float, ...], binary: bool, confidence: float, n: int) -> Interval:
+    """The t CI of the mean over draws (as ``harness draws``); a proportion's t interval can
+    overshoot [0, 1], the mean cannot, so it is clipped for 0/1 metrics."""
+    low, high = DrawSummary("", "", 0, "", "", "", means, n).interval(confidence)
+    if binary:
+        low, high = max(0.0, low), min(1.0, high)
+    return Interval(float(np.mean(means)), low, high, n, f"t over {len(means)} draws")
+
+
 def _level(name: str, draws: list[dict[str, float]], binary: bool, confidence: float, resamples: int, seed: int) -> Level:
     """A setting pooled over its draws: item means over draws, CI over items (1 draw) or over draws."""
     per_item: dict[str, list[float]] = defaultdict(list)
@@ -251,10 +260,7 @@ def _level(name: str, draws: list[dict[str, float]], binary: bool, confidence: f
         interval = mean_interval(list(scores.values()), binary, confidence, seed=seed, resamples=resamples)
     else:
         means = tuple(float(np.mean(list(d.values()))) for d in draws)
-        low, high = DrawSummary("", "", 0, "", "", "", means, len(scores)).interval(confidence)
-        if binary:  # a proportion's t interval can overshoot [0, 1]; the mean cannot
-            low, high = max(0.0, low), min(1.0, high)
-        interval = Interval(float(np.mean(means)), low, high, len(scores), f"t over {len(draws)} draws")
+        interval = _t_over_draws(means, binary, confidence, len(scores))
     return Level(name, interval, len(draws), scores)
 
 
@@ -293,10 +299,7 @@ def analyse(store: Store, run_ids: Sequence[str], metric: str | None = None, *, 
                 context += " · identical draws (deterministic selector)"
             elif factor == "draw":
                 means = tuple(lv.mean for lv in ordered)
-                low, high = DrawSummary("", "", 0, "", "", "", means, 0).interval(confidence)
-                if definition.kind == "binary":
-                    low, high = max(0.0, low), min(1.0, high)
-                over = Interval(float(np.mean(means)), low, high, len(means), f"t over {len(means)} draws")
+                over = _t_over_draws(means, definition.kind == "binary", confidence, len(means))
             slices.append(Slice(factor, blank.task, context, metrics[blank.task], definition.higher_is_better, ordered, over))
             if factor in PAIRED_FACTORS:
                 for a, b in combinations(ordered, 2):
