@@ -148,6 +148,12 @@ def compare(bench: Bench, h: dict[str, Any], e: dict[str, Any]) -> dict[str, Any
         row["harness_forward_s"] = stats["forward_s"]
         row["overhead_vs_forward"] = round(stats["loglikelihood_s"] / stats["forward_s"], 3)
         row["forward_tokens"] = stats["forward_tokens"]
+        row["packed"] = bool(stats.get("packed"))
+    if stats.get("generate_forward_s"):
+        row["harness_generate_s"] = stats["generate_s"]
+        row["harness_forward_s"] = stats["generate_forward_s"]
+        row["overhead_vs_forward"] = round(stats["generate_s"] / stats["generate_forward_s"], 3)
+        row["forward_tokens"] = stats["generate_tokens"]
     return row
 
 

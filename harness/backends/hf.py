@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from harness.backends.base import EMBEDDED_MODEL, Backend, ModelSpec, require
 from harness.backends.greedy import GreedyDecoder, GreedyRow, truncate_at_stop
+from harness.backends.packed import PackedScorer, packing_verified
 from harness.backends.prefix_cache import Scored, SharedPrefixScorer
 from harness.errors import HarnessError
 from harness.requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, Prompt
@@ -120,9 +121,10 @@ class HFBackend(Backend):
         # Rows decoded together: on CPU a step of 32 rows costs ~4x a step of one (measured).
         self.max_decode_rows = 256 if self.device.startswith("cuda") else 32
         self.share_prefix = True  # False: score every request on its own (the reference path)
+        self.packing: bool | None = None  # all choices of an item in one row (packed.py): verified on first use
         self.counters: dict[str, float | int] = {
             "requests": 0, "loglikelihood_s": 0.0, "forward_s": 0.0, "forward_tokens": 0, "oom_backoffs": 0,
-            "generate_s": 0.0, "generate_forward_s": 0.0, "generate_tokens": 0,
+            "generate_s": 0.0, "generate_forward_s": 0.0, "generate_tokens": 0, "packed": 0,
         }  # fmt: skip
 
     # -- identity -----------------------------------------------------------------
@@ -232,7 +234,12 @@ class HFBackend(Backend):
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.counters.items() if v}
 
     def _score_shared(self, pairs: list[tuple[list[int], list[int]]]) -> list[Scored]:
-        scorer = SharedPrefixScorer(self.model, self.tokenizer.pad_token_id, self.input_device, self.max_batch_tokens, self.max_logit_rows)
+        pad_id = self.tokenizer.pad_token_id
+        if self.packing is None:
+            self.packing = packing_verified(self.model, pad_id, self.input_device, len(self.tokenizer))
+            self.counters["packed"] = int(self.packing)
+        scorer_class = PackedScorer if self.packing else SharedPrefixScorer
+        scorer = scorer_class(self.model, pad_id, self.input_device, self.max_batch_tokens, self.max_logit_rows)
         scored = scorer.score(pairs)
         self.counters["forward_s"] += scorer.forward_s
         self.counters["forward_tokens"] += scorer.tokens

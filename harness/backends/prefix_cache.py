@@ -57,7 +57,7 @@ def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def prefix_groups(contexts: Sequence[Tokens], min_prefix: int = 16) -> list[PrefixGroup]:
+def prefix_groups(contexts: Sequence[Tokens], min_prefix: int = 16, min_saving: int = 0) -> list[PrefixGroup]:
     """Cluster contexts that share a long token prefix (same demonstrations -> same prefix).
 
     Contexts are sorted so that shared prefixes are adjacent; a cluster grows while its common
@@ -65,6 +65,8 @@ def prefix_groups(contexts: Sequence[Tokens], min_prefix: int = 16) -> list[Pref
     shrink a long shared prefix to nothing). Contexts that share nothing worth caching go to one
     group with prefix 0, which is still batched across items at the context level. The prefix
     always leaves at least one context token, because that token starts each continuation row.
+    A cluster whose sharing saves fewer than ``min_saving`` tokens ((members - 1) x prefix) is
+    pooled too: its own small batches would cost more than the tokens it saves.
     """
     order = sorted(range(len(contexts)), key=lambda i: contexts[i])
     clusters: list[tuple[int, list[int]]] = []
@@ -80,7 +82,7 @@ def prefix_groups(contexts: Sequence[Tokens], min_prefix: int = 16) -> list[Pref
     loose: list[int] = []
     for length, members in clusters:
         usable = min([length] + [len(contexts[m]) - 1 for m in members])
-        if len(members) > 1 and usable >= min_prefix:
+        if len(members) > 1 and usable >= min_prefix and (len(members) - 1) * usable >= min_saving:
             groups.append(PrefixGroup(usable, tuple(members)))
         else:
             loose += members
@@ -163,13 +165,16 @@ def budget_batches(order: list[int], width: Mapping[int, int], rows_per: Mapping
 class SharedPrefixScorer:
     """Scores (context ids, continuation ids) pairs with the three-level cache described above."""
 
-    def __init__(self, model: Any, pad_id: int, device: Any, max_batch_tokens: int, max_logit_rows: int, min_prefix: int = 16) -> None:
+    def __init__(
+        self, model: Any, pad_id: int, device: Any, max_batch_tokens: int, max_logit_rows: int, min_prefix: int = 16, min_saving: int = 0
+    ) -> None:
         import torch
         from transformers import DynamicCache
 
         self.torch, self.cache_class = torch, DynamicCache
         self.model, self.pad_id, self.device = model, pad_id, device
-        self.max_batch_tokens, self.max_logit_rows, self.min_prefix = max_batch_tokens, max_logit_rows, min_prefix
+        self.max_batch_tokens, self.max_logit_rows = max_batch_tokens, max_logit_rows
+        self.min_prefix, self.min_saving = min_prefix, min_saving
         self.forward_s = 0.0  # time inside model calls: the floor the rest is overhead on
         self.tokens = 0  # tokens run through the model (padding included)
 
@@ -192,7 +197,7 @@ class SharedPrefixScorer:
         unique = list(contexts)
         results: list[Scored | None] = [None] * len(pairs)
         with self.torch.inference_mode():
-            for group in prefix_groups(unique, self.min_prefix):
+            for group in prefix_groups(unique, self.min_prefix, self.min_saving):
                 self._score_group(group, unique, requests_of, pairs, results)
         return [r for r in results if r is not None]
 

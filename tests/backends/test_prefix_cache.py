@@ -31,3 +31,14 @@ def test_one_stray_context_does_not_shrink_a_long_shared_prefix() -> None:
     stray = demos[:17] + (0,) * 23  # shares 17 tokens, sorts first
     groups = prefix_groups([demos + (1,), demos + (2,), stray], min_prefix=16)
     assert PrefixGroup(30, (0, 1)) in groups and PrefixGroup(0, (2,)) in groups
+
+
+def test_a_cluster_that_saves_too_few_tokens_is_pooled() -> None:
+    """Two items sharing a 30-token context (HellaSwag-like) save 30 tokens: not worth their own batches."""
+    pair = tuple(range(100, 130))
+    demos = tuple(range(200, 240))
+    contexts = [pair + (1,), pair + (2,), demos + (3,), demos + (4,), demos + (5,), demos + (6,)]
+    groups = prefix_groups(contexts, min_prefix=16, min_saving=100)
+    assert PrefixGroup(40, (2, 3, 4, 5)) in groups  # 3 x 40 = 120 tokens saved
+    assert PrefixGroup(0, (0, 1)) in groups
+    assert PrefixGroup(30, (0, 1)) in prefix_groups(contexts, min_prefix=16)
