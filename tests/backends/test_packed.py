@@ -15,35 +15,7 @@ transformers = pytest.importorskip("transformers")
 
 from harness.backends.packed import NotPackable, PackedScorer, attention_masks, packing_verified  # noqa: E402
 from harness.backends.prefix_cache import SharedPrefixScorer  # noqa: E402
-
-VOCAB = 512
-
-
-def _gemma(window: int, attention: str) -> Any:
-    config = transformers.Gemma3TextConfig(
-        vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-        head_dim=32, query_pre_attn_scalar=32, layer_types=["sliding_attention", "full_attention"], sliding_window=window,
-        max_position_embeddings=512, pad_token_id=0,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return _with_attention(transformers.Gemma3ForCausalLM, config, attention)
-
-
-def _llama(attention: str) -> Any:
-    config = transformers.LlamaConfig(
-        vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-        max_position_embeddings=512, pad_token_id=0,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return _with_attention(transformers.LlamaForCausalLM, config, attention)
-
-
-def _with_attention(cls: Any, config: Any, attention: str) -> Any:
-    config._attn_implementation = attention
-    model = cls(config).eval()
-    assert model.config._attn_implementation == attention
-    return model
-
+from tests.backends.tiny_models import VOCAB, gemma, llama  # noqa: E402
 
 def _plain(model: Any, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
     out = []
@@ -66,10 +38,10 @@ def _pairs(seed: int) -> list[tuple[list[int], list[int]]]:
 
 
 MODELS = {
-    "gemma-window-8-sdpa": lambda: _gemma(8, "sdpa"),
-    "gemma-window-8-eager": lambda: _gemma(8, "eager"),
-    "gemma-window-512-sdpa": lambda: _gemma(512, "sdpa"),
-    "llama-sdpa": lambda: _llama("sdpa"),
+    "gemma-window-8-sdpa": lambda: gemma(8, "sdpa"),
+    "gemma-window-8-eager": lambda: gemma(8, "eager"),
+    "gemma-window-512-sdpa": lambda: gemma(512, "sdpa"),
+    "llama-sdpa": lambda: llama("sdpa"),
 }
 
 
@@ -88,7 +60,7 @@ def test_packed_scores_equal_one_plain_forward_pass_per_request(name: str, budge
 
 
 def test_packing_pools_small_clusters_and_matches_the_three_level_scorer() -> None:
-    model = _gemma(8, "sdpa")
+    model = gemma(8, "sdpa")
     pairs = _pairs(2)
     packed = PackedScorer(model, 0, "cpu", 256, 32).score(pairs)  # MIN_SAVING pools the 40-token cluster (6 x 40 > 128 keeps it)
     three_level = SharedPrefixScorer(model, 0, "cpu", 256, 32).score(pairs)
@@ -99,7 +71,7 @@ def test_pads_and_other_choices_are_masked_out() -> None:
     """One row: context [a b], choices [c d] and [e]; pads after. Choice 2 must not see choice 1."""
     seg = torch.tensor([[0, 0, 1, 2, -1]])
     pos = torch.tensor([[5, 6, 7, 7, 6]])
-    mask = attention_masks(_gemma(512, "sdpa").config, seg, pos, 5, torch.float32)["full_attention"][0, 0]
+    mask = attention_masks(gemma(512, "sdpa").config, seg, pos, 5, torch.float32)["full_attention"][0, 0]
     assert mask.shape == (5, 10)
     assert mask[:, :5].all()  # the cached prefix is visible to everyone
     row = mask[:, 5:].int().tolist()
