@@ -1,6 +1,12 @@
 """Local Hugging Face models (optionally with a PEFT adapter) on CUDA when present, else CPU.
 
 Speed notes, because they shape the code:
+- Log-likelihood requests go through packed.py: the few-shot prefix shared by many items once,
+  then one row per item holding its context and all its choices, kept apart by the attention
+  mask, with the LM head only on the positions that are scored. It is checked once per model
+  against the three-level scorer (prefix_cache.py), which takes over when the attention cannot
+  take custom masks (flash attention, old transformers); the plain path below is the reference
+  both must equal.
 - Sequences are left-padded with explicit position ids, so every continuation ends at the
   last positions of its row and ``logits_to_keep`` computes the LM head only there. With a
   262k-token vocabulary (Gemma 3) the head would otherwise dominate: never a full
