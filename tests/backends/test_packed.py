@@ -86,3 +86,11 @@ def test_attention_that_takes_no_custom_mask_is_not_packable(config: SimpleNames
     seg, pos = torch.zeros(1, 2, dtype=torch.long), torch.arange(2)[None]
     with pytest.raises(NotPackable):
         attention_masks(config, seg, pos, 0, torch.float32)
+
+
+def test_a_model_that_rejects_the_masks_falls_back() -> None:
+    """Llama's forward builds its own mask from a tensor: given a per-layer-type dict (as Gemma 3
+    takes) it fails, and the probe must say "not packable" instead of raising."""
+    model = llama("sdpa")
+    model.config.layer_types = ["full_attention", "full_attention"]
+    assert not packing_verified(model, 0, "cpu", VOCAB)
