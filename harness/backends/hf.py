@@ -130,7 +130,7 @@ class HFBackend(Backend):
         self.packing: bool | None = None  # all choices of an item in one row (packed.py): verified on first use
         self.counters: dict[str, float | int] = {
             "requests": 0, "loglikelihood_s": 0.0, "forward_s": 0.0, "forward_tokens": 0, "oom_backoffs": 0,
-            "generate_s": 0.0, "generate_forward_s": 0.0, "generate_tokens": 0, "packed": 0,
+            "generate_s": 0.0, "generate_forward_s": 0.0, "generate_tokens": 0,
         }  # fmt: skip
 
     # -- identity -----------------------------------------------------------------
@@ -236,14 +236,15 @@ class HFBackend(Backend):
         return [r for r in results if r is not None]
 
     def stats(self) -> dict[str, Any]:
-        """Time in loglikelihood() against time inside the model (the overhead is the difference)."""
-        return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.counters.items() if v}
+        """Time in loglikelihood() against time inside the model (the overhead is the difference),
+        and whether log-likelihoods were scored packed."""
+        stats = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.counters.items() if v}
+        return {**stats, "packed": 1} if self.packing else stats
 
     def _score_shared(self, pairs: list[tuple[list[int], list[int]]]) -> list[Scored]:
         pad_id = self.tokenizer.pad_token_id
         if self.packing is None:
             self.packing = packing_verified(self.model, pad_id, self.input_device, len(self.tokenizer))
-            self.counters["packed"] = int(self.packing)
         scorer_class = PackedScorer if self.packing else SharedPrefixScorer
         scorer = scorer_class(self.model, pad_id, self.input_device, self.max_batch_tokens, self.max_logit_rows)
         scored = scorer.score(pairs)

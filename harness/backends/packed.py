@@ -89,8 +89,10 @@ class PackedScorer(SharedPrefixScorer):
     """Scores (context ids, continuation ids) pairs: shared prefix once per cluster (as the
     three-level scorer does), then one packed row per context with all its continuations."""
 
-    def __init__(self, model: Any, pad_id: int, device: Any, max_batch_tokens: int, max_logit_rows: int, min_prefix: int = 16) -> None:
-        super().__init__(model, pad_id, device, max_batch_tokens, max_logit_rows, min_prefix, min_saving=MIN_SAVING)
+    def __init__(
+        self, model: Any, pad_id: int, device: Any, max_batch_tokens: int, max_logit_rows: int, min_prefix: int = 16, min_saving: int = MIN_SAVING
+    ) -> None:
+        super().__init__(model, pad_id, device, max_batch_tokens, max_logit_rows, min_prefix, min_saving)
         self.config = model.config
         self.dtype = next(model.parameters()).dtype
 
@@ -187,8 +189,7 @@ def packing_verified(model: Any, pad_id: int, device: Any, vocab_size: int) -> b
     continuations = [probe_ids[50:51], probe_ids[51:53], probe_ids[53:56]]
     pairs = [(ctx, cont) for ctx in contexts for cont in continuations]
     reference = SharedPrefixScorer(model, pad_id, device, 4096, 256, min_prefix=4).score(pairs)
-    packed = PackedScorer(model, pad_id, device, 4096, 256, min_prefix=4)
-    packed.min_saving = 0  # the probe must exercise the cached prefix too
+    packed = PackedScorer(model, pad_id, device, 4096, 256, min_prefix=4, min_saving=0)  # the probe must exercise the cached prefix too
     try:
         scored = packed.score(pairs)
     except Exception as exc:  # noqa: BLE001 - whatever an architecture raises on a dict/4D mask or a boolean head mask means "not packable"

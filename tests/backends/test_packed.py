@@ -50,8 +50,7 @@ MODELS = {
 def test_packed_scores_equal_one_plain_forward_pass_per_request(name: str, budget: tuple[int, int]) -> None:
     model = MODELS[name]()
     pairs = _pairs(1)
-    scorer = PackedScorer(model, 0, "cpu", *budget)
-    scorer.min_saving = 0  # keep the cached-prefix cluster
+    scorer = PackedScorer(model, 0, "cpu", *budget, min_saving=0)  # keep the cached-prefix cluster
     packed = scorer.score(pairs)
     for got, (logprob, greedy) in zip(packed, _plain(model, pairs)):
         assert got.logprob == pytest.approx(logprob, abs=1e-4)
