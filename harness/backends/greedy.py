@@ -19,8 +19,9 @@ last row stops. Here:
    as a quarter of its ``max_rows`` are free (both sides left-padded to a common length), so
    steps stay full instead of a batch running as long as its longest row.
 
-The decode cache is a ``DynamicCache(config=...)``, as HF ``generate`` uses: sliding-window
-layers (Gemma 3: 512) keep only their window, full layers keep everything.
+The decode cache is a ``DynamicCache(config=...)``, as HF ``generate`` uses (sliding-window
+layers, Gemma 3: 512, keep only their window; full layers keep everything), whose layers append
+a step's token in place (``decode_cache.py``) instead of concatenating the whole cache.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from harness.backends.prefix_cache import KV, extend_rows, left_align, prefix_groups, prefix_kv
+
+DECODE_SPARE = 64  # decode steps between re-allocations of a cache layer's buffer
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,10 @@ class GreedyDecoder:
         min_prefix: int = 16,
     ) -> None:
         import torch
-        from transformers import DynamicCache
 
-        self.torch, self.cache_class = torch, DynamicCache
+        from harness.backends.decode_cache import append_cache
+
+        self.torch, self.append_cache = torch, append_cache
         self.model, self.decode, self.pad_id, self.eos_ids, self.device = model, decode, pad_id, eos_ids, device
         self.max_batch_tokens, self.max_rows, self.min_prefix = max_batch_tokens, max(1, max_rows), min_prefix
         self.forward_s = 0.0  # time inside model calls
@@ -169,8 +173,9 @@ class GreedyDecoder:
                 new.mask, new.length = mask[:, lead:], length - lead
         # With the config, sliding-window layers crop themselves to their window (as in HF
         # generate); the right-aligned layout keeps the window's index distances true.
-        config = self.model.config
-        new.cache = self.cache_class(ddp_cache_data=kv, config=config) if kv else self.cache_class(config=config)
+        # Room for the longest row's new tokens (at most 64 steps between re-allocations).
+        spare = min(DECODE_SPARE, 1 + max(rows[i].max_tokens for i in new.active))
+        new.cache = self.append_cache(kv, self.model.config, spare)
         return new
 
     def _step(self, running: _Running, rows: Sequence[GreedyRow], results: list[Decoded | None]) -> bool:

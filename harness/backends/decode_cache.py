@@ -1,0 +1,153 @@
+"""A decode-time key/value cache that appends a step's token in place instead of concatenating.
+
+Why: transformers' ``DynamicCache`` appends with ``torch.cat``, which copies every cached key
+and value of every row at every decode step. For 32 GSM8K 8-shot rows (~1,000 cached tokens
+each) on Gemma 3 270M that is ~0.7 GB of copying per step, and the torch profiler put it at 45%
+of greedy generation time on a 2-core CPU. Here each layer keeps its keys/values in a buffer with
+spare room; a step writes its column into the buffer and the attention reads a view of it, so a
+step costs a copy only when the spare room runs out (once per ``spare`` steps).
+
+The layers are drop-in replacements for ``DynamicLayer`` and ``DynamicSlidingWindowLayer``: they
+return exactly the keys/values those would return (a sliding layer: its last ``window - 1``
+tokens plus the new ones) and report the same mask sizes, so the model's masks and attention
+see the same tensors and results are identical. Any other layer type (linear attention, ...)
+keeps its own class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+
+class _AppendBuffer:
+    """Keys/values of logical tokens ``[base, cumulative_length)`` in buffers with spare room.
+
+    ``self.keys``/``self.values`` are kept as views of what the replaced layer would store, so
+    code that reads them (e.g. merging two running batches) sees the same thing."""
+
+    keys: Any
+    values: Any
+    cumulative_length: int
+    spare: int
+    is_initialized: bool
+
+    def _init_buffer(self, spare: int) -> None:
+        self.spare = max(1, spare)
+        self.cumulative_length = 0
+        self.base = 0  # logical index of the buffer's first column
+        self._k: torch.Tensor | None = None
+        self._v: torch.Tensor | None = None
+
+    def _window(self) -> int | None:
+        return None
+
+    def _first_visible(self, length: int) -> int:
+        """Logical index of the first token a layer with ``length`` tokens keeps."""
+        window = self._window()
+        return 0 if window is None else max(0, length - (window - 1))
+
+    def _append(self, key_states: torch.Tensor, value_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)  # type: ignore[attr-defined]
+        before, n = self.cumulative_length, key_states.shape[-2]
+        visible = self._first_visible(before)  # what this update returns starts here
+        if self._k is None or before + n - self.base > self._k.shape[-2]:
+            self._grow(visible, before, n, key_states, value_states)
+        start, end = before - self.base, before + n - self.base
+        assert self._k is not None and self._v is not None
+        self._k[:, :, start:end].copy_(key_states)
+        self._v[:, :, start:end].copy_(value_states)
+        self.cumulative_length = before + n
+        kept = self._first_visible(self.cumulative_length) - self.base
+        self.keys, self.values = self._k[:, :, kept:end], self._v[:, :, kept:end]
+        return self._k[:, :, visible - self.base : end], self._v[:, :, visible - self.base : end]
+
+    def _grow(self, keep_from: int, before: int, n: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        """A new buffer holding logical ``[keep_from, before)`` with room for ``n + spare`` more."""
+        kept = before - keep_from
+        rows, heads, _, dim = key_states.shape
+        capacity = kept + n + self.spare
+        new_k = key_states.new_empty(rows, heads, capacity, dim)
+        new_v = value_states.new_empty(rows, heads, capacity, value_states.shape[-1])
+        if kept and self._k is not None and self._v is not None:
+            offset = keep_from - self.base
+            new_k[:, :, :kept].copy_(self._k[:, :, offset : offset + kept])
+            new_v[:, :, :kept].copy_(self._v[:, :, offset : offset + kept])
+        self._k, self._v, self.base = new_k, new_v, keep_from
+
+    def _select_rows(self, index: torch.Tensor) -> None:
+        if self._k is None or self._v is None:
+            return
+        index = index.to(self._k.device)
+        used = self.cumulative_length - self.base
+        self._k, self._v = self._k.index_select(0, index), self._v.index_select(0, index)
+        kept = self._first_visible(self.cumulative_length) - self.base
+        self.keys, self.values = self._k[:, :, kept:used], self._v[:, :, kept:used]
+
+    def _no_crop(self, *_: Any) -> None:
+        raise NotImplementedError("append-in-place decode caches are never cropped or repeated (greedy decoding only)")
+
+
+class AppendLayer(_AppendBuffer, DynamicLayer):
+    """``DynamicLayer`` semantics (keeps every token), appended in place."""
+
+    def __init__(self, spare: int) -> None:
+        DynamicLayer.__init__(self)
+        self._init_buffer(spare)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._append(key_states, value_states)
+
+    def get_seq_length(self) -> int:
+        return self.cumulative_length
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self._select_rows(beam_idx)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._select_rows(indices)
+
+    crop = batch_repeat_interleave = _AppendBuffer._no_crop
+
+
+class AppendSlidingWindowLayer(_AppendBuffer, DynamicSlidingWindowLayer):
+    """``DynamicSlidingWindowLayer`` semantics (keeps the last ``window - 1`` tokens), appended in place."""
+
+    def __init__(self, sliding_window: int, spare: int) -> None:
+        DynamicSlidingWindowLayer.__init__(self, sliding_window=sliding_window)
+        self._init_buffer(spare)
+
+    def _window(self) -> int | None:
+        return self.sliding_window
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._append(key_states, value_states)
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self._select_rows(beam_idx)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._select_rows(indices)
+
+    crop = batch_repeat_interleave = _AppendBuffer._no_crop
+
+
+def append_cache(kv: list[tuple[Any, Any]], config: Any, spare: int) -> DynamicCache:
+    """A ``DynamicCache(config=config)`` holding ``kv`` whose plain and sliding-window layers
+    append in place, with room for ``spare`` tokens per layer before a buffer is re-allocated."""
+    cache = DynamicCache(config=config)
+    layers = cache.layers
+    for i, layer in enumerate(layers):
+        if type(layer) is DynamicLayer:
+            layers[i] = AppendLayer(spare)
+        elif type(layer) is DynamicSlidingWindowLayer:
+            layers[i] = AppendSlidingWindowLayer(layer.sliding_window, spare)
+    if not layers and kv:  # a config without layer types: one plain layer per cached layer
+        layers.extend(AppendLayer(spare) for _ in kv)
+    for layer, (keys, values) in zip(layers, kv):
+        layer.update(keys, values)
+    return cache

@@ -1,0 +1,101 @@
+"""Append-in-place decode cache (decode_cache.py) and the greedy decoder built on it, on tiny
+random models: the layers must return exactly what transformers' DynamicLayer /
+DynamicSlidingWindowLayer return, and greedy decoding (shared prefix, padding, rows leaving and
+joining the batch) must produce the tokens of plain greedy decoding by full recomputation."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer  # noqa: E402
+
+from harness.backends.decode_cache import AppendLayer, AppendSlidingWindowLayer, append_cache  # noqa: E402
+from harness.backends.greedy import GreedyDecoder, GreedyRow  # noqa: E402
+from tests.backends.tiny_models import VOCAB, gemma, llama  # noqa: E402
+
+
+def _kv(rows: int, n: int, seed: int) -> tuple[Any, Any]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(rows, 2, n, 4, generator=g), torch.randn(rows, 2, n, 4, generator=g)
+
+
+@pytest.mark.parametrize("window", [None, 5])
+@pytest.mark.parametrize("spare", [1, 3, 64])
+def test_append_layers_return_what_dynamic_layers_return(window: int | None, spare: int) -> None:
+    reference = DynamicLayer() if window is None else DynamicSlidingWindowLayer(sliding_window=window)
+    layer = AppendLayer(spare) if window is None else AppendSlidingWindowLayer(window, spare)
+    # initial fill, single steps (forcing re-allocations), a multi-token update, rows leaving
+    updates = [7, 1, 1, 1, 3, 1, 1, 1, 1, 2, 1, 1, 1, 1, 1]
+    for step, n in enumerate(updates):
+        if step == 9:
+            index = torch.tensor([2, 0])
+            reference.reorder_cache(index)
+            layer.reorder_cache(index)
+        rows = 3 if step < 9 else 2
+        assert layer.get_mask_sizes(n) == reference.get_mask_sizes(n)
+        assert layer.get_seq_length() == reference.get_seq_length()
+        k, v = _kv(rows, n, step)
+        got, want = layer.update(k, v), reference.update(k, v)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        assert torch.equal(layer.keys, reference.keys) and torch.equal(layer.values, reference.values)
+
+
+def test_append_cache_uses_the_config_layer_types_and_holds_the_data() -> None:
+    model = gemma(8, "sdpa")
+    kv = [_kv(2, 12, 1), _kv(2, 12, 2)]
+    cache = append_cache(kv, model.config, spare=4)
+    assert [type(layer) for layer in cache.layers] == [AppendSlidingWindowLayer, AppendLayer]
+    assert torch.equal(cache.layers[1].keys, kv[1][0])  # full layer: every token
+    assert torch.equal(cache.layers[0].keys, kv[0][0][:, :, -7:])  # sliding layer: the last window - 1
+    with pytest.raises(NotImplementedError):
+        cache.layers[0].crop(-1)
+
+
+def _reference_greedy(model: Any, prompt: list[int], max_tokens: int, eos: int) -> list[int]:
+    """Greedy decoding by full recomputation: no cache, no batch, no padding."""
+    tokens = list(prompt)
+    with torch.inference_mode():
+        for _ in range(max_tokens):
+            token = int(model(input_ids=torch.tensor([tokens])).logits[0, -1].argmax())
+            if token == eos:
+                break
+            tokens.append(token)
+    return tokens[len(prompt) :]
+
+
+MODELS = {
+    "gemma-window-8-sdpa": lambda: gemma(8, "sdpa"),
+    "gemma-window-8-eager": lambda: gemma(8, "eager"),
+    "llama-sdpa": lambda: llama("sdpa"),
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("max_rows", [3, 32])
+def test_greedy_decoder_equals_plain_greedy_decoding(name: str, max_rows: int) -> None:
+    """A 20-token prefix shared by 7 prompts of different lengths, one loose prompt, and
+    different ``max_tokens`` so rows finish at different steps; with 3 rows, waiting rows are
+    admitted into a running batch several times."""
+    model = MODELS[name]()
+    rng = random.Random(3)
+    words = lambda n: [rng.randrange(1, VOCAB) for _ in range(n)]  # noqa: E731
+    prefix = words(20)
+    prompts = [prefix + words(rng.randrange(1, 9)) for _ in range(7)] + [words(5)]
+    budgets = [rng.randrange(1, 30) for _ in prompts]
+    eos = 7
+    decoder = GreedyDecoder(
+        model, lambda tokens: " ".join(map(str, tokens)), 0, frozenset({eos}), "cpu", max_batch_tokens=64, max_rows=max_rows
+    )
+    got = decoder.run([GreedyRow(tuple(p), m) for p, m in zip(prompts, budgets)])
+    for prompt, budget, decoded in zip(prompts, budgets, got):
+        want = _reference_greedy(model, prompt, budget, eos)
+        assert decoded.text == " ".join(map(str, want))
+        assert decoded.n_tokens == len(want)
+    if max_rows == 3:
+        assert decoder.prefills > 2  # rows really joined running batches
