@@ -11,7 +11,8 @@ last row stops. Here:
    is re-laid out with the pads on the left (``prefix_cache.left_align``), so every row's real
    tokens end at the same index and a new token can be appended to all rows at once;
 3. decoding feeds each row's last prompt token, then its greedy token, one step at a time,
-   with the LM head on that single position;
+   with the LM head on that single position (in vocabulary chunks that keep only the maximum,
+   ``argmax_head.py``, where a probe shows that gives the model's own greedy tokens);
 4. a row stops at EOS, at its own stop strings (searched in the decoded new text, which is
    what ``truncate_at_stop`` cuts) or at its own ``max_tokens``; finished rows are dropped from
    the cache (index-select), so later steps cost only what the rows still running need;
@@ -31,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from harness.backends.argmax_head import ArgmaxHead
 from harness.backends.prefix_cache import KV, extend_rows, left_align, prefix_groups, prefix_kv
 
 DECODE_SPARE = 64  # decode steps between re-allocations of a cache layer's buffer
@@ -74,6 +76,7 @@ class GreedyDecoder:
         max_batch_tokens: int,
         max_rows: int,
         min_prefix: int = 16,
+        head: ArgmaxHead | None = None,
     ) -> None:
         import torch
 
@@ -82,6 +85,7 @@ class GreedyDecoder:
         self.torch, self.append_cache = torch, append_cache
         self.model, self.decode, self.pad_id, self.eos_ids, self.device = model, decode, pad_id, eos_ids, device
         self.max_batch_tokens, self.max_rows, self.min_prefix = max_batch_tokens, max(1, max_rows), min_prefix
+        self.head = head  # None: decode steps take the argmax of the model's full logits
         self.forward_s = 0.0  # time inside model calls
         self.tokens = 0  # tokens run through the model (padding included)
         self.prefills = 0  # prefill batches (rows admitted into the running batch)
@@ -103,6 +107,16 @@ class GreedyDecoder:
         self.forward_s += time.perf_counter() - started
         self.tokens += int(kwargs["input_ids"].numel())
         return output
+
+    def _next_tokens(self, **kwargs: Any) -> Any:
+        """Each row's greedy token after its last position (a decode step)."""
+        if self.head is None:
+            return self._forward(**kwargs).logits[:, -1].argmax(-1)
+        started = time.perf_counter()
+        tokens = self.head.next_tokens(**kwargs, use_cache=True)
+        self.forward_s += time.perf_counter() - started
+        self.tokens += int(kwargs["input_ids"].numel())
+        return tokens
 
     def _forward_cache(self, ids: Any, positions: Any, cache: Any) -> Any:
         self._forward(input_ids=ids, position_ids=positions, past_key_values=cache)
@@ -182,8 +196,7 @@ class GreedyDecoder:
         """One decode step for every running row; finished rows leave. False when none is left."""
         torch = self.torch
         mask = torch.cat([running.mask, running.mask.new_ones(len(running.active), 1)], dim=1)
-        logits = self._forward(input_ids=running.inputs, attention_mask=mask, position_ids=running.positions, past_key_values=running.cache).logits
-        chosen = logits[:, -1].argmax(-1)
+        chosen = self._next_tokens(input_ids=running.inputs, attention_mask=mask, position_ids=running.positions, past_key_values=running.cache)
         keep: list[int] = []
         for j, (i, token) in enumerate(zip(running.active, chosen.tolist())):
             tokens, row = running.generated[i], rows[i]

@@ -22,9 +22,11 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
+from harness.backends.argmax_head import ArgmaxHead
 from harness.backends.base import EMBEDDED_MODEL, Backend, ModelSpec, require
 from harness.backends.greedy import GreedyDecoder, GreedyRow, truncate_at_stop
 from harness.backends.packed import PackedScorer, packing_verified
@@ -237,9 +239,13 @@ class HFBackend(Backend):
 
     def stats(self) -> dict[str, Any]:
         """Time in loglikelihood() against time inside the model (the overhead is the difference),
-        and whether log-likelihoods were scored packed."""
+        whether log-likelihoods were scored packed and greedy steps used the chunked head."""
         stats = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.counters.items() if v}
-        return {**stats, "packed": 1} if self.packing else stats
+        if self.packing:
+            stats["packed"] = 1
+        if self.__dict__.get("argmax_head") is not None:  # set once greedy generation has run
+            stats["chunked_head"] = 1
+        return stats
 
     def _score_shared(self, pairs: list[tuple[list[int], list[int]]]) -> list[Scored]:
         pad_id = self.tokenizer.pad_token_id
@@ -334,12 +340,18 @@ class HFBackend(Backend):
             for i in chosen
         ]
         decoder = GreedyDecoder(
-            self.model, self._decode, self.tokenizer.pad_token_id, self._eos_ids(), self.input_device, self.max_batch_tokens, self.max_decode_rows
-        )
+            self.model, self._decode, self.tokenizer.pad_token_id, self._eos_ids(), self.input_device, self.max_batch_tokens, self.max_decode_rows,
+            head=self.argmax_head,
+        )  # fmt: skip
         for i, d in zip(chosen, decoder.run(rows)):
             results[i] = GenerateResult(text=d.text, n_tokens=d.n_tokens, finish_reason=d.finish_reason, latency_s=d.latency_s)
         self.counters["generate_forward_s"] += decoder.forward_s
         self.counters["generate_tokens"] += decoder.tokens
+
+    @cached_property
+    def argmax_head(self) -> ArgmaxHead | None:
+        """The chunked greedy LM head (argmax_head.py) when a probe shows it is exact for this model."""
+        return ArgmaxHead.verified(self.model, self.input_device, len(self.tokenizer))
 
     def _sample(self, encoded: list[int], request: GenerateRequest) -> GenerateResult:
         """One sampled request through HF generate, seeded from the request (repeats differ)."""

@@ -15,6 +15,7 @@ transformers = pytest.importorskip("transformers")
 
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer  # noqa: E402
 
+from harness.backends.argmax_head import ArgmaxHead  # noqa: E402
 from harness.backends.decode_cache import AppendLayer, AppendSlidingWindowLayer, append_cache  # noqa: E402
 from harness.backends.greedy import GreedyDecoder, GreedyRow  # noqa: E402
 from tests.backends.tiny_models import VOCAB, gemma, llama  # noqa: E402
@@ -99,3 +100,37 @@ def test_greedy_decoder_equals_plain_greedy_decoding(name: str, max_rows: int) -
         assert decoded.n_tokens == len(want)
     if max_rows == 3:
         assert decoder.prefills > 2  # rows really joined running batches
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_argmax_head_gives_the_full_logits_argmax_in_chunks(name: str) -> None:
+    model = MODELS[name]()
+    head = ArgmaxHead.verified(model, "cpu", VOCAB, chunk=100)  # 512 rows: 5 full chunks and a short one
+    assert head is not None
+    ids = torch.tensor([[5, 9, 200, 31, 77, 410, 3], [8, 8, 1, 500, 64, 2, 90]])
+    with torch.inference_mode():
+        want = model(input_ids=ids).logits[:, -1].argmax(-1)
+        assert torch.equal(head.next_tokens(input_ids=ids), want)
+
+
+def test_argmax_head_is_refused_when_the_logits_are_not_the_head_of_the_hidden_state() -> None:
+    model = llama("sdpa")
+    original = model.lm_head.forward
+    model.lm_head.forward = lambda hidden: -original(hidden)  # a non-monotonic map: the shortcut would be wrong
+    assert ArgmaxHead.verified(model, "cpu", VOCAB) is None
+    model.lm_head = torch.nn.Sequential(model.lm_head)  # not a plain linear head
+    assert ArgmaxHead.verified(model, "cpu", VOCAB) is None
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_greedy_decoder_with_the_chunked_head_equals_plain_greedy_decoding(name: str) -> None:
+    model = MODELS[name]()
+    head = ArgmaxHead.verified(model, "cpu", VOCAB, chunk=64)
+    assert head is not None
+    rng = random.Random(5)
+    prefix = [rng.randrange(1, VOCAB) for _ in range(20)]
+    prompts = [prefix + [rng.randrange(1, VOCAB) for _ in range(n)] for n in (1, 4, 9, 2)]
+    decoder = GreedyDecoder(model, lambda t: " ".join(map(str, t)), 0, frozenset({7}), "cpu", 64, 2, head=head)
+    got = decoder.run([GreedyRow(tuple(p), 25) for p in prompts])
+    for prompt, decoded in zip(prompts, got):
+        assert decoded.text == " ".join(map(str, _reference_greedy(model, prompt, 25, 7)))
