@@ -136,9 +136,10 @@ class AppendSlidingWindowLayer(_AppendBuffer, DynamicSlidingWindowLayer):
     crop = batch_repeat_interleave = _AppendBuffer._no_crop
 
 
-def append_cache(kv: list[tuple[Any, Any]], config: Any, spare: int) -> DynamicCache:
+def append_cache(kv: list[tuple[Any, Any]], config: Any | None, spare: int) -> DynamicCache:
     """A ``DynamicCache(config=config)`` holding ``kv`` whose plain and sliding-window layers
-    append in place, with room for ``spare`` tokens per layer before a buffer is re-allocated."""
+    append in place, with room for ``spare`` tokens per layer before a buffer is re-allocated.
+    Without a config every layer keeps every token (as ``DynamicCache()`` does)."""
     cache = DynamicCache(config=config)
     layers = cache.layers
     for i, layer in enumerate(layers):
@@ -146,7 +147,7 @@ def append_cache(kv: list[tuple[Any, Any]], config: Any, spare: int) -> DynamicC
             layers[i] = AppendLayer(spare)
         elif type(layer) is DynamicSlidingWindowLayer:
             layers[i] = AppendSlidingWindowLayer(layer.sliding_window, spare)
-    if not layers and kv:  # a config without layer types: one plain layer per cached layer
+    if not layers and kv:  # no config: one plain layer per cached layer
         layers.extend(AppendLayer(spare) for _ in kv)
     for layer, (keys, values) in zip(layers, kv):
         layer.update(keys, values)

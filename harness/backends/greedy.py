@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from harness.backends.argmax_head import ArgmaxHead
-from harness.backends.prefix_cache import KV, extend_rows, left_align, prefix_groups, prefix_kv
+from harness.backends.prefix_cache import KV, PrefixGroup, extend_rows, left_align, prefix_groups, prefix_kv
 
 DECODE_SPARE = 64  # decode steps between re-allocations of a cache layer's buffer
 
@@ -97,8 +97,7 @@ class GreedyDecoder:
             results[i] = Decoded("", 0, "length", 0.0)
         if live:
             with self.torch.inference_mode():
-                for group in prefix_groups([rows[i].prompt for i in live], self.min_prefix):
-                    self._group(group.prefix_len, [live[m] for m in group.members], rows, results)
+                self._decode(live, rows, results)
         return [r for r in results if r is not None]
 
     def _forward(self, **kwargs: Any) -> Any:
@@ -122,75 +121,101 @@ class GreedyDecoder:
         self._forward(input_ids=ids, position_ids=positions, past_key_values=cache)
         return cache
 
-    def _group(self, p: int, members: list[int], rows: Sequence[GreedyRow], results: list[Decoded | None]) -> None:
-        """Rows sharing ``p`` prompt tokens: the prefix once, then continuous batching: up to
-        ``max_rows`` rows decode together, a finished row leaves at once, and waiting rows are
-        prefilled (at most ``max_batch_tokens`` tokens per pass) and merged into the running
-        batch as soon as a quarter of the rows are free, so decode steps stay full (on a CPU
-        a step of 32 rows costs about 4x a step of one)."""
+    def _decode(self, live: list[int], rows: Sequence[GreedyRow], results: list[Decoded | None]) -> None:
+        """Continuous batching over all rows: up to ``max_rows`` rows decode together, a finished
+        row leaves at once, and waiting rows are prefilled and merged into the running batch as
+        soon as a quarter of the rows are free, so decode steps stay full (on a CPU a step of 32
+        rows costs about 4x a step of one). Prefix groups matter only at prefill: a group's
+        prefix is computed once, when its first row is admitted, and its rows join the same
+        running batch as every other group's."""
         started = time.perf_counter()
-        shared = prefix_kv(self._forward_cache, rows[members[0]].prompt[:p], self.device)
-        rests = {i: rows[i].prompt[p:-1] for i in members}
-        waiting = sorted(members, key=lambda i: (-len(rests[i]), i))  # longest first: out-of-memory shows at once
+        group_of: dict[int, PrefixGroup] = {}
+        waiting: list[int] = []
+        for group in prefix_groups([rows[i].prompt for i in live], self.min_prefix):
+            members = [live[m] for m in group.members]
+            group_of.update((i, group) for i in members)
+            # within a group longest first: out-of-memory shows at once
+            waiting += sorted(members, key=lambda i: (-len(rows[i].prompt), i))
+        shared: dict[PrefixGroup, KV] = {}
         running: _Running | None = None
         while waiting or running is not None:
             free = self.max_rows - (len(running.active) if running is not None else 0)
             if waiting and (running is None or free >= max(1, self.max_rows // 4)):
-                admitted: list[int] = []
-                width = 0
-                while waiting and len(admitted) < free:
-                    wider = max(width, len(rests[waiting[0]]))
-                    if admitted and wider * (len(admitted) + 1) > self.max_batch_tokens:
-                        break
-                    admitted.append(waiting.pop(0))
-                    width = wider
-                running = self._admit(admitted, shared, p, rests, rows, running)
+                parts: list[_Running] = []
+                while waiting and free > 0:
+                    group = group_of[waiting[0]]
+                    admitted = self._take(waiting, group_of, free, rows)
+                    if group not in shared:
+                        shared[group] = prefix_kv(self._forward_cache, rows[admitted[0]].prompt[: group.prefix_len], self.device)
+                    parts.append(self._prefill(admitted, shared[group], group.prefix_len, rows))
+                    if not waiting or group_of[waiting[0]] is not group:
+                        del shared[group]  # its last rows are in: the prefix is no longer needed
+                    free -= len(admitted)
+                running = self._merge(([running] if running is not None else []) + parts, rows)
             assert running is not None
             if not self._step(running, rows, results):
                 running = None
-        elapsed = (time.perf_counter() - started) / len(members)
-        for i in members:  # wall time of the group shared out over its rows
+        elapsed = (time.perf_counter() - started) / len(live)
+        for i in live:  # wall time shared out over the rows
             results[i] = replace(results[i], latency_s=elapsed) if results[i] is not None else None
 
-    def _admit(
-        self, admitted: list[int], shared: KV, p: int, rests: dict[int, tuple[int, ...]], rows: Sequence[GreedyRow], running: _Running | None
-    ) -> _Running:
-        """Prefill the admitted rows and merge them into the running batch (if any)."""
+    def _take(self, waiting: list[int], group_of: dict[int, PrefixGroup], free: int, rows: Sequence[GreedyRow]) -> list[int]:
+        """The next waiting rows of the first waiting row's group, for one prefill pass: at most
+        ``free`` rows and ``max_batch_tokens`` padded tokens (always at least one row)."""
+        group = group_of[waiting[0]]
+        admitted: list[int] = []
+        width = 0
+        while waiting and len(admitted) < free and group_of[waiting[0]] is group:
+            wider = max(width, len(rows[waiting[0]].prompt) - group.prefix_len - 1)
+            if admitted and wider * (len(admitted) + 1) > self.max_batch_tokens:
+                break
+            admitted.append(waiting.pop(0))
+            width = wider
+        return admitted
+
+    def _prefill(self, admitted: list[int], shared: KV, p: int, rows: Sequence[GreedyRow]) -> _Running:
+        """The admitted rows' prompts (all but the last token) on top of their shared prefix,
+        laid out [pad | prefix | rest] so every row's tokens end at the same index."""
         torch = self.torch
         self.prefills += 1
-        kv = extend_rows(self._forward_cache, shared, [rests[i] for i in admitted], p, self.pad_id, self.device)
-        width = max(len(rests[i]) for i in admitted)
-        pads = [width - len(rests[i]) for i in admitted]
-        kv = left_align(kv, torch.arange(len(admitted), device=self.device), pads, self.device)
+        rests = [rows[i].prompt[p:-1] for i in admitted]
+        kv = extend_rows(self._forward_cache, shared, rests, p, self.pad_id, self.device)
+        width = max(len(rest) for rest in rests)
+        pads = [width - len(rest) for rest in rests]
+        kv = left_align(kv, torch.arange(len(admitted), device=self.device), pads)
         mask = torch.tensor([[0] * pad + [1] * (p + width - pad) for pad in pads], device=self.device)
         inputs = torch.tensor([[rows[i].prompt[-1]] for i in admitted], device=self.device)
         positions = torch.tensor([[len(rows[i].prompt) - 1] for i in admitted], device=self.device)
-        new = _Running(admitted, {i: [] for i in admitted}, inputs, positions, mask, p + width, None)
-        if running is not None:
-            # Every layer back to the full common length (sliding layers hold only their window:
-            # the columns they dropped become zeros, masked and outside every future window),
-            # then the rows are stacked; both sides keep their real tokens right-aligned.
-            length = max(running.length, new.length)
-            kv = [
-                (torch.cat([_left_pad(k_run, length), _left_pad(k, length)]), torch.cat([_left_pad(v_run, length), _left_pad(v, length)]))
-                for (k_run, v_run), (k, v) in zip(((layer.keys, layer.values) for layer in running.cache.layers), kv)
-            ]
-            mask = torch.cat([_left_pad(running.mask, length), _left_pad(mask, length)])
-            new = _Running(
-                running.active + admitted, {**running.generated, **new.generated}, torch.cat([running.inputs, inputs]),
-                torch.cat([running.positions, positions]), mask, length, None,
-            )  # fmt: skip
-            # Columns that are padding in every row (left by rows that finished) are dropped.
-            lead = int(mask.any(0).int().argmax())
-            if lead:
-                kv = [(k[:, :, lead:], v[:, :, lead:]) for k, v in kv]
-                new.mask, new.length = mask[:, lead:], length - lead
+        return _Running(admitted, {i: [] for i in admitted}, inputs, positions, mask, p + width, None, kv)
+
+    def _merge(self, parts: list[_Running], rows: Sequence[GreedyRow]) -> _Running:
+        """One running batch from the running one (if any) and the newly prefilled parts.
+
+        Every layer is brought back to the full common length (sliding layers of a running batch
+        hold only their window: the columns they dropped become zeros, masked and outside every
+        future window) and the rows are stacked, all real tokens right-aligned."""
+        torch = self.torch
+        length = max(part.length for part in parts)
+        mask = torch.cat([_left_pad(part.mask, length) for part in parts])
+        # Columns that are padding in every row (left by rows that finished) are dropped.
+        lead = int(mask.any(0).int().argmax())
+        mask, length = mask[:, lead:], length - lead
+        layers = [part.kv if part.cache is None else [(layer.keys, layer.values) for layer in part.cache.layers] for part in parts]
+        kv = [
+            (_stack_right_aligned([k for k, _ in per_part], length), _stack_right_aligned([v for _, v in per_part], length))
+            for per_part in zip(*layers)
+        ]
+        active = [i for part in parts for i in part.active]
+        merged = _Running(
+            active, {i: tokens for part in parts for i, tokens in part.generated.items()},
+            torch.cat([part.inputs for part in parts]), torch.cat([part.positions for part in parts]), mask, length, None,
+        )  # fmt: skip
         # With the config, sliding-window layers crop themselves to their window (as in HF
         # generate); the right-aligned layout keeps the window's index distances true.
         # Room for the longest row's new tokens (at most 64 steps between re-allocations).
-        spare = min(DECODE_SPARE, 1 + max(rows[i].max_tokens for i in new.active))
-        new.cache = self.append_cache(kv, self.model.config, spare)
-        return new
+        spare = min(DECODE_SPARE, 1 + max(rows[i].max_tokens for i in active))
+        merged.cache = self.append_cache(kv, self.model.config, spare)
+        return merged
 
     def _step(self, running: _Running, rows: Sequence[GreedyRow], results: list[Decoded | None]) -> bool:
         """One decode step for every running row; finished rows leave. False when none is left."""
@@ -232,14 +257,25 @@ class _Running:
     positions: Any  # [rows, 1]: its position id
     mask: Any  # [rows, length]
     length: int
-    cache: Any
+    cache: Any  # the decode cache (None in a freshly prefilled part, not yet merged)
+    kv: KV | None = None  # a freshly prefilled part's per-layer (keys, values)
 
 
-def _left_pad(tensor: Any, length: int) -> Any:
-    """Zeros on the left of the token dimension up to ``length``: dim 2 of a [rows, heads,
-    tokens, dim] cache tensor, dim 1 of a [rows, tokens] mask."""
+def _left_pad(mask: Any, length: int) -> Any:
+    """Zeros on the left of a [rows, tokens] mask up to ``length`` tokens."""
     from torch.nn.functional import pad
 
-    tokens_dim = 2 if tensor.dim() == 4 else 1
-    missing = length - tensor.shape[tokens_dim]
-    return pad(tensor, (0, 0, missing, 0) if tokens_dim == 2 else (missing, 0)) if missing > 0 else tensor
+    missing = length - mask.shape[1]
+    return pad(mask, (missing, 0)) if missing > 0 else mask
+
+
+def _stack_right_aligned(parts: Sequence[Any], length: int) -> Any:
+    """[rows, heads, tokens, dim] cache tensors stacked by rows, each part's last ``length``
+    tokens right-aligned and zeros on the left (one copy; pad-then-cat was two)."""
+    out = parts[0].new_zeros(sum(part.shape[0] for part in parts), parts[0].shape[1], length, parts[0].shape[3])
+    row = 0
+    for part in parts:
+        n = min(length, part.shape[2])
+        out[row : row + part.shape[0], :, length - n :].copy_(part[:, :, part.shape[2] - n :])
+        row += part.shape[0]
+    return out

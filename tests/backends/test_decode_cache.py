@@ -80,14 +80,15 @@ MODELS = {
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("max_rows", [3, 32])
 def test_greedy_decoder_equals_plain_greedy_decoding(name: str, max_rows: int) -> None:
-    """A 20-token prefix shared by 7 prompts of different lengths, one loose prompt, and
-    different ``max_tokens`` so rows finish at different steps; with 3 rows, waiting rows are
-    admitted into a running batch several times."""
+    """Two prefix groups (20 tokens shared by 5 prompts, 18 by 3), two loose prompts, and
+    different ``max_tokens`` so rows finish at different steps; all groups decode in one
+    running batch, and with 3 rows waiting rows are admitted into it several times."""
     model = MODELS[name]()
     rng = random.Random(3)
     words = lambda n: [rng.randrange(1, VOCAB) for _ in range(n)]  # noqa: E731
-    prefix = words(20)
-    prompts = [prefix + words(rng.randrange(1, 9)) for _ in range(7)] + [words(5)]
+    prefix_a, prefix_b = words(20), words(18)
+    prompts = [prefix_a + words(rng.randrange(1, 9)) for _ in range(5)] + [prefix_b + words(rng.randrange(1, 9)) for _ in range(3)]
+    prompts += [words(5), words(11)]
     budgets = [rng.randrange(1, 30) for _ in prompts]
     eos = 7
     decoder = GreedyDecoder(
