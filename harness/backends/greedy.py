@@ -1,7 +1,7 @@
 """Batched greedy decoding on a shared-prefix KV cache, with per-row stops and early exit.
 
 Why not HF ``generate`` for greedy requests: it recomputes every prompt in full (an 8-shot
-GSM8K prompt is ~900 tokens, nearly all of them the same demonstrations), one generate call
+GSM8K prompt is ~1,500 tokens, nearly all of them the same demonstrations), one generate call
 takes one stop list and one ``max_new_tokens``, and finished rows stay in the batch until the
 last row stops. Here:
 
@@ -18,7 +18,8 @@ last row stops. Here:
    the cache (index-select), so later steps cost only what the rows still running need;
 5. continuous batching: waiting rows are prefilled and merged into the running batch as soon
    as a quarter of its ``max_rows`` are free (both sides left-padded to a common length), so
-   steps stay full instead of a batch running as long as its longest row.
+   steps stay full instead of a batch running as long as its longest row. Rows of every prefix
+   group share one running batch: a group's prefix only matters at prefill.
 
 The decode cache is a ``DynamicCache(config=...)``, as HF ``generate`` uses (sliding-window
 layers, Gemma 3: 512, keep only their window; full layers keep everything), whose layers append

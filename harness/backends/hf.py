@@ -14,7 +14,9 @@ Speed notes, because they shape the code:
 - Requests are sorted by length (longest first, so an out-of-memory shows up at once) and
   packed into batches under a token budget; padding does not change results.
 - Greedy generation (greedy.py) computes a prompt prefix shared by many requests (the same
-  few-shot demonstrations) once, and drops finished rows from the batch at once.
+  few-shot demonstrations) once, drops finished rows from the batch at once, appends each step
+  to the cache in place (decode_cache.py) and takes the greedy token from the LM head in
+  vocabulary chunks without materialising the logits (argmax_head.py).
 """
 
 from __future__ import annotations
