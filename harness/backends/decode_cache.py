@@ -88,17 +88,7 @@ class _AppendBuffer:
         kept = self._first_visible(self.cumulative_length) - self.base
         self.keys, self.values = self._k[:, :, kept:used], self._v[:, :, kept:used]
 
-    def _no_crop(self, *_: Any) -> None:
-        raise NotImplementedError("append-in-place decode caches are never cropped or repeated (greedy decoding only)")
-
-
-class AppendLayer(_AppendBuffer, DynamicLayer):
-    """``DynamicLayer`` semantics (keeps every token), appended in place."""
-
-    def __init__(self, spare: int) -> None:
-        DynamicLayer.__init__(self)
-        self._init_buffer(spare)
-
+    # -- the cache-layer interface, shared by both layer classes (first in their MRO) --------
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         return self._append(key_states, value_states)
 
@@ -111,7 +101,18 @@ class AppendLayer(_AppendBuffer, DynamicLayer):
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         self._select_rows(indices)
 
-    crop = batch_repeat_interleave = _AppendBuffer._no_crop
+    def crop(self, *_: Any) -> None:
+        raise NotImplementedError("append-in-place decode caches are never cropped or repeated (greedy decoding only)")
+
+    batch_repeat_interleave = crop
+
+
+class AppendLayer(_AppendBuffer, DynamicLayer):
+    """``DynamicLayer`` semantics (keeps every token), appended in place."""
+
+    def __init__(self, spare: int) -> None:
+        DynamicLayer.__init__(self)
+        self._init_buffer(spare)
 
 
 class AppendSlidingWindowLayer(_AppendBuffer, DynamicSlidingWindowLayer):
@@ -123,17 +124,6 @@ class AppendSlidingWindowLayer(_AppendBuffer, DynamicSlidingWindowLayer):
 
     def _window(self) -> int | None:
         return self.sliding_window
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._append(key_states, value_states)
-
-    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        self._select_rows(beam_idx)
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self._select_rows(indices)
-
-    crop = batch_repeat_interleave = _AppendBuffer._no_crop
 
 
 def append_cache(kv: list[tuple[Any, Any]], config: Any | None, spare: int) -> DynamicCache:

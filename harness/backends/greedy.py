@@ -31,10 +31,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from itertools import takewhile
 from typing import Any
 
 from harness.backends.argmax_head import ArgmaxHead
-from harness.backends.prefix_cache import KV, PrefixGroup, extend_rows, left_align, prefix_groups, prefix_kv
+from harness.backends.prefix_cache import KV, PrefixGroup, budget_batches, extend_rows, left_align, prefix_groups, prefix_kv
 
 DECODE_SPARE = 64  # decode steps between re-allocations of a cache layer's buffer
 
@@ -164,14 +165,10 @@ class GreedyDecoder:
         """The next waiting rows of the first waiting row's group, for one prefill pass: at most
         ``free`` rows and ``max_batch_tokens`` padded tokens (always at least one row)."""
         group = group_of[waiting[0]]
-        admitted: list[int] = []
-        width = 0
-        while waiting and len(admitted) < free and group_of[waiting[0]] is group:
-            wider = max(width, len(rows[waiting[0]].prompt) - group.prefix_len - 1)
-            if admitted and wider * (len(admitted) + 1) > self.max_batch_tokens:
-                break
-            admitted.append(waiting.pop(0))
-            width = wider
+        run = list(takewhile(lambda i: group_of[i] is group, waiting))  # longest first within the group
+        width = {i: len(rows[i].prompt) - group.prefix_len - 1 for i in run}
+        admitted = budget_batches(run, width, dict.fromkeys(run, 1), self.max_batch_tokens, free)[0]
+        del waiting[: len(admitted)]
         return admitted
 
     def _prefill(self, admitted: list[int], shared: KV, p: int, rows: Sequence[GreedyRow]) -> _Running:

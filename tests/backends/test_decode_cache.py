@@ -135,3 +135,17 @@ def test_greedy_decoder_with_the_chunked_head_equals_plain_greedy_decoding(name:
     got = decoder.run([GreedyRow(tuple(p), 25) for p in prompts])
     for prompt, decoded in zip(prompts, got):
         assert decoded.text == " ".join(map(str, _reference_greedy(model, prompt, 25, 7)))
+
+
+def test_admission_takes_one_groups_rows_within_the_token_budget_and_free_rows() -> None:
+    from harness.backends.prefix_cache import PrefixGroup
+
+    group_a, group_b = PrefixGroup(10, (0, 1, 2, 3)), PrefixGroup(0, (4,))
+    rows = [GreedyRow(tuple(range(10 + 1 + width)), 5) for width in (8, 6, 6, 3)] + [GreedyRow((1, 2, 3), 5)]
+    group_of = {0: group_a, 1: group_a, 2: group_a, 3: group_a, 4: group_b}
+    decoder = GreedyDecoder(None, str, 0, frozenset(), "cpu", max_batch_tokens=20, max_rows=10)
+    waiting = [0, 1, 2, 3, 4]  # longest first within each group
+    assert decoder._take(waiting, group_of, 10, rows) == [0, 1]  # a third row would pad to 3 x 8 > 20 tokens
+    assert decoder._take(waiting, group_of, 10, rows) == [2, 3]  # stops at the group's end
+    assert decoder._take(waiting, group_of, 1, rows) == [4]
+    assert waiting == []
