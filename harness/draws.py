@@ -6,7 +6,9 @@ the ordinary run). Each draw is a cell of its own, stored with the selector show
 ``random draw 2``; this module groups them back into their setting and reports, over
 draws, the mean, the spread (sd, min, max) and a t confidence interval of the mean, as
 HELM's multi-trial evaluation does. The CI is over draws (the demonstration-choice
-variance), not over items; per-draw item CIs are in ``harness compare``.
+variance), not over items; per-draw item CIs are in ``harness compare``. A setting with a
+single draw has no spread estimate: no CI and no sd (None in JSON, "—" in the table),
+never the zero-width interval ``(mean, mean)``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from scipy import stats
 from harness.errors import HarnessError
 from harness.store import Store
 
+ONE_DRAW = "1 draw: no CI over draws"
 DRAW_MARK = " draw "  # selector names never contain spaces, so the stored label splits unambiguously
 
 
@@ -49,20 +52,22 @@ class DrawSummary:
 
     @property
     def sd(self) -> float:
-        return float(np.std(self.draw_means, ddof=1)) if len(self.draw_means) > 1 else 0.0
+        """Sample sd over draws; NaN with a single draw (one draw says nothing about the spread)."""
+        return float(np.std(self.draw_means, ddof=1)) if len(self.draw_means) > 1 else float("nan")
 
-    def interval(self, confidence: float = 0.95) -> tuple[float, float]:
-        """t interval of the mean over draws (degenerate with a single draw)."""
+    def interval(self, confidence: float = 0.95) -> tuple[float, float] | None:
+        """t interval of the mean over draws; None with a single draw (no spread to estimate it from)."""
         n = len(self.draw_means)
         if n < 2:
-            return (self.mean, self.mean)
+            return None
         half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * self.sd / np.sqrt(n)
         return (self.mean - half, self.mean + half)
 
     def to_json(self) -> dict[str, Any]:
-        low, high = self.interval()
+        low, high = self.interval() or (None, None)
         return {"task": self.task, "prompt": self.prompt, "shots": self.shots, "selector": self.selector, "model": self.model,
-                "metric": self.metric, "draws": len(self.draw_means), "n_items": self.n_items, "mean": self.mean, "sd": self.sd,
+                "metric": self.metric, "draws": len(self.draw_means), "n_items": self.n_items, "mean": self.mean,
+                "sd": self.sd if len(self.draw_means) > 1 else None,
                 "min": min(self.draw_means), "max": max(self.draw_means), "ci_low": low, "ci_high": high,
                 "draw_means": list(self.draw_means)}
 
@@ -124,8 +129,14 @@ def cmd_draws(args: argparse.Namespace) -> int:
     for column in ("task", "prompt", "shots", "selector", "model", "metric", "draws", "mean [95% CI]", "sd", "min – max"):
         table.add_column(column)
     for r in rows:
-        low, high = r.interval()
+        interval = r.interval()
+        ci = f"{r.mean:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else f"{r.mean:.3f} [—]"
+        sd = f"{r.sd:.3f}" if len(r.draw_means) > 1 else "—"
         table.add_row(r.task, r.prompt, str(r.shots), r.selector, r.model, r.metric, str(len(r.draw_means)),
-                      f"{r.mean:.3f} [{low:.3f}, {high:.3f}]", f"{r.sd:.3f}", f"{min(r.draw_means):.3f} – {max(r.draw_means):.3f}")
-    console().print(table)
+                      ci, sd, f"{min(r.draw_means):.3f} – {max(r.draw_means):.3f}")
+    out = console()
+    out.print(table)
+    if any(len(r.draw_means) < 2 for r in rows):
+        out.print(f"{ONE_DRAW} (—): a setting evaluated once has no spread over draws; run with --draws N (N ≥ 2), "
+                  "or see `harness compare` for its CI over items", highlight=False)
     return 0

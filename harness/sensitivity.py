@@ -12,7 +12,9 @@ For a factor, a *slice* is a set of settings that agree on every other factor an
 in this one; its spread is min / median / max of the settings' means. Each setting's mean
 has a CI: Wilson (0/1 metrics, bootstrap otherwise) on its items when it is one draw; a t
 interval over draws (as ``harness draws``) when it pools several that differ, since then
-the draws are the replicates (identical draws of a deterministic selector count as one). The draw factor itself shows each draw's cell with its Wilson CI. Selectors
+the draws are the replicates (identical draws of a deterministic selector count as one). The draw factor itself shows each draw's cell with its Wilson CI.
+A t interval over a single draw is no interval (NaN bounds, method "1 draw: no CI over
+draws"), never the zero-width ``(mean, mean)``. Selectors
 and calibration are also tested pairwise on the same items (McNemar when both sides are
 0/1 per item, a paired permutation test on per-item means over draws otherwise), Holm-adjusted within the factor.
 """
@@ -32,7 +34,7 @@ import numpy as np
 
 from harness.calibration import CALIBRATED_METRIC
 from harness.compare import cell_scores
-from harness.draws import DrawSummary, split_selector
+from harness.draws import ONE_DRAW, DrawSummary, split_selector
 from harness.errors import HarnessError
 from harness.fewshot import ORDERS
 from harness.paired import PairedResult, compare_scores
@@ -144,7 +146,10 @@ class Slice:
 
     def to_json(self) -> dict[str, Any]:
         def iv(i: Interval) -> dict[str, Any]:
-            return {"mean": i.mean, "ci_low": i.low, "ci_high": i.high, "n": i.n, "ci_method": i.method}
+            def finite(v: float) -> float | None:
+                return None if v != v else v  # no CI (one draw): null, never NaN in the JSON
+
+            return {"mean": i.mean, "ci_low": finite(i.low), "ci_high": finite(i.high), "n": i.n, "ci_method": i.method}
 
         return {"factor": self.factor, "task": self.task, "context": self.context, "metric": self.metric,
                 "higher_is_better": self.higher_is_better, "min": self.min.mean, "min_level": self.min.name,
@@ -242,8 +247,12 @@ def observations(store: Store, run_ids: Sequence[str], metric: str | None = None
 
 def _t_over_draws(means: tuple[float, ...], binary: bool, confidence: float, n: int) -> Interval:
     """The t CI of the mean over draws (as ``harness draws``); a proportion's t interval can
-    overshoot [0, 1], the mean cannot, so it is clipped for 0/1 metrics."""
-    low, high = DrawSummary("", "", 0, "", "", "", means, n).interval(confidence)
+    overshoot [0, 1], the mean cannot, so it is clipped for 0/1 metrics. One draw has no
+    spread to estimate: NaN bounds (None in JSON, "—" in the report), never ``(mean, mean)``."""
+    interval = DrawSummary("", "", 0, "", "", "", means, n).interval(confidence)
+    if interval is None:
+        return Interval(float(np.mean(means)), float("nan"), float("nan"), n, ONE_DRAW)
+    low, high = interval
     if binary:
         low, high = max(0.0, low), min(1.0, high)
     return Interval(float(np.mean(means)), low, high, n, f"t over {len(means)} draws")

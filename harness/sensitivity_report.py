@@ -24,7 +24,13 @@ RANGE_COLOUR, LEVEL_COLOUR, EXTREME_COLOUR = "#9ecae1", "#2166ac", "#b2182b"
 
 
 def _ci(i: Interval) -> str:
+    if i.low != i.low or i.high != i.high:  # no interval (one draw: no spread over draws): say why, no "[—, —]"
+        return f"{_pct(i.mean)} [—] ({i.method})"
     return f"{_pct(i.mean)} [{_pct(i.low)}, {_pct(i.high)}]"
+
+
+def _has_ci(i: Interval) -> bool:
+    return i.low == i.low and i.high == i.high
 
 
 def _test_row(t: PairedTest) -> list[str]:
@@ -90,11 +96,12 @@ def range_chart(factor: str, slices: list[Slice]) -> str:
         marks = []
         for lv in s.levels:
             colour = EXTREME_COLOUR if lv is s.min or lv is s.max else LEVEL_COLOUR
-            if lv.interval.low == lv.interval.low:
+            method = f" ({_e(lv.interval.method)})" if _has_ci(lv.interval) else ""  # else _ci already names why there is none
+            if _has_ci(lv.interval):
                 marks.append(f'<line x1="{x(lv.interval.low):.1f}" y1="{y + 4}" x2="{x(lv.interval.high):.1f}" y2="{y + 4}" '
                              f'stroke="{colour}" stroke-width="1" opacity="0.6"/>')
             marks.append(f'<circle class="level" cx="{x(lv.mean):.1f}" cy="{y}" r="4" fill="{colour}"><title>{_e(lv.name)}: '
-                         f'{_e(_ci(lv.interval))} ({_e(lv.interval.method)})</title></circle>')
+                         f'{_e(_ci(lv.interval))}{method}</title></circle>')
         tip = f"{s.context}: {s.min.name} {_pct(s.min.mean)} … {s.max.name} {_pct(s.max.mean)} (range {_pct(s.range)})"
         rows.append(f'<g class="slice"><title>{_e(tip)}</title>'
                     f'<text x="{LABEL_W - 8}" y="{y + 4}" class="label">{_e(_short(s.context))}</text>'

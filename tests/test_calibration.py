@@ -70,7 +70,7 @@ def test_arithmetic_divides_out_the_content_free_distribution() -> None:
 def test_content_free_item_replaces_only_the_input_fields() -> None:
     item = Item(id="x", row={"review": "great plot", "title": "Film", "tags": ["a"], "label": 0}, input="great plot",
                 target=0, choices=("positive", "negative"))
-    neutral = content_free_item(item, "N/A")
+    neutral = content_free_item(item, "N/A", "{{ review }}")
     assert neutral.input == "N/A" and neutral.row == {"review": "N/A", "title": "Film", "tags": ["a"], "label": 0}
     assert neutral.choices == item.choices and neutral.target == 0 and neutral.id == "x"
 
@@ -200,3 +200,128 @@ def test_real_model_run_calibrate_compare_end_to_end(db_path: Path, shared_data:
     (calibration,) = json.loads(capsys.readouterr().out)["slices"]
     assert calibration["factor"] == "calibration" and [lv["level"] for lv in calibration["levels"]] == ["uncalibrated", "calibrated"]
     assert [lv["mean"] for lv in calibration["levels"]] == [cell["acc"], cell["acc_calibrated"]]
+
+
+# -- unscorable items (NaN log-probabilities) and content-free rendering of read fields only --------------------
+class NaNForItemZero(BiasedScorer):
+    """The biased scorer, but the reply for test item 0 (target 0, 'positive') could not be scored: NaN."""
+
+    def score(self, request: LoglikelihoodRequest) -> LoglikelihoodResult:
+        if prompt_text(request.context).rsplit("Review:", 1)[-1].startswith(" a good film number 0\n"):
+            return LoglikelihoodResult(logprob=float("nan"), is_greedy=False, n_tokens=1)
+        return super().score(request)
+
+
+class NaNForContentFree(BiasedScorer):
+    """The biased scorer, but every content-free prompt (or only those of ``failing``) gets NaN."""
+
+    failing: tuple[str, ...] = ("N/A", "", "[MASK]")
+
+    def score(self, request: LoglikelihoodRequest) -> LoglikelihoodResult:
+        last = prompt_text(request.context).rsplit("Review:", 1)[-1]
+        if last.rstrip("\n").removesuffix("Sentiment:").rstrip("\n").strip() in self.failing and "film" not in last:
+            return LoglikelihoodResult(logprob=float("nan"), is_greedy=False, n_tokens=1)
+        return super().score(request)
+
+
+class NaNForMask(NaNForContentFree):
+    failing = ("[MASK]",)
+
+
+def _calibrated(tmp_path: Path, backend_cls: type[ScriptedBackend], shots: int = 0) -> tuple[Store, str]:
+    folder = _task(tmp_path)
+    store = Store(tmp_path / "nan.db")
+    spec = ExperimentSpec.model_validate({"tasks": [str(folder)], "shots": [shots], "selectors": ["random"], "models": ["scripted:nan"]})
+    backend = backend_cls(ModelSpec(backend="scripted", model="nan"))
+    run_id = run_experiment(spec, store, show_progress=False, backends={spec.models[0].label: backend}).run_id
+    assert calibrate_run(store, run_id, backends={spec.models[0].label: backend}) == 20
+    return store, run_id
+
+
+@pytest.mark.parametrize("shots", [0, 2])
+def test_an_item_with_nan_logprobs_is_unscorable_not_choice_zero(tmp_path: Path, shots: int) -> None:
+    store, run_id = _calibrated(tmp_path, NaNForItemZero, shots)
+    (row,) = store.db.execute("SELECT predicted, calibrated, target FROM calibration WHERE item_id = 'test0'")
+    assert row["target"] == 0 and row["calibrated"] == -1 and row["predicted"] == -1  # NO_CHOICE, not choice 0
+    scores = {r["item_id"]: json.loads(r["scores_json"]) for r in store.items([run_id])}
+    assert scores["test0"]["acc_calibrated"] == 0.0 and scores["test0"]["acc"] == 0.0
+    assert all(s["acc_calibrated"] == 1.0 for item, s in scores.items() if item != "test0")  # the rest is calibrated as before
+    (cell,) = calibration_summary(store, run_id)
+    assert cell.n == 20 and cell.unscorable == 1 and cell.content_free_dropped == 0
+    assert cell.acc_calibrated.mean == 19 / 20 and cell.acc.mean == 9 / 20
+    assert cell.to_json()["unscorable"] == 1 and np.isfinite(cell.p_cf_mean).all()
+    store.close()
+
+
+def test_items_whose_content_free_scores_are_all_nan_are_unscorable(tmp_path: Path) -> None:
+    store, run_id = _calibrated(tmp_path, NaNForContentFree)
+    rows = list(store.db.execute("SELECT predicted, calibrated, target, p_cf_json FROM calibration"))
+    assert all(r["calibrated"] == -1 for r in rows) and {r["predicted"] for r in rows} == {0}  # plain prediction unaffected
+    scores = [json.loads(r["scores_json"]) for r in store.items([run_id])]
+    assert all(s["acc_calibrated"] == 0.0 for s in scores)  # today: every target-0 item counted correct
+    (cell,) = calibration_summary(store, run_id)
+    assert cell.unscorable == 20 and cell.acc_calibrated.mean == 0.0 and cell.acc.mean == 0.5 and cell.p_cf_mean == ()
+    assert json.loads(json.dumps(cell.to_json(), allow_nan=False))["unscorable"] == 20  # valid JSON, no NaN
+    store.close()
+
+
+def test_a_nan_content_free_input_is_dropped_for_that_item_and_counted(tmp_path: Path) -> None:
+    store, run_id = _calibrated(tmp_path, NaNForMask, shots=2)
+    scores = [json.loads(r["scores_json"]) for r in store.items([run_id])]
+    assert all(s["acc_calibrated"] == 1.0 for s in scores)  # 'N/A' and '' still estimate the bias
+    (cell,) = calibration_summary(store, run_id)
+    assert cell.unscorable == 0 and cell.content_free_dropped == 20 and cell.p_cf_mean[0] > 0.8
+    store.close()
+
+
+def test_cli_calibrate_shows_unscorable_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.helpers import cli
+
+    store, run_id = _calibrated(tmp_path, NaNForItemZero)  # the CLI pass below is answered from the response cache
+    store.close()
+    capsys.readouterr()
+    assert cli("calibrate", run_id, "--db", tmp_path / "nan.db", "--json") == 0
+    (cell,) = json.loads(capsys.readouterr().out)["cells"]
+    assert cell["unscorable"] == 1 and cell["content_free_dropped"] == 0 and cell["n"] == 20 and cell["acc_calibrated"] == 0.95
+    assert cli("calibrate", run_id, "--db", tmp_path / "nan.db") == 0
+    out = capsys.readouterr().out
+    assert "unscorable" in out and "1 of 20 items unscorable" in " ".join(out.split())
+
+
+def test_content_free_item_replaces_only_fields_the_input_expression_reads() -> None:
+    # 'about' occurs in the input but the input expression does not read 'topic': it must stay
+    item = Item(id="x", row={"question": "What about X?", "topic": "about", "label": 0}, input="What about X?",
+                target=0, choices=("a", "b"))
+    neutral = content_free_item(item, "N/A", "{{ question }}")
+    assert neutral.row == {"question": "N/A", "topic": "about", "label": 0} and neutral.input == "N/A"
+    # several fields, bare expression syntax, globals and filters are not fields
+    item = Item(id="y", row={"Title": "Wall St", "Description": "Stocks rise", "about": "Wall St"}, input="Wall St. Stocks rise",
+                target=0, choices=("a", "b"))
+    neutral = content_free_item(item, "N/A", "Title ~ '. ' ~ Description | trim")
+    assert neutral.row == {"Title": "N/A", "Description": "N/A", "about": "Wall St"}
+    # a dotted access into a structure replaces that string only (ARC: question.stem; the choices stay)
+    q = {"stem": "Which is a gas?", "choices": [{"text": "air", "label": "A"}, {"text": "rock", "label": "B"}]}
+    item = Item(id="z", row={"question": q, "answerKey": "A"}, input=q["stem"], target=0, choices=("air", "rock"))
+    neutral = content_free_item(item, "N/A", "{{ question.stem }}")
+    assert neutral.row["question"] == {"stem": "N/A", "choices": q["choices"]} and q["stem"] == "Which is a gas?"  # no mutation
+    assert content_free_item(item, "N/A", "{{ question['stem'] }}").row["question"]["stem"] == "N/A"
+    # a structure read whole (not a string at a constant path) is left as it is
+    item = Item(id="w", row={"parts": ["a", "b"], "x": 1}, input="a b", target=0, choices=("a", "b"))
+    assert content_free_item(item, "N/A", "{{ parts | join(' ') }}").row == {"parts": ["a", "b"], "x": 1}
+
+
+def test_calibration_prompt_keeps_fields_the_input_does_not_read(tmp_path: Path) -> None:
+    """End to end: a template that shows a 'topic' field whose value is a substring of the input."""
+    folder = _task(tmp_path)
+    rows = [{"id": f"test{i}", "review": f"a {'good' if i % 2 == 0 else 'bad'} film", "topic": "film", "label": i % 2} for i in range(4)]
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "prompts" / "plain.jinja").write_text(TEMPLATE.replace("Review: {{ review }}", "Topic: {{ topic }}\nReview: {{ review }}"))
+    store = Store(tmp_path / "t.db")
+    spec = ExperimentSpec.model_validate({"tasks": [str(folder)], "shots": [0], "models": ["scripted:t"]})
+    backend = SentimentScorer(ModelSpec(backend="scripted", model="t"))
+    run_id = run_experiment(spec, store, show_progress=False, backends={spec.models[0].label: backend}).run_id
+    seen = len(backend.requests_seen)
+    calibrate_run(store, run_id, backends={spec.models[0].label: backend}, content_free=["N/A"])
+    contexts = {prompt_text(r.context) for r in backend.requests_seen[seen:]}  # type: ignore[attr-defined]
+    assert contexts == {"Topic: film\nReview: N/A\nSentiment:"}
+    store.close()

@@ -67,3 +67,25 @@ def test_cli_run_with_draws_and_report(tmp_path: Path, capsys: pytest.CaptureFix
     assert cli("draws", "--db", db, "--json") == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["draws"] == 3 and row["selector"] == "random" and row["ci_low"] <= row["mean"] <= row["ci_high"]
+
+
+def test_a_single_draw_has_no_interval_or_spread() -> None:
+    row = DrawSummary("t", "p", 4, "random", "m", "acc", (0.7,), 50)
+    assert row.mean == 0.7 and row.interval() is None  # not the zero-width (0.7, 0.7)
+    data = json.loads(json.dumps(row.to_json(), allow_nan=False))
+    assert data["ci_low"] is None and data["ci_high"] is None and data["sd"] is None and data["draws"] == 1
+    assert data["min"] == data["max"] == 0.7
+
+
+def test_cli_draws_with_one_draw_prints_no_ci(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_task(tmp_path, rows=6, fewshot_rows=12)
+    db = tmp_path / "one.db"
+    assert cli("run", "--task", folder, "--shots", "2", "--selector", "random", "--model", "scripted:m", "--db", db, "--quiet") == 0
+    capsys.readouterr()
+    assert cli("draws", "--db", db, "--json") == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["draws"] == 1 and row["ci_low"] is None and row["ci_high"] is None and row["sd"] is None
+    assert cli("draws", "--db", db) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    mean = f"{row['mean']:.3f}"
+    assert "1 draw: no CI over draws" in out and f"{mean} [{mean}, {mean}]" not in out and "—" in out

@@ -161,3 +161,25 @@ def test_pooled_levels_t_over_differing_draws_clipped_and_identical_draws_count_
     assert varied.scores == {"a": 1.0, "b": 2 / 3} and 0 < varied.interval.low < varied.mean
     same = _level("knn", [{"a": 1.0, "b": 0.0}] * 3, True, 0.95, 200, 0)
     assert same.interval.method == "wilson" and same.mean == 0.5 and same.interval.n == 2
+
+
+def test_t_over_one_draw_is_no_interval_and_renders_as_such() -> None:
+    from harness.sensitivity import Level, Slice, _t_over_draws
+    from harness.sensitivity_report import _slice_row, render
+
+    one = _t_over_draws((0.6,), True, 0.95, 10)
+    assert one.mean == 0.6 and one.low != one.low and one.high != one.high  # NaN bounds, not the zero-width (0.6, 0.6)
+    assert one.method == "1 draw: no CI over draws"
+    two = _t_over_draws((0.6, 0.8), True, 0.95, 10)
+    assert two.method == "t over 2 draws" and 0 <= two.low < 0.7 < two.high <= 1
+    level = Level("draw 0", one, 1, {"a": 1.0})
+    other = Level("draw 1", two, 1, {"a": 0.0})
+    s = Slice("draw", "t", "t · m · 2-shot · p · random", "acc", True, (level, other), over_draws=one)
+    data = json.loads(json.dumps(s.to_json(), allow_nan=False))  # valid JSON: None, not NaN
+    assert data["over_draws"]["ci_low"] is None and data["levels"][0]["ci_high"] is None
+    row = " ".join(_slice_row(s))
+    assert "1 draw: no CI over draws" in row and "60.0 [60.0, 60.0]" not in row and "[—, —]" not in row
+    from harness.sensitivity import Sensitivity
+
+    html = render(Sensitivity(["r"], [s], [], 0.95))
+    assert "1 draw: no CI over draws" in html and "60.0 [60.0, 60.0]" not in html
