@@ -4,9 +4,16 @@ Why it looks like this:
 - Training examples are tokenised by the HF backend's own ``_encode_pair`` (prompt, target
   continuation), so the model is trained on exactly the token split it is later scored on;
   labels are -100 on the prompt, so the loss is on the target tokens only.
-- The held-out evaluation every N steps goes through ``run_experiment`` (harness's own
-  prompts, requests and metrics) with the in-training model as a ready backend, in a scratch
-  store; its main metric drives early stopping and best-checkpoint selection in the Trainer.
+- Selection (early stopping, best checkpoint) is on items that are never trained on and are
+  not the split ``harness ab`` scores: the task's ``validation`` split when it has one, else a
+  seeded holdout of its train split (``--holdout``), never ``test``. The card records which
+  split, how it was made and the ids and content hashes of the training and selection items,
+  so ``harness.contamination`` can later find overlap with what is scored.
+- The selection evaluation every N steps runs harness's own cells (prompts, requests, metrics:
+  ``runner._run_model``) on exactly the selection items, with the in-training model as a ready
+  backend, in a scratch store; each point records n and a 95% CI (Wilson for 0/1 metrics; an
+  item bootstrap for the mean over several tasks x templates). Its mean drives early stopping
+  and best-checkpoint selection in the Trainer.
 - Mixtures: every (task, template) pair is a source; examples are drawn from sources by
   weight with a seeded RNG, so the same inputs and seed give the same training stream.
 - Every bad input (no train split, an empty target, an unknown LoRA target module) is a
@@ -15,7 +22,9 @@ Why it looks like this:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import random
 import shutil
 import tempfile
@@ -33,6 +42,11 @@ from harness.tasks import Item, Task, find_task
 
 CARD_JSON = "tune_card.json"
 CARD_MD = "TUNE_CARD.md"
+AUTO, HOLDOUT = "auto", "holdout"  # --eval-split: validation if the task has it, else a train holdout / always a train holdout
+HOLDOUT_FRACTION = 0.2  # default holdout: min(--eval-limit, 20% of train), at least MIN_HOLDOUT items
+MIN_HOLDOUT = 5
+MIN_TRAIN_LEFT = 5  # a train split must keep at least this many items after the holdout
+CONTENT_HASH = "first 16 hex digits of sha256 over the JSON {input, choices} of the item (not its id or target)"
 
 
 @dataclass(frozen=True)
@@ -55,8 +69,9 @@ class TuneConfig:
     grad_accum: int = 1
     warmup_steps: int = 0
     eval_steps: int = 20
-    eval_split: str = "validation"  # falls back to 'test' when the task has no such split
-    eval_limit: int | None = 50
+    eval_split: str = AUTO  # auto: 'validation' when the task has it, else a holdout of train; 'holdout'; or a split name (never 'test')
+    eval_limit: int | None = 50  # selection items per task from a split; also caps the default holdout
+    holdout: float | None = None  # train items held out for selection: N items (>= 1) or a fraction (< 1); default see holdout_size
     patience: int = 3  # evaluations without improvement before stopping; 0 = never stop early
     train_split: str = "train"
     seed: int = 1234
@@ -72,14 +87,44 @@ class TuneConfig:
         return d
 
 
+def content_hash(item: Item) -> str:
+    """What makes two items the same question whatever their ids (see CONTENT_HASH)."""
+    payload = {"input": item.input, "choices": None if item.choices is None else list(item.choices)}
+    return hashlib.sha256(json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One task's selection items (early stopping, best checkpoint) and the train items left to train on."""
+
+    task: str
+    split: str  # what the card calls it: 'validation' (a split of the task) or 'train holdout'
+    source_split: str  # the split the selection items are read from
+    how: str  # e.g. "train holdout: 8 of 40 items, seed 1234"
+    items: tuple[Item, ...]
+    of: int  # items in source_split
+    train: tuple[Item, ...]  # what is trained on
+    train_total: int
+    excluded: tuple[str, ...] = ()  # train ids left out of training because they are (or duplicate) selection items
+
+    def record(self) -> dict[str, Any]:
+        return {"split": self.split, "source_split": self.source_split, "how": self.how, "n": len(self.items), "of": self.of,
+                "item_ids": [i.id for i in self.items], "content_sha256": [content_hash(i) for i in self.items]}
+
+    def training_record(self, split: str) -> dict[str, Any]:
+        return {"split": split, "n": len(self.train), "of": self.train_total, "excluded": list(self.excluded),
+                "item_ids": [i.id for i in self.train], "content_sha256": [content_hash(i) for i in self.train]}
+
+
 @dataclass(frozen=True)
 class Source:
-    """One (task, template) pair of the mixture with its sampling weight."""
+    """One (task, template) pair of the mixture with its sampling weight; ``items`` are the ones trained on."""
 
     task: Task
     template: PromptTemplate
     weight: float
     items: tuple[Item, ...]
+    selection: Selection
 
 
 @dataclass(frozen=True)
@@ -102,6 +147,7 @@ class TuneResult:
     seconds: float
     device: str = "cpu"
     precision: str = "float32"  # weights dtype, plus the autocast Trainer used on CUDA
+    selections: dict[str, Selection] = field(default_factory=dict)  # task -> selection items and what was trained on
 
 
 # -- inputs ---------------------------------------------------------------------
@@ -126,10 +172,89 @@ def sources(config: TuneConfig) -> list[Source]:
         items = tuple(task.items(config.train_split))
         if not items:
             raise HarnessError(f"harness tune: task '{task.name}': split '{config.train_split}' has no rows")
+        chosen = selection(task, items, config)
         names = list(config.prompts) or task.spec.prompts[:1]
         templates = [load_prompt(task, p, [Path(d) for d in config.prompts_dirs]) for p in names]
-        out.extend(Source(task, t, weight / len(templates), items) for t in templates)
+        out.extend(Source(task, t, weight / len(templates), chosen.train, chosen) for t in templates)
     return out
+
+
+def holdout_size(n_train: int, holdout: float | None, eval_limit: int | None) -> int:
+    """Train items held out for selection: ``holdout`` items (>= 1) or that fraction (< 1) of the
+    train split; by default min(eval_limit, 20% of train) but at least MIN_HOLDOUT."""
+    if holdout is None:
+        size = max(MIN_HOLDOUT, round(HOLDOUT_FRACTION * n_train))
+        return min(size, eval_limit) if eval_limit else size
+    if holdout >= 1:
+        if holdout != int(holdout):
+            raise HarnessError(f"harness tune: --holdout {holdout:g}: give a whole number of items or a fraction below 1")
+        return int(holdout)
+    if holdout <= 0:
+        raise HarnessError(f"harness tune: --holdout {holdout:g} must be positive (items, or a fraction below 1)")
+    return max(1, round(holdout * n_train))
+
+
+def selection(task: Task, train: tuple[Item, ...], config: TuneConfig) -> Selection:
+    """The items that choose the checkpoint for ``task`` and what is left to train on.
+
+    ``auto``: the task's validation split (first ``eval_limit`` items) when it has one, else a
+    holdout of train seeded by (seed, task). A named split is used as is; ``test`` is refused
+    (it is what ``harness ab`` scores). Train items with the id or content of a selection item
+    are never trained on."""
+    name = config.eval_split
+    if name == "test":
+        raise HarnessError(
+            f"harness tune: --eval-split test would choose the checkpoint on the items `harness ab` scores (its default split is 'test'), "
+            f"so the A/B would be optimistic. Use a validation split (`validation: FILE.jsonl` under `data:` in {task.yaml_path}) "
+            "or a holdout of the train split (--eval-split auto or holdout, --holdout N)."
+        )
+    if name not in (AUTO, HOLDOUT, config.train_split) and not task.has_split(name):
+        have = ", ".join(sorted(task.spec.data.model_dump(exclude_none=True)))
+        raise HarnessError(f"harness tune: task '{task.name}' has no '{name}' split to select on (its splits: {have}); "
+                           "use --eval-split auto (validation if present, else a train holdout)")
+    split = "validation" if name == AUTO else name
+    if name not in (HOLDOUT, config.train_split) and task.has_split(split):
+        source = task.items(split)
+        items = tuple(source[: config.eval_limit])
+        if not items:
+            raise HarnessError(f"harness tune: task '{task.name}': split '{split}' has no rows to select on")
+        how = f"{split} split: " + (f"first {len(items)} of {len(source)} items" if len(items) < len(source) else f"all {len(items)} items")
+        kept, excluded = _without(train, items)
+        if excluded:
+            how += f"; {len(excluded)} {config.train_split} item(s) with the id or content of a selection item left out of training"
+        if not kept:
+            raise HarnessError(f"harness tune: task '{task.name}': every '{config.train_split}' item is also a '{split}' selection item; "
+                               "nothing is left to train on. Give the task a validation split disjoint from train.")
+        return Selection(task.name, split, split, how, items, len(source), kept, len(train), excluded)
+    size = holdout_size(len(train), config.holdout, config.eval_limit)
+    if len(train) - size < MIN_TRAIN_LEFT:
+        raise HarnessError(
+            f"harness tune: task '{task.name}' has no validation split and its '{config.train_split}' split has {len(train)} items, "
+            f"too few to hold out {size} for checkpoint selection and keep at least {MIN_TRAIN_LEFT} to train on. Add a validation "
+            f"split (`validation: FILE.jsonl` under `data:` in {task.yaml_path}), or pass a smaller --holdout N."
+        )
+    rng = random.Random(f"harness-tune-holdout|{config.seed}|{task.name}")
+    chosen = set(rng.sample(range(len(train)), size))
+    items = tuple(item for index, item in enumerate(train) if index in chosen)
+    rest = tuple(item for index, item in enumerate(train) if index not in chosen)
+    kept, excluded = _without(rest, items)
+    how = f"{config.train_split} holdout: {size} of {len(train)} items, seed {config.seed}"
+    if excluded:
+        how += f"; {len(excluded)} more with the content of a held-out item left out of training"
+    return Selection(task.name, f"{config.train_split} holdout", config.train_split, how, items, len(train), kept, len(train), excluded)
+
+
+def _without(train: tuple[Item, ...], selected: tuple[Item, ...]) -> tuple[tuple[Item, ...], tuple[str, ...]]:
+    """``train`` minus the items sharing an id or a content hash with ``selected``, and the ids left out."""
+    ids, hashes = {i.id for i in selected}, {content_hash(i) for i in selected}
+    out = tuple(i.id for i in train if i.id in ids or content_hash(i) in hashes)
+    gone = set(out)
+    return tuple(i for i in train if i.id not in gone), out
+
+
+def selections(srcs: list[Source]) -> dict[str, Selection]:
+    """Task name -> its selection (every source of a task shares one)."""
+    return {s.task.name: s.selection for s in srcs}
 
 
 def target_text(task: Task, template: PromptTemplate, item: Item) -> Example:
@@ -172,14 +297,6 @@ def mixture(srcs: list[Source], n: int, seed: int) -> list[Example]:
 def check_examples(srcs: list[Source]) -> int:
     """Render every training item once (fail fast on empty targets); returns the count."""
     return sum(1 for s in srcs for item in s.items if target_text(s.task, s.template, item))
-
-
-def eval_split(task: Task, config: TuneConfig) -> str:
-    if task.has_split(config.eval_split):
-        return config.eval_split
-    if task.has_split("test"):
-        return "test"
-    raise HarnessError(f"harness tune: task '{task.name}' has neither a '{config.eval_split}' nor a 'test' split to evaluate on")
 
 
 def check_target_modules(model: Any, wanted: tuple[str, ...]) -> None:
@@ -271,18 +388,14 @@ def _collate(pad_id: int, trim: bool = True) -> Any:
     return collate
 
 
-def _eval_spec(config: TuneConfig, srcs: list[Source], label: str) -> Any:
-    from harness.runner import ExperimentSpec
+def _eval_cells(config: TuneConfig, srcs: list[Source], model: ModelSpec) -> list[Any]:
+    """One zero-shot cell per (task, template) on exactly the task's selection items; each renders (fail fast)."""
+    from harness.runner import Cell, prepare
 
-    tasks = sorted({s.task.name for s in srcs})
-    splits = {eval_split(s.task, config) for s in srcs}
-    if len(splits) > 1:
-        raise HarnessError(f"harness tune: tasks evaluate on different splits ({', '.join(sorted(splits))}); set --eval-split to one all have")
-    return ExperimentSpec(
-        tasks=tasks, prompts=sorted({s.template.name for s in srcs}), models=[ModelSpec(name=label, model=config.base.model)],
-        limit=config.eval_limit, seed=config.seed, split=splits.pop(), tasks_dirs=list(config.tasks_dirs),
-        prompts_dirs=list(config.prompts_dirs), data_dirs=list(config.data_dirs),
-    )
+    cells = [Cell(s.task, s.template, 0, "none", model, config.seed, s.selection.items, ()) for s in srcs]
+    for cell in cells:
+        prepare(cell, 0, cell.items[0], None)
+    return cells
 
 
 def eval_metric(srcs: list[Source]) -> str:
@@ -291,27 +404,78 @@ def eval_metric(srcs: list[Source]) -> str:
     return names.pop() if len(names) == 1 else "main_metric"
 
 
+def curve_point(summaries: list[Any], resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """One evaluation: the mean over its cells (tasks x templates) of each cell's main metric, the
+    number of items n and a 95% CI, with how the interval was formed.
+
+    One cell: the cell's own interval (``harness.stats.mean_interval``: Wilson for 0/1 metrics,
+    bootstrap otherwise; corpus metrics their corpus interval). Several cells: the mean of the
+    cell means, its CI an item bootstrap in which each task's items are resampled once and
+    shared by all its templates (a template's cells see the same items, so they are not
+    independent); with a corpus metric among them, the cells' intervals combined as
+    independent (normal approximation)."""
+    import numpy as np
+
+    from harness.scoring import get_metric
+
+    cells = [{"task": s.cell.task, "prompt": s.cell.prompt, "n": s.n, "mean": s.interval.mean, "ci_low": s.interval.low,
+              "ci_high": s.interval.high} for s in summaries]
+    if not summaries:
+        return {"mean": float("nan"), "n": 0, "ci_low": float("nan"), "ci_high": float("nan"), "ci_method": "no items", "cells": []}
+    if len(summaries) == 1:
+        (s,) = summaries
+        return {"mean": s.interval.mean, "n": s.n, "ci_low": s.interval.low, "ci_high": s.interval.high,
+                "ci_method": s.interval.method, "cells": cells}
+    k = len(summaries)
+    mean = float(np.mean([s.interval.mean for s in summaries]))
+    by_task: dict[str, list[Any]] = {}
+    for s in summaries:
+        by_task.setdefault(s.cell.task, []).append(s)
+    n = sum(len({i for s in group for i, v in s.scores.items() if v == v}) for group in by_task.values())
+    if any(get_metric(s.metric, "metric").corpus is not None for s in summaries):
+        half = math.sqrt(sum(((s.interval.high - s.interval.low) / 2) ** 2 for s in summaries)) / k
+        method = f"mean of {k} cells (tasks x templates); 95% CI from the cells' own intervals treated as independent (normal approximation)"
+        return {"mean": mean, "n": n, "ci_low": mean - half, "ci_high": mean + half, "ci_method": method, "cells": cells}
+    rng = np.random.default_rng(seed)
+    columns = []
+    for group in by_task.values():
+        ids = sorted({i for s in group for i in s.scores})
+        matrix = np.array([[s.scores.get(i, float("nan")) for s in group] for i in ids], dtype=np.float64)
+        draws = matrix[rng.integers(0, len(ids), size=(resamples, len(ids)))]  # resamples x items x templates
+        with np.errstate(all="ignore"):
+            columns.append(np.nanmean(draws, axis=1))
+    stats = np.concatenate(columns, axis=1).mean(axis=1)
+    low, high = np.nanpercentile(stats, [2.5, 97.5])
+    method = (f"mean of {k} cells ({len(by_task)} task(s) x templates); 95% CI: item bootstrap, each task's items resampled and "
+              f"shared by its templates ({resamples} resamples)")
+    return {"mean": mean, "n": n, "ci_low": float(low), "ci_high": float(high), "ci_method": method, "cells": cells}
+
+
 def _evaluator(config: TuneConfig, srcs: list[Source], backend: Any, workdir: Path) -> Any:
-    """A function(step) -> (metric name, mean over all eval cells' items) via run_experiment."""
+    """A function(step) -> curve point (mean, n, CI) of the selection items, scored by harness's own cells."""
     from harness.compare import summarize
-    from harness.runner import run_experiment
+    from harness.runner import RunSummary, _run_model, versions
     from harness.store import Store
 
     store = Store(workdir / "eval.sqlite")
     label = f"tuning-{uuid.uuid4().hex[:8]}"
-    spec = _eval_spec(config, srcs, label)
-    metric = eval_metric(srcs)
+    model = ModelSpec(name=label, model=config.base.model)
+    cells = _eval_cells(config, srcs, model)
+    snapshot = {"spec": {"tasks": sorted({s.task.name for s in srcs}), "models": [model.model_dump(mode="json")]},
+                "selection": {name: sel.how for name, sel in selections(srcs).items()}}
 
-    def evaluate(step: int) -> tuple[str, float]:
+    def evaluate(step: int) -> dict[str, Any]:
         backend.step = step
         was_training = backend.model.training
         backend.model.eval()
+        run_id = f"step-{step}-{uuid.uuid4().hex[:8]}"
         try:
-            summary = run_experiment(spec, store, new=True, backends={label: backend}, show_progress=False)
+            store.create_run(run_id, run_id, snapshot, versions(), config.seed)
+            _run_model(model, cells, store, run_id, {label: backend}, RunSummary(run_id, False, cells), lambda n: None)
+            store.finish_run(run_id)
         finally:
             backend.model.train(was_training)
-        means = [c.interval.mean for c in summarize(store, [summary.run_id], None, resamples=200)]
-        return metric, sum(means) / len(means) if means else float("nan")
+        return curve_point(summarize(store, [run_id], None))
 
     return evaluate
 
@@ -335,8 +499,6 @@ def tune(config: TuneConfig) -> TuneResult:
     """Fine-tune ``config.base`` on the tasks' train splits; save the best adapter (or model) and its card."""
     srcs = sources(config)
     n_train = check_examples(srcs)
-    for s in srcs:
-        eval_split(s.task, config)
     if config.base.backend != "hf":
         raise HarnessError(f"harness tune: only hf models can be tuned (got {config.base.label})")
     if config.base.adapter:
@@ -344,7 +506,7 @@ def tune(config: TuneConfig) -> TuneResult:
     out = Path(config.output)
     if out.exists() and any(out.iterdir()):
         raise HarnessError(f"harness tune: output folder '{out}' exists and is not empty; choose a new -o")
-    _eval_spec(config, srcs, "check")
+    _eval_cells(config, srcs, ModelSpec(name="check", model=config.base.model))
 
     from harness.backends.base import require
     from harness.backends.hf import require_transformers, resolve_device, resolve_dtype
@@ -391,10 +553,10 @@ def tune(config: TuneConfig) -> TuneResult:
 
         def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval") -> dict[str, float]:
             start = time.perf_counter()
-            name, value = evaluate(self.state.global_step)
-            metrics = {f"{metric_key_prefix}_{name}": value, f"{metric_key_prefix}_seconds": round(time.perf_counter() - start, 2)}
+            point = evaluate(self.state.global_step)
+            metrics = {f"{metric_key_prefix}_{metric_name}": point["mean"], f"{metric_key_prefix}_seconds": round(time.perf_counter() - start, 2)}
             train_loss = next((h["loss"] for h in reversed(self.state.log_history) if "loss" in h), None)
-            curve.append({"step": self.state.global_step, name: value, "train_loss": train_loss})
+            curve.append(_curve_entry(self.state.global_step, metric_name, point, train_loss))
             self.log(metrics)
             self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
             return metrics
@@ -418,8 +580,7 @@ def tune(config: TuneConfig) -> TuneResult:
 
         trainer.remove_callback(PrinterCallback)
     start = time.perf_counter()
-    name, value = evaluate(0)
-    curve.append({"step": 0, name: value, "train_loss": None})
+    curve.append(_curve_entry(0, metric_name, evaluate(0), None))
     model.train()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -431,9 +592,14 @@ def tune(config: TuneConfig) -> TuneResult:
     losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     autocast = " + bf16 autocast" if precision.bf16 else " + fp16 autocast" if precision.fp16 else ""
     result = TuneResult(out, best_step, trainer.state.best_metric, metric_name, curve, trainer.state.global_step, seconds,
-                        backend.device, str(backend.dtype).removeprefix("torch.") + autocast)
+                        backend.device, str(backend.dtype).removeprefix("torch.") + autocast, selections(srcs))
     write_card(config, result, losses, n_train, dict(Counter(e.source for e in examples)))
     return result
+
+
+def _curve_entry(step: int, metric: str, point: dict[str, Any], train_loss: float | None) -> dict[str, Any]:
+    return {"step": step, metric: point["mean"], "n": point["n"], "ci_low": point["ci_low"], "ci_high": point["ci_high"],
+            "ci_method": point["ci_method"], "cells": point["cells"], "train_loss": train_loss}
 
 
 def _best_step(checkpoint: str | None) -> int | None:
@@ -447,12 +613,19 @@ def write_card(config: TuneConfig, result: TuneResult, losses: list[dict[str, An
     """tune_card.json (machine-readable) and TUNE_CARD.md (for people) next to the weights.
 
     ``drawn`` counts the training examples per source (task/template) in the drawn stream, so a
-    mixture's real proportions are on record, not only its weights."""
+    mixture's real proportions are on record, not only its weights. ``selection`` and
+    ``training`` hold, per task, the split, how it was made and the ids and content hashes of
+    the items, so later checks (harness.contamination) can find overlap with what is scored."""
     from harness.runner import versions
 
+    chosen = result.selections
     card = {
         "kind": "full" if config.full else "lora", "base_model": config.base.label, "tasks": list(config.tasks),
         "templates": list(config.prompts) or "each task's first", "train_items": n_train, "examples_by_source": drawn,
+        "eval_split": {task: sel.split for task, sel in chosen.items()},
+        "selection": {task: sel.record() for task, sel in chosen.items()},
+        "training": {task: sel.training_record(config.train_split) for task, sel in chosen.items()},
+        "content_hash": CONTENT_HASH,
         "config": config.card(),
         "metric": result.metric, "best_step": result.best_step, "best_metric": result.best_metric, "steps": result.steps,
         "stopped_early": result.steps < config.max_steps, "device": result.device, "precision": result.precision,
@@ -464,15 +637,27 @@ def write_card(config: TuneConfig, result: TuneResult, losses: list[dict[str, An
     if config.prompts:
         use += f" --prompt {' '.join(config.prompts)}"
     early = f" (stopped early: no improvement in {config.patience} evaluations)" if card["stopped_early"] else ""
+    last = result.curve[-1] if result.curve else {}
+
+    def ci(p: dict[str, Any]) -> str:
+        return "" if p.get("ci_low") is None else f"[{p['ci_low']:.4f}, {p['ci_high']:.4f}]"
+
     lines = [
         f"# Tuned {'model' if config.full else 'LoRA adapter'} of {config.base.label}", "",
-        f"- tasks: {', '.join(config.tasks)} (split '{config.train_split}', {n_train} items)",
+        f"- tasks: {', '.join(config.tasks)} (split '{config.train_split}', {sum(len(sel.train) for sel in chosen.values())} items "
+        f"trained on; {n_train} (item, template) pairs)",
         f"- templates: {', '.join(config.prompts) or 'each task' + chr(39) + 's first'}",
+        *[f"- selection (early stopping, best checkpoint) for {task}: {sel.how}; never trained on"
+          for task, sel in chosen.items()],
+        *[f"- trained on for {task}: {len(sel.train)} of {sel.train_total} '{config.train_split}' items" for task, sel in chosen.items()],
         f"- training examples drawn per source: {', '.join(f'{k} {v}' for k, v in drawn.items())}",
         f"- steps: {result.steps} of {config.max_steps}{early}; best step {result.best_step} with {result.metric} = {result.best_metric}",
         f"- hyperparameters: {json.dumps(config.card(), ensure_ascii=False)}", "",
-        "| step | " + result.metric + " (held-out) | train loss |", "|---|---|---|",
-        *[f"| {p['step']} | {p[result.metric]:.4f} | {'' if p['train_loss'] is None else round(p['train_loss'], 4)} |" for p in result.curve],
+        "| step | " + result.metric + " (selection) | 95% CI | n | train loss |", "|---|---|---|---|---|",
+        *[f"| {p['step']} | {p[result.metric]:.4f} | {ci(p)} | {p.get('n', '')} | "
+          f"{'' if p['train_loss'] is None else round(p['train_loss'], 4)} |" for p in result.curve],
+        "", f"Mean and interval: {last.get('ci_method', '')}.",
+        f"Ids and content hashes ({CONTENT_HASH}) of the training and selection items: `training` and `selection` in {CARD_JSON}.",
         "", f"A/B it against its base: `{use}`", "",
     ]
     (result.output / CARD_MD).write_text("\n".join(lines))

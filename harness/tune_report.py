@@ -6,9 +6,11 @@ runs and only gains an appendix. Two ways in (see docs/tuning.md):
 - ``harness report`` on runs whose model is a tuned folder (an ``--adapter`` or an ``hf:``
   model folder holding a card, as ``harness ab`` produces) appends that run's curves;
 - ``harness report --tune OUT`` renders the curves of one or more tuning folders alone.
-The plot: train loss by step on the top panel, the held-out metric by step on the bottom
-panel, one shared step axis up to the configured maximum, the best (kept) step marked on both,
-and an early stop marked where the run ended before its maximum.
+The plot: train loss by step on the top panel, the selection metric by step on the bottom
+panel with its 95% CI at every evaluation (error bars over a shaded band; the tooltip gives n
+and the interval), one shared step axis up to the configured maximum, the best (kept) step
+marked on both, and an early stop marked where the run ended before its maximum. The facts
+table says which items selected the checkpoint (a validation split or a train holdout).
 """
 
 from __future__ import annotations
@@ -78,14 +80,16 @@ def _label(v: float, step: float) -> str:
 
 
 def _panel(points: Sequence[tuple[float, float]], x: Callable[[float], float], y0: float, title: str, colour: str, css_class: str,
-           clamp: tuple[float, float] | None) -> str:
-    """One panel: horizontal gridlines with value labels, the polyline and a dot per point."""
+           clamp: tuple[float, float] | None, intervals: Sequence[tuple[float, float, int] | None] = ()) -> str:
+    """One panel: horizontal gridlines with value labels, the polyline and a dot per point; with
+    ``intervals`` (low, high, n per point, or None) a shaded band and an error bar per point."""
     parts = [f'<text x="{LEFT}" y="{y0 - 8}" class="panel-title" font-size="12" fill="#333">{_e(title)}</text>',
              f'<rect x="{LEFT}" y="{y0}" width="{WIDTH - LEFT - RIGHT}" height="{PANEL_H}" fill="none" stroke="#ccc"/>']
     if not points:
         parts.append(f'<text x="{WIDTH / 2}" y="{y0 + PANEL_H / 2}" class="tick">nothing logged</text>')
         return "".join(parts)
-    low, high = _bounds([v for _, v in points], pad=0.0, clamp=clamp)
+    bars = [(s, v, ci) for (s, v), ci in zip(points, intervals or [None] * len(points))]
+    low, high = _bounds([v for _, v in points] + [b for _, _, ci in bars if ci for b in ci[:2]], pad=0.0, clamp=clamp)
     pad = (high - low) * 0.08 or 0.05
     low, high = (max(clamp[0], low - pad), min(clamp[1], high + pad)) if clamp else (low - pad, high + pad)
     ticks = _ticks(low, high, target=5)
@@ -97,19 +101,40 @@ def _panel(points: Sequence[tuple[float, float]], x: Callable[[float], float], y
     for v in ticks:
         parts.append(f'<line x1="{LEFT}" y1="{y(v):.1f}" x2="{WIDTH - RIGHT}" y2="{y(v):.1f}" class="grid"/>'
                      f'<text x="{LEFT - 6}" y="{y(v) + 4:.1f}" class="label">{_label(v, step)}</text>')
+    with_ci = [(s, ci) for s, _, ci in bars if ci]
+    if len(with_ci) > 1:  # the band: upper bounds left to right, then lower bounds back
+        outline = [f"{x(s):.1f},{y(ci[1]):.1f}" for s, ci in with_ci] + [f"{x(s):.1f},{y(ci[0]):.1f}" for s, ci in reversed(with_ci)]
+        parts.append(f'<polygon class="{css_class}-band" points="{" ".join(outline)}" fill="{colour}" fill-opacity="0.12" stroke="none"/>')
+    for s, ci in with_ci:
+        xs, top, bottom = x(s), y(ci[1]), y(ci[0])
+        parts.append(f'<g class="{css_class}-ci"><line x1="{xs:.1f}" y1="{bottom:.1f}" x2="{xs:.1f}" y2="{top:.1f}" stroke="{colour}" '
+                     f'stroke-width="1.5"/><line x1="{xs - 4:.1f}" y1="{top:.1f}" x2="{xs + 4:.1f}" y2="{top:.1f}" stroke="{colour}"/>'
+                     f'<line x1="{xs - 4:.1f}" y1="{bottom:.1f}" x2="{xs + 4:.1f}" y2="{bottom:.1f}" stroke="{colour}"/></g>')
     coords = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in points)
     parts.append(f'<polyline class="{css_class}" points="{coords}" fill="none" stroke="{colour}" stroke-width="2"/>')
+
+    def tip(s: float, v: float, ci: tuple[float, float, int] | None) -> str:
+        return f"step {s:g}: {v:.4g}" + (f" (95% CI {ci[0]:.4g}–{ci[1]:.4g}, n = {ci[2]})" if ci else "")
+
     parts.extend(f'<circle class="{css_class}-point" cx="{x(s):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}">'
-                 f'<title>step {s:g}: {v:.4g}</title></circle>' for s, v in points)
+                 f'<title>{_e(tip(s, v, ci))}</title></circle>' for s, v, ci in bars)
     return "".join(parts)
+
+
+def _interval(point: Mapping[str, Any]) -> tuple[float, float, int] | None:
+    low, high = point.get("ci_low"), point.get("ci_high")
+    if low is None or high is None or low != low or high != high:
+        return None
+    return float(low), float(high), int(point.get("n") or 0)
 
 
 def curve_svg(card: TuneCard) -> str:
     """Train loss (top) and held-out metric (bottom) against the optimiser step, best and stop steps marked."""
     data = card.data
     losses = [(float(p["step"]), float(p["loss"])) for p in data.get("train_loss", []) if p.get("loss") is not None]
-    evals = [(float(p["step"]), float(p[card.metric])) for p in data.get("eval_curve", [])
-             if p.get(card.metric) is not None and p[card.metric] == p[card.metric]]
+    kept = [p for p in data.get("eval_curve", []) if p.get(card.metric) is not None and p[card.metric] == p[card.metric]]
+    evals = [(float(p["step"]), float(p[card.metric])) for p in kept]
+    intervals = [_interval(p) for p in kept]
     last = max([card.max_steps, *(s for s, _ in losses + evals)])
     plot_w = WIDTH - LEFT - RIGHT
 
@@ -119,8 +144,10 @@ def curve_svg(card: TuneCard) -> str:
     top2 = TOP + PANEL_H + GAP
     bottom = top2 + PANEL_H
     clamp = (0.0, 1.0) if all(0 <= v <= 1 for _, v in evals) else None
+    sizes = sorted({ci[2] for ci in intervals if ci})
+    title = f"selection {card.metric}" + (f", 95% CI (n = {', '.join(map(str, sizes))} items per evaluation)" if sizes else "")
     parts = [_panel(losses, x, TOP, "train loss (answer tokens)", LOSS_COLOUR, "train-loss", None),
-             _panel(evals, x, top2, f"held-out {card.metric}", EVAL_COLOUR, "eval-curve", clamp)]
+             _panel(evals, x, top2, title, EVAL_COLOUR, "eval-curve", clamp, intervals)]
     for s in sorted({round(t) for t in _ticks(0, last, target=7)}):
         parts.append(f'<line x1="{x(s):.1f}" y1="{bottom}" x2="{x(s):.1f}" y2="{bottom + 4}" stroke="#999"/>'
                      f'<text x="{x(s):.1f}" y="{bottom + 16}" class="tick">{s}</text>')
@@ -151,12 +178,23 @@ def tuning_section(card: TuneCard) -> str:
     best = d.get("best_metric")
     facts = [("base model", d.get("base_model")), ("kind", d.get("kind")), ("tasks", ", ".join(d.get("tasks", []))),
              ("templates", d.get("templates") if isinstance(d.get("templates"), str) else ", ".join(d.get("templates", []))),
-             ("training items", d.get("train_items")), ("run", ended),
+             ("training items", d.get("train_items")), ("selection", _selection_text(d)), ("run", ended),
              ("best step", f"{d.get('best_step')} ({card.metric} = {'—' if best is None else f'{best:.4f}'})")]
+    curve = d.get("eval_curve") or [{}]
+    if curve[-1].get("ci_method"):
+        facts.append(("95% CI", curve[-1]["ci_method"]))
     rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)
     return (f"<section class='tuning'><h2>Tuning curves — {_e(card.folder.name)}</h2>"
             f"<p class='note'>{_e(card.folder)}</p><table class='plain tune-facts'><tbody>{rows}</tbody></table>"
             f"{curve_svg(card)}</section>")
+
+
+def _selection_text(card: Mapping[str, Any]) -> str:
+    """Which items chose the checkpoint, per task; older cards did not record it."""
+    chosen = card.get("selection")
+    if not chosen:
+        return "not recorded (card written before selection records: the first items of the validation split, else of test)"
+    return "; ".join(f"{task}: {sel.get('how', sel.get('split'))}" for task, sel in chosen.items())
 
 
 def render_tuning(cards: Sequence[TuneCard], title: str = "harness tuning report") -> str:

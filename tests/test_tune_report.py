@@ -23,6 +23,12 @@ def stopped_run(tmp_path_factory: pytest.TempPathFactory, tiny_gemma: Path) -> P
     return out
 
 
+def _error_bars(dom: str) -> list[tuple[float, float, float]]:
+    """(x, y of the lower bound, y of the upper bound) of every CI error bar of the selection curve."""
+    bars = re.findall(r'<g class="eval-curve-ci"><line x1="([\d.]+)" y1="([\d.]+)" x2="[\d.]+" y2="([\d.]+)"', dom)
+    return [(float(x), float(low), float(high)) for x, low, high in bars]
+
+
 def _points(dom: str, css_class: str) -> list[tuple[float, float]]:
     (coords,) = re.findall(rf'<polyline class="{css_class}" points="([^"]*)"', dom)
     return [(float(x), float(y)) for x, y in (p.split(",") for p in coords.split())]
@@ -49,6 +55,17 @@ def test_tuning_report_alone_draws_both_curves_and_marks_best_and_stop(stopped_r
     assert float(best.group(1)) == evals[1][0]  # the best-step marker sits on the step-1 evaluation
     assert float(stop.group(1)) == evals[3][0] == loss[2][0]  # the stop marker on the last step run
     assert float(stop.group(1)) < 0.5 * 760  # step 3 of 12 is in the left third of the step axis
+    # every evaluation has its 95% CI as an error bar at its step, bracketing the point, on the same value -> y scale
+    bars = _error_bars(dom)
+    assert len(bars) == len(evals) == 4 and [b[0] for b in bars] == [x for x, _ in evals]
+    for (x, y), (_, y_low, y_high), point in zip(evals, bars, card["eval_curve"]):
+        assert point["n"] == 4 and point["ci_low"] <= point["acc"] <= point["ci_high"] and point["ci_high"] > point["ci_low"]
+        assert y_low >= y >= y_high and y_low > y_high  # SVG y grows downwards
+        slope = (y_low - y_high) / (point["ci_high"] - point["ci_low"])
+        assert abs(y_low - slope * (point["acc"] - point["ci_low"]) - y) < 0.25
+    assert dom.count('class="eval-curve-band"') == 1
+    assert "95% CI" in dom and "n = 4" in dom and "train holdout: 4 of 40 items, seed 1234" in dom
+    assert "selection acc, 95% CI (n = 4 items per evaluation)" in dom
     shot = tmp_path / "shot.png"
     browse(chromium, report, tmp_path, f"--screenshot={shot}", "--window-size=900,900")
     image = read_png(shot)
