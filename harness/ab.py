@@ -104,28 +104,42 @@ def tuned_spec(base: ModelSpec, tuned: str | None, adapter: str | None) -> Model
 
 
 def finished_run(store: Store, spec: Any) -> str | None:
-    """The latest finished run of exactly this experiment (same config snapshot), if any."""
+    """The latest finished run of exactly this experiment, if any: same config snapshot, which
+    holds each model's identity (content fingerprints of weights, adapter, tokenizer and chat
+    template, dtype, max_length...), so a model rewritten at the same path is not reused."""
     from harness.runner import config_snapshot, plan
 
     config = config_snapshot(spec, plan(spec))
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()  # = runner's config hash
     row = store.db.execute(
-        "SELECT id FROM runs WHERE config_hash = ? AND status = 'finished' ORDER BY created_at DESC, id DESC LIMIT 1", (digest,)
+        "SELECT id FROM runs WHERE config_hash = ? AND status = 'finished' ORDER BY created_at DESC, rowid DESC LIMIT 1", (digest,)
     ).fetchone()
     return str(row["id"]) if row else None
 
 
-def run_pair(spec: Any, base: ModelSpec, tuned: ModelSpec, store: Store, *, reuse: bool = True, show_progress: bool = True) -> tuple[str, str]:
-    """Evaluate (or reuse) the spec once with each model; returns (base run, tuned run)."""
+def run_pair(
+    spec: Any, base: ModelSpec, tuned: ModelSpec, store: Store, *, reuse: bool = True, show_progress: bool = True,
+    log: Any = None,
+) -> tuple[str, str]:
+    """Evaluate (or reuse) the spec once with each model; returns (base run, tuned run).
+
+    A reused run, a resumed one and answers served from the response cache are each said in
+    one line through ``log`` (a callable taking the line; default: print to stderr, so
+    ``--json`` stdout stays JSON)."""
+    import sys
+
     from harness.runner import run_experiment
 
+    say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     if base.label == tuned.label:
         raise HarnessError(f"harness ab: base and tuned are the same model ({base.label})")
     runs = []
     for model in (base, tuned):
         model_spec = spec.model_copy(update={"models": [model]})
         existing = finished_run(store, model_spec) if reuse else None
-        runs.append(existing or run_experiment(model_spec, store, show_progress=show_progress).run_id)
+        if existing:
+            say(f"reusing finished run {existing} for {model.label} (same config and model content)")
+        runs.append(existing or run_experiment(model_spec, store, show_progress=show_progress, log=say).run_id)
     return runs[0], runs[1]
 
 

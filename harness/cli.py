@@ -204,7 +204,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = _experiment(args)
     store = Store(args.db)
-    summary = run_experiment(spec, store, new=args.new, show_progress=not args.quiet and not args.json)
+    # resume / response-cache lines go to stderr: stdout stays the table or one JSON document
+    summary = run_experiment(spec, store, new=args.new, show_progress=not args.quiet and not args.json,
+                             log=lambda line: print(line, file=sys.stderr, flush=True))
     comparison = compare_runs(store, [summary.run_id])
     summaries = [cell.summary for ranking in comparison.rankings for cell in ranking.cells]
     info = {

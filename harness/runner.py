@@ -8,6 +8,12 @@ Read it top to bottom:
 3. Each chunk: render prompts, look every request up in the response cache, send only the
    misses to the backend (loaded on the first miss, so a fully cached run never loads the
    model), score, and write items + new cache entries in one transaction.
+
+"Same configuration" includes each model's identity (``Backend.identity_of``: its content
+fingerprint and the settings that change its outputs), as does every cache key: a model
+retrained or an adapter rewritten at the same path is a new run with no cached answers,
+while an unchanged one is resumed (``harness ab`` reuses its finished run). Resumes and
+cache hits are reported in one line each through ``log``, naming the run.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ import hashlib
 import json
 import os
 import platform
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -134,6 +141,18 @@ class RunSummary:
     backend_requests: int = 0
     run_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    cache_origins: Counter[str | None] = field(default_factory=Counter)  # cache hits by the run that stored them
+
+    def cache_line(self) -> str | None:
+        """'N of M requests served from the response cache (first stored by run X)', or None without hits."""
+        if not self.cache_hits:
+            return None
+        runs = [("this run" if run == self.run_id else run) for run, _ in self.cache_origins.most_common() if run is not None]
+        named = f"run {runs[0]}" if len(runs) == 1 else f"runs {', '.join(runs[:3])}" + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+        if None in self.cache_origins:
+            named = f"{named} and earlier runs" if runs else "runs stored before run ids were recorded"
+        unique = self.cache_hits + self.backend_requests  # identical requests are looked up once
+        return f"{self.cache_hits} of {unique} requests served from the response cache (first stored by {named})"
 
 
 # -- planning -----------------------------------------------------------------------
@@ -197,8 +216,16 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def config_snapshot(spec: ExperimentSpec, cells: Sequence[Cell]) -> dict[str, Any]:
-    """What the run was: the spec plus hashes of every task file, data file and template."""
+def model_identities(spec: ExperimentSpec, backends: Mapping[str, Backend] | None = None) -> list[dict[str, Any]]:
+    """Each model's identity, in ``spec.models`` order: a ready backend's own (tuning adds its
+    step), else its class's ``identity_of`` (content fingerprints; no model is loaded)."""
+    ready = backends or {}
+    return [ready[m.label].identity if m.label in ready else backend_class(m).identity_of(m) for m in spec.models]
+
+
+def config_snapshot(spec: ExperimentSpec, cells: Sequence[Cell], identities: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What the run was: the spec, hashes of every task file, data file and template, and the
+    models' identities (``model_identities`` unless given), so a changed model is a new run."""
     tasks: dict[str, Any] = {}
     for cell in cells:
         task = cell.task
@@ -211,7 +238,8 @@ def config_snapshot(spec: ExperimentSpec, cells: Sequence[Cell]) -> dict[str, An
             entry["labels"] = list(task.labels)
         if task.group and task.spec.subtasks:  # a member of a group task: compare adds micro/macro rows
             entry["group"] = {"name": task.group, "aggregate": list(task.spec.subtasks.aggregate)}
-    return {"spec": spec.model_dump(mode="json"), "tasks": tasks}
+    models = list(identities) if identities is not None else model_identities(spec)
+    return {"spec": spec.model_dump(mode="json"), "tasks": tasks, "models": models}
 
 
 def versions() -> dict[str, str]:
@@ -240,42 +268,51 @@ def run_experiment(
     new: bool = False,
     backends: Mapping[str, Backend] | None = None,
     show_progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> RunSummary:
-    """Evaluate the matrix, resuming an unfinished identical run unless ``new``.
+    """Evaluate the matrix, resuming an unfinished identical run (same config and model identities) unless ``new``.
 
     ``backends`` maps model labels to ready backends (tests, notebooks); others are loaded
-    from their specs on the first cache miss.
+    from their specs on the first cache miss. ``log`` gets one line when a run is resumed and
+    one when requests were served from the response cache (the CLI prints them to stderr).
     """
     cells = plan(spec)
-    config = config_snapshot(spec, cells)
+    identities = model_identities(spec, backends)
+    config = config_snapshot(spec, cells, identities)
     config_hash = _hash(config)
     run_id = None if new else store.unfinished_run(config_hash)
     resumed = run_id is not None
+    total = sum(len(c.items) for c in cells)
     if run_id is None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         run_id = f"{stamp}-{_hash([config_hash, os.getpid(), datetime.now().isoformat()])[:6]}"
         store.create_run(run_id, config_hash, config, versions(), spec.seed)
+    elif log is not None:
+        log(f"resuming run {run_id}: {store.item_count(run_id)} of {total} items already stored (same config and model content)")
     summary = RunSummary(run_id=run_id, resumed=resumed, cells=cells)
     ready = dict(backends or {})
-    total = sum(len(c.items) for c in cells)
     with progress_bar("evaluating", total, enabled=show_progress) as advance:
-        for model in spec.models:
+        for model, identity in zip(spec.models, identities):
             model_cells = [c for c in cells if c.model == model]
-            _run_model(model, model_cells, store, run_id, ready, summary, advance, spec.chunk_items)
+            _run_model(model, model_cells, store, run_id, ready, summary, advance, spec.chunk_items, identity)
             if model.label in ready and ready[model.label].stats():
                 summary.extra.setdefault("backend_stats", {})[model.label] = ready[model.label].stats()
             if model.label in ready and (backends is None or model.label not in backends):
                 ready.pop(model.label).close()
     store.finish_run(run_id)
     summary.run_dir = export_run(store, run_id)
+    line = summary.cache_line()
+    if log is not None and line:
+        log(line)
     return summary
 
 
 def _run_model(
     model: ModelSpec, cells: list[Cell], store: Store, run_id: str, ready: dict[str, Backend], summary: RunSummary, advance: Any,
-    chunk_items: int = 64,
+    chunk_items: int = 64, identity: dict[str, Any] | None = None,
 ) -> None:
-    identity = ready[model.label].identity if model.label in ready else backend_class(model).identity_of(model)
+    if identity is None:
+        identity = ready[model.label].identity if model.label in ready else backend_class(model).identity_of(model)
     identity_json = json.dumps(identity, sort_keys=True)
 
     def backend() -> Backend:
@@ -330,7 +367,7 @@ def _resolve(
         for key, request in zip(keys, p.requests):
             wanted.setdefault(key, request)
     summary.requests += sum(len(keys) for keys in keyed)
-    results = store.cached(list(wanted))
+    results = store.cached(list(wanted), origins=summary.cache_origins)
     missing = [key for key in wanted if key not in results]
     summary.cache_hits += len(wanted) - len(missing)
     fresh: dict[str, Result] = {}
@@ -364,6 +401,7 @@ def _record(cell: Cell, p: Prepared, results: list[Result], cached: bool, filter
         latency_s=sum(r.latency_s for r in results),
         n_tokens=sum(r.n_tokens for r in results),
         cached=cached,
+        cluster=p.item.cluster,
     )
 
 
@@ -382,7 +420,7 @@ def export_run(store: Store, run_id: str) -> Path:
             "demo_ids": json.loads(row["demo_ids_json"]), "target": json.loads(row["target_json"]),
             "response": json.loads(row["response_json"]), "extracted": row["extracted"],
             "scores": json.loads(row["scores_json"]), "latency_s": row["latency_s"], "n_tokens": row["n_tokens"],
-            "cached": bool(row["cached"]),
+            "cached": bool(row["cached"]), "cluster": row["cluster"],
         }
         lines.append(json.dumps(record, ensure_ascii=False) + "\n")
     write_atomic(folder / "items.jsonl", lines)

@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -79,6 +80,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # which run first stored each cache entry, so a served-from-cache run can name it (NULL: stored before this)
+        "002_cache_run_id",
+        "ALTER TABLE cache ADD COLUMN run_id TEXT",
+    ),
+    (
+        # the item's cluster (task.yaml 'cluster:', e.g. its passage): CIs and paired tests resample clusters; NULL = none declared
+        "003_item_cluster",
+        "ALTER TABLE items ADD COLUMN cluster TEXT",
+    ),
 ]
 
 
@@ -117,6 +128,7 @@ class ItemRecord:
     latency_s: float
     n_tokens: int
     cached: bool
+    cluster: str | None = None  # the task's 'cluster:' value for this item (None when the task declares none)
 
 
 class Store:
@@ -163,6 +175,9 @@ class Store:
                 "INSERT INTO runs VALUES (?, ?, NULL, 'running', ?, ?, ?, ?)",
                 (run_id, now(), config_hash, json.dumps(config, sort_keys=True), json.dumps(versions, sort_keys=True), seed),
             )
+
+    def item_count(self, run_id: str) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM items WHERE run_id = ?", (run_id,)).fetchone()[0])
 
     def unfinished_run(self, config_hash: str) -> str | None:
         row = self.db.execute(
@@ -223,21 +238,23 @@ class Store:
         return {r["item_id"] for r in rows}
 
     def write_items(self, run_id: str, items: Iterable[ItemRecord], cache_entries: dict[str, Result]) -> None:
-        """Items and the cache entries that produced them, in one transaction."""
+        """Items and the cache entries that produced them (recorded as stored by ``run_id``), in one transaction."""
         stamp = now()
         with self.transaction():
             self.db.executemany(
-                "INSERT OR REPLACE INTO cache VALUES (?, ?, ?)",
-                [(key, json.dumps(result_to_json(result)), stamp) for key, result in cache_entries.items()],
+                "INSERT OR REPLACE INTO cache (key, result_json, created_at, run_id) VALUES (?, ?, ?, ?)",
+                [(key, json.dumps(result_to_json(result)), stamp, run_id) for key, result in cache_entries.items()],
             )
             self.db.executemany(
-                "INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO items (run_id, cell_id, item_id, position, prompt_json, continuations_json, demo_ids_json, "
+                "target_json, response_json, extracted, scores_json, latency_s, n_tokens, cached, cluster) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         run_id, i.cell_id, i.item_id, i.position, json.dumps(i.prompt, ensure_ascii=False),
                         None if i.continuations is None else json.dumps(i.continuations, ensure_ascii=False),
                         json.dumps(i.demo_ids), json.dumps(i.target, ensure_ascii=False), json.dumps(i.response, ensure_ascii=False),
-                        i.extracted, json.dumps(i.scores), i.latency_s, i.n_tokens, int(i.cached),
+                        i.extracted, json.dumps(i.scores), i.latency_s, i.n_tokens, int(i.cached), i.cluster,
                     )
                     for i in items
                 ],
@@ -259,13 +276,17 @@ class Store:
         )
 
     # -- cache --------------------------------------------------------------------
-    def cached(self, keys: Sequence[str]) -> dict[str, Result]:
+    def cached(self, keys: Sequence[str], origins: Counter[str | None] | None = None) -> dict[str, Result]:
+        """The cached results of those keys that have one; ``origins`` (when given) counts the hits
+        by the run that stored them (None: stored before runs were recorded)."""
         found: dict[str, Result] = {}
         for start in range(0, len(keys), 500):
             chunk = list(keys[start : start + 500])
             marks = ",".join("?" * len(chunk))
-            for row in self.db.execute(f"SELECT key, result_json FROM cache WHERE key IN ({marks})", chunk):
+            for row in self.db.execute(f"SELECT key, result_json, run_id FROM cache WHERE key IN ({marks})", chunk):
                 found[row["key"]] = result_from_json(json.loads(row["result_json"]))
+                if origins is not None:
+                    origins[row["run_id"]] += 1
         return found
 
     def cache_stats(self) -> dict[str, int]:

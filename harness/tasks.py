@@ -71,6 +71,12 @@ class TaskSpec(_Strict):
     choices: str | None = None
     target: str
     label: str | None = Field(default=None, description="expression used by label-balanced selection; default: target")
+    cluster: str | None = Field(
+        default=None,
+        description="expression naming the group an item belongs to (its passage, source document...), e.g. '{{ context }}': "
+        "items with the same value are correlated, so per-cell CIs and paired tests resample whole clusters; default: none "
+        "(every item on its own)",
+    )
     prompts: list[str] = Field(min_length=1)
     metrics: list[str] = Field(min_length=1)
     generation: GenerationSpec = Field(default_factory=GenerationSpec)
@@ -148,6 +154,7 @@ class Item:
     label: str = ""
     # classification: the words scored for each choice (label), parallel to ``choices``
     verbalizers: tuple[tuple[str, ...], ...] | None = None
+    cluster: str | None = None  # the task's ``cluster:`` value (e.g. the passage); None when the task declares none
 
     def template_vars(self) -> dict[str, Any]:
         """What a prompt template sees: the row's own fields plus the derived ones."""
@@ -216,7 +223,8 @@ class Task:
     @cached_property
     def _expressions(self) -> dict[str, Any]:
         spec, where = self.spec, str(self.yaml_path)
-        names = {"input": spec.input, "target": spec.target, "choices": spec.choices, "id": spec.id, "label": spec.label}
+        names = {"input": spec.input, "target": spec.target, "choices": spec.choices, "id": spec.id, "label": spec.label,
+                 "cluster": spec.cluster}
         return {k: compile_expression(v, f"{where}: field '{k}'") for k, v in names.items() if v}
 
     def _make_item(self, row: dict[str, Any], path: Path, line: int) -> Item:
@@ -245,7 +253,17 @@ class Task:
             target = tuple(str(t) for t in _as_list(raw_target))
         default_label = choices[target] if verbalizers and isinstance(target, int) else str(raw_target)
         label = str(value("label")) if "label" in exprs else default_label
-        return Item(id=item_id, row=row, input=str(value("input")), target=target, choices=choices, label=label, verbalizers=verbalizers)
+        cluster = None
+        if "cluster" in exprs:
+            raw_cluster = value("cluster")
+            if raw_cluster is None or str(raw_cluster) == "":
+                raise HarnessError(
+                    f"{self.yaml_path}: field 'cluster' ({self.spec.cluster!r}) gave no value on {path} line {line}; "
+                    "every item needs its cluster (e.g. the passage it is about)"
+                )
+            cluster = str(raw_cluster)
+        return Item(id=item_id, row=row, input=str(value("input")), target=target, choices=choices, label=label, verbalizers=verbalizers,
+                    cluster=cluster)
 
 
 def _as_list(value: Any) -> list[Any]:

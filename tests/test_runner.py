@@ -148,3 +148,65 @@ def test_sigkill_then_rerun_completes_asking_only_for_missing(tmp_path: Path) ->
     fresh = run_experiment(spec, Store(tmp_path / "clean.db"), show_progress=False)
     key = lambda rows: sorted((r["item_id"], r["scores_json"], r["response_json"]) for r in rows)  # noqa: E731
     assert key(store.items([summary.run_id])) == key(Store(tmp_path / "clean.db").items([fresh.run_id]))
+
+
+class Versioned(ScriptedBackend):
+    """A scripted model whose identity names its 'weights'; it can die after some requests (a kill)."""
+
+    def __init__(self, spec: ModelSpec, weights: str, die_after: int | None = None) -> None:
+        super().__init__(spec)
+        self.weights, self.die_after = weights, die_after
+
+    @property
+    def identity(self) -> dict:
+        return {**super().identity, "weights": self.weights}
+
+    def loglikelihood(self, requests):  # type: ignore[no-untyped-def]
+        if self.die_after is not None and self.loglikelihood_calls >= self.die_after:
+            raise RuntimeError("killed")
+        return super().loglikelihood(requests)
+
+
+def test_resume_only_with_the_same_model_content_and_say_so(tmp_path: Path) -> None:
+    write_task(tmp_path, rows=40)
+    spec = _spec(tmp_path, shots=[0], chunk_items=8)
+    label = spec.models[0].label
+    store = Store(tmp_path / "h.db")
+    with pytest.raises(RuntimeError, match="killed"):
+        run_experiment(spec, store, show_progress=False, backends={label: Versioned(spec.models[0], "v1", die_after=8 * 3)})
+    (killed,) = [r["id"] for r in store.runs()]
+    assert store.run_config(killed)["models"] == [{**Versioned(spec.models[0], "v1").identity}]
+
+    # other weights under the same spec: not the same model, so a new run (and no cached answer is reused)
+    lines: list[str] = []
+    other = run_experiment(spec, store, show_progress=False, backends={label: Versioned(spec.models[0], "v2")}, log=lines.append)
+    assert not other.resumed and other.run_id != killed and other.cache_hits == 0
+    assert not any("resuming" in line or "response cache" in line for line in lines)
+
+    # the same weights: the killed run is resumed, in one line naming it
+    lines.clear()
+    backend = Versioned(spec.models[0], "v1")
+    resumed = run_experiment(spec, store, show_progress=False, backends={label: backend}, log=lines.append)
+    assert resumed.resumed and resumed.run_id == killed
+    assert backend.loglikelihood_calls == (40 - 8) * 3
+    assert [line for line in lines if line.startswith("resuming")] == [f"resuming run {killed}: 8 of 40 items already stored (same config and model content)"]
+
+    # a repeat is served from the response cache, and says which run stored the answers
+    lines.clear()
+    again = run_experiment(spec, store, show_progress=False, new=True, backends={label: Versioned(spec.models[0], "v1")}, log=lines.append)
+    assert again.cache_hits == again.requests == 40 * 3
+    assert lines == [f"{40 * 3} of {40 * 3} requests served from the response cache (first stored by run {killed})"]
+
+
+def test_cli_run_says_resume_and_cache_on_stderr_and_keeps_json_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.helpers import cli
+
+    write_task(tmp_path, rows=6)
+    args = ["run", "--task", str(tmp_path / "toy"), "--model", "scripted:m", "--db", str(tmp_path / "h.db"), "--quiet", "--json"]
+    assert cli(*args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert cli(*args) == 0
+    captured = capsys.readouterr()
+    second = json.loads(captured.out)  # stdout is still one JSON document
+    assert second["cache_hits"] == second["requests"] == 18
+    assert f"18 of 18 requests served from the response cache (first stored by run {first['run_id']})" in captured.err.splitlines()

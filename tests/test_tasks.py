@@ -108,3 +108,44 @@ def test_data_dir_resolution(tmp_path: Path) -> None:
 def test_unknown_task_did_you_mean() -> None:
     with pytest.raises(HarnessError, match="Did you mean 'capitals'"):
         find_task("capitols")
+
+
+def test_cluster_expression_gives_each_item_its_cluster(tmp_path: Path) -> None:
+    folder = write_task(tmp_path, spec={"cluster": "{{ 'even' if answer % 2 == 0 else 'odd' }}"})
+    items = load_task(folder).items("test")
+    assert [i.cluster for i in items[:4]] == ["even", "odd", "even", "even"]  # answers 0, 1, 2, 0
+    assert load_task(write_task(tmp_path / "plain")).items("test")[0].cluster is None  # undeclared: no cluster
+    numeric = write_task(tmp_path / "numeric", spec={"cluster": "{{ answer }}"})
+    assert [i.cluster for i in load_task(numeric).items("test")[:4]] == ["0", "1", "2", "0"]  # always text
+
+
+def test_bad_cluster_expression_names_file_and_field(tmp_path: Path) -> None:
+    missing = _error(write_task(tmp_path / "a", spec={"cluster": "{{ passage }}"}))
+    assert "task.yaml" in missing and "field 'cluster'" in missing and "line 1" in missing and "passage" in missing
+    syntax = _error(write_task(tmp_path / "b", spec={"cluster": "{{ question[ }}"}))
+    assert "task.yaml" in syntax and "field 'cluster'" in syntax and "invalid expression" in syntax
+    empty = _error(write_task(tmp_path / "c", spec={"cluster": "{{ none }}"}))
+    assert "field 'cluster'" in empty and "line 1" in empty and "no value" in empty
+
+
+def test_clusters_are_stored_per_item_and_exported(tmp_path: Path) -> None:
+    from harness.runner import ExperimentSpec, run_experiment
+    from harness.store import Store
+
+    write_task(tmp_path, rows=6, spec={"cluster": "{{ 'group-' ~ (answer % 2) }}"})
+    spec = ExperimentSpec.model_validate({"tasks": [str(tmp_path / "toy")], "models": ["scripted:m"]})
+    store = Store(tmp_path / "h.db")
+    summary = run_experiment(spec, store, show_progress=False)
+    rows = store.items([summary.run_id])
+    assert [(r["item_id"], r["cluster"]) for r in rows] == [(f"t{i}", f"group-{i % 3 % 2}") for i in range(6)]
+    exported = [json.loads(line) for line in (summary.run_dir / "items.jsonl").read_text().splitlines()]
+    assert [e["cluster"] for e in exported] == [r["cluster"] for r in rows]
+
+
+def test_shipped_passage_tasks_declare_their_clusters(shared_data: Path) -> None:
+    for name, field in (("xquad", "context"), ("xquad_zh", "context"), ("boolq", "title")):
+        task = find_task(name, data_dirs=[shared_data])
+        items = task.items("test")
+        assert all(i.cluster == str(i.row[field]) for i in items)
+        assert 1 < len({i.cluster for i in items}) < len(items)  # real groups: fewer clusters than items
+    assert len({i.cluster for i in find_task("xquad", data_dirs=[shared_data]).items("test")}) == 240  # XQuAD's 240 passages

@@ -4,12 +4,22 @@ A backend never sees tasks, templates or metrics, only typed requests; that is w
 the runner cache, resume and batch identically for a local HF model and a remote API.
 Factories import their heavy dependencies lazily, so ``harness tasks`` works without torch
 and a missing extra is reported as the pip command that installs it.
+
+A backend's identity (``identity_of``) is what the response cache keys, the run identity
+(resume, ``harness ab`` reuse) and every cell's ``model_json`` hold, so it must describe the
+model's *content*, not its name: ``content_sha256`` gives the full sha256 of a file, memoised
+on disk by (path, size, mtime, ctime, inode) so a 1 GB checkpoint is read once, not on every
+start.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
@@ -57,8 +67,8 @@ class ModelSpec(BaseModel):
     def _hide_userinfo(self, url: str | None) -> str | None:
         if url and "@" in url.partition("://")[2].partition("/")[0]:
             scheme, _, rest = url.partition("://")
-            return f"{scheme}://{rest.partition('@')[2]}"
-        return url
+            url = f"{scheme}://{rest.partition('@')[2]}"
+        return mask_url_credentials(url) if url else url
 
     @property
     def label(self) -> str:
@@ -66,6 +76,21 @@ class ModelSpec(BaseModel):
             return self.name
         base = f"{self.backend}:{self.model}"
         return f"{base}+{self.adapter}" if self.adapter else base
+
+
+_CREDENTIAL_WORDS = ("key", "token", "secret", "auth", "sig", "password", "credential", "session")
+
+
+def mask_url_credentials(url: str) -> str:
+    """A URL with the values of credential-like query parameters (``?api_key=...``) masked;
+    others (Azure's ``api-version``) kept, since they can change answers."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    pairs = [(k, "***" if any(w in k.lower() for w in _CREDENTIAL_WORDS) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(pairs, safe="*"), parts.fragment))
 
 
 def parse_model(text: str | None) -> ModelSpec:
@@ -124,6 +149,71 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (servers, GPU memory)."""
+
+
+# -- content fingerprints -------------------------------------------------------------
+FINGERPRINT_DB = "fingerprints.sqlite"
+
+
+def _read_sha256(path: Path) -> str:
+    """The sha256 of a file's whole content (the slow part that the memo saves)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stat_key(stat: os.stat_result) -> tuple[int, int, int, int]:
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+
+
+def _memo() -> sqlite3.Connection | None:
+    """The memo of file hashes under harness's cache dir; None where it cannot be opened (read-only home...)."""
+    from harness.embedded import cache_dir
+
+    try:
+        folder = cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(folder / FINGERPRINT_DB, timeout=30, isolation_level=None)
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, "
+            "ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, sha256 TEXT NOT NULL)"
+        )
+        return db
+    except (OSError, sqlite3.Error):
+        return None
+
+
+def content_sha256(path: Path | str, memo: sqlite3.Connection | None = None) -> str:
+    """Full-content sha256 of a file, memoised by (absolute path, size, mtime_ns, ctime_ns, inode).
+
+    Any change of size, modification time, status-change time or inode (a rewrite, a
+    replacement, ``touch``) re-reads the file; ctime cannot be set back by tools that restore
+    mtimes (``cp -p``, rsync), so a rewrite that keeps size and mtime is still noticed. A file
+    that changes while it is read is not memoised. Without a usable memo it is read every time.
+    """
+    file = Path(path).resolve()  # a symlink (HF cache snapshots) is memoised by its target
+    before = file.stat()
+    db = memo if memo is not None else _memo()
+    try:
+        if db is not None:
+            try:
+                row = db.execute("SELECT size, mtime_ns, ctime_ns, inode, sha256 FROM files WHERE path = ?", (str(file),)).fetchone()
+            except sqlite3.Error:
+                row = None
+            if row is not None and tuple(row[:4]) == _stat_key(before):
+                return str(row[4])
+        digest = _read_sha256(file)
+        if db is not None and _stat_key(file.stat()) == _stat_key(before):
+            try:
+                db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", (str(file), *_stat_key(before), digest))
+            except sqlite3.Error:
+                pass
+        return digest
+    finally:
+        if db is not None and memo is None:
+            db.close()
 
 
 # name -> a function that imports and returns the backend class (imports stay lazy)

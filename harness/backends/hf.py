@@ -17,6 +17,10 @@ Speed notes, because they shape the code:
   few-shot demonstrations) once, drops finished rows from the batch at once, appends each step
   to the cache in place (decode_cache.py) and takes the greedy token from the LM head in
   vocabulary chunks without materialising the logits (argmax_head.py).
+
+Identity (``HFBackend.identity_of``): the full-content sha256 of the model and adapter folders
+(weights read once, then memoised by file stat), or a hub id's commit from the local HF cache,
+plus dtype, max_length, trust_remote_code and the device kind; see its docstring for why.
 """
 
 from __future__ import annotations
@@ -45,24 +49,68 @@ def require_transformers() -> None:
     require("transformers", "hf")
 
 
-def folder_fingerprint(path: Path) -> str:
-    """A cheap content fingerprint of a local model/adapter folder (config + weight files).
+# Top-level files of a model or adapter folder that never change outputs: notes, licences,
+# harness's tuning card, Trainer state. Every other top-level file is part of the fingerprint
+# (from_pretrained reads only the top level; checkpoint-*/ subfolders are not the model).
+_INERT_FILES = {"tune_card.json", "training_args.bin", "trainer_state.json", "optimizer.pt", "scheduler.pt", "scaler.pt"}
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".npz", ".index.json")
+_TOKENIZER_PREFIXES = ("tokenizer", "special_tokens_map", "added_tokens", "chat_template", "vocab", "merges", "spiece", "sentencepiece")
+_SMALL_FILE = 1 << 20  # read directly; larger files go through the on-disk memo
 
-    Hashes each weight file's size and its first and last MiB: enough to notice retrained or
-    replaced weights without reading gigabytes on every start.
+
+def _fingerprint_part(name: str) -> str | None:
+    """Which part of a folder's fingerprint a file belongs to; None for files that never change outputs."""
+    if name.startswith(".") or name.lower().endswith(".md") or name in _INERT_FILES or name.startswith("rng_state"):
+        return None
+    if name.upper().startswith(("LICENSE", "NOTICE", "USE_POLICY")):
+        return None
+    if name.endswith(_WEIGHT_SUFFIXES):
+        return "weights"
+    if name.startswith(_TOKENIZER_PREFIXES) or name.endswith((".model", ".tiktoken")):
+        return "tokenizer"  # tokenizer.json/_config.json (chat template, max length), sentencepiece, chat_template.jinja/json
+    return "config"  # config.json, generation_config.json (eos ids), adapter_config.json, remote code (*.py)
+
+
+def folder_fingerprint(path: Path) -> dict[str, str | None]:
+    """Full-content sha256 of a local model/adapter folder, in three parts: weights, tokenizer
+    (tokenizer files and chat template) and config (everything else that is loaded).
+
+    Each part hashes its files' names and full-content sha256; weight files are read once and
+    memoised (``base.content_sha256``), so a 1 GB model costs a few ``stat`` calls on every
+    later start. A part with no files is None.
     """
-    digest = hashlib.sha256()
-    for file in sorted(path.iterdir()):
-        if file.suffix in {".json", ".model"} and file.stat().st_size < 50_000_000:
-            digest.update(file.name.encode() + file.read_bytes())
-        elif file.suffix in {".safetensors", ".bin", ".pt"}:
-            size = file.stat().st_size
-            digest.update(f"{file.name}:{size}".encode())
-            with open(file, "rb") as handle:
-                digest.update(handle.read(1 << 20))
-                handle.seek(max(0, size - (1 << 20)))
-                digest.update(handle.read(1 << 20))
-    return digest.hexdigest()[:16]
+    from harness.backends.base import _memo, _read_sha256, content_sha256
+
+    parts: dict[str, Any] = {}
+    memo = _memo()
+    try:
+        for file in sorted(path.iterdir()):
+            part = _fingerprint_part(file.name)
+            if part is None or not file.is_file():
+                continue
+            digest = _read_sha256(file) if file.stat().st_size < _SMALL_FILE else content_sha256(file, memo)
+            parts.setdefault(part, hashlib.sha256()).update(f"{file.name}\x00{digest}\n".encode())
+    finally:
+        if memo is not None:
+            memo.close()
+    return {part: parts[part].hexdigest() if part in parts else None for part in ("weights", "tokenizer", "config")}
+
+
+def hub_commit(model: str, revision: str | None) -> str | None:
+    """The commit a hub id (at ``revision``, default main) resolves to in the local Hugging Face
+    cache, without any network access; None where it is not cached there."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(model, "config.json", revision=revision)
+    except Exception:  # not a valid repo id, no huggingface_hub: nothing to resolve
+        return None
+    return Path(found).parent.name if isinstance(found, str) else None
+
+
+def device_kind(device: str) -> str:
+    """'cuda:1' -> 'cuda': the kind of device decides the numerics, not its index."""
+    return device.partition(":")[0]
 
 
 def model_source(spec: ModelSpec) -> str:
@@ -102,7 +150,9 @@ class HFBackend(Backend):
         self.source = source = model_source(spec)
         self.device = resolve_device(spec)
         self.dtype = getattr(torch, resolve_dtype(spec))
-        kwargs: dict[str, Any] = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
+        # a hub id is loaded at the commit its identity names (see identity_of), not whatever main is by now
+        revision = spec.revision if Path(source).is_dir() else hub_commit(spec.model, spec.revision) or spec.revision
+        kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": spec.trust_remote_code}
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             multi_gpu = self.device == "cuda" and torch.cuda.device_count() > 1
@@ -148,17 +198,42 @@ class HFBackend(Backend):
 
     @classmethod
     def identity_of(cls, spec: ModelSpec) -> dict[str, Any]:
+        """The model's content plus every setting that changes its outputs (cache keys, run identity, ``model_json``).
+
+        - ``model_content`` (a local folder, the embedded model included): full-content sha256 of
+          its weights, tokenizer files + chat template, and config (``folder_fingerprint``); its
+          path is not part of it, only ``model`` (the name as given) is.
+        - a hub id: ``revision`` is the commit the local HF cache resolves it to (the model is then
+          loaded at that commit, so identity and weights agree); not cached yet: the requested
+          revision, with a ``revision_note`` saying it is unresolved (the next run, once it is
+          downloaded, has the commit and misses the cache once).
+        - ``adapter``: the same fingerprint of the PEFT adapter folder (content, not path).
+        - ``dtype`` (resolved: 'auto' is bfloat16 or float32 by device), ``max_length`` (None =
+          the model's own limit, which its fingerprinted config decides: prompts are truncated
+          to it), ``trust_remote_code`` (custom modelling code instead of the built-in class).
+        - ``device``: the device *kind* (cpu, cuda, mps). CPU and CUDA kernels reduce in other
+          orders (and CUDA may use TF32), so log-likelihoods differ in the last bits and
+          near-ties in greedy decoding or choice ranking can flip: a stored answer is only
+          reused on the kind of device that produced it. The index (cuda:0 vs cuda:1) is left
+          out, as are batch budgets (padding and batching do not change results, see above).
+        """
         source = Path(model_source(spec))
         adapter = Path(spec.adapter) if spec.adapter else None
         if adapter is not None and not adapter.is_dir():
             raise HarnessError(f"adapter '{spec.adapter}' is not a folder")
-        return {
-            "backend": "hf",
-            "model": spec.model,
-            "revision": folder_fingerprint(source) if source.is_dir() else spec.revision,
-            "adapter": folder_fingerprint(adapter) if adapter else None,
-            "dtype": resolve_dtype(spec),
-        }
+        identity: dict[str, Any] = {"backend": "hf", "model": spec.model}
+        if source.is_dir():
+            identity["model_content"] = folder_fingerprint(source)
+        else:
+            commit = hub_commit(spec.model, spec.revision)
+            identity["revision"] = commit or spec.revision or "main"
+            if commit is None:
+                identity["revision_note"] = "not in the local Hugging Face cache: the requested revision, not a resolved commit"
+        identity.update(
+            adapter=folder_fingerprint(adapter) if adapter else None, dtype=resolve_dtype(spec), max_length=spec.max_length,
+            trust_remote_code=spec.trust_remote_code, device=device_kind(resolve_device(spec)),
+        )
+        return identity
 
     def describe(self) -> dict[str, Any]:
         return {**self.identity, "source": self.source, "device": self.device, "adapter_path": self.spec.adapter}

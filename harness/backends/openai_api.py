@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from harness.backends.base import Backend, ModelSpec, require
+from harness.backends.base import Backend, ModelSpec, mask_url_credentials, require
 from harness.backends.hf import truncate_at_stop
 from harness.backends.mc_fallback import choice_logprobs, parse_choice, question_prompt
 from harness.backends.ratelimit import AdaptiveLimiter, CallStats, RetryPolicy, parse_retry_after
@@ -92,12 +92,26 @@ class OpenAIBackend(Backend):
     # -- identity -----------------------------------------------------------------
     @classmethod
     def identity_of(cls, spec: ModelSpec) -> dict[str, Any]:
-        """What changes answers: server, model, endpoint choice, extra parameters. Never the
-        key or headers (they may hold credentials)."""
-        return {
-            "backend": "openai", "model": spec.model, "base_url": resolve_base_url(spec), "endpoint": spec.endpoint,
+        """What changes answers: server (URL, its query such as Azure's api-version), served model
+        name, endpoint choice, extra request parameters (sampling settings, ``seed``...), the
+        multiple-choice fallback, and ``revision`` when the user declares one.
+
+        Never a secret: not the key, no header values (any header may carry a credential: only
+        the header *names* are kept), no user:password in the URL, and query values whose name
+        looks like a credential are masked. A remote server's weights cannot be fingerprinted
+        from here (and a fully cached run must not need the server), so a server that starts
+        serving other weights under the same name and URL is the same identity: declare the
+        change with ``revision:`` (or use ``--new`` / ``harness cache clear``).
+        """
+        identity: dict[str, Any] = {
+            "backend": "openai", "model": spec.model, "base_url": mask_url_credentials(resolve_base_url(spec)), "endpoint": spec.endpoint,
             "extra_params": spec.extra_params, "mc_fallback": spec.mc_fallback,
         }
+        if spec.revision:
+            identity["revision"] = spec.revision
+        if spec.extra_headers:
+            identity["header_names"] = sorted(name.lower() for name in spec.extra_headers)
+        return identity
 
     def describe(self) -> dict[str, Any]:
         return {**self.identity, "concurrency": self.spec.concurrency, "timeout_s": self.spec.timeout_s}
