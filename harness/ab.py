@@ -1,10 +1,24 @@
 """A/B of a tuned model against its base on identical prompts and items.
 
-Both models run the same experiment spec (only the model differs), so every cell of the
-tuned model has a twin of the base with the same template, demonstrations and items; a
-finished identical run is reused instead of evaluated again. Per task the paired test
-pools all matched cells (pairing key: prompt, shots, selector, item id); the overall
-verdict uses Holm-corrected task p-values, so many tasks do not manufacture a win.
+Both models run the same experiment spec (only the model differs), so every cell of the tuned
+model has a twin of the base with the same template, demonstrations and items; a finished run
+of exactly this spec and model content is reused instead of evaluated again (and says so).
+
+What is tested (all tuned − base, harness.difference):
+- **per cell**: the paired difference on the cell's items, its interval, test and verdict.
+- **per task, all cells**: the cells pooled with the *item* as the unit (a declared cluster when
+  the task has one): every (cell, item) difference is kept, but items are resampled as wholes, so
+  3 cells of 100 items count as 100 items with 3 correlated looks each, not 300 independent ones
+  (0/1 metrics: Tango's interval with the counts divided by the items' design effect; continuous:
+  bootstrap-t over items; corpus metrics: the mean over cells of the corpus-statistic difference,
+  items resampled jointly). Its p-values are Holm-corrected across tasks, and so are its TOST
+  p-values, so many tasks manufacture neither a win nor an "equivalent".
+- **across prompts** (a task with several cells): the mean over the prompt variants with an
+  interval that counts prompt variance too (harness.across_prompts), the worst and best variant
+  and Kendall τ of the variants' order under the two models: is the better model a better prompt?
+
+The overall verdict: tuned is *better* (better somewhere, worse nowhere), *worse*, *mixed*,
+*equivalent within ±m* (every task), or *inconclusive*, with what each task could detect.
 """
 
 from __future__ import annotations
@@ -16,12 +30,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from harness.aggregates import corpus_replicates
+from harness.across_prompts import AcrossPrompts, across_prompts
 from harness.backends import ModelSpec
-from harness.compare import CellSummary, summarize
+from harness.difference import Difference, cluster_codes, corpus_difference, difference, resample_weights
 from harness.errors import HarnessError
-from harness.paired import PairedResult, compare_scores
+from harness.paired import Pairing, PairedResult, pair, result_of
+from harness.scoring import get_metric
 from harness.stats import DEFAULT_RESAMPLES, holm
 from harness.store import Store
+from harness.summaries import CellSummary, Unscorable, describe_unscorable, summarize
+from harness.verdicts import Verdict, pair_verdict
 
 
 @dataclass(frozen=True)
@@ -33,6 +54,11 @@ class ABCell:
     base: CellSummary
     tuned: CellSummary
     result: PairedResult  # tuned minus base
+    verdict: Verdict  # this cell alone (unadjusted)
+
+    @property
+    def name(self) -> str:
+        return f"{self.prompt} · {self.shots}-shot" + ("" if self.selector == "none" else f" {self.selector}")
 
 
 @dataclass(frozen=True)
@@ -41,13 +67,15 @@ class ABTask:
     metric: str
     higher_is_better: bool
     cells: list[ABCell]
-    pooled: PairedResult  # tuned minus base over all matched cells' items
+    pooled: PairedResult  # tuned minus base over all matched cells, the item as the unit
     p_holm: float
+    verdict: Verdict  # from the Holm-adjusted p and Holm-adjusted TOST p
+    unit: str  # what the pooled test resamples, in words
+    across: AcrossPrompts | None = None
+    percent: bool = True  # differences shown in percentage points (metrics in [0, 1])
 
-    def outcome(self, alpha: float) -> str:
-        if self.p_holm >= alpha:
-            return "no significant difference"
-        return "tuned better" if self.pooled.a_better else "tuned worse"
+    def outcome(self, alpha: float | None = None) -> str:
+        return self.verdict.code
 
 
 @dataclass(frozen=True)
@@ -59,37 +87,65 @@ class ABReport:
     tasks: list[ABTask]
     alpha: float
     warnings: list[str] = field(default_factory=list)
+    margin: float | None = None
+    confidence: float = 0.95
+    flags: list[str] = field(default_factory=list)  # loud problems: overlap with training data, degenerate answers
 
     @property
     def verdict(self) -> str:
-        better = [t.task for t in self.tasks if t.outcome(self.alpha) == "tuned better"]
-        worse = [t.task for t in self.tasks if t.outcome(self.alpha) == "tuned worse"]
+        codes = {t.task: t.verdict.code for t in self.tasks}
+        better = [t for t, c in codes.items() if c == "better"]
+        worse = [t for t, c in codes.items() if c == "worse"]
+        equivalent = [t for t, c in codes.items() if c == "equivalent"]
         n = len(self.tasks)
+        how = f"(Holm across {n} task(s), α={self.alpha})" if n > 1 else f"(α={self.alpha})"
         if better and not worse:
-            return f"tuned is better than base: significant on {len(better)} of {n} task(s) ({', '.join(better)}), worse on none"
+            return f"tuned is better than base on {len(better)} of {n} task(s) ({', '.join(better)}), worse on none {how}"
         if worse and not better:
-            return f"tuned is worse than base: significant on {len(worse)} of {n} task(s) ({', '.join(worse)}), better on none"
+            return f"tuned is worse than base on {len(worse)} of {n} task(s) ({', '.join(worse)}), better on none {how}"
         if better and worse:
-            return f"mixed: tuned better on {', '.join(better)}, worse on {', '.join(worse)}"
-        return f"no significant difference between tuned and base on any of {n} task(s) (Holm, α={self.alpha})"
+            return f"mixed: tuned better on {', '.join(better)}, worse on {', '.join(worse)} {how}"
+        if equivalent and len(equivalent) == n and self.margin:
+            return f"tuned and base are equivalent within ±{_points(self.margin, self.tasks[0].percent)} on all {n} task(s) {how}"
+        rest = [t for t in self.tasks if t.verdict.code == "inconclusive"]
+        details = "; ".join(f"{t.task}: {t.verdict.detail}" for t in rest)
+        also = f" (equivalent on {', '.join(equivalent)})" if equivalent else ""
+        return f"inconclusive: no task shows a difference {how}{also}; {details}"
 
     def to_dict(self) -> dict[str, Any]:
-        def paired(r: PairedResult) -> dict[str, Any]:
+        def paired(r: PairedResult, v: Verdict) -> dict[str, Any]:
+            res = v.resolution
             return {"n": r.n, "dropped": r.dropped, "base": r.mean_b, "tuned": r.mean_a, "diff": r.diff.mean,
                     "diff_ci_low": r.diff.low, "diff_ci_high": r.diff.high, "p_value": r.p_value, "test": r.test,
-                    "tuned_wins": r.wins, "ties": r.ties, "tuned_losses": r.losses, "warning": r.warning}
+                    "tuned_wins": r.wins, "ties": r.ties, "tuned_losses": r.losses, "verdict": v.code, "verdict_text": v.text,
+                    "verdict_detail": v.detail, "p_equivalence": v.p_equivalence,
+                    "mde": None if res is None else res.mde, "items_needed": None if res is None else res.items_needed,
+                    "design_effect": r.difference.deff, "units": r.difference.units, "warning": r.warning}
+
+        def across(a: AcrossPrompts | None) -> dict[str, Any] | None:
+            if a is None:
+                return None
+            return {"variants": {v.name: v.diff for v in a.variants}, "items": a.items, "diff": a.mean, "diff_ci_low": a.low,
+                    "diff_ci_high": a.high, "p_value": a.p_value, "df": a.df, "worst": a.worst.name, "best": a.best.name,
+                    "prompt_sd": a.prompt_sd, "kendall_tau": a.tau, "tau_ci_low": a.tau_low, "tau_ci_high": a.tau_high,
+                    "method": a.method}
 
         return {
             "base": self.base, "tuned": self.tuned, "base_run": self.base_run, "tuned_run": self.tuned_run, "alpha": self.alpha,
-            "verdict": self.verdict, "warnings": self.warnings,
+            "confidence": self.confidence, "margin": self.margin, "verdict": self.verdict, "warnings": self.warnings,
+            "flags": self.flags,
             "tasks": [
-                {"task": t.task, "metric": t.metric, "higher_is_better": t.higher_is_better, "outcome": t.outcome(self.alpha),
-                 "p_holm": t.p_holm, **paired(t.pooled),
+                {"task": t.task, "metric": t.metric, "higher_is_better": t.higher_is_better, "outcome": t.verdict.code,
+                 "p_holm": t.p_holm, "unit": t.unit, **paired(t.pooled, t.verdict), "across_prompts": across(t.across),
                  "cells": [{"prompt": c.prompt, "shots": c.shots, "selector": c.selector, "base_cell": c.base.cell.cell_id,
-                            "tuned_cell": c.tuned.cell.cell_id, **paired(c.result)} for c in t.cells]}
+                            "tuned_cell": c.tuned.cell.cell_id, **paired(c.result, c.verdict)} for c in t.cells]}
                 for t in self.tasks
             ],
         }
+
+
+def _points(value: float, percent: bool) -> str:
+    return f"{100 * value:.1f}" if percent else f"{value:.3g}"
 
 
 def tuned_spec(base: ModelSpec, tuned: str | None, adapter: str | None) -> ModelSpec:
@@ -155,13 +211,106 @@ def _pick(summaries: list[CellSummary], run: str, label: str | None, role: str) 
     return summaries
 
 
+@dataclass(frozen=True)
+class _Options:
+    alpha: float
+    confidence: float
+    margin: float | None
+    resamples: int
+    seed: int
+
+
+def _cell_result(base: CellSummary, tuned: CellSummary, o: _Options) -> PairedResult:
+    """Tuned − base on one cell's paired items (the corpus statistic for corpus metrics)."""
+    pairing = pair(tuned.scores, base.scores)
+    labels = [base.cluster_of(i) for i in pairing.item_ids] if base.clusters else None
+    if base.corpus is None:
+        d = difference(np.asarray(pairing.a), np.asarray(pairing.b), base.kind, labels, o.confidence, o.resamples, o.seed)
+        mean = (lambda x: float(np.mean(x)) if len(x) else float("nan"))
+        return result_of(d, pairing, base.higher_is_better, mean(pairing.a), mean(pairing.b))
+    return _corpus_pool([(base, tuned)], list(pairing.item_ids), pairing, o)
+
+
+def _corpus_pool(pairs: Sequence[tuple[CellSummary, CellSummary]], ids: list[str], pairing: Pairing, o: _Options) -> PairedResult:
+    """Mean over cells of tuned − base corpus statistics, items resampled jointly across cells."""
+    base0 = pairs[0][0]
+    metric = get_metric(base0.metric)
+    labels = np.array([base0.cluster_of(i) for i in ids], dtype=object).astype(str)
+    _, units = cluster_codes(labels)
+    weights = resample_weights(units, o.resamples, o.seed)
+    columns = [[s.corpus[i] for i in ids] for b, t in pairs for s in (t, b)]  # type: ignore[index]
+    point, reps, jack = corpus_replicates(metric, columns, labels, weights)
+    delta = (lambda x: np.mean(x[..., 0::2] - x[..., 1::2], axis=-1))
+    diffs = np.asarray(pairing.a) - np.asarray(pairing.b)
+    d = corpus_difference(float(delta(point)), delta(reps), delta(jack), len(ids), units, int(np.sum(diffs != 0)), o.confidence)
+    return result_of(d, pairing, base0.higher_is_better, float(np.mean(point[0::2])), float(np.mean(point[1::2])))
+
+
+def pooled_difference(tuned: np.ndarray, base: np.ndarray, units: Sequence[str] | np.ndarray, kind: str, confidence: float = 0.95,
+                      resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Difference:
+    """Tuned − base over every (cell, item) score of a task, ``units`` naming each score's item (or
+    cluster): the unit is resampled whole, so several cells of one item are one unit, not several."""
+    return difference(tuned, base, kind, units, confidence, resamples, seed)
+
+
+def _pooled(cells: list[ABCell], o: _Options) -> tuple[PairedResult, str]:
+    """All matched cells of a task, the item (or its declared cluster) as the resampling unit."""
+    first = cells[0].base
+    clustered = first.clusters is not None
+    unit = "clusters" if clustered else "items"
+    if first.corpus is not None:
+        common = sorted(set.intersection(*(set(c.base.scores) & set(c.tuned.scores) for c in cells)))
+        a = [c.tuned.scores[i] for c in cells for i in common]
+        b = [c.base.scores[i] for c in cells for i in common]
+        keys = tuple(f"{c.name}|{i}" for c in cells for i in common)
+        pairing = Pairing(keys, tuple(a), tuple(b))
+        result = _corpus_pool([(c.base, c.tuned) for c in cells], common, pairing, o)
+        return result, f"mean over {len(cells)} cells of the corpus-statistic difference; {result.difference.units} {unit} resampled jointly"
+    ids: list[str] = []
+    a_values: list[float] = []
+    b_values: list[float] = []
+    labels: list[str] = []
+    dropped: dict[str, int] = defaultdict(int)
+    for c in cells:
+        p = pair(c.tuned.scores, c.base.scores)
+        for reason, count in p.dropped.items():
+            dropped[reason] += count
+        ids.extend(f"{c.name}|{i}" for i in p.item_ids)
+        a_values.extend(p.a)
+        b_values.extend(p.b)
+        labels.extend(c.base.cluster_of(i) for i in p.item_ids)
+    pairing = Pairing(tuple(ids), tuple(a_values), tuple(b_values), dict(dropped))
+    d = pooled_difference(np.asarray(a_values), np.asarray(b_values), labels, first.kind, o.confidence, o.resamples, o.seed)
+    mean = (lambda x: float(np.mean(x)) if len(x) else float("nan"))
+    result = result_of(d, pairing, first.higher_is_better, mean(a_values), mean(b_values))
+    return result, (f"{d.units} {unit} as units, {len(cells)} cell(s) each"
+                    + (f", design effect {d.deff:.2f}" if d.deff > 1 else ""))
+
+
+def _across(cells: list[ABCell], o: _Options) -> AcrossPrompts | None:
+    """Across prompt variants: needs two or more cells with per-item (not corpus) scores."""
+    if len(cells) < 2 or cells[0].base.corpus is not None:
+        return None
+    common = sorted(set.intersection(*(set(c.base.scores) & set(c.tuned.scores) for c in cells)))
+    if len(common) < 2:
+        return None
+    base = np.array([[c.base.scores[i] for c in cells] for i in common], dtype=np.float64)
+    tuned = np.array([[c.tuned.scores[i] for c in cells] for i in common], dtype=np.float64)
+    clusters = np.array([cells[0].base.cluster_of(i) for i in common], dtype=object).astype(str) if cells[0].base.clusters else None
+    return across_prompts([c.name for c in cells], base, tuned, clusters, o.confidence, o.seed)
+
+
 def ab_compare(
     store: Store, base_run: str, tuned_run: str, *, base_label: str | None = None, tuned_label: str | None = None,
     metric: str | None = None, alpha: float = 0.05, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+    confidence: float = 0.95, margin: float | None = None, unscorable: Unscorable = "wrong",
 ) -> ABReport:
     """Pair the base run's cells with the tuned run's and test tuned minus base."""
-    base = _pick(summarize(store, [base_run], metric, seed=seed, resamples=resamples), base_run, base_label, "base")
-    tuned = _pick(summarize(store, [tuned_run], metric, seed=seed, resamples=resamples), tuned_run, tuned_label, "tuned")
+    if margin is not None and margin <= 0:
+        raise HarnessError(f"--margin must be positive (a difference that does not matter), got {margin}")
+    o = _Options(alpha, confidence, margin, resamples, seed)
+    base = _pick(summarize(store, [base_run], metric, confidence, resamples, seed, unscorable), base_run, base_label, "base")
+    tuned = _pick(summarize(store, [tuned_run], metric, confidence, resamples, seed, unscorable), tuned_run, tuned_label, "tuned")
     if base_run == tuned_run and base_label is None:
         raise HarnessError("harness ab: the same run for both sides; name the models with --base and --tuned")
 
@@ -169,7 +318,7 @@ def ab_compare(
         return (s.cell.task, s.cell.prompt, s.cell.shots, s.cell.selector)
 
     tuned_by_key = {key(s): s for s in tuned}
-    warnings: list[str] = []
+    warnings: list[str] = [line for s in [*base, *tuned] if (line := describe_unscorable(s))]
     by_task: dict[str, list[ABCell]] = defaultdict(list)
     for b in base:
         t = tuned_by_key.pop(key(b), None)
@@ -178,64 +327,115 @@ def ab_compare(
             continue
         if t.cell.prompt_sha256 != b.cell.prompt_sha256:
             warnings.append(f"{' / '.join(map(str, key(b)))}: the template changed between the two runs; the prompts are not identical")
-        result = compare_scores(t.scores, b.scores, b.kind, b.higher_is_better, resamples=resamples, seed=seed)  # type: ignore[arg-type]
-        by_task[b.cell.task].append(ABCell(*key(b), base=b, tuned=t, result=result))
+        result = _cell_result(b, t, o)
+        verdict = pair_verdict(result.difference, b.higher_is_better, alpha=alpha, margin=margin, percent=_percent([b, t]))
+        by_task[b.cell.task].append(ABCell(*key(b), base=b, tuned=t, result=result, verdict=verdict))
     warnings += [f"{' / '.join(map(str, k))}: only the tuned model has this cell; left out" for k in tuned_by_key]
     if not by_task:
         raise HarnessError(f"harness ab: runs {base_run} and {tuned_run} have no matching cells (same task, prompt, shots, selector)")
-    pooled: list[tuple[str, list[ABCell], PairedResult]] = []
-    for task, cells in by_task.items():
-        a = {f"{c.prompt}|{c.shots}|{c.selector}|{i}": v for c in cells for i, v in c.tuned.scores.items()}
-        b = {f"{c.prompt}|{c.shots}|{c.selector}|{i}": v for c in cells for i, v in c.base.scores.items()}
-        first = cells[0].base
-        pooled.append((task, cells, compare_scores(a, b, first.kind, first.higher_is_better, resamples=resamples, seed=seed)))  # type: ignore[arg-type]
-    adjusted = holm([r.p_value for _, _, r in pooled])
-    tasks = [ABTask(task, cells[0].base.metric, cells[0].base.higher_is_better, cells, r, p) for (task, cells, r), p in zip(pooled, adjusted)]
-    for t in tasks:
-        if t.pooled.warning:
-            warnings.append(f"{t.task}: {t.pooled.warning}")
-        if t.pooled.dropped:
-            warnings.append(f"{t.task}: paired on {t.pooled.n} items, dropped {', '.join(f'{v} {k}' for k, v in t.pooled.dropped.items())}")
+    pooled = {task: _pooled(cells, o) for task, cells in by_task.items()}
+    p_holm = holm([r.p_value for r, _ in pooled.values()])
+    p_equivalence = holm([r.difference.p_equivalence(margin) for r, _ in pooled.values()]) if margin else [None] * len(pooled)
+    tasks = []
+    for (task, cells), ph, pe in zip(by_task.items(), p_holm, p_equivalence):
+        result, unit = pooled[task]
+        percent = _percent([s for c in cells for s in (c.base, c.tuned)])
+        verdict = pair_verdict(result.difference, cells[0].base.higher_is_better, alpha=alpha, margin=margin, p=ph,
+                               p_equivalence=pe, percent=percent, looks=len(cells) if cells[0].base.corpus is None else 1)
+        tasks.append(ABTask(task, cells[0].base.metric, cells[0].base.higher_is_better, cells, result, ph, verdict, unit,
+                            _across(cells, o), percent))
+        if result.dropped:
+            warnings.append(f"{task}: paired on {result.n} cell items, dropped {', '.join(f'{v} {k}' for k, v in result.dropped.items())}")
     base_name = base_label or base[0].cell.model
     tuned_name = tuned_label or tuned[0].cell.model
-    return ABReport(base_name, tuned_name, base_run, tuned_run, tasks, alpha, warnings)
+    return ABReport(base_name, tuned_name, base_run, tuned_run, tasks, alpha, warnings, margin, confidence)
+
+
+def _percent(cells: Sequence[CellSummary]) -> bool:
+    return all(-1.0 <= v <= 1.0 for s in cells for v in s.scores.values())
 
 
 def print_ab(report: ABReport, out: Any = None) -> None:
-    """The paired result per task and cell, then the verdict."""
+    """Per task: each cell, the pooled row (the task's verdict) and the across-prompt row; then the verdict."""
+    from rich import box
     from rich.table import Table
 
     from harness.report import console
 
     out = out or console()
-    table = Table(title=f"A/B: tuned = {report.tuned}  vs  base = {report.base}  (Δ = tuned − base)", title_justify="left")
-    for column in ("task", "prompt", "shots", "n", "metric", "base", "tuned", "Δ", "95% CI of Δ", "tuned W/T/L", "p", "p (Holm)", "test", "outcome"):
-        table.add_column(column, justify="left" if column in ("task", "prompt", "metric", "test", "outcome") else "right")
-
-    def pct(v: float) -> str:
-        return "—" if v != v else f"{100 * v:.1f}"
-
-    def sig(v: float) -> str:
-        return "—" if v != v else f"{100 * v:+.1f}"
-
-    def p(v: float | None) -> str:
-        return "" if v is None else ("<0.001" if v < 0.001 else f"{v:.3f}")
-
     for t in report.tasks:
-        rows = [(c.prompt, str(c.shots) + ("" if c.selector == "none" else f" {c.selector}"), c.result, None, "") for c in t.cells]
-        if len(t.cells) > 1:
-            rows.append(("all cells", "", t.pooled, t.p_holm, t.outcome(report.alpha)))
-        else:
-            rows = [(rows[0][0], rows[0][1], t.pooled, t.p_holm, t.outcome(report.alpha))]
-        for prompt, shots, r, ph, outcome in rows:
-            table.add_row(t.task, prompt, shots, str(r.n), t.metric, pct(r.mean_b), pct(r.mean_a), sig(r.diff.mean),
-                          f"[{sig(r.diff.low)}, {sig(r.diff.high)}]", f"{r.wins}/{r.ties}/{r.losses}", p(r.p_value), p(ph), r.test, outcome,
-                          style="bold" if outcome and outcome != "no significant difference" else None)
-    out.print(table)
+        fmt = AbFormat(t.percent)
+        table = Table(title=f"{t.task} — {t.metric} {'↑' if t.higher_is_better else '↓'} · Δ = tuned − base",
+                      title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+        for column in ("cells", "n", "base", "tuned", f"Δ [{report.confidence:.0%} CI]", "p", "verdict"):
+            table.add_column(column, justify="left" if column in ("cells", "verdict") else "right")
+        for row in ab_rows(t, report):
+            table.add_row(*row[:7], style="bold" if row[7] else None)
+        out.print(table)
+        for line in ab_notes(t, report, fmt):
+            out.print(line, highlight=False)
+    for flag in report.flags:
+        out.print(f"[bold red]flag:[/] {flag}", highlight=False)
     for warning in report.warnings:
         out.print(f"[yellow]warning:[/] {warning}", highlight=False)
     out.print(f"[bold]verdict:[/] {report.verdict}", highlight=False)
     out.print(f"runs: base {report.base_run}, tuned {report.tuned_run}. Items where they disagree:", highlight=False)
+
+
+@dataclass(frozen=True)
+class AbFormat:
+    """Number formatting shared by the terminal and the HTML report, so both print the same digits."""
+
+    percent: bool
+
+    def score(self, v: float) -> str:
+        return "—" if v != v else (f"{100 * v:.1f}" if self.percent else f"{v:.3g}")
+
+    def signed(self, v: float) -> str:
+        return "—" if v != v else (f"{100 * v:+.1f}" if self.percent else f"{v:+.3g}")
+
+    def interval(self, mean: float, low: float, high: float) -> str:
+        return f"{self.signed(mean)} [{self.signed(low)},{self.signed(high)}]"
+
+
+def p_text(v: float | None) -> str:
+    return "" if v is None or v != v else ("<0.001" if v < 0.001 else f"{v:.3f}")
+
+
+def ab_rows(t: ABTask, report: ABReport) -> list[tuple[str, str, str, str, str, str, str, bool]]:
+    """The table rows of one task (cells, pooled, across prompts): the terminal and HTML both use these."""
+    fmt = AbFormat(t.percent)
+    rows = []
+    if len(t.cells) > 1:
+        for c in t.cells:
+            r = c.result
+            rows.append((c.name, str(r.n), fmt.score(r.mean_b), fmt.score(r.mean_a), fmt.interval(r.diff.mean, r.diff.low, r.diff.high),
+                         p_text(r.p_value), c.verdict.text + " (this cell)", False))
+    r = t.pooled
+    name = f"all {len(t.cells)} cells" if len(t.cells) > 1 else t.cells[0].name
+    p_label = p_text(t.p_holm) + (" (Holm)" if len(report.tasks) > 1 else "")
+    n_text = str(r.difference.units if len(t.cells) > 1 else r.n)
+    rows.append((name, n_text, fmt.score(r.mean_b), fmt.score(r.mean_a), fmt.interval(r.diff.mean, r.diff.low, r.diff.high),
+                 p_label, t.verdict.text, True))
+    if t.across is not None:
+        a = t.across
+        rows.append((f"across {len(a.variants)} prompts", str(a.items), "", "", fmt.interval(a.mean, a.low, a.high), p_text(a.p_value),
+                     "(prompt variance counted)", False))
+    return rows
+
+
+def ab_notes(t: ABTask, report: ABReport, fmt: AbFormat) -> list[str]:
+    lines = [f"  {t.task}: {t.verdict.text}: {t.verdict.detail}" if t.verdict.detail else f"  {t.task}: {t.verdict.text}",
+             f"  all cells: {t.unit}; test: {t.pooled.test}"]
+    if t.across is not None:
+        a = t.across
+        tau = "" if a.tau != a.tau else f"; Kendall τ of the variants' order, base vs tuned: {a.tau:+.2f}" + (
+            "" if a.tau_low != a.tau_low else f" [{a.tau_low:+.2f},{a.tau_high:+.2f}]")
+        lines.append(f"  across prompts: worst variant {a.worst.name} {fmt.signed(a.worst.diff)}, best {a.best.name} "
+                     f"{fmt.signed(a.best.diff)} (sd {fmt.score(a.prompt_sd)}), df {a.df:.1f}{tau}")
+        if len(a.variants) < 5:
+            lines.append(f"  (only {len(a.variants)} prompt variants: the across-prompt interval is wide by design)")
+    return lines
 
 
 def cell_pairs(report: ABReport) -> Sequence[tuple[str, str]]:

@@ -76,6 +76,48 @@ def corpus_interval(
     return _percentile(values, point, len(items), confidence, "corpus bootstrap")
 
 
+JACKKNIFE_GROUPS = 1000  # above this many clusters, the BCa acceleration uses delete-a-group jackknife
+
+
+def corpus_replicates(
+    metric: Metric, cells: Sequence[Sequence[CorpusItem]], clusters: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A corpus statistic for K cells whose items are aligned (the same item at each position):
+    the point values (K,), on every joint resample of clusters (B, K), and with each cluster (or
+    group of clusters) left out (J, K) for the BCa acceleration. ``weights`` (B, C) counts each
+    cluster in each resample; ``clusters`` gives each item's cluster label.
+    """
+    from harness.difference import cluster_codes
+
+    codes, count = cluster_codes(np.asarray(clusters))
+    groups = codes % JACKKNIFE_GROUPS if count > JACKKNIFE_GROUPS else codes
+    n_groups = min(count, JACKKNIFE_GROUPS)
+    b = weights.shape[0]
+    point, reps, jack = np.empty(len(cells)), np.empty((b, len(cells))), np.empty((n_groups, len(cells)))
+    for k, items in enumerate(cells):
+        if metric.corpus_stats is not None and metric.corpus_from_stats is not None:
+            per_item = np.asarray(metric.corpus_stats(list(items)), dtype=np.float64)
+            by_cluster = np.zeros((count, per_item.shape[1]))
+            np.add.at(by_cluster, codes, per_item)
+            by_group = np.zeros((n_groups, per_item.shape[1]))
+            np.add.at(by_group, groups, per_item)
+            total = by_cluster.sum(axis=0)
+            point[k] = metric.corpus_from_stats(total)
+            reps[:, k] = [metric.corpus_from_stats(row) for row in weights @ by_cluster]
+            jack[:, k] = [metric.corpus_from_stats(total - row) for row in by_group]
+            continue
+        members: list[list[int]] = [[] for _ in range(count)]
+        for index, code in enumerate(codes):
+            members[code].append(index)
+        point[k] = metric.aggregate_corpus(list(items))
+        for r in range(b):
+            chosen = [i for c in np.repeat(np.arange(count), weights[r].astype(int)) for i in members[c]]
+            reps[r, k] = metric.aggregate_corpus([items[i] for i in chosen])
+        for g in range(n_groups):
+            jack[g, k] = metric.aggregate_corpus([items[i] for i in range(len(items)) if groups[i] != g])
+    return point, reps, jack
+
+
 def cell_interval(
     store: Store, cell: CellRecord, metric: Metric, values: Sequence[float], confidence: float = 0.95,
     resamples: int = DEFAULT_RESAMPLES, seed: int = 0,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import calibration_cli, decide_cli, draws, formats, sensitivity_report, tune_cli
+from harness import calibration_cli, decide_cli, draws, formats, plan_cli, sensitivity_report, tune_cli
 from harness.errors import HarnessError
 from harness.store import DEFAULT_DB, Store
 
@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     draws.add_verb(verbs, _common)
     formats.add_verb(verbs, _dirs)
     sensitivity_report.add_verb(verbs, _common)
+    plan_cli.add_verb(verbs, _common)
 
     p = verbs.add_parser("cache", help="response cache statistics, or clear it")
     _common(p)
@@ -267,7 +268,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 VERBS = {"tasks": cmd_tasks, "validate": cmd_validate, "run": cmd_run, "compare": cmd_compare, "show": cmd_show, "cache": cmd_cache,
-         **decide_cli.VERBS, "tune": tune_cli.cmd_tune,
+         **decide_cli.VERBS, "tune": tune_cli.cmd_tune, "plan": plan_cli.cmd_plan,
          "calibrate": calibration_cli.cmd_calibrate,
          "draws": draws.cmd_draws, "formats": formats.cmd_formats, "sensitivity": sensitivity_report.cmd_sensitivity}
 

@@ -1,11 +1,11 @@
-"""Turn stored items into per-cell summaries, rankings with rank groups, prompt spread and
-item-level diffs (data only; report.py and html_report.py present it).
+"""Everything ``harness compare`` shows, as data: ranked cells with the possibly-best set and
+verdicts (harness/ranking.py), prompt spread, and rank stability of prompt variants with a CI;
+plus item-level diffs. report.py and html_report.py present it.
 
-Ranking: per task, cells are ordered by the main metric in its declared direction; every
-other cell is tested against the best on the items both saw (McNemar for 0/1 metrics, a
-paired permutation test otherwise), the p-values are Holm-corrected, and cells whose
-difference from the best is not significant share its rank group. The next group is led
-by the best remaining cell, tested the same way against the rest.
+Guarantees (each measured by a seeded simulation in tests/test_simulation.py, see docs/compare.md):
+the possibly-best set misses the true best with probability ≤ α; a "worse" verdict is a false
+claim with probability ≤ α across all pairs of a task; an "equivalent ±m" verdict is a false claim
+with probability ≤ α across the cells of a task.
 """
 
 from __future__ import annotations
@@ -20,69 +20,17 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
-from harness.aggregates import cell_interval
+import numpy as np
+
+from harness.difference import cluster_codes, resample_weights
 from harness.errors import HarnessError
-from harness.paired import PairedResult, compare_scores
-from harness.scoring import get_metric
-from harness.stats import DEFAULT_RESAMPLES, Interval, holm, kendall_tau, mean_interval
+from harness.ranking import RankedCell, TaskRanking, order_key, rank_task
+from harness.stats import DEFAULT_RESAMPLES, kendall_tau, kendall_tau_rows
 from harness.store import CellRecord, Store
+from harness.summaries import CellSummary, Unscorable, cell_scores, describe_unscorable, summarize
 
-
-@dataclass(frozen=True)
-class CellSummary:
-    cell: CellRecord
-    metric: str
-    higher_is_better: bool
-    interval: Interval
-    scores: dict[str, float]  # item id -> score (the pairing key for comparisons)
-    kind: str = "binary"
-
-    @property
-    def n(self) -> int:
-        return self.interval.n
-
-    @property
-    def setting(self) -> str:
-        """Everything but the prompt: the unit over which prompt spread is measured."""
-        selector = "" if self.cell.selector == "none" else f" {self.cell.selector}"
-        return f"{self.cell.model} · {self.cell.shots}-shot{selector}"
-
-    @property
-    def label(self) -> str:
-        return f"{self.cell.prompt} · {self.setting}"
-
-
-def cell_scores(store: Store, run_ids: Sequence[str]) -> dict[tuple[str, str], dict[str, dict[str, float]]]:
-    """(run id, cell id) -> item id -> metric -> score."""
-    table: dict[tuple[str, str], dict[str, dict[str, float]]] = defaultdict(dict)
-    for row in store.items(run_ids):
-        table[(row["run_id"], row["cell_id"])][row["item_id"]] = json.loads(row["scores_json"])
-    return table
-
-
-def summarize(
-    store: Store, run_ids: Sequence[str], metric: str | None = None, confidence: float = 0.95,
-    resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-) -> list[CellSummary]:
-    """One summary per cell, on ``metric`` or each cell's main (first) metric."""
-    scores = cell_scores(store, run_ids)
-    out = []
-    for cell in store.cells(run_ids):
-        name = metric or cell.metrics[0]
-        definition = get_metric(name, "--metric")
-        items = scores.get((cell.run_id, cell.cell_id), {})
-        values = {item: s[name] for item, s in items.items() if name in s}
-        if definition.corpus is not None:  # BLEU, macro-F1 ...: a corpus score, item scores kept for pairing
-            interval = cell_interval(store, cell, definition, list(values.values()), confidence, resamples, seed)
-        else:
-            interval = mean_interval(list(values.values()), definition.kind == "binary", confidence, seed=seed, resamples=resamples)
-        out.append(CellSummary(cell, name, definition.higher_is_better, interval, values, definition.kind))
-    return out
-
-
-def _order_key(s: CellSummary) -> tuple[float, str, int, str, str]:
-    mean = s.interval.mean if s.interval.mean == s.interval.mean else float("-inf") if s.higher_is_better else float("inf")
-    return (-mean if s.higher_is_better else mean, s.cell.prompt, s.cell.shots, s.cell.model, s.cell.cell_id)
+__all__ = ["CellSummary", "Comparison", "RankedCell", "Spread", "Stability", "TaskRanking", "cell_scores", "compare_runs",
+           "find_cell", "item_diff", "ranked", "spreads", "stability", "summarize"]
 
 
 def ranked(summaries: Sequence[CellSummary]) -> dict[str, list[CellSummary]]:
@@ -90,26 +38,7 @@ def ranked(summaries: Sequence[CellSummary]) -> dict[str, list[CellSummary]]:
     by_task: dict[str, list[CellSummary]] = defaultdict(list)
     for s in summaries:
         by_task[s.cell.task].append(s)
-    return {task: sorted(cells, key=_order_key) for task, cells in by_task.items()}
-
-
-# -- ranking with rank groups ----------------------------------------------------------
-@dataclass(frozen=True)
-class RankedCell:
-    summary: CellSummary
-    rank: int  # position, 1 = best
-    group: int  # rank group: cells not significantly different from their group's leader
-    vs_best: PairedResult | None  # this cell minus the best; None for the best itself
-    p_holm: float | None  # Holm-corrected p-value of vs_best
-
-
-@dataclass(frozen=True)
-class TaskRanking:
-    task: str
-    metric: str
-    higher_is_better: bool
-    kind: str
-    cells: list[RankedCell]
+    return {task: sorted(cells, key=order_key) for task, cells in by_task.items()}
 
 
 @dataclass(frozen=True)
@@ -136,13 +65,17 @@ class Spread:
 
 @dataclass(frozen=True)
 class Stability:
-    """Kendall tau of the prompt variants' order under two settings (models, shots, draws)."""
+    """Kendall tau of the prompt variants' order under two settings (models, shots, draws), with a
+    percentile bootstrap CI over the items both settings share (the variants are fixed)."""
 
     task: str
     setting_a: str
     setting_b: str
     n_variants: int
     tau: float
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
+    n_items: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,6 +87,8 @@ class Comparison:
     alpha: float
     confidence: float
     warnings: list[str] = field(default_factory=list)
+    margin: float | None = None
+    unscorable: str = "wrong"
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat row per cell (for JSON, CSV and DataFrames)."""
@@ -164,17 +99,24 @@ class Comparison:
             for rc in ranking.cells:
                 s, c, vs = rc.summary, rc.summary.cell, rc.vs_best
                 sp = spread.get((ranking.task, labels[(c.run_id, c.cell_id)]))
+                res = rc.verdict.resolution
                 out.append({
-                    "task": ranking.task, "rank": rc.rank, "group": rc.group, "run_id": c.run_id, "cell_id": c.cell_id,
+                    "task": ranking.task, "rank": rc.rank, "may_be_best": rc.may_be_best, "verdict": rc.verdict.code,
+                    "verdict_text": rc.verdict.text, "verdict_detail": rc.verdict.detail,
+                    "beaten_by": None if rc.beaten_by is None else rc.beaten_by.cell.cell_id,
+                    "run_id": c.run_id, "cell_id": c.cell_id,
                     "prompt": c.prompt, "shots": c.shots, "selector": c.selector, "model": c.model, "metric": s.metric,
-                    "higher_is_better": s.higher_is_better, "n": s.n, "mean": s.interval.mean,
+                    "higher_is_better": s.higher_is_better, "n": s.n, "unscorable": s.unscorable,
+                    "unscorable_policy": s.unscorable_policy, "missing": s.missing, "mean": s.interval.mean,
                     "ci_low": s.interval.low, "ci_high": s.interval.high, "ci_method": s.interval.method,
                     "diff_vs_best": None if vs is None else vs.diff.mean,
                     "diff_ci_low": None if vs is None else vs.diff.low, "diff_ci_high": None if vs is None else vs.diff.high,
-                    "p_vs_best": None if vs is None else vs.p_value, "p_holm": rc.p_holm,
+                    "p_vs_best": None if vs is None else vs.p_value, "p_adjusted": rc.p_adjusted,
                     "test": None if vs is None else vs.test, "n_paired": None if vs is None else vs.n,
                     "wins": None if vs is None else vs.wins, "ties": None if vs is None else vs.ties,
                     "losses": None if vs is None else vs.losses,
+                    "mde": None if res is None else res.mde, "items_needed": None if res is None else res.items_needed,
+                    "p_equivalence": rc.verdict.p_equivalence,
                     # spread of this cell's model / shots / selector across prompt variants
                     "variants": None if sp is None else sp.n_variants, "spread_min": None if sp is None else sp.min,
                     "spread_median": None if sp is None else sp.median, "spread_max": None if sp is None else sp.max,
@@ -184,64 +126,14 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "runs": self.runs, "alpha": self.alpha, "confidence": self.confidence, "cells": self.rows(),
+            "runs": self.runs, "alpha": self.alpha, "confidence": self.confidence, "margin": self.margin,
+            "unscorable": self.unscorable, "cells": self.rows(),
+            "best_sets": [{"task": r.task, "method": r.method, "alpha": r.alpha, "n": r.n, "units": r.units,
+                           "clustered": r.clustered, "resamples": r.resamples,
+                           "cells": [rc.summary.cell.cell_id for rc in r.best_set], "pairs": r.pairs()} for r in self.rankings],
             "spread": [{**s.__dict__, "range": s.range} for s in self.spreads],
             "rank_stability": [s.__dict__ for s in self.stability], "warnings": self.warnings,
         }
-
-
-def rank_task(
-    cells: Sequence[CellSummary], alpha: float = 0.05, resamples: int = DEFAULT_RESAMPLES, seed: int = 0
-) -> tuple[TaskRanking, list[str]]:
-    """Rank one task's cells and assign rank groups (see the module docstring)."""
-    order = sorted(cells, key=_order_key)
-    best = order[0]
-    metrics = {s.metric for s in order}
-    if len(metrics) > 1:
-        raise HarnessError(f"task '{best.cell.task}': cells are scored by different metrics ({', '.join(sorted(metrics))}); pass --metric")
-    warnings: list[str] = []
-
-    def against(leader: CellSummary, others: Sequence[CellSummary]) -> tuple[list[PairedResult], list[float]]:
-        results = [compare_scores(o.scores, leader.scores, o.kind, o.higher_is_better, resamples=resamples, seed=seed) for o in others]  # type: ignore[arg-type]
-        return results, holm([r.p_value for r in results])
-
-    vs_best, p_best = against(best, order[1:])
-    for s, r in zip(order[1:], vs_best):
-        if r.dropped:
-            dropped = ", ".join(f"{v} {k}" for k, v in r.dropped.items())
-            warnings.append(f"{best.cell.task}: {s.label} vs best paired on {r.n} items (dropped: {dropped})")
-    groups: dict[str, int] = {}
-    remaining = list(order)
-    group = 0
-    while remaining:
-        group += 1
-        leader, rest = remaining[0], remaining[1:]
-        results, adjusted = (vs_best, p_best) if leader is best else against(leader, rest)
-        groups[leader.cell.cell_id + leader.cell.run_id] = group
-        still = []
-        for s, p in zip(rest, adjusted):
-            if p >= alpha:
-                groups[s.cell.cell_id + s.cell.run_id] = group
-            else:
-                still.append(s)
-        remaining = still
-    ranked_cells = [RankedCell(best, 1, 1, None, None)]
-    for position, (s, r, p) in enumerate(zip(order[1:], vs_best, p_best), start=2):
-        ranked_cells.append(RankedCell(s, position, groups[s.cell.cell_id + s.cell.run_id], r, p))
-    ranking = TaskRanking(best.cell.task, best.metric, best.higher_is_better, best.kind, ranked_cells)
-    underpowered = [rc.vs_best for rc in ranked_cells[1:] if rc.vs_best and rc.vs_best.warning and rc.group == 1]
-    if underpowered:
-        def span(values: list[float], digits: int) -> str:
-            low, high = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
-            return low if low == high else f"{low}-{high}"
-
-        warnings.append(
-            f"{ranking.task}: {len(underpowered)} cell(s) share the best's group only for lack of data: with "
-            f"n={span([r.n for r in underpowered], 0)} paired items, their differences from the best "
-            f"({span([100 * abs(r.diff.mean) for r in underpowered], 1)} points) would need about "
-            f"{span([r.items_needed for r in underpowered], 0)} items to detect with 80% power"
-        )
-    return ranking, warnings
 
 
 def setting_labels(summaries: Sequence[CellSummary]) -> dict[tuple[str, str], str]:
@@ -278,39 +170,84 @@ def spreads(summaries: Sequence[CellSummary]) -> list[Spread]:
     return out
 
 
-def stability(summaries: Sequence[CellSummary]) -> list[Stability]:
-    """Kendall tau between the variant orders of every two settings of a task (>= 2 shared variants)."""
+TAU_RESAMPLES = 1000
+
+
+def stability(summaries: Sequence[CellSummary], confidence: float = 0.95, seed: int = 0) -> list[Stability]:
+    """Kendall tau between the variant orders of every two settings of a task (>= 2 shared variants),
+    with a bootstrap CI over the items every involved cell shares (mean metrics; corpus metrics get
+    the point value only)."""
     labels = setting_labels(summaries)
-    table: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    table: dict[str, dict[str, dict[str, CellSummary]]] = defaultdict(lambda: defaultdict(dict))
     for s in summaries:
-        table[s.cell.task][labels[(s.cell.run_id, s.cell.cell_id)]][s.cell.prompt] = s.interval.mean
+        table[s.cell.task][labels[(s.cell.run_id, s.cell.cell_id)]][s.cell.prompt] = s
     out = []
     for task, settings in table.items():
         for a, b in combinations(sorted(settings), 2):
             shared = sorted(settings[a].keys() & settings[b].keys())
-            if len(shared) >= 2:
-                tau = kendall_tau([settings[a][p] for p in shared], [settings[b][p] for p in shared])
-                out.append(Stability(task, a, b, len(shared), tau))
+            if len(shared) < 2:
+                continue
+            cells_a, cells_b = [settings[a][p] for p in shared], [settings[b][p] for p in shared]
+            tau = kendall_tau([c.interval.mean for c in cells_a], [c.interval.mean for c in cells_b])
+            low, high, n_items = _tau_interval(cells_a, cells_b, confidence, seed)
+            out.append(Stability(task, a, b, len(shared), tau, low, high, n_items))
     return out
+
+
+def _tau_interval(cells_a: list[CellSummary], cells_b: list[CellSummary], confidence: float, seed: int) -> tuple[float, float, int]:
+    if any(c.is_corpus for c in cells_a + cells_b):
+        return float("nan"), float("nan"), 0
+    common = sorted(set.intersection(*(set(c.scores) for c in cells_a + cells_b)))
+    if len(common) < 2:
+        return float("nan"), float("nan"), len(common)
+    source = next((c for c in cells_a + cells_b if c.clusters), None)
+    labels = np.array([source.cluster_of(i) if source else i for i in common], dtype=object).astype(str)
+    codes, units = cluster_codes(labels)
+    weights = resample_weights(units, TAU_RESAMPLES, seed)
+
+    def means(cells: list[CellSummary]) -> np.ndarray:
+        x = np.array([[c.scores[i] for c in cells] for i in common], dtype=np.float64)
+        sums = np.zeros((units, len(cells)))
+        np.add.at(sums, codes, x)
+        sizes = np.bincount(codes, minlength=units).astype(np.float64)
+        return (weights @ sums) / (weights @ sizes)[:, None]
+
+    taus = kendall_tau_rows(means(cells_a), means(cells_b))
+    taus = taus[np.isfinite(taus)]
+    if taus.size == 0:
+        return float("nan"), float("nan"), len(common)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(taus, [tail, 1 - tail])
+    return float(low), float(high), len(common)
 
 
 def compare_runs(
     store: Store, run_ids: Sequence[str], metric: str | None = None, *, alpha: float = 0.05, confidence: float = 0.95,
-    resamples: int = DEFAULT_RESAMPLES, seed: int = 0, tasks: Sequence[str] | None = None,
+    resamples: int = DEFAULT_RESAMPLES, seed: int = 0, tasks: Sequence[str] | None = None, margin: float | None = None,
+    unscorable: Unscorable = "wrong",
 ) -> Comparison:
     """Everything ``harness compare`` shows, as data."""
-    summaries = summarize(store, run_ids, metric, confidence, resamples, seed)
+    if margin is not None and margin <= 0:
+        raise HarnessError(f"--margin must be positive (a difference that does not matter), got {margin}")
+    summaries = summarize(store, run_ids, metric, confidence, resamples, seed, unscorable)
     if tasks:
         summaries = [s for s in summaries if s.cell.task in tasks]
     summaries = [s for s in summaries if s.n > 0] or summaries
     if not summaries:
         raise HarnessError(f"runs {', '.join(run_ids)}: no cells with scored items to compare")
     rankings, warnings = [], []
+    for s in summaries:
+        line = describe_unscorable(s)
+        if line:
+            warnings.append(line)
+        if s.missing:
+            warnings.append(f"{s.cell.task}: {s.label}: {s.missing} of {s.cell.n_planned} planned items were never stored (unfinished run?)")
     for cells in ranked(summaries).values():
-        ranking, notes = rank_task(cells, alpha, resamples, seed)
+        ranking, notes = rank_task(cells, alpha, resamples, seed, confidence=confidence, margin=margin)
         rankings.append(ranking)
         warnings.extend(notes)
-    return Comparison(list(run_ids), rankings, spreads(summaries), stability(summaries), alpha, confidence, warnings)
+    return Comparison(list(run_ids), rankings, spreads(summaries), stability(summaries, confidence, seed), alpha, confidence,
+                      warnings, margin, unscorable)
 
 
 # -- item-level diff ---------------------------------------------------------------------

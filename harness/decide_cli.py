@@ -13,28 +13,50 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.stats import DEFAULT_RESAMPLES
 from harness.store import DEFAULT_DB, Store
 
 Adder = Callable[[argparse.ArgumentParser], None]
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _level(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _verdict_options(p: argparse.ArgumentParser) -> None:
+    """The options every verdict-giving verb shares (compare, ab, report)."""
+    p.add_argument("--alpha", type=_level, default=0.05, help="error rate of every verdict (default: %(default)s)")
+    p.add_argument("--confidence", type=_level, default=0.95, help="interval level (default: %(default)s)")
+    p.add_argument("--margin", type=_positive, help="equivalence margin in metric units (0.02 = 2 points): a difference "
+                   "this small does not matter; enables 'equivalent' verdicts and items-needed estimates")
+    p.add_argument("--unscorable", choices=["wrong", "exclude"], default="wrong",
+                   help="items whose score is NaN: score them as wrong (default) or exclude them; counted either way")
+    p.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every resampling (default: %(default)s)")
+
+
 def _stat_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric", help="metric to rank by (default: each task's first)")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level for rank groups (default: %(default)s)")
-    p.add_argument("--confidence", type=float, default=0.95, help="CI level (default: %(default)s)")
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of bootstrap and permutation tests (default: %(default)s)")
+    _verdict_options(p)
 
 
 def add_compare_options(p: argparse.ArgumentParser) -> None:
     """Extra options for ``compare`` (cli.py already adds --db, --json, runs and --metric)."""
     p.add_argument("--csv", action="store_true", help="print the ranked cells as CSV")
-    p.add_argument("--full", action="store_true", help="with --json: an object with cells, spread, rank stability and warnings")
+    p.add_argument("--full", action="store_true", help="with --json: an object with cells, the possibly-best sets with every "
+                   "pair's adjusted p, spread, rank stability and warnings")
     p.add_argument("--task", nargs="+", dest="only_tasks", help="only these tasks")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level for rank groups (default: %(default)s)")
-    p.add_argument("--confidence", type=float, default=0.95, help="CI level (default: %(default)s)")
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of bootstrap and permutation tests (default: %(default)s)")
+    _verdict_options(p)
 
 
 def add_show_options(p: argparse.ArgumentParser) -> None:
@@ -61,6 +83,7 @@ def add_verbs(verbs: argparse._SubParsersAction, common: Adder, dirs: Adder) -> 
     p.add_argument("--base-run", help="reuse this stored run for the base instead of running")
     p.add_argument("--tuned-run", help="reuse this stored run for the tuned model instead of running")
     p.add_argument("--no-reuse", action="store_true", help="run both even if identical finished runs are stored")
+    p.add_argument("--html", type=Path, metavar="PATH", help="also write the A/B verdict as a self-contained HTML report")
     p.add_argument("--quiet", action="store_true")
     _stat_options(p)
 
@@ -77,6 +100,8 @@ def add_verbs(verbs: argparse._SubParsersAction, common: Adder, dirs: Adder) -> 
     p.add_argument("-o", "--output", type=Path, default=Path("report.html"))
     p.add_argument("--task", nargs="+", dest="only_tasks")
     p.add_argument("--diff-limit", type=int, default=30, help="disagreeing items listed per task (default: %(default)s)")
+    p.add_argument("--ab", nargs=2, metavar=("BASE_RUN", "TUNED_RUN"),
+                   help="an A/B report of two runs (as `harness ab --base-run --tuned-run` prints it) instead of a ranking")
     p.add_argument("--tune", nargs="+", type=Path, default=[], metavar="OUT",
                    help="`harness tune` output folder(s): their training/eval curves (alone, or appended to the named runs)")
     _stat_options(p)
@@ -87,7 +112,7 @@ def _comparison(args: argparse.Namespace, store: Store):  # type: ignore[no-unty
 
     runs = [store.resolve_run(r) for r in args.runs]
     return compare_runs(store, runs, args.metric, alpha=args.alpha, confidence=args.confidence, resamples=args.resamples,
-                        seed=args.seed, tasks=args.only_tasks)
+                        seed=args.seed, tasks=args.only_tasks, margin=args.margin, unscorable=args.unscorable)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -143,14 +168,26 @@ def cmd_ab(args: argparse.Namespace) -> int:
         base_run, tuned_run = run_pair(spec, base, tuned, store, reuse=not args.no_reuse, show_progress=not args.quiet and not args.json)
         base_label, tuned_label = base.label, tuned.label
     report = ab_compare(store, base_run, tuned_run, base_label=base_label, tuned_label=tuned_label, metric=args.metric,
-                        alpha=args.alpha, resamples=args.resamples, seed=args.seed)
+                        alpha=args.alpha, resamples=args.resamples, seed=args.seed, confidence=args.confidence,
+                        margin=args.margin, unscorable=args.unscorable)
     if args.json:
         print_json({**report.to_dict(), "diff_commands": [f"harness show --diff {a} {b}" for a, b in cell_pairs(report)]})
     else:
         print_ab(report)
         for a, b in cell_pairs(report)[:5]:
             print(f"  harness show --diff {a} {b}")
+    if args.html:
+        _write_ab_html(report, store, args.html)
     return 0
+
+
+def _write_ab_html(report, store: Store, path: Path, diff_limit: int = 30) -> None:  # type: ignore[no-untyped-def]
+    from harness.html_report import write_ab_report
+    from harness.tune_report import cards_for_runs, tuning_section
+
+    cards = {c.folder.resolve(): c for c in cards_for_runs(store, [report.base_run, report.tuned_run]) if c is not None}
+    write_ab_report(report, path, store, diff_limit, appendix=[tuning_section(c) for c in cards.values()])
+    print(f"wrote {path} (A/B verdict, the same numbers as above); open it in any browser, no network needed", file=sys.stderr)
 
 
 def _ab_spec(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -198,6 +235,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.tune and not args.runs:
         cards = write_tuning_report(args.tune, args.output)
         print(f"wrote {args.output} (tuning curves of {len(cards)} run(s)); open it in any browser, no network needed")
+        return 0
+    if args.ab:
+        if args.runs:
+            raise HarnessError("harness report --ab BASE_RUN TUNED_RUN takes no other runs")
+        from harness.ab import ab_compare
+
+        store = Store(args.db)
+        base_run, tuned_run = (store.resolve_run(r) for r in args.ab)
+        report = ab_compare(store, base_run, tuned_run, metric=args.metric, alpha=args.alpha, resamples=args.resamples,
+                            seed=args.seed, confidence=args.confidence, margin=args.margin, unscorable=args.unscorable)
+        _write_ab_html(report, store, args.output, args.diff_limit)
         return 0
     args.runs = args.runs or ["latest"]
     store = Store(args.db)

@@ -1,8 +1,10 @@
 """One self-contained HTML report: inline CSS and inline SVG drawn here, no scripts, no network.
 
-Per task: the ranked table (CI, rank group, Holm p vs best), per-cell scores with CI bars,
-a paired-difference forest plot against the best cell, a prompt-variant × setting heatmap,
-and the items where the two best cells disagree. Then prompt spread and rank stability.
+Per task: the ranked table (CI, Δ vs best with CI, adjusted p, verdict) with the same notes the
+terminal prints, per-cell scores with CI bars, a paired-difference forest plot against the best
+cell, a prompt-variant × setting heatmap, and the items where the two best cells disagree. Then
+prompt spread and rank stability. An A/B (``harness ab --html``, ``harness report --ab``) gets its
+own page built from the same rows and notes as the terminal's, so the two cannot disagree.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.compare import Comparison, ItemDiff, TaskRanking, item_diff
+from harness.ab import ABReport, AbFormat, ab_notes, ab_rows
+from harness.compare import Comparison, ItemDiff, RankedCell, TaskRanking, item_diff
+from harness.report import number_formats, ranking_notes, tau_text, varying_fields
 from harness.requests import prompt_from_json, prompt_text
 from harness.store import Store, write_atomic
 
-GROUP_COLOURS = ["#1b7837", "#2166ac", "#b2182b", "#8c510a", "#762a83", "#01665e", "#c51b7d", "#4d4d4d"]
+VERDICT_COLOURS = {"best": "#1b7837", "inconclusive": "#5aae61", "equivalent": "#2166ac", "worse": "#b2182b",
+                   "better": "#1b7837"}
 LABEL_W, PLOT_W, ROW_H, PAD = 340, 420, 22, 28
 MAX_LABEL = 52
 
@@ -39,8 +44,9 @@ def _short(label: str) -> str:
     return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1] + "…"
 
 
-def _colour(group: int) -> str:
-    return GROUP_COLOURS[(group - 1) % len(GROUP_COLOURS)]
+def _colour(rc: RankedCell) -> str:
+    """Green: may be best; blue: equivalent to the best; red: worse."""
+    return VERDICT_COLOURS.get(rc.verdict.code, "#4d4d4d")
 
 
 def _ticks(low: float, high: float, target: int = 6) -> list[float]:
@@ -78,7 +84,7 @@ def _bounds(values: Sequence[float], pad: float = 0.05, clamp: tuple[float, floa
 
 
 def ci_plot(ranking: TaskRanking) -> str:
-    """Per-cell mean (dot) and CI (bar), best first, coloured by rank group."""
+    """Per-cell mean (dot) and CI (bar), best first, coloured by verdict."""
     cells = ranking.cells
     height = len(cells) * ROW_H
     low, high = _bounds([v for rc in cells for v in (rc.summary.interval.low, rc.summary.interval.high)])
@@ -86,8 +92,8 @@ def ci_plot(ranking: TaskRanking) -> str:
     rows = []
     for i, rc in enumerate(cells):
         s, y = rc.summary, PAD + i * ROW_H + ROW_H / 2
-        ci, colour = s.interval, _colour(rc.group)
-        tip = f"{s.label}: {_pct(ci.mean)} [{_pct(ci.low)}, {_pct(ci.high)}], n={s.n}, group {rc.group}"
+        ci, colour = s.interval, _colour(rc)
+        tip = f"{s.label}: {_pct(ci.mean)} [{_pct(ci.low)}, {_pct(ci.high)}], n={s.n}, {rc.verdict.text}"
         rows.append(
             f'<g class="cell"><title>{_e(tip)}</title>'
             f'<text x="{LABEL_W - 8}" y="{y + 4}" class="label">{rc.rank}. {_e(_short(s.label))}</text>'
@@ -110,8 +116,8 @@ def forest_plot(ranking: TaskRanking) -> str:
     for i, rc in enumerate(cells):
         r, y = rc.vs_best, PAD + i * ROW_H + ROW_H / 2
         assert r is not None
-        colour = _colour(rc.group)
-        tip = f"{rc.summary.label} − best: {100 * r.diff.mean:+.1f} [{100 * r.diff.low:+.1f}, {100 * r.diff.high:+.1f}], p(Holm)={_p(rc.p_holm)}"
+        colour = _colour(rc)
+        tip = f"{rc.summary.label} − best: {100 * r.diff.mean:+.1f} [{100 * r.diff.low:+.1f}, {100 * r.diff.high:+.1f}], p adj={_p(rc.p_adjusted)}"
         rows.append(
             f'<g class="diff"><title>{_e(tip)}</title>'
             f'<text x="{LABEL_W - 8}" y="{y + 4}" class="label">{_e(_short(rc.summary.label))}</text>'
@@ -161,20 +167,24 @@ def _svg(css_class: str, label: str, height: float, body: str, axis_title: str) 
 
 
 def ranked_table(ranking: TaskRanking, comp: Comparison) -> str:
-    head = ["rank", "group", "prompt", "shots", "selector", "model", "n", ranking.metric, f"{comp.confidence:.0%} CI",
-            "Δ vs best", "Δ CI", "p (Holm)", "test", "W/T/L vs best"]
+    head = ["rank", "prompt", "shots", "selector", "model", "n", ranking.metric, f"{comp.confidence:.0%} CI",
+            "Δ vs best", "Δ CI", "p", "p adj", "verdict", "W/T/L vs best", "unscorable"]
+    score, signed, _ = number_formats(ranking)
     rows = []
     for rc in ranking.cells:
         s, ci, r = rc.summary, rc.summary.interval, rc.vs_best
         cells = [
-            str(rc.rank), f'<span class="badge" style="background:{_colour(rc.group)}">{rc.group}</span>', _e(s.cell.prompt),
-            str(s.cell.shots), _e(s.cell.selector), _e(s.cell.model), str(s.n), _pct(ci.mean), f"[{_pct(ci.low)}, {_pct(ci.high)}]",
-            "best" if r is None else f"{100 * r.diff.mean:+.1f}", "" if r is None else f"[{100 * r.diff.low:+.1f}, {100 * r.diff.high:+.1f}]",
-            _p(rc.p_holm), "" if r is None else _e(r.test), "" if r is None else f"{r.wins}/{r.ties}/{r.losses}",
+            str(rc.rank), _e(s.cell.prompt), str(s.cell.shots), _e(s.cell.selector), _e(s.cell.model), str(s.n),
+            score(ci.mean), f"[{score(ci.low)},{score(ci.high)}]",
+            "best" if r is None else signed(r.diff.mean), "" if r is None else f"[{signed(r.diff.low)},{signed(r.diff.high)}]",
+            "" if r is None else _p(r.p_value), _p(rc.p_adjusted),
+            f'<span class="badge" style="background:{_colour(rc)}">{_e(rc.verdict.text)}</span>',
+            "" if r is None else f"{r.wins}/{r.ties}/{r.losses}", str(s.unscorable) if s.unscorable else "",
         ]
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        rows.append(f"<tr data-verdict='{rc.verdict.code}'>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    notes = "".join(f"<li>{_e(line.strip())}</li>" for line in ranking_notes(comp, ranking, varying_fields([rc.summary for rc in ranking.cells])))
     return (f'<table class="ranked" data-task="{_e(ranking.task)}"><thead><tr>' + "".join(f"<th>{_e(h)}</th>" for h in head)
-            + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+            + "</tr></thead><tbody>" + "".join(rows) + f"</tbody></table><ul class='notes'>{notes}</ul>")
 
 
 def diff_section(label_a: str, label_b: str, metric: str, diffs: Sequence[ItemDiff], n_shared: int, limit: int) -> str:
@@ -212,6 +222,7 @@ table{border-collapse:collapse;font-size:13px;margin:8px 0} th,td{border:1px sol
 th{background:#f3f3f3} td:nth-child(3),td:nth-child(5),td:nth-child(6){text-align:left}
 table.diffs td,table.plain td,table.plain th{text-align:left;vertical-align:top}
 .badge{color:#fff;border-radius:9px;padding:0 7px;font-weight:bold}
+.notes{font-size:13px;color:#333} .flag{color:#b2182b} tr.pooled td{background:#f6fbf6}
 .grid{stroke:#e4e4e4} .zero{stroke:#444;stroke-dasharray:4 3} .tick{font-size:11px;text-anchor:middle;fill:#555}
 .label{font-size:12px;text-anchor:end;fill:#222} .axis-title{font-size:12px;text-anchor:middle;fill:#333}
 .col{font-size:12px;text-anchor:middle} .hm{font-size:12px;text-anchor:middle;fill:#111} .hm.dark{fill:#fff}
@@ -226,7 +237,9 @@ def render(comp: Comparison, store: Store | None = None, diff_limit: int = 30, t
     """The whole report as one HTML string; ``appendix`` sections (e.g. tuning curves) go before the warnings."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [f"<h1>{_e(title)}</h1><p class='note'>runs: {_e(', '.join(comp.runs))} · generated {stamp} · "
-            f"CIs at {comp.confidence:.0%}; rank groups: not significantly different from their leader (Holm, α={comp.alpha}).</p>"]
+            f"intervals at {comp.confidence:.0%}; verdicts at α={comp.alpha}"
+            + (f", equivalence margin ±{comp.margin:g}" if comp.margin else "") + "; green: may be best, blue: equivalent to the best, "
+            "red: worse (see docs/compare.md for what each number guarantees).</p>"]
     for ranking in comp.rankings:
         arrow = "higher is better" if ranking.higher_is_better else "lower is better"
         body.append(f"<h2 id='task-{_e(ranking.task)}'>{_e(ranking.task)} — {_e(ranking.metric)} ({arrow})</h2>")
@@ -247,14 +260,65 @@ def render(comp: Comparison, store: Store | None = None, diff_limit: int = 30, t
                     f"<tbody>{rows}</tbody></table>")
     if comp.stability:
         rows = "".join(f"<tr><td>{_e(s.task)}</td><td>{_e(s.setting_a)}</td><td>{_e(s.setting_b)}</td><td>{s.n_variants}</td>"
-                       f"<td>{'—' if s.tau != s.tau else f'{s.tau:+.2f}'}</td></tr>" for s in comp.stability)
-        body.append("<h2>Rank stability of prompt variants (Kendall τ)</h2><table class='plain stability'><thead><tr><th>task</th>"
-                    f"<th>setting A</th><th>setting B</th><th>variants</th><th>τ</th></tr></thead><tbody>{rows}</tbody></table>")
+                       f"<td>{_e(tau_text(s))}</td></tr>" for s in comp.stability)
+        body.append(f"<h2>Rank stability of prompt variants (Kendall τ, {comp.confidence:.0%} CI over items)</h2>"
+                    "<table class='plain stability'><thead><tr><th>task</th>"
+                    f"<th>setting A</th><th>setting B</th><th>variants</th><th>τ [CI]</th></tr></thead><tbody>{rows}</tbody></table>")
     body.extend(appendix)
     if comp.warnings:
         body.append("<h2>Warnings</h2><ul>" + "".join(f"<li class='warn'>{_e(w)}</li>" for w in comp.warnings) + "</ul>")
+    return _page(title, body)
+
+
+def _page(title: str, body: Sequence[str]) -> str:
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def ab_section(report: ABReport) -> str:
+    """The A/B verdict: the terminal's rows and notes (harness.ab.ab_rows / ab_notes), as HTML."""
+    parts = [f"<h2 id='ab'>A/B: tuned = {_e(report.tuned)} vs base = {_e(report.base)} (Δ = tuned − base)</h2>",
+             f"<p class='verdict ab-verdict'><b>verdict:</b> {_e(report.verdict)}</p>"]
+    for flag in report.flags:
+        parts.append(f"<p class='flag'><b>flag:</b> {_e(flag)}</p>")
+    for t in report.tasks:
+        head = ["cells", "n", "base", "tuned", f"Δ [{report.confidence:.0%} CI]", "p", "verdict"]
+        rows = "".join(
+            f"<tr class='{'pooled' if bold else 'cell'}'>" + "".join(f"<td>{'<b>' if bold else ''}{_e(v)}{'</b>' if bold else ''}</td>" for v in row[:7]) + "</tr>"
+            for *row, bold in ab_rows(t, report)
+        )
+        notes = "".join(f"<li>{_e(line.strip())}</li>" for line in ab_notes(t, report, AbFormat(t.percent)))
+        parts.append(f"<h3>{_e(t.task)} — {_e(t.metric)} ({'higher' if t.higher_is_better else 'lower'} is better)</h3>"
+                     f"<table class='ab' data-task='{_e(t.task)}'><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head)
+                     + f"</tr></thead><tbody>{rows}</tbody></table><ul class='notes'>{notes}</ul>")
+    if report.warnings:
+        parts.append("<h3>Warnings</h3><ul>" + "".join(f"<li class='warn'>{_e(w)}</li>" for w in report.warnings) + "</ul>")
+    parts.append(f"<p class='note'>runs: base {_e(report.base_run)}, tuned {_e(report.tuned_run)}</p>")
+    return "".join(parts)
+
+
+def render_ab(report: ABReport, store: Store | None = None, diff_limit: int = 30, appendix: Sequence[str] = ()) -> str:
+    """An A/B report page: the verdict section, then the disagreeing items of each matched cell."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    title = f"harness A/B: {report.tuned} vs {report.base}"
+    body = [f"<h1>{_e(title)}</h1><p class='note'>generated {stamp} · intervals at {report.confidence:.0%}; verdicts at "
+            f"α={report.alpha}" + (f", equivalence margin ±{report.margin:g}" if report.margin else "") + "</p>", ab_section(report)]
+    if store is not None:
+        for t in report.tasks:
+            for c in t.cells:
+                a_ref, b_ref = f"{report.base_run}:{c.base.cell.cell_id}", f"{report.tuned_run}:{c.tuned.cell.cell_id}"
+                metric, diffs, shared = item_diff(store, c.base.cell, c.tuned.cell, t.metric)
+                body.append(f"<h3>{_e(t.task)} · {_e(c.name)}: items where base and tuned disagree</h3>"
+                            + diff_section(f"base {a_ref}", f"tuned {b_ref}", metric, diffs, shared, diff_limit))
+    body.extend(appendix)
+    return _page(title, body)
+
+
+def write_ab_report(report: ABReport, path: Path, store: Store | None = None, diff_limit: int = 30,
+                    appendix: Sequence[str] = ()) -> Path:
+    write_atomic(path, [render_ab(report, store, diff_limit, appendix)])
+    os.chmod(path, 0o644)
+    return path
 
 
 def write_report(comp: Comparison, path: Path, store: Store | None = None, diff_limit: int = 30,

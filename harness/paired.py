@@ -1,20 +1,23 @@
 """Two cells on the same items: match by stable item id, then test the difference.
 
 Only items scored in both cells count; the result says how many were dropped and why
-(missing from one cell, or a NaN score), so a comparison never silently shrinks.
-The test follows the metric's declared kind: McNemar for 0/1 scores, a paired
-permutation test otherwise; the CI of the difference is a paired bootstrap either way.
+(missing from one cell, or a NaN score), so a comparison never silently shrinks. The
+difference, its interval and its p-value are one ``harness.difference.Difference``: Tango's
+score interval for 0/1 scores, a studentised bootstrap for continuous item scores, a paired
+BCa bootstrap of the corpus statistic itself for corpus metrics (BLEU, macro-F1: the number
+that ranks the cells is the number that is tested). Declared clusters are resampled as units.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
-from harness.stats import DEFAULT_RESAMPLES, Interval, items_needed, mcnemar, paired_bootstrap, paired_permutation
+from harness.difference import Difference, corpus_difference, difference, resample_weights
+from harness.stats import DEFAULT_RESAMPLES, Interval
 
 Kind = Literal["binary", "continuous"]
 
@@ -31,10 +34,6 @@ class Pairing:
     @property
     def n(self) -> int:
         return len(self.item_ids)
-
-    @property
-    def n_dropped(self) -> int:
-        return sum(self.dropped.values())
 
     def dropped_text(self) -> str:
         return ", ".join(f"{count} {reason}" for reason, count in self.dropped.items() if count) or "none"
@@ -65,20 +64,17 @@ class PairedResult:
 
     n: int
     dropped: dict[str, int]
-    mean_a: float
+    mean_a: float  # the cells' scores on the paired items (corpus statistic for corpus metrics)
     mean_b: float
-    diff: Interval  # mean(A - B) with its paired-bootstrap CI
-    p_value: float
+    diff: Interval  # A - B with its interval (``difference.confidence``)
+    p_value: float  # two-sided, consistent with ``diff``
     test: str
     wins: int  # items where A is better (by the metric's direction)
     ties: int
     losses: int
     higher_is_better: bool
-    items_needed: float  # paired items needed to detect this difference with 80% power
+    difference: Difference = field(repr=False, compare=False)
     warning: str | None = None
-
-    def significant(self, alpha: float = 0.05) -> bool:
-        return self.p_value < alpha
 
     @property
     def a_better(self) -> bool:
@@ -86,43 +82,49 @@ class PairedResult:
         return self.diff.mean > 0 if self.higher_is_better else self.diff.mean < 0
 
 
-def compare_pairing(
-    pairing: Pairing,
-    kind: Kind,
-    higher_is_better: bool = True,
-    *,
-    confidence: float = 0.95,
-    resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
-) -> PairedResult:
+def result_of(d: Difference, pairing: Pairing, higher_is_better: bool, mean_a: float, mean_b: float) -> PairedResult:
     a, b = np.asarray(pairing.a), np.asarray(pairing.b)
-    diff, boot = paired_bootstrap(a, b, confidence, resamples, seed)
-    if kind == "binary":
-        test = mcnemar(a, b)
-    else:
-        test = paired_permutation(a, b, resamples=max(resamples, 1000), seed=seed)
     sign = 1 if higher_is_better else -1
     delta = sign * (a - b)
     wins, losses = int(np.sum(delta > 0)), int(np.sum(delta < 0))
-    needed = items_needed(a - b)
-    warning = None
-    if pairing.n == 0:
-        warning = "no items in common: nothing to compare"
-    elif test.p_value >= 0.05 and diff.mean != 0 and pairing.n < needed:
-        warning = (
-            f"n={pairing.n} paired items is too few for a difference of {abs(diff.mean):.3g}: "
-            f"detecting it with 80% power needs about {needed:.0f}"
-        )
-    return PairedResult(
-        n=pairing.n, dropped=dict(pairing.dropped),
-        mean_a=float(a.mean()) if a.size else float("nan"), mean_b=float(b.mean()) if b.size else float("nan"),
-        diff=diff, p_value=test.p_value, test=test.method, wins=wins, ties=pairing.n - wins - losses, losses=losses,
-        higher_is_better=higher_is_better, items_needed=needed, warning=warning,
-    )
+    warning = "no items in common: nothing to compare" if pairing.n == 0 else None
+    interval = Interval(d.estimate, d.low, d.high, d.n, d.method)
+    return PairedResult(pairing.n, dict(pairing.dropped), mean_a, mean_b, interval, d.p_value, d.method, wins,
+                        pairing.n - wins - losses, losses, higher_is_better, d, warning)
+
+
+def compare_pairing(
+    pairing: Pairing, kind: Kind, higher_is_better: bool = True, *, confidence: float = 0.95,
+    resamples: int = DEFAULT_RESAMPLES, seed: int = 0, clusters: Sequence[str] | None = None,
+) -> PairedResult:
+    """A − B on the paired item scores (mean metrics)."""
+    a, b = np.asarray(pairing.a), np.asarray(pairing.b)
+    d = difference(a, b, kind, clusters, confidence, resamples, seed)
+    mean = (lambda x: float(x.mean()) if x.size else float("nan"))
+    return result_of(d, pairing, higher_is_better, mean(a), mean(b))
 
 
 def compare_scores(
-    a: Mapping[str, float], b: Mapping[str, float], kind: Kind, higher_is_better: bool = True, **options: float
+    a: Mapping[str, float], b: Mapping[str, float], kind: Kind, higher_is_better: bool = True, *,
+    confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES, seed: int = 0, clusters: Mapping[str, str] | None = None,
 ) -> PairedResult:
     """Pair two cells' item scores and test A against B."""
-    return compare_pairing(pair(a, b), kind, higher_is_better, **options)  # type: ignore[arg-type]
+    pairing = pair(a, b)
+    labels = [clusters.get(i, i) for i in pairing.item_ids] if clusters else None
+    return compare_pairing(pairing, kind, higher_is_better, confidence=confidence, resamples=resamples, seed=seed, clusters=labels)
+
+
+def corpus_result(
+    pairing: Pairing, point: np.ndarray, replicates: np.ndarray, jackknife: np.ndarray, units: int, higher_is_better: bool,
+    confidence: float = 0.95,
+) -> PairedResult:
+    """A − B of a corpus statistic from joint replicates of both cells (columns 0 = A, 1 = B)."""
+    diffs = np.asarray(pairing.a) - np.asarray(pairing.b)
+    d = corpus_difference(float(point[0] - point[1]), replicates[:, 0] - replicates[:, 1], jackknife[:, 0] - jackknife[:, 1],
+                          pairing.n, units, int(np.sum(diffs != 0)), confidence)
+    return result_of(d, pairing, higher_is_better, float(point[0]), float(point[1]))
+
+
+def shared_weights(units: int, resamples: int, seed: int) -> np.ndarray:
+    """The (B, units) resampling counts every pair of one comparison shares (same seed, same draws)."""
+    return resample_weights(units, resamples, seed)

@@ -15,8 +15,9 @@ interval over draws (as ``harness draws``) when it pools several that differ, si
 the draws are the replicates (identical draws of a deterministic selector count as one). The draw factor itself shows each draw's cell with its Wilson CI.
 A t interval over a single draw is no interval (NaN bounds, method "1 draw: no CI over
 draws"), never the zero-width ``(mean, mean)``. Selectors
-and calibration are also tested pairwise on the same items (McNemar when both sides are
-0/1 per item, a paired permutation test on per-item means over draws otherwise), Holm-adjusted within the factor.
+and calibration are also tested pairwise on the same items (harness.difference: Tango's score
+interval/test when both sides are 0/1 per item, a studentised bootstrap of the per-item means over
+draws otherwise: the item is the unit, draws are averaged within it), Holm-adjusted within the factor.
 """
 
 from __future__ import annotations

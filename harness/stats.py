@@ -1,13 +1,13 @@
-"""Statistics on item scores: one cell's CI, paired tests of two cells, Holm, rank agreement.
+"""Building blocks on item scores: one cell's interval, McNemar's exact test, Holm, Kendall τ.
 
-Distributions come from scipy (binomial, normal, bootstrap, permutation); the code here
-only decides which test fits which metric kind, and seeds every resampling so the same
-scores always give the same report.
+The paired differences that verdicts rest on live in harness/difference.py (Tango, bootstrap-t,
+BCa); the multiplicity over many cells in harness/best_set.py; power in harness/power.py.
+Distributions come from scipy; every resampling is seeded so the same scores always give the
+same report.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -97,51 +97,6 @@ def mcnemar_counts(only_a: int, only_b: int) -> Significance:
     return Significance(float(stats.chi2.sf(chi2, df=1)), "mcnemar-chi2cc", float(chi2))
 
 
-def paired_bootstrap(
-    a: Sequence[float], b: Sequence[float], confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES, seed: int = 0
-) -> tuple[Interval, Significance]:
-    """CI of mean(a - b) by resampling items (pairs stay together), and a two-sided p-value.
-
-    The p-value is twice the smaller share of resampled differences on either side of 0
-    (percentile-bootstrap test), floored at 1 / resamples.
-    """
-    x, y = _paired_arrays(a, b)
-    diff = x - y
-    if diff.size == 0:
-        return Interval(float("nan"), float("nan"), float("nan"), 0, "paired-bootstrap"), Significance(1.0, "paired-bootstrap")
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, diff.size, size=(resamples, diff.size))].mean(axis=1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    if np.all(diff == diff[0]):
-        p = 1.0 if diff[0] == 0 else 1.0 / resamples
-    else:
-        p = min(1.0, 2 * min(np.mean(means <= 0), np.mean(means >= 0)))
-        p = max(p, 1.0 / resamples)
-    interval = Interval(float(diff.mean()), float(low), float(high), int(diff.size), "paired-bootstrap")
-    return interval, Significance(float(p), "paired-bootstrap", float(diff.mean()))
-
-
-def paired_permutation(a: Sequence[float], b: Sequence[float], resamples: int = 10000, seed: int = 0) -> Significance:
-    """Sign-flip permutation test of mean(a - b) (scipy.stats.permutation_test, paired).
-
-    Exact (all 2^n sign patterns) when that is fewer than ``resamples``.
-    """
-    x, y = _paired_arrays(a, b)
-    if x.size == 0 or np.all(x == y):
-        return Significance(1.0, "paired-permutation", 0.0)
-
-    def statistic(u: np.ndarray, v: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.mean(u - v, axis=axis)
-
-    options = {"permutation_type": "samples", "vectorized": True, "n_resamples": resamples, "alternative": "two-sided"}
-    try:
-        result = stats.permutation_test((x, y), statistic, rng=np.random.default_rng(seed), **options)
-    except TypeError:  # scipy < 1.15 calls the generator random_state
-        result = stats.permutation_test((x, y), statistic, random_state=np.random.default_rng(seed), **options)
-    return Significance(float(min(1.0, result.pvalue)), "paired-permutation", float(result.statistic))
-
-
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1), input order."""
     p = np.asarray(p_values, dtype=np.float64)
@@ -163,16 +118,15 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     return float(tau) if tau == tau else float("nan")
 
 
-def items_needed(diff: Sequence[float], alpha: float = 0.05, power: float = 0.8) -> float:
-    """Paired items needed to detect the observed mean difference (normal approximation).
-
-    n = ((z_{1-alpha/2} + z_{power}) * sd(diff) / mean(diff))^2; inf when the mean is 0.
-    """
-    d = np.asarray(diff, dtype=np.float64)
-    if d.size < 2 or d.mean() == 0:
-        return math.inf
-    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    return float(math.ceil((z * d.std(ddof=1) / abs(d.mean())) ** 2))
+def kendall_tau_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kendall tau-b of each row of x (R, V) against the same row of y, vectorised over rows
+    (the bootstrap CI of a variant ordering computes thousands of them)."""
+    i, j = np.triu_indices(x.shape[1], 1)
+    sx, sy = np.sign(x[:, i] - x[:, j]), np.sign(y[:, i] - y[:, j])
+    concordance = np.sum(sx * sy, axis=1)
+    untied = np.sqrt(np.sum(sx != 0, axis=1) * np.sum(sy != 0, axis=1).astype(np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(untied > 0, concordance / untied, np.nan)
 
 
 def _paired_arrays(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:

@@ -29,10 +29,14 @@ def test_ab_cli_reports_a_paired_verdict_and_reuses_runs(tmp_path: Path, db_path
     data = json.loads(capsys.readouterr().out)
     assert data["verdict"].startswith("tuned is better than base")
     (task,) = data["tasks"]
-    assert task["outcome"] == "tuned better" and task["test"] == "mcnemar-chi2cc" and task["p_holm"] < 0.001
-    assert len(task["cells"]) == 4 and task["n"] == 4 * 80  # 2 prompts x {0, 2-shot}, pooled over cells
+    assert task["outcome"] == "better" and task["test"].startswith("tango-score") and task["p_holm"] < 0.001
+    # 2 prompts x {0, 2-shot} = 4 cells of the same 80 items: pooled with the ITEM as the unit, not 320 pairs
+    assert len(task["cells"]) == 4 and task["n"] == 4 * 80 and task["units"] == 80
+    assert task["unit"].startswith("80 items as units, 4 cell(s) each")
     assert task["tuned_wins"] > task["tuned_losses"] and task["diff"] > 0.2
     assert all(c["n"] == 80 for c in task["cells"])
+    assert task["across_prompts"]["items"] == 80 and set(task["across_prompts"]["variants"]) == {
+        "plain · 0-shot", "plain · 2-shot first_k", "polite · 0-shot", "polite · 2-shot first_k"}
     runs = [r["id"] for r in Store(db_path).runs()]
     assert len(runs) == 2 and {data["base_run"], data["tuned_run"]} == set(runs)
     # identical runs are reused: no new run, same numbers
@@ -60,8 +64,10 @@ def test_ab_from_stored_runs_and_worse_model(tmp_path: Path, db_path: Path) -> N
     assert report.verdict.startswith("tuned is worse than base")
     close = run_pair(spec, ModelSpec(backend="skilled", model="0.9"), ModelSpec(backend="skilled", model="0.88"), store, show_progress=False)
     assert close[0] == base_run  # the base run is reused
-    verdict = ab_compare(store, *close).verdict
-    assert verdict.startswith("no significant difference")
+    report = ab_compare(store, *close)
+    assert report.verdict.startswith("inconclusive") and "MDE" in report.verdict  # never "no difference" without a margin
+    wide = ab_compare(store, *close, margin=0.3)  # a margin nothing on 60 items can miss
+    assert wide.tasks[0].verdict.code == "equivalent" and wide.verdict.startswith("tuned and base are equivalent within ±30.0")
 
 
 def test_ab_user_errors(tmp_path: Path, db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -121,7 +127,7 @@ def test_ab_real_lora_adapter_against_its_base(tmp_path: Path, db_path: Path, em
     data = json.loads(capsys.readouterr().out)
     assert data["tuned"].endswith(f"+{adapter}") and data["base"] == "hf:gemma-3-270m"
     (task,) = data["tasks"]
-    assert task["n"] == 30 and task["test"] == "mcnemar-exact" and 0 <= task["p_value"] <= 1
+    assert task["n"] == 30 and task["test"].startswith("tango-score") and 0 <= task["p_value"] <= 1
     assert task["tuned_wins"] + task["ties"] + task["tuned_losses"] == 30
     # the adapter really changed the model: the stored log-likelihoods differ
     store = Store(db_path)
@@ -134,3 +140,37 @@ def test_ab_real_lora_adapter_against_its_base(tmp_path: Path, db_path: Path, em
     assert len(diff["disagree"]) == task["tuned_wins"] + task["tuned_losses"]
     assert cli("show", "--db", db_path, "--diff", *data["diff_commands"][0].split()[-2:]) == 0
     assert "shared items disagree on acc" in capsys.readouterr().out
+
+
+def test_ab_html_report_shows_the_terminal_verdict_with_the_same_numbers(tmp_path: Path, db_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The HTML of an A/B showed a generic ranking whose Δ had the opposite sign of ab's; now it
+    shows the A/B rows themselves, and every number matches the terminal's."""
+    import html
+    import re
+
+    toy_task(tmp_path / "tasks", rows=60)
+    out_html = tmp_path / "ab.html"
+    args = ["ab", "--db", db_path, "--tasks-dir", tmp_path / "tasks", "--task", "toy", "--base", "skilled:0.3",
+            "--tuned", "skilled:0.8", "--quiet", "--margin", "0.05"]
+    assert cli(*args, "--html", out_html) == 0
+    terminal = capsys.readouterr().out
+    page = out_html.read_text()
+    assert "A/B: tuned = skilled:0.8 vs base = skilled:0.3 (Δ = tuned − base)" in html.unescape(page)
+    verdict = re.search(r"verdict:\s+(.+)", terminal).group(1).strip()
+    assert html.unescape(re.search(r"<b>verdict:</b> (.*?)</p>", page).group(1)).startswith(verdict[:60])
+    rows = re.findall(r"<tr class='(?:pooled|cell)'>(.*?)</tr>", page)
+    (pooled,) = re.findall(r"<tr class='pooled'>(.*?)</tr>", page)
+    cells = [html.unescape(re.sub("<.*?>", "", c)) for c in re.findall(r"<td>(.*?)</td>", pooled)]
+    assert cells[0] == "all 2 cells" and len(rows) == 4  # 2 cells, the pooled row, the across-prompt row
+    for value in cells[1:6]:  # n, base, tuned, Δ [CI], p: each appears in the terminal table
+        assert value in terminal, (value, terminal)
+    delta = float(cells[4].split()[0])
+    assert delta > 0  # tuned is better: Δ = tuned − base is positive, in both
+    assert cli(*args, "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert f"{100 * data['tasks'][0]['diff']:+.1f}" == cells[4].split()[0]
+    # harness report --ab on the stored runs writes the same A/B page
+    again = tmp_path / "again.html"
+    assert cli("report", "--db", db_path, "--ab", data["base_run"], data["tuned_run"], "-o", again, "--margin", "0.05") == 0
+    assert re.findall(r"<tr class='(?:pooled|cell)'>(.*?)</tr>", again.read_text()) == rows

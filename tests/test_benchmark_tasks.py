@@ -121,7 +121,7 @@ def test_a_new_classification_task_in_a_fresh_folder_runs_without_code(tmp_path:
     expected = f1_score(golds, [r["extracted"] for r in zero_shot], labels=["happy", "sad"], average="macro", zero_division=0)
     summaries = summarize(Store(db), [out["run_id"]], metric="f1_macro")
     cell = next(s for s in summaries if s.cell.shots == 0)
-    assert cell.interval.mean == pytest.approx(expected) and cell.interval.method == "corpus bootstrap"
+    assert cell.interval.mean == pytest.approx(expected) and cell.interval.method == "bca bootstrap"
     assert set(cell.scores.values()) <= {0.0, 1.0}  # per item: correctness, for paired tests
     per_class = out["per_class"][two_shot["cell_id"]]
     assert set(per_class) <= {"sad", "happy"} and sum(v["support"] for v in per_class.values()) == 12
@@ -166,7 +166,7 @@ def test_corpus_bleu_cell_score_equals_sacrebleu_on_the_stored_outputs(shared_da
     hyps = [r["extracted"] or "" for r in rows]
     refs = [json.loads(r["target_json"])[0] for r in rows]
     assert summary.interval.mean == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score / 100)
-    assert summary.interval.method == "corpus bootstrap" and summary.n == 15
+    assert summary.interval.method == "bca bootstrap" and summary.n == 15
     assert len(summary.scores) == 15  # sentence-level scores kept for paired comparisons
 
 

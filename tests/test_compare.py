@@ -32,7 +32,7 @@ def ranked_run(tmp_path: Path, db_path: Path) -> str:
     return _run(tmp_path, db_path, ["skilled:0.9", "skilled:0.85", "skilled:0.3"])
 
 
-def test_rank_groups_follow_known_skill(ranked_run: str, db_path: Path) -> None:
+def test_possibly_best_set_follows_known_skill(ranked_run: str, db_path: Path) -> None:
     comp = compare_runs(Store(db_path), [ranked_run])
     (ranking,) = comp.rankings
     assert ranking.metric == "acc" and ranking.higher_is_better
@@ -40,18 +40,23 @@ def test_rank_groups_follow_known_skill(ranked_run: str, db_path: Path) -> None:
     for rc in ranking.cells:
         by_model.setdefault(rc.summary.cell.model, []).append(rc)
     best = ranking.cells[0]
-    assert best.summary.cell.model in ("skilled:0.9", "skilled:0.85") and best.vs_best is None and best.group == 1
-    # the 0.9 and 0.88 models are indistinguishable on 120 items; the 0.3 model is far worse
-    assert {rc.group for m in ("skilled:0.9", "skilled:0.85") for rc in by_model[m]} == {1}
-    assert all(rc.group > 1 and rc.p_holm < 0.001 for rc in by_model["skilled:0.3"])
-    assert all(rc.vs_best.test == "mcnemar-chi2cc" for rc in by_model["skilled:0.3"])
+    assert best.summary.cell.model in ("skilled:0.9", "skilled:0.85") and best.vs_best is None and best.may_be_best
+    assert best.verdict.code == "best"
+    # the 0.9 and 0.85 models are not told apart on 120 items; the 0.3 model is far worse, and named so
+    assert all(rc.may_be_best and rc.verdict.code == "inconclusive" for m in ("skilled:0.9", "skilled:0.85") for rc in by_model[m][1:])
+    assert all(not rc.may_be_best and rc.verdict.code == "worse" and rc.p_adjusted < 0.001 for rc in by_model["skilled:0.3"])
+    assert all(rc.beaten_by is not None and rc.beaten_by.cell.model != "skilled:0.3" for rc in by_model["skilled:0.3"])
+    assert all(rc.vs_best.test == "tango-score" for rc in ranking.cells[1:])
     # ranks are positions, best first, means non-increasing
     means = [rc.summary.interval.mean for rc in ranking.cells]
     assert means == sorted(means, reverse=True) and [rc.rank for rc in ranking.cells] == list(range(1, 7))
-    # Holm p-values are never below the raw ones
-    assert all(rc.p_holm >= rc.vs_best.p_value for rc in ranking.cells[1:])
-    # small differences within group 1 come with a sample-size warning
-    assert any("lack of data" in w for w in comp.warnings)
+    # adjusted p-values are never below the pair's own
+    assert all(rc.p_adjusted >= rc.vs_best.p_value for rc in ranking.cells[1:])
+    # a pair's interval excludes 0 exactly when its own p is below 1 - confidence
+    assert all((rc.vs_best.p_value < 0.05) == (rc.vs_best.diff.high < 0 or rc.vs_best.diff.low > 0) for rc in ranking.cells[1:])
+    # inconclusive verdicts say what the comparison could detect
+    assert all("MDE" in rc.verdict.detail for rc in ranking.cells if rc.verdict.code == "inconclusive")
+    assert not any("lack of data" in w for w in comp.warnings)
 
 
 def test_paired_counts_and_dropped_items(ranked_run: str, db_path: Path) -> None:
@@ -64,7 +69,7 @@ def test_paired_counts_and_dropped_items(ranked_run: str, db_path: Path) -> None
     assert target.summary.n == 113 and target.vs_best.n == 113
     assert target.vs_best.dropped == {"only in B": 7}
     assert target.vs_best.wins + target.vs_best.ties + target.vs_best.losses == 113
-    assert any("dropped: 7 only in B" in w for w in comp.warnings)
+    assert any("7 item(s) not scored in every cell" in w for w in comp.warnings)
 
 
 def test_spread_and_rank_stability(ranked_run: str, db_path: Path) -> None:
@@ -110,14 +115,18 @@ def test_compare_cli_json_csv_and_table(ranked_run: str, db_path: Path, capsys: 
     assert cli("compare", "--db", db_path, "--json", "--full") == 0
     data = json.loads(capsys.readouterr().out)
     assert data["cells"] == rows
-    assert {"group", "p_holm", "diff_vs_best", "wins"} <= set(data["cells"][1])
+    assert {"may_be_best", "verdict", "p_adjusted", "diff_vs_best", "wins", "mde", "unscorable"} <= set(data["cells"][1])
+    assert "group" not in data["cells"][1] and "p_holm" not in data["cells"][1]
     assert data["spread"] and data["rank_stability"]
+    (best_set,) = data["best_sets"]
+    assert len(best_set["pairs"]) == 15 and set(best_set["cells"]) == {c["cell_id"] for c in rows if c["may_be_best"]}
     assert cli("compare", "--db", db_path, "--csv") == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert len(rows) == 6 and rows[0]["rank"] == "1" and rows[-1]["model"] == "skilled:0.3"
     assert cli("compare", "--db", db_path) == 0
     out = capsys.readouterr().out
-    assert "p (Holm)" in out and "prompt sensitivity" in out and "Kendall" in out and "group" in out
+    assert "p adj" in out and "may be best (95%)" in out and "prompt sensitivity" in out and "Kendall" in out
+    assert "worse than" in out and "MDE" in out
 
 
 def test_show_diff_cli(ranked_run: str, db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

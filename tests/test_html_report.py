@@ -93,7 +93,7 @@ def check_report(chromium: str, report: Path, tmp: Path, cells: int, tasks: int 
     dom = browse(chromium, report, tmp, "--dump-dom").stdout
     assert dom.count('<table class="ranked"') == tasks
     assert len(re.findall(r"<table class=\"ranked\".*?</table>", dom, re.S)) == tasks
-    rows = sum(block.count("<tr>") - 1 for block in re.findall(r"<table class=\"ranked\".*?</table>", dom, re.S))
+    rows = sum(block.count("<tr data-verdict=") for block in re.findall(r"<table class=\"ranked\".*?</table>", dom, re.S))
     assert rows == cells
     for plot in ("ci-plot", "forest-plot", "heatmap"):
         assert dom.count(f'<svg class="{plot}"') == tasks
@@ -103,7 +103,7 @@ def check_report(chromium: str, report: Path, tmp: Path, cells: int, tasks: int 
     browse(chromium, report, tmp, f"--screenshot={shot}", "--window-size=1400,1600")
     image = read_png(shot)
     assert image.shape[1] == 1400 and image.std() > 10  # not blank
-    assert has_colour(image, "#1b7837")  # rank group 1 marks and badges were painted
+    assert has_colour(image, "#1b7837")  # the best cell's marks and badge were painted
     return dom
 
 
@@ -117,9 +117,23 @@ def test_report_renders_in_chromium(tmp_path: Path, db_path: Path, chromium: str
     assert "wrote" in capsys.readouterr().out
     dom = check_report(chromium, report, tmp_path, cells=8)
     image = read_png(tmp_path / "shot.png")
-    assert has_colour(image, "#2166ac")  # the weaker model sits in rank group 2: a second colour
+    assert has_colour(image, "#b2182b")  # the weaker model's cells are "worse": a second colour
     assert "Items where the best cell and #" in dom and "Prompt sensitivity" in dom and "Kendall" in dom
-    assert "skilled:0.35" in dom and "p (Holm)" in dom
+    assert "skilled:0.35" in dom and "p adj" in dom and "may be best (95%)" in dom and "worse than" in dom
+
+
+def test_ab_report_renders_in_chromium(tmp_path: Path, db_path: Path, chromium: str, capsys: pytest.CaptureFixture[str]) -> None:
+    toy_task(tmp_path / "tasks", rows=60)
+    page = tmp_path / "ab.html"
+    assert cli("ab", "--db", db_path, "--tasks-dir", tmp_path / "tasks", "--task", "toy", "--base", "skilled:0.35",
+               "--tuned", "skilled:0.85", "--quiet", "--html", page) == 0
+    terminal = capsys.readouterr().out
+    source = page.read_text()
+    assert not re.search(r"<script|<link|<img|src=|@import|url\(", source), "the report must not load anything"
+    dom = browse(chromium, page, tmp_path, "--dump-dom").stdout
+    assert dom.count("<table class=\"ab\"") == 1 and dom.count("<tr class=\"pooled\">") == 1
+    assert "verdict:</b> tuned is better than base" in dom and "tuned is better than base" in terminal
+    assert "Δ = tuned − base" in dom and "items where base and tuned disagree" in dom
 
 
 @pytest.mark.slow

@@ -105,14 +105,14 @@ def test_slices_ranges_and_tests(runs: tuple[Path, list[str], Path]) -> None:
     assert any(s.factor == "order" and [lv.name for lv in s.levels] == ["selected", "shuffled"] for s in result.slices)
     template = [s for s in result.slices if s.factor == "template" and s.context.endswith("2-shot · random")]
     assert len(template) == 1 and template[0].max.name == "plain" and template[0].max.mean == 1.0 and template[0].min.mean < 0.8
-    # paired tests: every pair of selectors per selector slice (per-item means over draws: permutation), Holm within the factor
+    # paired tests: every pair of selectors per selector slice (per-item means over draws: bootstrap-t), Holm within the factor
     selector_tests = [t for t in result.tests if t.factor == "selector"]
     selector_slices = [s for s in result.slices if s.factor == "selector"]
     assert len(selector_tests) == 3 * len(selector_slices)
-    assert all("permutation" in t.result.test for t in selector_tests if "polite" in t.context and "knn" not in (t.a, t.b))
-    assert all(t.result.test.startswith("mcnemar") for t in selector_tests if "plain" in t.context)  # 1.0 everywhere: 0/1
-    assert all(t.result.test.startswith("mcnemar") for t in result.tests if t.factor == "calibration" and "knn" in t.context
-               and "shuffled" not in t.context)  # 0/1 on both sides: McNemar
+    assert all(t.result.test.startswith("bootstrap-t") for t in selector_tests if "polite" in t.context and "knn" not in (t.a, t.b))
+    assert all(t.result.test.startswith("tango") for t in selector_tests if "plain" in t.context)  # 1.0 everywhere: 0/1
+    assert all(t.result.test.startswith("tango") for t in result.tests if t.factor == "calibration" and "knn" in t.context
+               and "shuffled" not in t.context)  # 0/1 on both sides: Tango (McNemar at 0)
     assert all(t.p_holm >= t.result.p_value for t in selector_tests)
     calibration = [t for t in result.tests if t.factor == "calibration"]
     assert calibration and all((t.a, t.b) == ("uncalibrated", "calibrated") for t in calibration)

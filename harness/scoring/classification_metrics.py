@@ -8,8 +8,11 @@ whose prediction is missing counts as the label ``"<none>"`` (always wrong).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from harness.errors import HarnessError
 from harness.scoring.metrics import CorpusItem, Metric, Outcome, predicted_choice, register_metric
@@ -55,6 +58,44 @@ def _mcc(items: Sequence[CorpusItem]) -> float:
     return float(matthews_corrcoef(golds, preds))
 
 
+def confusion_stats(items: Sequence[CorpusItem]) -> np.ndarray:
+    """Per item, a one-hot cell of the L x L confusion matrix (gold row, predicted column),
+    flattened: their column sums are the confusion matrix, from which every metric above is
+    computed. The bootstrap sums these instead of calling sklearn once per resample."""
+    preds, golds = _pairs(items)
+    labels = sorted(set(golds) | set(preds))
+    index = {label: i for i, label in enumerate(labels)}
+    size = len(labels)
+    out = np.zeros((len(items), size * size))
+    out[np.arange(len(items)), [index[g] * size + index[p] for g, p in zip(golds, preds)]] = 1.0
+    return out
+
+
+def _from_confusion(name: str) -> Any:
+    """The metric from a summed confusion matrix, exactly as sklearn computes it (zero_division=0)."""
+
+    def compute(summed: np.ndarray) -> float:
+        size = int(round(math.sqrt(summed.size)))
+        matrix = summed.reshape(size, size)
+        true, pred, hit = matrix.sum(axis=1), matrix.sum(axis=0), np.diag(matrix)
+        if name == "mcc":
+            total, correct = matrix.sum(), hit.sum()
+            cov_yy, cov_pp = total * total - float(true @ true), total * total - float(pred @ pred)
+            denominator = math.sqrt(cov_yy * cov_pp)
+            return float((correct * total - float(true @ pred)) / denominator) if denominator > 0 else 0.0
+        gold = true > 0  # macro over the gold classes present, as the corpus function does
+        if not gold.any():
+            return 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            precision = np.where(pred > 0, hit / np.where(pred > 0, pred, 1), 0.0)
+            recall = np.where(true > 0, hit / np.where(true > 0, true, 1), 0.0)
+            f1 = np.where(precision + recall > 0, 2 * precision * recall / np.where(precision + recall > 0, precision + recall, 1), 0.0)
+        chosen = {"f1_macro": f1, "precision_macro": precision, "recall_macro": recall}[name]
+        return float(chosen[gold].mean())
+
+    return compute
+
+
 def per_class_report(items: Sequence[CorpusItem]) -> dict[str, dict[str, float]]:
     """Label -> precision, recall, f1, support (sklearn ``precision_recall_fscore_support``)."""
     from sklearn.metrics import precision_recall_fscore_support
@@ -74,4 +115,5 @@ for _name, _fn, _text in (
     ("recall_macro", _macro("recall"), "macro-averaged recall (sklearn)"),
     ("mcc", _mcc, "Matthews correlation coefficient (sklearn), in [-1, 1]"),
 ):
-    register_metric(Metric(_name, _text, True, "continuous", _TYPES, _correct, aggregation="corpus", corpus=_fn))
+    register_metric(Metric(_name, _text, True, "continuous", _TYPES, _correct, aggregation="corpus", corpus=_fn,
+                           corpus_stats=confusion_stats, corpus_from_stats=_from_confusion(_name), worst=0.0))

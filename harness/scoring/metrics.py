@@ -65,6 +65,10 @@ class Metric:
     # a metric no response can be scored by on its own (``acc_calibrated`` needs content-free
     # scores): a later pass writes it into the stored items; names the command that does
     written_by: str | None = None
+    # the score of a response that could not be scored ("wrong"); None: no natural worst (TER is
+    # unbounded), so such items are excluded and counted. 0/1 metrics default to 0 (or 1 when
+    # lower is better), see harness.summaries.worst_value.
+    worst: float | None = None
 
     def __post_init__(self) -> None:
         if (self.aggregation == "corpus") != (self.corpus is not None):

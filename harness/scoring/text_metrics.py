@@ -79,6 +79,7 @@ def _sacrebleu_metric(
     return Metric(
         name, description, higher_is_better, "continuous", _GEN, sentence,
         aggregation="corpus", corpus=corpus, corpus_stats=stats, corpus_from_stats=from_stats,
+        worst=0.0 if higher_is_better else None,  # sentence BLEU/chrF of a failure is 0; TER has no worst
     )
 
 
@@ -161,7 +162,7 @@ def _rouge_metric(name: str, rouge_type: str, chinese: bool) -> Metric:
         return float(result[rouge_type].fmeasure)
 
     where = "CJK characters as tokens" if chinese else "Porter stemmer, as in the XSum/PEGASUS papers"
-    return Metric(name, f"{rouge_type} F-measure via rouge-score ({where}); best over references", True, "continuous", _GEN, score)
+    return Metric(name, f"{rouge_type} F-measure via rouge-score ({where}); best over references", True, "continuous", _GEN, score, worst=0.0)
 
 
 for _type in ("rouge1", "rouge2", "rougeL"):
