@@ -22,14 +22,16 @@ from typing import Any
 
 import numpy as np
 
+from harness.across_prompts import AcrossPrompts, across_prompts
+from harness.degenerate import degenerate_cells
 from harness.difference import cluster_codes, resample_weights
 from harness.errors import HarnessError
 from harness.ranking import RankedCell, TaskRanking, order_key, rank_task
 from harness.stats import DEFAULT_RESAMPLES, kendall_tau, kendall_tau_rows
 from harness.store import CellRecord, Store
-from harness.summaries import CellSummary, Unscorable, cell_scores, describe_unscorable, summarize
+from harness.summaries import CellSummary, Unscorable, cell_scores, describe_unscorable, payload, summarize
 
-__all__ = ["CellSummary", "Comparison", "RankedCell", "Spread", "Stability", "TaskRanking", "cell_scores", "compare_runs",
+__all__ = ["CellSummary", "Comparison", "ModelContrast", "RankedCell", "Spread", "Stability", "TaskRanking", "cell_scores", "compare_runs",
            "find_cell", "item_diff", "ranked", "spreads", "stability", "summarize"]
 
 
@@ -79,6 +81,26 @@ class Stability:
 
 
 @dataclass(frozen=True)
+class ModelContrast:
+    """Model A − model B over the prompt variants both ran in one setting (shots, selector):
+    the across-prompt verdict of harness/across_prompts.py, for model-vs-model comparisons."""
+
+    task: str
+    model_a: str
+    model_b: str
+    setting: str  # shots and selector
+    result: AcrossPrompts
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.result
+        return {"task": self.task, "model_a": self.model_a, "model_b": self.model_b, "setting": self.setting,
+                "variants": {v.name: v.diff for v in r.variants}, "items": r.items, "diff": r.mean, "diff_ci_low": r.low,
+                "diff_ci_high": r.high, "p_value": r.p_value, "df": r.df, "worst": r.worst.name, "best": r.best.name,
+                "kendall_tau": payload(r.tau), "tau_ci_low": payload(r.tau_low), "tau_ci_high": payload(r.tau_high),
+                "method": r.method}
+
+
+@dataclass(frozen=True)
 class Comparison:
     runs: list[str]
     rankings: list[TaskRanking]
@@ -89,6 +111,7 @@ class Comparison:
     warnings: list[str] = field(default_factory=list)
     margin: float | None = None
     unscorable: str = "wrong"
+    models: list[ModelContrast] = field(default_factory=list)
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat row per cell (for JSON, CSV and DataFrames)."""
@@ -132,7 +155,8 @@ class Comparison:
                            "clustered": r.clustered, "resamples": r.resamples,
                            "cells": [rc.summary.cell.cell_id for rc in r.best_set], "pairs": r.pairs()} for r in self.rankings],
             "spread": [{**s.__dict__, "range": s.range} for s in self.spreads],
-            "rank_stability": [s.__dict__ for s in self.stability], "warnings": self.warnings,
+            "rank_stability": [{k: payload(v) for k, v in s.__dict__.items()} for s in self.stability], "across_prompts": [m.to_dict() for m in self.models],
+            "warnings": self.warnings,
         }
 
 
@@ -221,6 +245,41 @@ def _tau_interval(cells_a: list[CellSummary], cells_b: list[CellSummary], confid
     return float(low), float(high), len(common)
 
 
+def model_contrasts(summaries: Sequence[CellSummary], confidence: float = 0.95, seed: int = 0) -> list[ModelContrast]:
+    """Per task and setting with two or more models on two or more shared prompt variants: the
+    best model (by mean over those variants) against each other one, across the variants."""
+    groups: dict[tuple[str, int, str], dict[str, dict[str, CellSummary]]] = defaultdict(lambda: defaultdict(dict))
+    for s in summaries:
+        if not s.is_corpus:
+            groups[(s.cell.task, s.cell.shots, s.cell.selector)][s.cell.model][s.cell.prompt] = s
+    out = []
+    for (task, shots, selector), by_model in sorted(groups.items()):
+        if len(by_model) < 2:
+            continue
+        hib = next(iter(next(iter(by_model.values())).values())).higher_is_better
+
+        def score(model: str) -> float:
+            values = [c.interval.mean for c in by_model[model].values()]
+            return float(np.mean(values)) * (1 if hib else -1)
+
+        leader = max(sorted(by_model), key=score)
+        for other in sorted(m for m in by_model if m != leader):
+            prompts = sorted(by_model[leader].keys() & by_model[other].keys())
+            if len(prompts) < 2:
+                continue
+            cells = [by_model[leader][p] for p in prompts] + [by_model[other][p] for p in prompts]
+            common = sorted(set.intersection(*(set(c.scores) for c in cells)))
+            if len(common) < 2:
+                continue
+            a = np.array([[by_model[leader][p].scores[i] for p in prompts] for i in common])
+            b = np.array([[by_model[other][p].scores[i] for p in prompts] for i in common])
+            source = next((c for c in cells if c.clusters), None)
+            clusters = np.array([source.cluster_of(i) for i in common], dtype=object).astype(str) if source else None
+            setting = f"{shots}-shot" + ("" if selector == "none" else f" {selector}")
+            out.append(ModelContrast(task, leader, other, setting, across_prompts(prompts, b, a, clusters, confidence, seed)))
+    return out
+
+
 def compare_runs(
     store: Store, run_ids: Sequence[str], metric: str | None = None, *, alpha: float = 0.05, confidence: float = 0.95,
     resamples: int = DEFAULT_RESAMPLES, seed: int = 0, tasks: Sequence[str] | None = None, margin: float | None = None,
@@ -246,8 +305,10 @@ def compare_runs(
         ranking, notes = rank_task(cells, alpha, resamples, seed, confidence=confidence, margin=margin)
         rankings.append(ranking)
         warnings.extend(notes)
+    shown = {(s.cell.run_id, s.cell.cell_id) for s in summaries}
+    warnings.extend(d.line for d in degenerate_cells(store, run_ids) if (d.run_id, d.cell_id) in shown)
     return Comparison(list(run_ids), rankings, spreads(summaries), stability(summaries, confidence, seed), alpha, confidence,
-                      warnings, margin, unscorable)
+                      warnings, margin, unscorable, model_contrasts(summaries, confidence, seed))
 
 
 # -- item-level diff ---------------------------------------------------------------------
@@ -269,6 +330,8 @@ def _answer(row: Any) -> str:
     if row["continuations_json"]:
         continuations = json.loads(row["continuations_json"])
         logprobs = [r.get("logprob", float("-inf")) for r in responses]
+        if any(v != v for v in logprobs):  # NaN: the backend could not score it, so no choice was made
+            return "(no choice: unscorable reply)"
         if logprobs:
             best = max(range(len(logprobs)), key=lambda i: logprobs[i])
             return f"{continuations[best].strip()} (choice {best})"

@@ -84,6 +84,8 @@ def add_verbs(verbs: argparse._SubParsersAction, common: Adder, dirs: Adder) -> 
     p.add_argument("--tuned-run", help="reuse this stored run for the tuned model instead of running")
     p.add_argument("--no-reuse", action="store_true", help="run both even if identical finished runs are stored")
     p.add_argument("--html", type=Path, metavar="PATH", help="also write the A/B verdict as a self-contained HTML report")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="proceed although the tuned model was trained or selected on scored items (the result is flagged)")
     p.add_argument("--quiet", action="store_true")
     _stat_options(p)
 
@@ -150,6 +152,7 @@ def cmd_diff(args: argparse.Namespace, store: Store) -> int:
 def cmd_ab(args: argparse.Namespace) -> int:
     from harness.ab import ab_compare, cell_pairs, print_ab, run_pair, tuned_spec
     from harness.backends import parse_model
+    from harness.contamination import check_overlap, check_overlap_runs
     from harness.report import print_json
 
     store = Store(args.db)
@@ -162,16 +165,20 @@ def cmd_ab(args: argparse.Namespace) -> int:
         base_run, tuned_run = store.resolve_run(args.base_run), store.resolve_run(args.tuned_run)
         base_label = parse_model(args.base).label if args.base else None
         tuned_label = tuned_spec(parse_model(args.base), args.tuned, args.adapter).label if (args.tuned or args.adapter) else None
+        overlap = check_overlap_runs(store, base_run, tuned_run, tuned_label=tuned_label, allow=args.allow_overlap)
     else:
         tuned = tuned_spec(base, args.tuned, args.adapter).model_copy(update=overrides)
         spec = _ab_spec(args)
+        overlap = check_overlap(spec, tuned, allow=args.allow_overlap)  # before any model runs: refuse scoring training items
         base_run, tuned_run = run_pair(spec, base, tuned, store, reuse=not args.no_reuse, show_progress=not args.quiet and not args.json)
         base_label, tuned_label = base.label, tuned.label
     report = ab_compare(store, base_run, tuned_run, base_label=base_label, tuned_label=tuned_label, metric=args.metric,
                         alpha=args.alpha, resamples=args.resamples, seed=args.seed, confidence=args.confidence,
                         margin=args.margin, unscorable=args.unscorable)
+    report = with_checks(report, store, overlap)
     if args.json:
-        print_json({**report.to_dict(), "diff_commands": [f"harness show --diff {a} {b}" for a, b in cell_pairs(report)]})
+        print_json({**report.to_dict(), "overlap": overlap.to_dict(),
+                    "diff_commands": [f"harness show --diff {a} {b}" for a, b in cell_pairs(report)]})
     else:
         print_ab(report)
         for a, b in cell_pairs(report)[:5]:
@@ -179,6 +186,18 @@ def cmd_ab(args: argparse.Namespace) -> int:
     if args.html:
         _write_ab_html(report, store, args.html)
     return 0
+
+
+def with_checks(report, store: Store, overlap=None):  # type: ignore[no-untyped-def]
+    """The A/B report with its loud flags: overlap with the tuned model's training/selection items, degenerate cells."""
+    import dataclasses
+
+    from harness.degenerate import degenerate_cells
+
+    flags = [line for line in (overlap.lines() if overlap is not None else []) if not line.startswith(("note:", "overlap check"))]
+    notes = [line for line in (overlap.lines() if overlap is not None else []) if line.startswith(("note:", "overlap check"))]
+    flags += [d.line for d in degenerate_cells(store, [report.base_run, report.tuned_run])]
+    return dataclasses.replace(report, flags=[*report.flags, *flags], warnings=[*report.warnings, *notes])
 
 
 def _write_ab_html(report, store: Store, path: Path, diff_limit: int = 30) -> None:  # type: ignore[no-untyped-def]
@@ -245,7 +264,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         base_run, tuned_run = (store.resolve_run(r) for r in args.ab)
         report = ab_compare(store, base_run, tuned_run, metric=args.metric, alpha=args.alpha, resamples=args.resamples,
                             seed=args.seed, confidence=args.confidence, margin=args.margin, unscorable=args.unscorable)
-        _write_ab_html(report, store, args.output, args.diff_limit)
+        from harness.contamination import check_overlap_runs
+
+        overlap = check_overlap_runs(store, base_run, tuned_run, tuned_label=report.tuned, allow=True)  # a report shows, never refuses
+        _write_ab_html(with_checks(report, store, overlap), store, args.output, args.diff_limit)
         return 0
     args.runs = args.runs or ["latest"]
     store = Store(args.db)

@@ -264,6 +264,15 @@ def render(comp: Comparison, store: Store | None = None, diff_limit: int = 30, t
         body.append(f"<h2>Rank stability of prompt variants (Kendall τ, {comp.confidence:.0%} CI over items)</h2>"
                     "<table class='plain stability'><thead><tr><th>task</th>"
                     f"<th>setting A</th><th>setting B</th><th>variants</th><th>τ [CI]</th></tr></thead><tbody>{rows}</tbody></table>")
+    if comp.models:
+        rows = "".join(
+            f"<tr><td>{_e(m.task)}</td><td>{_e(m.model_a)} − {_e(m.model_b)}</td><td>{_e(m.setting)}</td><td>{len(m.result.variants)}</td>"
+            f"<td>{100 * m.result.mean:+.1f} [{100 * m.result.low:+.1f},{100 * m.result.high:+.1f}]</td><td>{_p(m.result.p_value)}</td>"
+            f"<td>{_e(m.result.worst.name)} {100 * m.result.worst.diff:+.1f} / {_e(m.result.best.name)} {100 * m.result.best.diff:+.1f}</td></tr>"
+            for m in comp.models)
+        body.append(f"<h2>Model vs model across prompt variants (Δ = A − B, {comp.confidence:.0%} CI counts prompt variance)</h2>"
+                    "<table class='plain models'><thead><tr><th>task</th><th>A − B</th><th>setting</th><th>variants</th><th>Δ [CI]</th>"
+                    f"<th>p</th><th>worst / best variant</th></tr></thead><tbody>{rows}</tbody></table>")
     body.extend(appendix)
     if comp.warnings:
         body.append("<h2>Warnings</h2><ul>" + "".join(f"<li class='warn'>{_e(w)}</li>" for w in comp.warnings) + "</ul>")

@@ -175,7 +175,7 @@ def rank_task(
         witness = chosen.witness(i)
         if i not in chosen.members and witness is not None:
             j, p = witness
-            verdict = Verdict("worse", "worse", f"adjusted p = {p:.3g} against a better cell")
+            verdict = Verdict("worse", "worse", f"adjusted p = {p:.3g}")
             beaten_by = order[j]
         elif i in equivalence and equivalence[i] < alpha:
             verdict = pair_verdict(d, best.higher_is_better, alpha=alpha, margin=margin, p=1.0, p_equivalence=equivalence[i], percent=percent)

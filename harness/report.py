@@ -29,8 +29,19 @@ def console() -> Console:
     return plain if plain.is_terminal else Console(width=160)
 
 
+def json_safe(value: Any) -> Any:
+    """NaN and ±inf as null, recursively: ``--json`` output is strict JSON that any parser reads."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    print(json.dumps(json_safe(value), indent=2, ensure_ascii=False, default=str, allow_nan=False))
 
 
 def _p(value: float | None) -> str:
@@ -140,6 +151,17 @@ def comparison_tables(comp: Comparison, out: Console | None = None) -> None:
             table.add_column(column, justify="right" if column in ("variants", "τ [CI]") else "left")
         for st in comp.stability:
             table.add_row(st.task, st.setting_a, st.setting_b, str(st.n_variants), tau_text(st))
+        out.print(table)
+    if comp.models:
+        table = Table(title=f"model vs model across prompt variants (Δ = A − B, {comp.confidence:.0%} CI counts prompt variance)",
+                      title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+        for column in ("task", "A − B", "setting", "variants", "Δ [CI]", "p", "worst / best variant"):
+            table.add_column(column, justify="right" if column in ("variants", "Δ [CI]", "p") else "left")
+        for m in comp.models:
+            r = m.result
+            table.add_row(m.task, f"{m.model_a} − {m.model_b}", m.setting, str(len(r.variants)),
+                          f"{_signed(r.mean)} [{_signed(r.low)},{_signed(r.high)}]", _p(r.p_value),
+                          f"{r.worst.name} {_signed(r.worst.diff)} / {r.best.name} {_signed(r.best.diff)}")
         out.print(table)
     for warning in comp.warnings:
         out.print(f"[yellow]warning:[/] {warning}", highlight=False)

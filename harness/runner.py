@@ -294,7 +294,7 @@ def run_experiment(
     with progress_bar("evaluating", total, enabled=show_progress) as advance:
         for model, identity in zip(spec.models, identities):
             model_cells = [c for c in cells if c.model == model]
-            _run_model(model, model_cells, store, run_id, ready, summary, advance, spec.chunk_items, identity)
+            run_model(model, model_cells, store, run_id, ready, summary, advance, spec.chunk_items, identity)
             if model.label in ready and ready[model.label].stats():
                 summary.extra.setdefault("backend_stats", {})[model.label] = ready[model.label].stats()
             if model.label in ready and (backends is None or model.label not in backends):
@@ -307,10 +307,15 @@ def run_experiment(
     return summary
 
 
-def _run_model(
+def run_model(
     model: ModelSpec, cells: list[Cell], store: Store, run_id: str, ready: dict[str, Backend], summary: RunSummary, advance: Any,
     chunk_items: int = 64, identity: dict[str, Any] | None = None,
 ) -> None:
+    """Evaluate ``cells`` of one model into ``run_id``: only items not yet stored, through the cache.
+
+    ``run_experiment`` calls it per model; ``harness tune`` calls it on its selection cells with
+    the in-training model as a ready backend.
+    """
     if identity is None:
         identity = ready[model.label].identity if model.label in ready else backend_class(model).identity_of(model)
     identity_json = json.dumps(identity, sort_keys=True)

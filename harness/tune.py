@@ -10,7 +10,7 @@ Why it looks like this:
   split, how it was made and the ids and content hashes of the training and selection items,
   so ``harness.contamination`` can later find overlap with what is scored.
 - The selection evaluation every N steps runs harness's own cells (prompts, requests, metrics:
-  ``runner._run_model``) on exactly the selection items, with the in-training model as a ready
+  ``runner.run_model``) on exactly the selection items, with the in-training model as a ready
   backend, in a scratch store; each point records n and a 95% CI (Wilson for 0/1 metrics; an
   item bootstrap for the mean over several tasks x templates). Its mean drives early stopping
   and best-checkpoint selection in the Trainer.
@@ -454,7 +454,7 @@ def curve_point(summaries: list[Any], resamples: int = 2000, seed: int = 0) -> d
 def _evaluator(config: TuneConfig, srcs: list[Source], backend: Any, workdir: Path) -> Any:
     """A function(step) -> curve point (mean, n, CI) of the selection items, scored by harness's own cells."""
     from harness.compare import summarize
-    from harness.runner import RunSummary, _run_model, versions
+    from harness.runner import RunSummary, run_model, versions
     from harness.store import Store
 
     store = Store(workdir / "eval.sqlite")
@@ -471,7 +471,7 @@ def _evaluator(config: TuneConfig, srcs: list[Source], backend: Any, workdir: Pa
         run_id = f"step-{step}-{uuid.uuid4().hex[:8]}"
         try:
             store.create_run(run_id, run_id, snapshot, versions(), config.seed)
-            _run_model(model, cells, store, run_id, {label: backend}, RunSummary(run_id, False, cells), lambda n: None)
+            run_model(model, cells, store, run_id, {label: backend}, RunSummary(run_id, False, cells), lambda n: None)
             store.finish_run(run_id)
         finally:
             backend.model.train(was_training)

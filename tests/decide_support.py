@@ -37,8 +37,18 @@ class Skilled(ScriptedBackend):
         return LoglikelihoodResult(logprob=value, is_greedy=value > -2, n_tokens=2)
 
 
+class Constant(ScriptedBackend):
+    """Always prefers the first choice: a degenerate model (the same answer on every item)."""
+
+    def score(self, request: LoglikelihoodRequest) -> LoglikelihoodResult:
+        first = request.continuation.startswith(" yes")
+        return LoglikelihoodResult(logprob=-1.0 if first else -5.0 - unit(request.continuation), is_greedy=first, n_tokens=2)
+
+
 if "skilled" not in BACKENDS:
     BACKENDS.add("skilled", lambda: Skilled)
+if "constant" not in BACKENDS:
+    BACKENDS.add("constant", lambda: Constant)
 
 
 def toy_task(root: Path, rows: int = 120, name: str = "toy", metrics: Sequence[str] = ("acc", "acc_norm")) -> Path:

@@ -80,6 +80,17 @@ def test_spread_and_rank_stability(ranked_run: str, db_path: Path) -> None:
     assert s.n_variants == 2 and s.min <= s.median <= s.max and s.range == pytest.approx(s.max - s.min)
     stab = stability(summaries)
     assert len(stab) == 3 and all(st.n_variants == 2 and st.tau in (-1.0, 0.0, 1.0) or st.tau != st.tau for st in stab)
+    assert all(-1 <= st.ci_low <= st.ci_high <= 1 and st.n_items == 120 for st in stab)
+
+
+def test_model_vs_model_across_prompt_variants(ranked_run: str, db_path: Path) -> None:
+    comp = compare_runs(Store(db_path), [ranked_run])
+    contrasts = {m.model_b: m for m in comp.models}
+    assert set(contrasts) == {"skilled:0.85", "skilled:0.3"} and all(m.model_a == "skilled:0.9" for m in comp.models)
+    far, near = contrasts["skilled:0.3"].result, contrasts["skilled:0.85"].result
+    assert far.low > 0.3 and far.p_value < 0.05 and len(far.variants) == 2  # a better model on every prompt
+    assert near.low < 0 < near.high  # two prompts say little about prompts in general: a wide interval
+    assert comp.to_dict()["across_prompts"][0]["variants"].keys() == {"plain", "polite"}
 
 
 def test_lower_is_better_metrics_rank_ascending(ranked_run: str, db_path: Path) -> None:
