@@ -90,6 +90,7 @@ class ABReport:
     margin: float | None = None
     confidence: float = 0.95
     flags: list[str] = field(default_factory=list)  # loud problems: overlap with training data, degenerate answers
+    notes: list[str] = field(default_factory=list)  # what was checked (e.g. the tuned model's selection split is disjoint)
 
     @property
     def verdict(self) -> str:
@@ -133,7 +134,7 @@ class ABReport:
         return {
             "base": self.base, "tuned": self.tuned, "base_run": self.base_run, "tuned_run": self.tuned_run, "alpha": self.alpha,
             "confidence": self.confidence, "margin": self.margin, "verdict": self.verdict, "warnings": self.warnings,
-            "flags": self.flags,
+            "flags": self.flags, "notes": self.notes,
             "tasks": [
                 {"task": t.task, "metric": t.metric, "higher_is_better": t.higher_is_better, "outcome": t.verdict.code,
                  "p_holm": t.p_holm, "unit": t.unit, **paired(t.pooled, t.verdict), "across_prompts": across(t.across),
@@ -376,6 +377,8 @@ def print_ab(report: ABReport, out: Any = None) -> None:
             out.print(line, highlight=False)
     for flag in report.flags:
         out.print(f"[bold red]flag:[/] {flag}", highlight=False)
+    for note in report.notes:
+        out.print(f"note: {note}", highlight=False)
     for warning in report.warnings:
         out.print(f"[yellow]warning:[/] {warning}", highlight=False)
     out.print(f"[bold]verdict:[/] {report.verdict}", highlight=False)

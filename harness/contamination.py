@@ -128,6 +128,7 @@ class OverlapReport:
     overlaps: tuple[Overlap, ...] = ()
     notes: tuple[str, ...] = ()
     allowed: bool = False  # --allow-overlap was given
+    selection: tuple[str, ...] = ()  # per task, how the card says its checkpoint was selected ("capitals: train holdout: 8 of 40 ...")
 
     @property
     def blocking(self) -> tuple[Overlap, ...]:
@@ -149,9 +150,10 @@ class OverlapReport:
 
     def lines(self) -> list[str]:
         out: list[str] = []
-        if self.card is not None and not self.overlaps:
-            out.append(f"overlap check ({self.tuned}, card in {self.card}): no overlap of its training or selection items "
-                       f"with the {self.scored} scored items")
+        if self.card is not None and not self.blocking:
+            how = f"; selected on {'; '.join(self.selection)}" if self.selection else ""
+            out.append(f"overlap check ({self.tuned}, card in {self.card}): none of its training or selection items is among "
+                       f"the {self.scored} scored items (by id or content){how}")
         out += [f"OVERLAP: {o.line()}" for o in self.blocking]
         out += [f"warning: {o.line()}" for o in self.near_duplicates]
         if self.blocking and self.allowed:
@@ -255,8 +257,10 @@ def card_for_model(model: ModelSpec) -> tuple[TuneCard | None, list[str]]:
 def _finish(label: str, card: TuneCard, scored: list[Entry], notes: list[str], dirs: tuple[Sequence[str], Sequence[str]],
             allow: bool) -> OverlapReport:
     tuned, more = tuned_items(card, dirs)
+    selection = card.data.get("selection") or {}
+    how = tuple(f"{task}: {entry.get('how', entry.get('split', '?'))}" for task, entry in sorted(selection.items()) if isinstance(entry, dict))
     report = OverlapReport(label, str(card.folder), len(scored), tuple(find_overlaps(tuned, scored)), tuple(dict.fromkeys(notes + more)),
-                           allow)
+                           allow, how)
     if report.blocking and not allow:
         raise HarnessError(report.error_message())
     return report

@@ -194,10 +194,13 @@ def with_checks(report, store: Store, overlap=None):  # type: ignore[no-untyped-
 
     from harness.degenerate import degenerate_cells
 
-    flags = [line for line in (overlap.lines() if overlap is not None else []) if not line.startswith(("note:", "overlap check"))]
-    notes = [line for line in (overlap.lines() if overlap is not None else []) if line.startswith(("note:", "overlap check"))]
+    lines = overlap.lines() if overlap is not None else []
+    flags = [line for line in lines if line.startswith(("OVERLAP:", "proceeding with --allow-overlap"))]  # loud: the A/B is suspect
+    warnings = [line.removeprefix("warning: ") for line in lines if line.startswith("warning: ")]  # near-duplicates
+    notes = [line.removeprefix("note: ") for line in lines if line not in flags and not line.startswith("warning: ")]
     flags += [d.line for d in degenerate_cells(store, [report.base_run, report.tuned_run])]
-    return dataclasses.replace(report, flags=[*report.flags, *flags], warnings=[*report.warnings, *notes])
+    return dataclasses.replace(report, flags=[*report.flags, *flags], warnings=[*report.warnings, *warnings],
+                               notes=[*report.notes, *notes])
 
 
 def _write_ab_html(report, store: Store, path: Path, diff_limit: int = 30) -> None:  # type: ignore[no-untyped-def]

@@ -290,6 +290,8 @@ def ab_section(report: ABReport) -> str:
              f"<p class='verdict ab-verdict'><b>verdict:</b> {_e(report.verdict)}</p>"]
     for flag in report.flags:
         parts.append(f"<p class='flag'><b>flag:</b> {_e(flag)}</p>")
+    for note in report.notes:
+        parts.append(f"<p class='note'>note: {_e(note)}</p>")
     for t in report.tasks:
         head = ["cells", "n", "base", "tuned", f"Δ [{report.confidence:.0%} CI]", "p", "verdict"]
         rows = "".join(

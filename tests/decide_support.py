@@ -47,8 +47,8 @@ class Constant(ScriptedBackend):
 
 if "skilled" not in BACKENDS:
     BACKENDS.add("skilled", lambda: Skilled)
-if "constant" not in BACKENDS:
-    BACKENDS.add("constant", lambda: Constant)
+if "first_choice" not in BACKENDS:
+    BACKENDS.add("first_choice", lambda: Constant)
 
 
 def toy_task(root: Path, rows: int = 120, name: str = "toy", metrics: Sequence[str] = ("acc", "acc_norm")) -> Path:

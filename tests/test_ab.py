@@ -179,10 +179,10 @@ def test_ab_html_report_shows_the_terminal_verdict_with_the_same_numbers(tmp_pat
 def test_a_degenerate_tuned_model_is_flagged_in_ab_and_compare(tmp_path: Path, db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     toy_task(tmp_path / "tasks", rows=30)
     args = ["ab", "--db", db_path, "--tasks-dir", tmp_path / "tasks", "--task", "toy", "--prompt", "plain", "--base", "skilled:0.5",
-            "--tuned", "constant:x", "--quiet"]
+            "--tuned", "first_choice:x", "--quiet"]
     assert cli(*args, "--json") == 0
     data = json.loads(capsys.readouterr().out)
-    assert any("constant:x: the same answer" in f and "30 of 30 items (100%)" in f for f in data["flags"])
+    assert any("first_choice:x: the same answer" in f and "30 of 30 items (100%)" in f for f in data["flags"])
     assert cli(*args) == 0
     assert "flag:" in capsys.readouterr().out
     assert cli("compare", "--db", db_path, data["tuned_run"]) == 0
