@@ -100,19 +100,27 @@ def _tau(base: np.ndarray, tuned: np.ndarray, clusters: np.ndarray | None, confi
         return float("nan"), float("nan"), float("nan")
     point = float(kendall_tau_rows(base.mean(axis=0)[None, :], tuned.mean(axis=0)[None, :])[0])
     labels = clusters if clusters is not None else np.arange(base.shape[0]).astype(str)
+    low, high = tau_interval(base, tuned, labels, confidence, seed)
+    return point, low, high
+
+
+def tau_interval(a: np.ndarray, b: np.ndarray, labels: np.ndarray, confidence: float = 0.95, seed: int = 0,
+                 resamples: int = TAU_RESAMPLES) -> tuple[float, float]:
+    """Percentile bootstrap CI of Kendall τ between the column means of two items x variants tables,
+    resampling items (rows) by ``labels`` (their clusters) jointly for both; the variants are fixed."""
     codes, units = cluster_codes(np.asarray(labels))
-    weights = resample_weights(units, TAU_RESAMPLES, seed)
+    weights = resample_weights(units, resamples, seed)
+    sizes = np.bincount(codes, minlength=units).astype(np.float64)
 
     def resampled(table: np.ndarray) -> np.ndarray:
         sums = np.zeros((units, table.shape[1]))
         np.add.at(sums, codes, table)
-        sizes = np.bincount(codes, minlength=units).astype(np.float64)
         return (weights @ sums) / (weights @ sizes)[:, None]
 
-    taus = kendall_tau_rows(resampled(base), resampled(tuned))
+    taus = kendall_tau_rows(resampled(a), resampled(b))
     taus = taus[np.isfinite(taus)]
     if taus.size == 0:
-        return point, float("nan"), float("nan")
+        return float("nan"), float("nan")
     tail = (1 - confidence) / 2
     low, high = np.quantile(taus, [tail, 1 - tail])
-    return point, float(low), float(high)
+    return float(low), float(high)

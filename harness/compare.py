@@ -22,12 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from harness.across_prompts import AcrossPrompts, across_prompts
+from harness.across_prompts import AcrossPrompts, across_prompts, tau_interval
 from harness.degenerate import degenerate_cells
-from harness.difference import cluster_codes, resample_weights
 from harness.errors import HarnessError
 from harness.ranking import RankedCell, TaskRanking, order_key, rank_task
-from harness.stats import DEFAULT_RESAMPLES, kendall_tau, kendall_tau_rows
+from harness.stats import DEFAULT_RESAMPLES, kendall_tau
 from harness.store import CellRecord, Store
 from harness.summaries import CellSummary, Unscorable, cell_scores, describe_unscorable, payload, summarize
 
@@ -194,9 +193,6 @@ def spreads(summaries: Sequence[CellSummary]) -> list[Spread]:
     return out
 
 
-TAU_RESAMPLES = 1000
-
-
 def stability(summaries: Sequence[CellSummary], confidence: float = 0.95, seed: int = 0) -> list[Stability]:
     """Kendall tau between the variant orders of every two settings of a task (>= 2 shared variants),
     with a bootstrap CI over the items every involved cell shares (mean metrics; corpus metrics get
@@ -226,23 +222,12 @@ def _tau_interval(cells_a: list[CellSummary], cells_b: list[CellSummary], confid
         return float("nan"), float("nan"), len(common)
     source = next((c for c in cells_a + cells_b if c.clusters), None)
     labels = np.array([source.cluster_of(i) if source else i for i in common], dtype=object).astype(str)
-    codes, units = cluster_codes(labels)
-    weights = resample_weights(units, TAU_RESAMPLES, seed)
 
-    def means(cells: list[CellSummary]) -> np.ndarray:
-        x = np.array([[c.scores[i] for c in cells] for i in common], dtype=np.float64)
-        sums = np.zeros((units, len(cells)))
-        np.add.at(sums, codes, x)
-        sizes = np.bincount(codes, minlength=units).astype(np.float64)
-        return (weights @ sums) / (weights @ sizes)[:, None]
+    def table(cells: list[CellSummary]) -> np.ndarray:
+        return np.array([[c.scores[i] for c in cells] for i in common], dtype=np.float64)
 
-    taus = kendall_tau_rows(means(cells_a), means(cells_b))
-    taus = taus[np.isfinite(taus)]
-    if taus.size == 0:
-        return float("nan"), float("nan"), len(common)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(taus, [tail, 1 - tail])
-    return float(low), float(high), len(common)
+    low, high = tau_interval(table(cells_a), table(cells_b), labels, confidence, seed)
+    return low, high, len(common)
 
 
 def model_contrasts(summaries: Sequence[CellSummary], confidence: float = 0.95, seed: int = 0) -> list[ModelContrast]:

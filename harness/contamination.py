@@ -209,7 +209,8 @@ def check_overlap_runs(store: Store, base_run: str | None, tuned_run: str, *, tu
     models = [ModelSpec.model_validate(m) for m in config.get("spec", {}).get("models", [])]
     if tuned_label is not None:
         models = [m for m in models if m.label == tuned_label]
-    card, notes, label = None, [], tuned_label or (models[0].label if models else "?")
+    notes: list[str] = []
+    card, label = None, tuned_label or (models[0].label if models else "?")
     for model in models:
         card, why = card_for_model(model)
         if card is not None:

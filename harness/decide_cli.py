@@ -56,6 +56,7 @@ def add_compare_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--full", action="store_true", help="with --json: an object with cells, the possibly-best sets with every "
                    "pair's adjusted p, spread, rank stability and warnings")
     p.add_argument("--task", nargs="+", dest="only_tasks", help="only these tasks")
+    p.add_argument("--pairs", action="store_true", help="also print every pair of cells with its adjusted p-value")
     _verdict_options(p)
 
 
@@ -118,7 +119,7 @@ def _comparison(args: argparse.Namespace, store: Store):  # type: ignore[no-unty
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.report import comparison_csv, comparison_tables, print_json
+    from harness.report import comparison_csv, comparison_tables, pair_tables, print_json
 
     store = Store(args.db)
     comp = _comparison(args, store)
@@ -128,6 +129,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         sys.stdout.write(comparison_csv(comp))
     else:
         comparison_tables(comp)
+        if args.pairs:
+            pair_tables(comp)
     return 0
 
 
@@ -255,8 +258,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.tune_report import cards_for_runs, load_card, tuning_section, write_tuning_report
 
     if args.tune and not args.runs:
-        cards = write_tuning_report(args.tune, args.output)
-        print(f"wrote {args.output} (tuning curves of {len(cards)} run(s)); open it in any browser, no network needed")
+        written = write_tuning_report(args.tune, args.output)
+        print(f"wrote {args.output} (tuning curves of {len(written)} run(s)); open it in any browser, no network needed")
         return 0
     if args.ab:
         if args.runs:

@@ -467,7 +467,7 @@ def resample_weights(units: int, resamples: int, seed: int) -> np.ndarray:
     return weights
 
 
-def difference(a: Sequence[float], b: Sequence[float], kind: str, clusters: Sequence[str] | np.ndarray | None = None,
+def difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, kind: str, clusters: Sequence[str] | np.ndarray | None = None,
                confidence: float = 0.95, resamples: int = 2000, seed: int = 0, weights: np.ndarray | None = None) -> Difference:
     """The engine the data call for: Tango for 0/1 scores, bootstrap-t otherwise."""
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)

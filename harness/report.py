@@ -80,8 +80,8 @@ def cell_name(s: CellSummary, varying: set[str]) -> str:
 
 
 def varying_fields(cells: Sequence[CellSummary]) -> set[str]:
-    fields = {"prompt": {c.cell.prompt for c in cells}, "shots": {c.cell.shots for c in cells},
-              "selector": {c.cell.selector for c in cells}, "model": {c.cell.model for c in cells}}
+    fields: dict[str, set[object]] = {"prompt": {c.cell.prompt for c in cells}, "shots": {c.cell.shots for c in cells},
+                                      "selector": {c.cell.selector for c in cells}, "model": {c.cell.model for c in cells}}
     varying = {name for name, values in fields.items() if len(values) > 1}
     names = [(c.cell.prompt, c.cell.shots, c.cell.selector, c.cell.model) for c in cells]
     if len(set(names)) < len(names):
@@ -140,9 +140,9 @@ def comparison_tables(comp: Comparison, out: Console | None = None) -> None:
         table = Table(title="prompt sensitivity — spread across prompt variants", title_justify="left", box=box.SIMPLE_HEAD)
         for column in ("task", "model · shots", "variants", "min", "median", "max", "max − min", "best prompt", "worst prompt"):
             table.add_column(column, justify="left" if column in ("task", "model · shots", "best prompt", "worst prompt") else "right")
-        for s in spreads:
-            table.add_row(s.task, s.setting, str(s.n_variants), _pct(s.min), _pct(s.median), _pct(s.max), _pct(s.range),
-                          s.best_prompt, s.worst_prompt)
+        for sp in spreads:
+            table.add_row(sp.task, sp.setting, str(sp.n_variants), _pct(sp.min), _pct(sp.median), _pct(sp.max), _pct(sp.range),
+                          sp.best_prompt, sp.worst_prompt)
         out.print(table)
     if comp.stability:
         table = Table(title=f"rank stability of prompt variants (Kendall τ, {comp.confidence:.0%} CI over items)",
@@ -165,6 +165,26 @@ def comparison_tables(comp: Comparison, out: Console | None = None) -> None:
         out.print(table)
     for warning in comp.warnings:
         out.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+def pair_tables(comp: Comparison, out: Console | None = None) -> None:
+    """Every pair of a task's cells with its adjusted p-value (the step-down max-T of the ranking)."""
+    out = out or console()
+    for ranking in comp.rankings:
+        varying = varying_fields([rc.summary for rc in ranking.cells])
+        table = Table(title=f"{ranking.task} — every pair, p adjusted over all {len(ranking.pairs())} pairs", title_justify="left",
+                      box=box.SIMPLE_HEAD, padding=(0, 1))
+        for column in ("A", "B", "A − B", "p adj"):
+            table.add_column(column, justify="right" if column in ("A − B", "p adj") else "left")
+        _, signed, _ = number_formats(ranking)
+        for i, a in enumerate(ranking.cells):
+            for j in range(i + 1, len(ranking.cells)):
+                b = ranking.cells[j]
+                delta = a.summary.interval.mean - b.summary.interval.mean
+                p = float(ranking.p_pairs[i, j])
+                table.add_row(cell_name(a.summary, varying), cell_name(b.summary, varying), signed(delta), _p(p),
+                              style="bold" if p < ranking.alpha else None)
+        out.print(table)
 
 
 def tau_text(st: Stability) -> str:

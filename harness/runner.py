@@ -33,6 +33,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness.backends import Backend, ModelSpec, backend_class, parse_model
+from harness.backends.base import content_sha256
 from harness.errors import HarnessError
 from harness.fewshot import SELECTORS, Selector, draw_rng
 from harness.progress import progress_bar
@@ -208,14 +209,6 @@ def prepare(cell: Cell, position: int, item: Item, selector: Selector | None) ->
 
 
 # -- provenance ---------------------------------------------------------------------
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def model_identities(spec: ExperimentSpec, backends: Mapping[str, Backend] | None = None) -> list[dict[str, Any]]:
     """Each model's identity, in ``spec.models`` order: a ready backend's own (tuning adds its
     step), else its class's ``identity_of`` (content fingerprints; no model is loaded)."""
@@ -229,10 +222,10 @@ def config_snapshot(spec: ExperimentSpec, cells: Sequence[Cell], identities: Seq
     tasks: dict[str, Any] = {}
     for cell in cells:
         task = cell.task
-        entry = tasks.setdefault(task.name, {"yaml_sha256": _sha256_file(task.yaml_path), "data": {}, "templates": {}})
+        entry = tasks.setdefault(task.name, {"yaml_sha256": content_sha256(task.yaml_path), "data": {}, "templates": {}})
         for split in {spec.split, spec.fewshot_split}:
             if task.has_split(split) and (split == spec.split or cell.shots > 0):
-                entry["data"][split] = _sha256_file(task.split_path(split))
+                entry["data"][split] = content_sha256(task.split_path(split))
         entry["templates"][cell.template.name] = cell.template.sha256
         if task.labels:  # classification: corpus metrics (macro-F1, per-class report) map gold indices to labels
             entry["labels"] = list(task.labels)

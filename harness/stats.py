@@ -29,7 +29,7 @@ class Interval:
     method: str
 
 
-def wilson(successes: float, n: int, confidence: float = 0.95) -> Interval:
+def wilson(successes: float, n: float, confidence: float = 0.95) -> Interval:
     """Wilson score interval for a proportion: sane at 0%, 100% and small n (unlike Wald)."""
     if n == 0:
         return Interval(float("nan"), float("nan"), float("nan"), 0, "wilson")
@@ -38,7 +38,7 @@ def wilson(successes: float, n: int, confidence: float = 0.95) -> Interval:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return Interval(float(p), float(max(0.0, centre - half)), float(min(1.0, centre + half)), n, "wilson")
+    return Interval(float(p), float(max(0.0, centre - half)), float(min(1.0, centre + half)), int(round(n)), "wilson")
 
 
 def bootstrap(values: Sequence[float], confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Interval:

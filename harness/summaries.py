@@ -160,12 +160,13 @@ def cell_interval(
         weights = resample_weights(sums.size, resamples, seed)
         items = [corpus[i] for i in ids]
         point, reps, jack = corpus_replicates(metric, [items], labels, weights)
-        engine = BCaEngine(float(point[0]), reps[:, 0], jack[:, 0])
-        low, high = engine.interval(confidence)
+        corpus_engine = BCaEngine(float(point[0]), reps[:, 0], jack[:, 0])
+        low, high = corpus_engine.interval(confidence)
         return Interval(float(point[0]), low, high, n, "bca bootstrap" + (" over clusters" if clusters else "")), deff
     binary = metric.kind == "binary" and bool(np.all(np.isin(x, (0.0, 1.0))))
     if binary:
-        w = wilson(float(x.sum()) / deff, max(1, round(n / deff)) if deff > 1 else n, confidence)
+        n_eff = n / deff  # Wilson at the effective sample size: the same proportion, clusters counted once
+        w = wilson(float(x.mean()) * n_eff, n_eff, confidence)
         mean = float(x.mean())
         method = "wilson" if deff <= 1 else f"wilson, effective n {n / deff:.0f} (design effect {deff:.2f})"
         return Interval(mean, w.low, w.high, n, method), deff

@@ -138,6 +138,8 @@ def test_compare_cli_json_csv_and_table(ranked_run: str, db_path: Path, capsys: 
     out = capsys.readouterr().out
     assert "p adj" in out and "may be best (95%)" in out and "prompt sensitivity" in out and "Kendall" in out
     assert "worse than" in out and "MDE" in out
+    assert cli("compare", "--db", db_path, "--pairs") == 0
+    assert "every pair, p adjusted over all 15 pairs" in capsys.readouterr().out
 
 
 def test_show_diff_cli(ranked_run: str, db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

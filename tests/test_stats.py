@@ -53,8 +53,6 @@ def test_mcnemar_switches_to_chi_square_at_the_threshold() -> None:
 
 @pytest.mark.parametrize("case", CASES["sign_flip"])
 def test_sign_flip_exact(case: dict) -> None:
-    import numpy as np
-
     from harness.difference import sign_flip_p
 
     assert sign_flip_p(np.asarray(case["a"], dtype=float) - np.asarray(case["b"], dtype=float)) == pytest.approx(case["p_value"])
@@ -83,8 +81,6 @@ def test_mean_interval_picks_wilson_for_binary_and_bootstrap_otherwise() -> None
 
 
 def test_kendall_tau_rows_matches_scipy_row_by_row() -> None:
-    import numpy as np
-
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 4, (200, 5)).astype(float), rng.integers(0, 4, (200, 5)).astype(float)
     fast = stats.kendall_tau_rows(x, y)

@@ -169,3 +169,22 @@ def test_plan_from_a_pilot_run(db_path: Path, capsys: pytest.CaptureFixture[str]
     assert six["items_detect"] > plan["items_detect"] and six["alpha"] == pytest.approx(0.05 / 15)
     assert cli("plan", "--db", db_path, "--mde", "0.05") == 2
     assert "give --pilot RUN" in capsys.readouterr().err
+
+
+def test_declared_clusters_widen_intervals_and_are_reported(db_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    easy = np.repeat(rng.random(20) < 0.5, 15)  # 20 passages of 15 questions: a passage is easy or hard as a whole
+    a = np.where(rng.random(300) < 0.9, easy, 1 - easy).astype(float)
+    b = np.where(np.repeat(rng.random(20) < 0.3, 15), 1 - easy, easy).astype(float)  # b gets whole passages wrong
+    clusters = [f"passage{k // 15}" for k in range(300)]
+    store = Store(db_path)
+    for run, with_clusters in (("plain", False), ("clustered", True)):
+        stored_run(store, run, "qa", "multiple_choice", "acc",
+                   {name: [{"id": f"i{k}", "scores": {"acc": v[k]}, "cluster": clusters[k] if with_clusters else None}
+                           for k in range(300)] for name, v in (("a", a), ("b", b))})
+    plain, clustered = (compare_runs(store, [run]) for run in ("plain", "clustered"))
+    wide, narrow = by_prompt(clustered)["a"].summary.interval, by_prompt(plain)["a"].summary.interval
+    assert wide.high - wide.low > 1.5 * (narrow.high - narrow.low) and "effective n" in wide.method
+    assert clustered.rankings[0].clustered and clustered.rankings[0].units == 20
+    assert clustered.rankings[0].cells[1].vs_best.difference.deff > 1.5
+    assert any("items come in 20 clusters; design effect" in w for w in clustered.warnings)
