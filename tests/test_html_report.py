@@ -150,7 +150,9 @@ def test_arc_easy_prompts_and_shots_end_to_end(tmp_path: Path, db_path: Path, sh
     data = json.loads(capsys.readouterr().out)
     assert len(data["cells"]) == 6 and {c["prompt"] for c in data["cells"]} == {"lm_eval", "lettered", "science_teacher"}
     assert all(c["n"] == 6 and 0 <= c["ci_low"] <= c["mean"] <= c["ci_high"] <= 1 for c in data["cells"])
-    assert all(c["p_holm"] is not None for c in data["cells"][1:]) and data["cells"][0]["group"] == 1
+    assert all(c["p_adjusted"] is not None for c in data["cells"][1:]) and data["cells"][0]["may_be_best"]
+    assert data["cells"][0]["verdict"] == "best" and {c["verdict"] for c in data["cells"][1:]} <= {"worse", "inconclusive"}
+    assert all("MDE" in c["verdict_detail"] for c in data["cells"] if c["verdict"] == "inconclusive")
     assert {(s["shots"], s["n_variants"]) for s in data["spread"]} == {(0, 3), (5, 3)}
     assert len(data["rank_stability"]) == 1  # 0-shot vs 5-shot order of the three variants
     report = tmp_path / "arc.html"
