@@ -56,10 +56,12 @@ def load_results(db: str | Path = DEFAULT_DB, run: str | Sequence[str] | None = 
 def compare(
     db: str | Path = DEFAULT_DB, runs: str | Sequence[str] | None = "latest", metric: str | None = None, *,
     alpha: float = 0.05, confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+    margin: float | None = None, unscorable: str = "wrong",
 ) -> Comparison:
-    """Ranked cells with CIs, rank groups and Holm p-values vs the best, prompt spread and rank stability."""
+    """Ranked cells with CIs, the possibly-best set and a verdict per cell, prompt spread and rank stability."""
     store = Store(db)
     try:
-        return compare_runs(store, _runs(store, runs), metric, alpha=alpha, confidence=confidence, resamples=resamples, seed=seed)
+        return compare_runs(store, _runs(store, runs), metric, alpha=alpha, confidence=confidence, resamples=resamples, seed=seed,
+                            margin=margin, unscorable=unscorable)  # type: ignore[arg-type]
     finally:
         store.close()
