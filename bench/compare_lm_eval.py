@@ -15,6 +15,12 @@ start each (fresh results DB, no response cache), and reports:
     python bench/compare_lm_eval.py --only arc5 --limit 50
     python bench/compare_lm_eval.py --in-process --only arc5 arc0 hellaswag0 --limit 10 --repeats 2
     python bench/compare_lm_eval.py --in-process --only gsm8k8 --limit 10 --offset 8
+    python bench/compare_lm_eval.py --only winogrande_like0 winogrande_like5   # per-choice contexts (partial scoring)
+    python bench/compare_lm_eval.py --only multi_true --limit 100   # several true answers: mc1/mc2, acc_bytes, acc_mutual_info
+
+The winogrande_like benches run harness's tasks/winogrande (per-choice contexts) and lm-eval's own
+WinoGrande functions (multiple inputs) on 100 synthetic Winograd-style rows written to a temporary
+folder by bench/lm_eval_tasks/winogrande_like.py (no WinoGrande copy is shared with the project).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class Bench:
     lm_eval_task: str
     limit: int
     generate: bool = False
+    synthetic: bool = False  # rows from bench/lm_eval_tasks/winogrande_like.py in a temporary folder, not ../shared/data
 
 
 BENCHES = [
@@ -50,7 +57,24 @@ BENCHES = [
     Bench("arc0", "tasks/arc_easy", 0, "arc_easy_json", 500),
     Bench("hellaswag0", "tasks/hellaswag", 0, "hellaswag_json", 500),
     Bench("gsm8k8", "tasks/gsm8k", 8, "gsm8k_json", 100, generate=True),
+    Bench("winogrande_like0", "tasks/winogrande", 0, "winogrande_like_json", 100, synthetic=True),
+    Bench("winogrande_like5", "tasks/winogrande", 5, "winogrande_like_json", 100, synthetic=True),
 ]
+
+
+def winogrande_like() -> Any:
+    """bench/lm_eval_tasks/winogrande_like.py (the synthetic rows and lm-eval's WinoGrande functions)."""
+    sys.path.insert(0, str(LM_EVAL_TASKS))
+    try:
+        import winogrande_like as module
+    finally:
+        sys.path.remove(str(LM_EVAL_TASKS))
+    return module
+
+
+def data_dir_for(bench: Bench, tmp: Path) -> Path:
+    """Where both harnesses read the bench's rows: ../shared/data, or the synthetic rows written under ``tmp``."""
+    return winogrande_like().write(tmp / "data") if bench.synthetic else DATA
 
 
 def _run(command: list[str], cwd: Path) -> tuple[float, str]:
@@ -62,11 +86,11 @@ def _run(command: list[str], cwd: Path) -> tuple[float, str]:
     return wall, done.stdout
 
 
-def run_harness(bench: Bench, limit: int, out: Path) -> dict[str, Any]:
+def run_harness(bench: Bench, limit: int, out: Path, data: Path = DATA) -> dict[str, Any]:
     db = out / "harness.db"
     command = [
         sys.executable, "-m", "harness.cli", "run", "--task", str(ROOT / bench.task), "--prompt", "lm_eval",
-        "--shots", str(bench.shots), "--selector", "first_k", "--limit", str(limit), "--data-dir", str(DATA),
+        "--shots", str(bench.shots), "--selector", "first_k", "--limit", str(limit), "--data-dir", str(data),
         "--db", str(db), "--new", "--quiet", "--json",
     ]  # fmt: skip
     wall, stdout = _run(command, ROOT)
@@ -77,12 +101,14 @@ def run_harness(bench: Bench, limit: int, out: Path) -> dict[str, Any]:
     return {"wall": wall, "items": items, "stats": stats, "command": " ".join(command)}
 
 
-def run_lm_eval(bench: Bench, limit: int, out: Path, model: Path, batch_size: str) -> dict[str, Any]:
+def run_lm_eval(bench: Bench, limit: int, out: Path, model: Path, batch_size: str, data: Path = DATA) -> dict[str, Any]:
     command = [
         sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={model},dtype=float32",
         "--tasks", bench.lm_eval_task, "--include_path", str(LM_EVAL_TASKS), "--num_fewshot", str(bench.shots),
         "--limit", str(limit), "--batch_size", batch_size, "--device", "cpu", "--output_path", str(out), "--log_samples",
     ]  # fmt: skip
+    if bench.synthetic:  # winogrande_like.dataset reads the rows from here
+        command += ["--metadata", json.dumps({"data_dir": str(data)})]
     wall, _ = _run(command, ROOT)  # cwd: the task YAMLs name ../shared/data relative to the repository root
     [samples_file] = list(out.rglob(f"samples_{bench.lm_eval_task}_*.jsonl"))
     samples = sorted((json.loads(line) for line in samples_file.open()), key=lambda r: r["doc_id"])
@@ -124,6 +150,8 @@ def compare(bench: Bench, h: dict[str, Any], e: dict[str, Any]) -> dict[str, Any
         row["lm_eval_em"] = sum(float(s.get("exact_match", 0)) for s in e["items"][:n]) / n
         row["same_answer"] = sum(_number(a) == _number(b) for a, b in zip(hx, ex)) / n
         row["same_text"] = sum(_same_text(i, s) for i, s in zip(h["items"][:n], e["items"][:n])) / n
+    elif bench.synthetic:
+        row.update(per_choice_agreement(h["items"][:n], e["items"][:n]))
     else:
         hp = [mc_predictions_harness(i) for i in h["items"][:n]]
         ep = [mc_predictions_lm_eval(s) for s in e["items"][:n]]
@@ -157,6 +185,36 @@ def compare(bench: Bench, h: dict[str, Any], e: dict[str, Any]) -> dict[str, Any
     return row
 
 
+def per_choice_agreement(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-choice contexts, item by item: acc predicts the argmax log-likelihood of the shared continuation, acc_norm
+    divides it by len(the choice's context), lm-eval's ``doc_to_choice`` strings (both recomputed here from each side's
+    own log-probabilities and the row); also each side's own acc / acc_norm item scores, and the requests' log-probs."""
+    contexts = {r["id"]: winogrande_like().doc_to_choice(r) for r in winogrande_like().rows()[0]}
+    n = len(ours)
+
+    def preds(logprobs: list[float], ctx: list[str]) -> tuple[int, int]:
+        return _argmax(logprobs), _argmax([lp / len(c) for lp, c in zip(logprobs, ctx)])
+
+    hp = [preds([r["logprob"] for r in i["response"]], contexts[i["item_id"]]) for i in ours]
+    ep = [preds([float(r[0]) for r in s["filtered_resps"]], winogrande_like().doc_to_choice(s["doc"])) for s in theirs]
+    diffs = [abs(r["logprob"] - float(x[0])) for i, s in zip(ours, theirs) for r, x in zip(i["response"], s["filtered_resps"])]
+    # the same row, the same scored continuations, and harness's stored prompt (the correct choice's) = lm-eval's context for it
+    same_rendering = sum(
+        i["item_id"] == s["doc"]["id"] and i["continuations"] == [a[1] for a in _arguments(s)]
+        and i["prompt"] == _arguments(s)[int(i["target"])][0]
+        for i, s in zip(ours, theirs)
+    )
+    return {
+        "harness_acc": sum(float(i["scores"]["acc"]) for i in ours) / n, "lm_eval_acc": sum(float(s["acc"]) for s in theirs) / n,
+        "harness_acc_norm": sum(float(i["scores"]["acc_norm"]) for i in ours) / n,
+        "lm_eval_acc_norm": sum(float(s["acc_norm"]) for s in theirs) / n,
+        "same_pred_acc": sum(a[0] == b[0] for a, b in zip(hp, ep)) / n, "same_pred_acc_norm": sum(a[1] == b[1] for a, b in zip(hp, ep)) / n,
+        "same_correctness_acc": sum(float(i["scores"]["acc"]) == float(s["acc"]) for i, s in zip(ours, theirs)) / n,
+        "same_correctness_acc_norm": sum(float(i["scores"]["acc_norm"]) == float(s["acc_norm"]) for i, s in zip(ours, theirs)) / n,
+        "same_rendering": same_rendering / n, "max_abs_logprob_diff": float(f"{max(diffs):.2e}"),
+    }  # fmt: skip
+
+
 def _number(text: str) -> str:
     return text.replace(",", "").replace("$", "").strip().rstrip(".")
 
@@ -169,7 +227,7 @@ def _same_text(item: dict[str, Any], sample: dict[str, Any]) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="*", choices=[b.name for b in BENCHES], help="benchmarks to run (default: all)")
+    parser.add_argument("--only", nargs="*", choices=[*(b.name for b in BENCHES), "multi_true"], help="benchmarks to run (default: all)")
     parser.add_argument("--limit", type=int, help="items per benchmark (default: 500, GSM8K 100)")
     parser.add_argument("--repeats", type=int, default=1, help="alternating harness/lm-eval pairs per benchmark")
     parser.add_argument("--lm-eval-batch-size", default="8", help="lm-eval --batch_size (a number or 'auto')")
@@ -182,6 +240,10 @@ def main() -> None:
     model = embedded_model_path()
     print(f"machine: {os.cpu_count()} CPUs; load average at start {os.getloadavg()}; model {model}", flush=True)
     rows = []
+    if not args.only or "multi_true" in args.only:  # several true answers (mc1/mc2) and the normalisations: always in-process
+        with tempfile.TemporaryDirectory() as tmp:
+            rows.append(multi_true(args.limit or 100, int(args.lm_eval_batch_size), Path(tmp)))
+        print(json.dumps(rows[-1]), flush=True)
     for bench in [b for b in BENCHES if not args.only or b.name in args.only]:
         limit = args.limit or bench.limit
         if args.in_process:
@@ -196,12 +258,13 @@ def main() -> None:
                 h_out, e_out = Path(tmp) / "h", Path(tmp) / "e"
                 h_out.mkdir(), e_out.mkdir()
                 load = os.getloadavg()
+                data = data_dir_for(bench, Path(tmp))
                 if repeat % 2 == 0:
-                    h = run_harness(bench, limit, h_out)
-                    e = run_lm_eval(bench, limit, e_out, model, args.lm_eval_batch_size)
+                    h = run_harness(bench, limit, h_out, data)
+                    e = run_lm_eval(bench, limit, e_out, model, args.lm_eval_batch_size, data)
                 else:
-                    e = run_lm_eval(bench, limit, e_out, model, args.lm_eval_batch_size)
-                    h = run_harness(bench, limit, h_out)
+                    e = run_lm_eval(bench, limit, e_out, model, args.lm_eval_batch_size, data)
+                    h = run_harness(bench, limit, h_out, data)
                 row = compare(bench, h, e)
                 row["load_avg_1m_start_end"] = [round(load[0], 2), round(os.getloadavg()[0], 2)]
                 rows.append(row)
@@ -227,7 +290,8 @@ def in_process(bench: Bench, limit: int, batch_size: int, repeats: int) -> dict[
     from harness.requests import LoglikelihoodRequest
     from harness.tasks import load_task
 
-    task = load_task(ROOT / bench.task, [DATA])
+    tmp = tempfile.TemporaryDirectory()
+    task = load_task(ROOT / bench.task, [data_dir_for(bench, Path(tmp.name))])
     template = load_prompt(task, "lm_eval")
     pool = task.items("fewshot") if bench.shots else []
     selector = SELECTORS.get("first_k")(pool)
@@ -235,7 +299,7 @@ def in_process(bench: Bench, limit: int, batch_size: int, repeats: int) -> dict[
     for item in task.items("test")[:limit]:
         shots = selector.select(item, bench.shots, None) if bench.shots else []  # type: ignore[arg-type]
         rendered = template.render(task, item, shots)
-        requests += [LoglikelihoodRequest(rendered.prompt, c) for c in rendered.continuations]
+        requests += rendered.loglikelihood_requests()  # per-choice contexts: each continuation after its own prompt
     ours = HFBackend(ModelSpec())
     theirs = HFLM(pretrained=str(ours.source), dtype="float32", batch_size=batch_size, device="cpu")
     instances = [Instance("loglikelihood", {}, (r.context, r.continuation), i) for i, r in enumerate(requests)]
@@ -302,6 +366,103 @@ def in_process_generate(bench: Bench, limit: int, batch_size: int, repeats: int,
         "speedup": round(best["lm_eval"] / best["harness"], 2), "same_text": sum(a.strip() == b.strip() for a, b in zip(mine, ref)) / len(requests),
         "generate_forward_s": stats.get("generate_forward_s"), "generate_tokens_per_pass": stats.get("generate_tokens", 0) // repeats,
         "lm_eval_batch_size": batch_size, "load_avg_1m": round(os.getloadavg()[0], 2),
+    }  # fmt: skip
+
+
+def multi_true_module() -> Any:
+    """bench/lm_eval_tasks/multi_true.py (the generated rows with several true answers, the harness tasks)."""
+    sys.path.insert(0, str(LM_EVAL_TASKS))
+    try:
+        import multi_true as module
+    finally:
+        sys.path.remove(str(LM_EVAL_TASKS))
+    return module
+
+
+def multi_true(limit: int, batch_size: int, work: Path, short: bool = False) -> dict[str, Any]:
+    """Several true answers, item by item, both pipelines whole in one process: harness's ``run_experiment`` on the
+    tasks ``multi_true_mc2`` (mc2, mc1) and ``multi_true_mc1`` (acc, acc_norm, acc_norm_bytes, acc_mutual_info),
+    lm-eval's ``simple_evaluate`` on ``multi_true_mc2.yaml`` (its own ``process_results_mc2``) and ``multi_true_mc1.yaml``
+    (acc, acc_norm, acc_bytes, acc_mutual_info), the first ``limit`` generated rows written under ``work``.
+
+    Reports per item: |harness mc2 - lm-eval mc2| (max, and the share under 1e-4), the share of identical predictions
+    (argmax log-likelihood) on the mc1 task, and the share of identical item scores for acc, acc_norm, acc_bytes ~
+    acc_norm_bytes and acc_mutual_info; the largest log-prob difference of the conditional and of the unconditional
+    ("", choice) requests; and whether every prompt and continuation is the same string. ``short``: both sides
+    without TruthfulQA's six demonstrations (``Q: <question>\\nA:``), for the slow test."""
+    from lm_eval import simple_evaluate
+    from lm_eval.api.task import ConfigurableTask
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from harness.backends import ModelSpec
+    from harness.backends.hf import HFBackend
+    from harness.runner import ExperimentSpec, run_experiment
+    from harness.store import Store
+
+    module = multi_true_module()
+    data = module.write_data(work / "data", n=limit)
+    folders = module.write_harness_tasks(work / "tasks", data, short)
+    names = list(folders)  # multi_true_mc2, multi_true_mc1
+    ours = HFBackend(ModelSpec())
+    started = time.perf_counter()
+    spec = ExperimentSpec(tasks=[str(folders[n]) for n in names], prompts=["lm_eval"], limit=limit)
+    store = Store(work / "harness.db")
+    run = run_experiment(spec, store, show_progress=False, backends={spec.models[0].label: ours}, new=True).run_id
+    harness_s = time.perf_counter() - started
+    cells = {c.cell_id: c.task for c in store.cells([run])}
+    mine: dict[str, dict[str, Any]] = {n: {} for n in names}
+    for row in store.items([run]):
+        mine[cells[row["cell_id"]]][row["item_id"]] = {
+            "prompt": json.loads(row["prompt_json"]), "continuations": json.loads(row["continuations_json"]),
+            "response": json.loads(row["response_json"]), "scores": json.loads(row["scores_json"]),
+        }
+    tasks = []
+    for name in names:
+        config = load_yaml(LM_EVAL_TASKS / f"{name}.yaml")
+        config["dataset_kwargs"] = {"data_files": {"test": str(data)}}
+        if short:
+            config["doc_to_text"] = module.SHORT_DOC_TO_TEXT
+        tasks.append(ConfigurableTask(config=config))
+    started = time.perf_counter()
+    theirs = HFLM(pretrained=str(ours.source), dtype="float32", batch_size=batch_size, device="cpu")
+    output = simple_evaluate(model=theirs, tasks=tasks, limit=limit, log_samples=True, bootstrap_iters=0)
+    lm_eval_s = time.perf_counter() - started
+    samples = {name: sorted(output["samples"][name], key=lambda s: s["doc_id"]) for name in names}  # type: ignore[index]
+    ids = [r["id"] for r in module.rows(limit)]
+    same_rendering, conditional, unconditional = 0, [0.0], [0.0]
+    for name in names:
+        for item_id, sample in zip(ids, samples[name]):
+            h = mine[name][item_id]
+            args = _arguments(sample)
+            n = len(h["continuations"])
+            # the same row, prompt and continuations; with acc_mutual_info both then score ("", continuation), same order
+            expected = [[h["prompt"], c] for c in h["continuations"]] + [["", c] for c in h["continuations"]][: len(h["response"]) - n]
+            same_rendering += sample["doc"]["id"] == item_id and [list(a) for a in args] == expected
+            lls = [float(r[0]) for r in sample["filtered_resps"]]
+            conditional += [abs(r["logprob"] - x) for r, x in zip(h["response"][:n], lls[:n])]
+            unconditional += [abs(r["logprob"] - x) for r, x in zip(h["response"][n:], lls[n:])]
+    mc2 = [abs(mine["multi_true_mc2"][i]["scores"]["mc2"] - float(s["acc"])) for i, s in zip(ids, samples["multi_true_mc2"])]
+    mc1_rows = list(zip([mine["multi_true_mc1"][i] for i in ids], samples["multi_true_mc1"]))
+    n_choices = [len(h["continuations"]) for h, _ in mc1_rows]
+    same_pred = sum(_argmax([r["logprob"] for r in h["response"][:k]]) == _argmax([float(r[0]) for r in s["filtered_resps"][:k]])
+                    for (h, s), k in zip(mc1_rows, n_choices))
+    pairs = {"acc": "acc", "acc_norm": "acc_norm", "acc_norm_bytes": "acc_bytes", "acc_mutual_info": "acc_mutual_info"}
+    same_scores = {f"same_{ours_name}": sum(float(h["scores"][ours_name]) == float(s[theirs_name]) for h, s in mc1_rows) / limit
+                   for ours_name, theirs_name in pairs.items()}
+    return {
+        "bench": "multi_true", "mode": "in-process, whole pipelines", "items": limit, "prompt": "short" if short else "truthfulqa",
+        "harness_s": round(harness_s, 1), "lm_eval_s": round(lm_eval_s, 1),
+        "harness_mc2": sum(mine["multi_true_mc2"][i]["scores"]["mc2"] for i in ids) / limit,
+        "lm_eval_mc2": sum(float(s["acc"]) for s in samples["multi_true_mc2"]) / limit,
+        "max_abs_mc2_diff": float(f"{max(mc2):.2e}"), "mc2_within_1e-4": sum(d < 1e-4 for d in mc2) / limit,
+        "harness_mc1": sum(float(h["scores"]["mc1"]) for h, _ in mc1_rows) / limit,
+        "lm_eval_mc1": sum(float(s["acc"]) for _, s in mc1_rows) / limit,
+        "same_pred_mc1": same_pred / limit, **same_scores,
+        **{f"harness_{k}": sum(float(h["scores"][k]) for h, _ in mc1_rows) / limit for k in pairs},
+        **{f"lm_eval_{v}": sum(float(s[v]) for _, s in mc1_rows) / limit for v in pairs.values()},
+        "max_abs_logprob_diff": float(f"{max(conditional):.2e}"), "max_abs_unconditional_logprob_diff": float(f"{max(unconditional):.2e}"),
+        "same_rendering": same_rendering / (2 * limit), "load_avg_1m": round(os.getloadavg()[0], 2),
     }  # fmt: skip
 
 

@@ -26,6 +26,16 @@ only the strings at the constant paths the expression reads are (ARC's
 (``parts | join(' ')``) is left as it is, so a template should show it through
 ``{{ input }}``.
 
+Items with several correct choices (``target_format: labels``, or a list ``target:``) are refused with
+an error naming the task and item: the calibration table pairs one predicted with one gold choice.
+
+Tasks with per-choice contexts (``contexts:`` + ``continuation:``, Winograd style) are refused too,
+before anything is scored (:func:`per_choice_refusal` says why): the method replaces the input by
+content-free text while each choice keeps its scored text, but there the scored text is one shared
+continuation and what tells the choices apart lives inside their contexts, which the task builds
+from the same fields as the input (a content-free "N/A" has no blank to fill with an option).
+No content-free prompt keeps the choices apart without keeping the content.
+
 *Unscorable* items: a choice distribution needs log-probabilities that are not NaN, not
 +inf and not all -inf (-inf alone is probability 0, e.g. the chat fallback's unchosen
 options). An item whose own choice scores fail that (an unparsed API reply: NaN), or
@@ -174,13 +184,26 @@ def content_free_item(item: Item, text: str, input_expression: str) -> Item:
     Templates read row fields (``{{ sentence }}``), not only ``input``, so the fields that
     the task's ``input_expression`` reads are replaced too (see :func:`input_reads` and the
     module docstring for structures); every other field, the choices and the target stay,
-    so the rendered prompt differs only where the input was.
+    so the rendered prompt differs only where the input was. An item with per-choice contexts
+    is refused (:func:`per_choice_refusal`).
     """
+    if item.contexts is not None:
+        raise HarnessError(per_choice_refusal(f"item {item.id!r}"))
     row = dict(item.row)
     for path in input_reads(input_expression):
         if path[0] in row:
             row[path[0]] = _replace_at(row[path[0]], path[1:], text)
     return dataclasses.replace(item, row=row, input=text)
+
+
+def per_choice_refusal(subject: str) -> str:
+    """Why a task with per-choice contexts cannot be calibrated (see the module docstring); ``subject``: "task 'x'"."""
+    return (
+        f"{subject} gives each choice its own context ('contexts:'), and contextual calibration cannot be applied to "
+        "it: the method replaces the input by content-free text while the choices keep their scored text, but here the "
+        "scored text is one shared continuation and the choices differ only inside their contexts, which are built from "
+        "the input's own fields, so no content-free prompt keeps the choices apart; calibrate a run without such tasks"
+    )
 
 
 # -- the pass over a stored run ---------------------------------------------------------
@@ -245,6 +268,16 @@ def calibrate_run(
     cells = [c for c in plan(spec) if c.cell_id in stored_cells and c.task.spec.type in CALIBRATED_TYPES]
     if not cells:
         raise HarnessError(f"run {run_id} has no multiple-choice or classification cells to calibrate")
+    for cell in cells:  # before anything is scored: the table and McNemar pair one predicted with one gold choice
+        several = next((item for item in cell.items if item.correct is not None), None)
+        if several is not None:
+            raise HarnessError(
+                f"task '{cell.task.name}': item {several.id!r} has several correct choices {list(several.correct or ())}; "
+                "contextual calibration scores items with one correct choice (evaluate the single-answer form of the task, "
+                "e.g. TruthfulQA's mc1_targets, and calibrate that run)"
+            )
+        if cell.task.spec.contexts is not None:
+            raise HarnessError(per_choice_refusal(f"task '{cell.task.name}'"))
     rows_by_cell: dict[str, list[Any]] = {}
     for row in store.items([run_id]):
         rows_by_cell.setdefault(row["cell_id"], []).append(row)
@@ -273,7 +306,7 @@ def calibrate_run(
                 for text in content_free:
                     neutral = content_free_item(item, text, cell.task.spec.input)
                     rendered = cell.template.render(cell.task, neutral, shots)
-                    requests = tuple(LoglikelihoodRequest(context=rendered.prompt, continuation=c) for c in rendered.continuations)
+                    requests = rendered.loglikelihood_requests()
                     pending.append(_Pending(item.id, neutral, rendered.continuations, requests))
             resolved, fresh = _resolve(pending, identity_json, store, backend, summary)  # type: ignore[arg-type]
             content_free_scores: dict[str, list[tuple[float, ...]]] = {}

@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selector", default="first_k")
     p.add_argument("--split", default="test")
     p.add_argument("--fewshot-split", default="fewshot")
+    p.add_argument("--sample", type=int, help="render a seeded random sample of N rows instead of the first -n (as `run --sample`)")
+    p.add_argument("--stratify", metavar="EXPR", help="with --sample (or -n): spread the rows over this field or expression, e.g. label")
+    p.add_argument("--seed", type=int, default=1234, help="seed of --sample and of the demonstrations, as in `run` (default: %(default)s)")
 
     p = verbs.add_parser("run", help="evaluate a matrix of tasks x prompts x shots x selectors x models")
     _common(p)
@@ -62,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", help="OpenAI-compatible server for openai:MODEL (default: $OPENAI_BASE_URL, else OpenAI)")
     p.add_argument("--concurrency", type=int, help="requests in flight per API model (default: 4)")
     p.add_argument("--limit", type=int, help="first N items of each task")
+    p.add_argument("--sample", type=int, help="a seeded random sample of N items of each task (seed: --seed; independent of row order)")
+    p.add_argument("--stratify", metavar="EXPR", help="with --sample or --limit: allocate the items proportionally over this field "
+                   "or expression over the row, e.g. label")
     p.add_argument("--max-tokens", type=int, help="cap on generated tokens for generate tasks (quick looks, smoke tests)")
     p.add_argument("--draws", type=int, help="independent demonstration draws per few-shot cell (report: harness draws)")
     p.add_argument("--seed", type=int)
@@ -135,9 +141,10 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from rich.rule import Rule
 
-    from harness.fewshot import SELECTORS, item_rng
+    from harness.fewshot import SELECTORS, demonstration_warnings, item_rng
     from harness.prompts import available_prompts, load_prompt
     from harness.requests import prompt_text
+    from harness.subsets import select_items
     from harness.tasks import find_task
 
     task = find_task(args.task, args.tasks_dir, args.data_dir)
@@ -153,10 +160,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
         raise HarnessError(f"{task.yaml_path}: field 'prompts' names variants with no template file: {', '.join(missing)}")
     pool = task.items(args.fewshot_split) if args.shots else []
     selector = SELECTORS.get(args.selector)(pool) if args.shots else None
-    for name in names:
-        template = load_prompt(task, name, args.prompts_dir)
-        for item in task.items(args.split)[: args.n]:
-            shots = selector.select(item, args.shots, item_rng(0, item.id)) if selector else []
+    templates = [load_prompt(task, name, args.prompts_dir) for name in names]
+    for line in demonstration_warnings(task, templates, [args.shots], args.split, args.fewshot_split):
+        print(f"warning: {line}", file=sys.stderr)
+    if (args.sample is not None and args.sample < 1) or args.n < 1:
+        raise HarnessError("harness validate: -n and --sample take a number of rows >= 1")
+    examples = select_items(task, task.items(args.split), limit=None if args.sample else args.n, sample=args.sample,
+                            stratify=args.stratify, seed=args.seed)
+    for name, template in zip(names, templates):
+        for item in examples:
+            shots = selector.select(item, args.shots, item_rng(args.seed, item.id)) if selector else []
             rendered = template.render(task, item, shots)
             console.print(Rule(f"{name} · item {item.id}"))
             console.print(prompt_text(rendered.prompt), markup=False, highlight=False)
@@ -174,9 +187,12 @@ def _experiment(args: argparse.Namespace) -> Any:
     raw: dict[str, Any] = read_yaml_mapping(args.experiment, "experiment") if args.experiment else {}
     overrides = {
         "tasks": args.tasks, "prompts": args.prompts, "shots": args.shots, "selectors": args.selectors, "limit": args.limit,
-        "max_tokens": args.max_tokens, "draws": args.draws,
+        "sample": args.sample, "stratify": args.stratify, "max_tokens": args.max_tokens, "draws": args.draws,
         "seed": args.seed, "split": args.split, "fewshot_split": args.fewshot_split,
     }
+    for flag, other in (("sample", "limit"), ("limit", "sample")):  # a subset size on the command line replaces the file's
+        if overrides[flag] is not None and overrides[other] is None:
+            raw.pop(other, None)
     raw.update({k: v for k, v in overrides.items() if v is not None})
     if args.models is not None:
         raw["models"] = args.models
@@ -217,6 +233,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     if summary.extra.get("backend_stats"):
         info["backend_stats"] = summary.extra["backend_stats"]
+    info["warnings"] = store.run_config(summary.run_id).get("warnings", [])  # also printed to stderr before the run
     from harness.aggregate_report import aggregates_json, print_aggregates
 
     if args.json:

@@ -292,6 +292,8 @@ def compare_runs(
         warnings.extend(notes)
     shown = {(s.cell.run_id, s.cell.cell_id) for s in summaries}
     warnings.extend(d.line for d in degenerate_cells(store, run_ids) if (d.run_id, d.cell_id) in shown)
+    for run in run_ids:  # what the run itself warned about (an unbalanced subset, a template that ignores its shots ...)
+        warnings.extend(f"run {run}: {line}" for line in store.run_config(run).get("warnings", []))
     return Comparison(list(run_ids), rankings, spreads(summaries), stability(summaries, confidence, seed), alpha, confidence,
                       warnings, margin, unscorable, model_contrasts(summaries, confidence, seed))
 
@@ -314,6 +316,7 @@ def _answer(row: Any) -> str:
     responses = json.loads(row["response_json"])
     if row["continuations_json"]:
         continuations = json.loads(row["continuations_json"])
+        responses = responses[: len(continuations)]  # acc_mutual_info's unconditional results follow (runner.prepare)
         logprobs = [r.get("logprob", float("-inf")) for r in responses]
         if any(v != v for v in logprobs):  # NaN: the backend could not score it, so no choice was made
             return "(no choice: unscorable reply)"
@@ -330,6 +333,10 @@ def _target(row: Any) -> Any:
     if row["continuations_json"] and isinstance(target, int):
         continuations = json.loads(row["continuations_json"])
         return f"{continuations[target].strip()} (choice {target})" if 0 <= target < len(continuations) else target
+    if row["continuations_json"] and isinstance(target, list) and all(isinstance(t, int) for t in target):  # several correct choices
+        continuations = json.loads(row["continuations_json"])
+        if all(0 <= t < len(continuations) for t in target):
+            return " | ".join(continuations[t].strip() for t in target) + f" (choices {', '.join(str(t) for t in target)})"
     return target
 
 

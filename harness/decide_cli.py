@@ -77,7 +77,10 @@ def add_verbs(verbs: argparse._SubParsersAction, common: Adder, dirs: Adder) -> 
     p.add_argument("--prompt", "-p", nargs="+", dest="prompts")
     p.add_argument("--shots", "-k", nargs="+", type=int)
     p.add_argument("--selector", nargs="+", dest="selectors")
-    p.add_argument("--limit", type=int)
+    p.add_argument("--limit", type=int, help="first N items of each task")
+    p.add_argument("--sample", type=int, help="a seeded random sample of N items of each task (the run seed, 1234), as `run --sample`")
+    p.add_argument("--stratify", metavar="EXPR", help="with --sample or --limit: allocate the items proportionally over this field "
+                   "or expression over the row, e.g. label")
     p.add_argument("--split")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--device")
@@ -222,8 +225,8 @@ def _ab_spec(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if not args.tasks:
         raise HarnessError("harness ab: name at least one task (--task NAME), or reuse stored runs with --base-run/--tuned-run")
     raw = {"tasks": args.tasks, "prompts": args.prompts, "shots": args.shots, "selectors": args.selectors, "limit": args.limit,
-           "split": args.split, "tasks_dirs": [str(d) for d in args.tasks_dir], "prompts_dirs": [str(d) for d in args.prompts_dir],
-           "data_dirs": [str(d) for d in args.data_dir]}
+           "sample": args.sample, "stratify": args.stratify, "split": args.split, "tasks_dirs": [str(d) for d in args.tasks_dir],
+           "prompts_dirs": [str(d) for d in args.prompts_dir], "data_dirs": [str(d) for d in args.data_dir]}
     return validate(ExperimentSpec, {k: v for k, v in raw.items() if v is not None}, "command line", "experiment")
 
 

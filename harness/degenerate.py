@@ -88,7 +88,8 @@ def degenerate_cells(store: Store, run_ids: Sequence[str], *, share: float = DEG
 def _predicted(row: Mapping[str, object], normalise: bool) -> tuple[int, str]:
     """(index, stripped text) of the choice a stored multiple-choice item predicts."""
     continuations = tuple(json.loads(str(row["continuations_json"])) if row["continuations_json"] else ())
-    logprobs = tuple(float(r.get("logprob", float("nan"))) for r in json.loads(str(row["response_json"])))
+    # [: n]: acc_mutual_info's unconditional results follow the choices' own (runner.prepare)
+    logprobs = tuple(float(r.get("logprob", float("nan"))) for r in json.loads(str(row["response_json"])))[: len(continuations)]
     index = predicted_choice(Outcome(item=None, choice_logprobs=logprobs, continuations=continuations), normalise)  # type: ignore[arg-type]
     return index, (continuations[index].strip() if 0 <= index < len(continuations) else "(no choice)")
 

@@ -3,7 +3,8 @@
 Every selector is built once per (task, pool) and asked per item with that item's own RNG,
 seeded from (run seed, item id). So the demonstrations of an item do not depend on which
 other items are evaluated, on their order or on the batch size, and the evaluated item (same
-id or same input) is never its own demonstration.
+id or same input) is never its own demonstration, nor is any row of its group (the task's
+``group:``: twin sentences, the same passage, the same source question).
 """
 
 from __future__ import annotations
@@ -27,14 +28,17 @@ class Selector(ABC):
         self.pool = list(pool)
 
     def candidates(self, item: Item) -> list[Item]:
-        return [p for p in self.pool if p.id != item.id and p.input != item.input]
+        """The pool rows ``item`` may be shown: not itself (same id or same input) and not of its group (the task's
+        ``group:``, e.g. the same passage). Every selector chooses from these, in pool order."""
+        return [p for p in self.pool if p.id != item.id and p.input != item.input and (item.group is None or p.group != item.group)]
 
     def select(self, item: Item, k: int, rng: random.Random) -> list[Item]:
         if k == 0:
             return []
         candidates = self.candidates(item)
         if k > len(candidates):
-            raise HarnessError(f"{k}-shot needs {k} demonstrations but the few-shot pool has only {len(candidates)} usable rows")
+            why = " (other than the item itself and rows of its group)" if item.group is not None else ""
+            raise HarnessError(f"{k}-shot needs {k} demonstrations but the few-shot pool has only {len(candidates)} usable rows{why}")
         return self.choose(item, candidates, k, rng)
 
     @abstractmethod
@@ -211,3 +215,36 @@ def _register_similarity_selectors() -> None:
 
 
 _register_similarity_selectors()
+
+
+# -- what a k-shot setting does not say by itself ---------------------------------------------
+def pool_is_split_warning(task: Any, split: str, fewshot_split: str) -> str | None:
+    """One line when the few-shot pool is the evaluated split itself (the same file): allowed, but said."""
+    if not (task.has_split(split) and task.has_split(fewshot_split)):
+        return None
+    if split != fewshot_split and task.split_path(split).resolve() != task.split_path(fewshot_split).resolve():
+        return None
+    name = task.group or task.name  # members of a group task (mmlu_<subject>) share the group's files: one line
+    guard = f" nor one of its group `{task.spec.group}`" if task.spec.group else ""
+    return (f"task '{name}': the few-shot pool is the evaluated split itself ({task.split_path(split)}): demonstrations are other "
+            f"evaluated items (never the item itself{guard}), so their gold answers appear in other items' prompts")
+
+
+def unshown_shots_warning(template: Any, shots: Sequence[int]) -> str | None:
+    """One line when k > 0 and the template never reads ``shots``: such cells render their zero-shot prompt."""
+    from harness.prompts import reads_shots
+
+    few = sorted(k for k in shots if k > 0)
+    if not few or reads_shots(template):
+        return None
+    settings = ", ".join(f"{k}-shot" for k in few)
+    return (f"prompt template {template.path} never reads `shots`: its {settings} cells choose demonstrations but render "
+            "the zero-shot prompt (add a `{% for s in shots %}` loop, or run it at --shots 0)")
+
+
+def demonstration_warnings(task: Any, templates: Sequence[Any], shots: Sequence[int], split: str, fewshot_split: str) -> list[str]:
+    """The lines ``harness validate`` and ``harness run`` print for a task's k-shot settings (none at k = 0)."""
+    if not any(k > 0 for k in shots):
+        return []
+    lines = [pool_is_split_warning(task, split, fewshot_split), *(unshown_shots_warning(t, shots) for t in templates)]
+    return [line for line in lines if line]

@@ -6,7 +6,17 @@ then naturally alternating user/assistant turns). For multiple choice the templa
 the context only; the scored continuation of choice ``i`` comes from the template's own
 top-level macro ``answer(choice, index)`` (default: a space then the choice text, as in
 lm-eval). The same macro fills ``shot.answer`` for demonstrations, so the format a
-demonstration shows and the format that is scored cannot drift apart.
+demonstration shows and the format that is scored cannot drift apart. A demonstration's
+``answer`` comes from a rendering with the demonstration's own fields (cached per template,
+task and demonstration), so a macro that reads another field (``{{ reason }}``) shows the
+demonstration's value, not the evaluated item's.
+
+Per-choice contexts (task ``contexts:`` + ``continuation:``, Winograd style): the template is
+rendered once per choice with ``context`` (that choice's context) and ``choice_index``; each
+rendering is scored on ``answer(continuation, index)`` (default: a space then the shared
+continuation, lm-eval's target delimiter), which must give the same text for every choice.
+A demonstration shows its correct choice's context (``shot.context``) and its own continuation
+through the macro (``shot.answer``).
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -22,9 +32,9 @@ from typing import Any
 import jinja2
 
 from harness.errors import HarnessError, did_you_mean
-from harness.requests import Message, Prompt
+from harness.requests import LoglikelihoodRequest, Message, Prompt
 from harness.tasks import Item, Task, search_dirs
-from harness.templating import JINJA_ERRORS, compile_template, explain
+from harness.templating import JINJA_ERRORS, compile_template, explain, reads_variable
 
 PROMPTS_DIR_ENV = "HARNESS_PROMPTS_DIR"
 _ROLE_LINE = re.compile(r"^@@ (system|user|assistant)[ \t]*$", re.MULTILINE)
@@ -32,10 +42,21 @@ _ROLE_LINE = re.compile(r"^@@ (system|user|assistant)[ \t]*$", re.MULTILINE)
 
 @dataclass(frozen=True)
 class Rendered:
-    """A rendered item: the prompt plus, for multiple choice, one continuation per choice."""
+    """A rendered item: the prompt plus, for multiple choice, one continuation per choice.
+
+    With per-choice contexts ``prompts`` holds one prompt per choice (scored with the
+    continuation at the same index) and ``prompt`` is the correct choice's: the one stored,
+    shown and trained on. Otherwise ``prompts`` is empty and every continuation follows ``prompt``.
+    """
 
     prompt: Prompt
     continuations: tuple[str, ...] = ()
+    prompts: tuple[Prompt, ...] = ()
+
+    def loglikelihood_requests(self) -> tuple[LoglikelihoodRequest, ...]:
+        """One request per continuation, after its own prompt (per-choice contexts) or the shared one."""
+        prompts = self.prompts or (self.prompt,) * len(self.continuations)
+        return tuple(LoglikelihoodRequest(context=p, continuation=c) for p, c in zip(prompts, self.continuations))
 
 
 @dataclass(frozen=True)
@@ -43,6 +64,8 @@ class PromptTemplate:
     name: str
     path: Path
     source: str
+    # demonstration answers: (id(task), id(shot)) -> (task, shot, answer); the objects are kept so an id is never reused
+    _answers: dict[tuple[int, int], tuple[Task, Item, str]] = field(init=False, default_factory=dict, compare=False, repr=False)
 
     @property
     def chat(self) -> bool:
@@ -58,14 +81,11 @@ class PromptTemplate:
 
     def render(self, task: Task, item: Item, shots: Sequence[Item]) -> Rendered:
         """Render ``item`` with ``shots`` as demonstrations; errors name the template and line."""
-        base = {"task": {"name": task.name, "description": task.spec.description}, **item.template_vars()}
-        # First pass without demonstrations only to obtain the answer macro (it is needed to
-        # fill each demonstration's ``answer`` before the real render).
-        answer = self._answer_macro({**base, "shots": [], "k": 0})
-        shot_vars = [self._shot_vars(shot, answer) for shot in shots]
-        module = self._module({**base, "shots": shot_vars, "k": len(shot_vars)})
-        text = str(module)
-        prompt: Prompt = self._split_messages(text) if self.chat else text
+        variables = {**self._item_vars(task, item), "shots": [self._shot_vars(task, shot) for shot in shots], "k": len(shots)}
+        if item.contexts is not None:
+            return self._render_per_choice(item, variables)
+        module = self._module(variables)
+        prompt = self._prompt(str(module))
         continuations: tuple[str, ...] = ()
         if item.verbalizers is not None:  # classification: every word of every label, label by label
             macro = getattr(module, "answer", None)
@@ -74,6 +94,35 @@ class PromptTemplate:
             macro = getattr(module, "answer", None)
             continuations = tuple(self._call(macro, c, i) for i, c in enumerate(item.choices))
         return Rendered(prompt=prompt, continuations=continuations)
+
+    def _render_per_choice(self, item: Item, variables: dict[str, Any]) -> Rendered:
+        """One prompt per choice (``context`` = that choice's context), each scored on the shared continuation."""
+        assert item.contexts is not None and item.continuation is not None and isinstance(item.target, int)
+        prompts: list[Prompt] = []
+        continuations: list[str] = []
+        for index, context in enumerate(item.contexts):
+            module = self._module({**variables, "context": context, "choice_index": index})
+            prompts.append(self._prompt(str(module)))
+            continuations.append(self._call(getattr(module, "answer", None), item.continuation, index))
+        for index, continuation in enumerate(continuations):
+            if continuation != continuations[0]:
+                raise HarnessError(
+                    f"{self.path}: item {item.id!r}: the answer macro gave {continuations[0]!r} for choice 0 but {continuation!r} "
+                    f"for choice {index}; with per-choice contexts the scored continuation is shared, so the macro must not depend "
+                    "on the choice"
+                )
+        if len(prompts) > 1 and len(set(map(repr, prompts))) == 1 and len(set(item.contexts)) > 1:
+            raise HarnessError(
+                f"{self.path}: item {item.id!r}: every choice renders the same prompt; a template for per-choice contexts must "
+                "show each choice's '{{ context }}'"
+            )
+        return Rendered(prompt=prompts[item.target], continuations=tuple(continuations), prompts=tuple(prompts))
+
+    def _item_vars(self, task: Task, item: Item) -> dict[str, Any]:
+        return {"task": {"name": task.name, "description": task.spec.description}, **item.template_vars()}
+
+    def _prompt(self, text: str) -> Prompt:
+        return self._split_messages(text) if self.chat else text
 
     def _module(self, variables: dict[str, Any]) -> Any:
         try:
@@ -92,17 +141,47 @@ class PromptTemplate:
         except JINJA_ERRORS as exc:
             raise HarnessError(f"{self.path}: macro 'answer': {explain(exc, str(self.path), self._template)}") from None
 
-    def _shot_vars(self, shot: Item, answer_macro: Any) -> dict[str, Any]:
+    def _shot_vars(self, task: Task, shot: Item) -> dict[str, Any]:
         variables = shot.template_vars()
-        if shot.verbalizers is not None:  # a demonstration shows its label's first word
+        if shot.contexts is not None:  # a demonstration shows its correct choice's context
             assert isinstance(shot.target, int)
-            variables["answer"] = self._call(answer_macro, shot.verbalizers[shot.target][0], shot.target)
-        elif shot.choices is not None:
-            assert isinstance(shot.target, int)
-            variables["answer"] = self._call(answer_macro, shot.choices[shot.target], shot.target)
+            variables.update(context=shot.contexts[shot.target], choice_index=shot.target)
+        if shot.choices is not None:
+            variables["answer"] = self._shot_answer(task, shot)
         else:
             variables["answer"] = variables["target"]
         return variables
+
+    def _shot_answer(self, task: Task, shot: Item) -> str:
+        """The answer macro applied to a demonstration's correct choice, in a rendering with the
+        demonstration's own fields (so a macro reading another field shows the demonstration's):
+        a classification shot shows its label's first word, a per-choice-context shot its
+        continuation. Cached: few-shot runs render the same demonstrations thousands of times."""
+        key = (id(task), id(shot))
+        cached = self._answers.get(key)
+        if cached is not None and cached[0] is task and cached[1] is shot:
+            return cached[2]
+        assert isinstance(shot.target, int) and shot.choices is not None
+        macro = None
+        if "answer" in self.source:  # no macro named answer can exist otherwise: skip the rendering
+            own = {**self._item_vars(task, shot), "shots": [], "k": 0}
+            if shot.contexts is not None:
+                own.update(context=shot.contexts[shot.target], choice_index=shot.target)
+            try:
+                macro = self._answer_macro(own)
+            except HarnessError as exc:
+                raise HarnessError(f"{exc} (rendering demonstration {shot.id!r} with its own fields, for its 'answer')") from None
+        if shot.verbalizers is not None:
+            text = self._call(macro, shot.verbalizers[shot.target][0], shot.target)
+        elif shot.contexts is not None:
+            assert shot.continuation is not None
+            text = self._call(macro, shot.continuation, shot.target)
+        else:
+            text = self._call(macro, shot.choices[shot.target], shot.target)
+        if len(self._answers) >= 4096:  # demonstration pools are bounded; callers making fresh Items each time are not
+            self._answers.clear()
+        self._answers[key] = (task, shot, text)
+        return text
 
     def _split_messages(self, text: str) -> tuple[Message, ...]:
         parts = _ROLE_LINE.split(text)
@@ -155,3 +234,11 @@ def load_prompt(task: Task, name: str, extra_dirs: Iterable[Path] = ()) -> Promp
             )
         path, variant = known[name], name
     return PromptTemplate(name=variant, path=path, source=path.read_text(encoding="utf-8"))
+
+
+def reads_shots(template: PromptTemplate) -> bool:
+    """Whether the template shows the demonstrations at all: reads ``shots`` somewhere (a macro counts).
+
+    A k-shot cell of a template that does not renders exactly its zero-shot prompt: ``harness validate`` and
+    ``harness run`` say so, one line per template (``harness.fewshot.unshown_shots_warning``)."""
+    return reads_variable(template.source, "shots", str(template.path))

@@ -30,18 +30,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.backends import Backend, ModelSpec, backend_class, parse_model
 from harness.backends.base import content_sha256
 from harness.errors import HarnessError
-from harness.fewshot import SELECTORS, Selector, draw_rng
+from harness.fewshot import SELECTORS, Selector, draw_rng, pool_is_split_warning, unshown_shots_warning
 from harness.progress import progress_bar
 from harness.prompts import PromptTemplate, Rendered, load_prompt
 from harness.requests import GenerateRequest, LoglikelihoodRequest, Request, Result, prompt_to_json, result_to_json
 from harness.scoring import build_filter
 from harness.scoring.scorer import build_outcome, score_outcome
 from harness.store import CellRecord, ItemRecord, Store, write_atomic
+from harness.subsets import describe, select_items, subset_record
 from harness.tasks import Item, Task, find_task
 
 
@@ -56,6 +57,10 @@ class ExperimentSpec(BaseModel):
     selectors: list[str] = Field(default=["first_k"], min_length=1)
     models: list[ModelSpec] = Field(default_factory=lambda: [ModelSpec()], min_length=1)
     limit: int | None = Field(default=None, ge=1, description="evaluate only the first N items of each task")
+    sample: int | None = Field(default=None, ge=1, description="evaluate a seeded random sample of N items of each task "
+                               "(seed: 'seed'; items ranked by a hash of seed and item id, see harness/subsets.py)")
+    stratify: str | None = Field(default=None, min_length=1, description="with limit or sample: allocate the N items "
+                                 "proportionally over the values of this expression over the row, e.g. 'label'")
     max_tokens: int | None = Field(default=None, ge=1, description="cap on each generate task's generation.max_tokens")
     seed: int = 1234
     split: str = "test"
@@ -87,6 +92,20 @@ class ExperimentSpec(BaseModel):
             SELECTORS.get(name, "selectors")
         return value
 
+    @model_validator(mode="after")
+    def _one_subset_size(self) -> ExperimentSpec:
+        if self.sample is not None and self.limit is not None:
+            raise ValueError("give --sample or --limit, not both ('limit': the first N items; 'sample': a seeded random N)")
+        if self.stratify is not None and self.sample is None and self.limit is None:
+            raise ValueError("'stratify' (--stratify) needs 'sample' or 'limit': the number of items to spread over the strata")
+        return self
+
+    def subset_key(self) -> tuple[Any, ...] | None:
+        """What a sampled or stratified subset adds to each cell's id (None: the first N or all items, ids as before)."""
+        if self.sample is None and self.stratify is None:
+            return None
+        return ("sample", self.sample, self.stratify) if self.sample is not None else ("limit", self.limit, self.stratify)
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -100,6 +119,7 @@ class Cell:
     pool: tuple[Item, ...]
     max_tokens: int | None = None  # experiment-level cap on generation.max_tokens
     draw: int = 0  # demonstration draw (--draws): mixed into each item's few-shot RNG seed
+    subset: tuple[Any, ...] | None = None  # ExperimentSpec.subset_key(): a sampled/stratified subset is a cell of its own
 
     @property
     def cell_id(self) -> str:
@@ -108,6 +128,8 @@ class Cell:
             key.append(self.max_tokens)
         if self.draw:  # draw 0 keeps the id it had before draws existed
             key.append(["draw", self.draw])
+        if self.subset is not None:  # --sample / --stratify; the first N items (--limit) keep the id they always had
+            key.append(["subset", *self.subset])
         return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
 
     @property
@@ -168,7 +190,8 @@ def plan(spec: ExperimentSpec) -> list[Cell]:
     for task in tasks:
         for step in task.spec.filters:
             build_filter(step)
-        items = tuple(task.items(spec.split)[: spec.limit])
+        items = tuple(select_items(task, task.items(spec.split), limit=spec.limit, sample=spec.sample, stratify=spec.stratify,
+                                   seed=spec.seed))
         if not items:
             raise HarnessError(f"task '{task.name}': split '{spec.split}' has no rows")
         templates = [load_prompt(task, name, prompt_dirs) for name in (spec.prompts or task.spec.prompts)]
@@ -179,7 +202,8 @@ def plan(spec: ExperimentSpec) -> list[Cell]:
                 for shots in spec.shots:
                     for selector in spec.selectors if shots > 0 else ["none"]:
                         for draw in range(spec.draws if shots > 0 else 1):
-                            cell = Cell(task, template, shots, selector, model, spec.seed, items, pool, spec.max_tokens, draw)
+                            cell = Cell(task, template, shots, selector, model, spec.seed, items, pool, spec.max_tokens, draw,
+                                        subset=spec.subset_key())
                             prepare(cell, 0, items[0], _selector(cell))  # fail fast on template errors
                             cells.append(cell)
                         if shots == 0:
@@ -191,12 +215,23 @@ def _selector(cell: Cell) -> Selector | None:
     return SELECTORS.get(cell.selector)(cell.pool) if cell.shots > 0 else None
 
 
+UNCONDITIONAL_METRIC = "acc_mutual_info"  # a task listing it gets one extra request per continuation, see ``prepare``
+
+
 def prepare(cell: Cell, position: int, item: Item, selector: Selector | None) -> Prepared:
     shots = selector.select(item, cell.shots, draw_rng(cell.seed, item.id, cell.draw)) if selector else []
     rendered = cell.template.render(cell.task, item, shots)
     requests: tuple[Request, ...]
     if cell.task.spec.type in ("multiple_choice", "classification"):
-        requests = tuple(LoglikelihoodRequest(context=rendered.prompt, continuation=c) for c in rendered.continuations)
+        requests = rendered.loglikelihood_requests()  # per-choice contexts: each continuation after its own prompt
+        if rendered.prompts:  # e.g. the API's generate-and-parse fallback shows one context: refused here, at planning
+            problem = backend_class(cell.model).per_choice_contexts_problem(cell.model, rendered.prompt)
+            if problem:
+                raise HarnessError(f"task '{cell.task.name}' has per-choice contexts ('contexts:' in {cell.task.yaml_path}), but {problem}")
+        if UNCONDITIONAL_METRIC in cell.task.spec.metrics:
+            # lm-eval's acc_mutual_info: each continuation again after an empty context, ("", " Paris"), after the
+            # conditional requests in the same order; cached and stored with the item like them (scorer.split_unconditional)
+            requests += tuple(LoglikelihoodRequest(context="", continuation=r.continuation) for r in requests)
     else:
         gen = cell.task.spec.generation
         max_tokens = min(gen.max_tokens, cell.max_tokens) if cell.max_tokens else gen.max_tokens
@@ -232,7 +267,39 @@ def config_snapshot(spec: ExperimentSpec, cells: Sequence[Cell], identities: Seq
         if task.group and task.spec.subtasks:  # a member of a group task: compare adds micro/macro rows
             entry["group"] = {"name": task.group, "aggregate": list(task.spec.subtasks.aggregate)}
     models = list(identities) if identities is not None else model_identities(spec)
-    return {"spec": spec.model_dump(mode="json"), "tasks": tasks, "models": models}
+    # unset sample/stratify are left out, so a run without them keeps the config hash it had before they existed
+    unset = {name for name in ("sample", "stratify") if getattr(spec, name) is None}
+    config: dict[str, Any] = {"spec": spec.model_dump(mode="json", exclude=unset), "tasks": tasks, "models": models}
+    subsets, warnings = _subsets_and_warnings(spec, cells)
+    if subsets:
+        config["subsets"] = subsets
+    if warnings:
+        config["warnings"] = warnings
+    return config
+
+
+def _subsets_and_warnings(spec: ExperimentSpec, cells: Sequence[Cell]) -> tuple[dict[str, Any], list[str]]:
+    """Per task, the evaluated subset (harness/subsets.py: how, size, label counts, warnings) when it is not the
+    whole split or was sampled/stratified; and every warning of the run, one line each: subsets, then few-shot
+    pools that are the evaluated split and templates that never show their demonstrations (harness/fewshot.py)."""
+    how = describe(spec.limit, spec.sample, spec.stratify, spec.seed)
+    subsets: dict[str, Any] = {}
+    lines: list[str] = []
+    shots_by_template: dict[str, tuple[Any, set[int]]] = {}
+    pooled: dict[str, Task] = {}
+    for cell in cells:
+        task = cell.task
+        if how is not None and task.name not in subsets:
+            split = task.items(spec.split)
+            if len(cell.items) < len(split) or spec.subset_key() is not None:
+                subsets[task.name] = subset_record(task, cell.items, split, how)
+                lines += subsets[task.name]["warnings"]
+        if cell.shots > 0:
+            pooled.setdefault(task.name, task)
+            shots_by_template.setdefault(str(cell.template.path), (cell.template, set()))[1].add(cell.shots)
+    lines += [line for task in pooled.values() if (line := pool_is_split_warning(task, spec.split, spec.fewshot_split))]
+    lines += [line for template, shots in shots_by_template.values() if (line := unshown_shots_warning(template, sorted(shots)))]
+    return subsets, list(dict.fromkeys(lines))
 
 
 def versions() -> dict[str, str]:
@@ -266,12 +333,16 @@ def run_experiment(
     """Evaluate the matrix, resuming an unfinished identical run (same config and model identities) unless ``new``.
 
     ``backends`` maps model labels to ready backends (tests, notebooks); others are loaded
-    from their specs on the first cache miss. ``log`` gets one line when a run is resumed and
-    one when requests were served from the response cache (the CLI prints them to stderr).
+    from their specs on the first cache miss. ``log`` gets one line when a run is resumed,
+    one when requests were served from the response cache, and one ``warning: ...`` per line of
+    the config's ``warnings`` (see ``config_snapshot``; the CLI prints them all to stderr).
     """
     cells = plan(spec)
     identities = model_identities(spec, backends)
     config = config_snapshot(spec, cells, identities)
+    if log is not None:  # subsets that misrepresent the split, pools that are the split, templates that show no shots
+        for line in config.get("warnings", []):
+            log(f"warning: {line}")
     config_hash = _hash(config)
     run_id = None if new else store.unfinished_run(config_hash)
     resumed = run_id is not None
@@ -392,7 +463,7 @@ def _record(cell: Cell, p: Prepared, results: list[Result], cached: bool, filter
         prompt=prompt_to_json(p.rendered.prompt),
         continuations=list(p.rendered.continuations) if p.item.choices is not None else None,
         demo_ids=list(p.demo_ids),
-        target=p.item.target if isinstance(p.item.target, int) else list(p.item.target),
+        target=p.item.stored_target(),  # an index, a list of correct indices (several correct choices), or the references
         response=[result_to_json(r) for r in results],
         extracted=outcome.extracted,
         scores=score_outcome(outcome, cell.task.spec.metrics),

@@ -91,3 +91,18 @@ def compile_expression(text: str, where: str) -> Expression:
         return value
 
     return evaluate
+
+
+def reads_variable(source: str, name: str, filename: str) -> bool:
+    """Whether a template reads the context variable ``name`` anywhere (top level, loops, macros, even a macro
+    it never calls), found with ``jinja2.meta`` on its AST; a variable it sets itself does not count. A template
+    that includes, imports or extends another cannot be checked here and counts as reading it."""
+    from jinja2 import meta, nodes
+
+    try:
+        ast = environment().parse(source, name=filename, filename=filename)
+    except jinja2.TemplateSyntaxError as exc:
+        raise HarnessError(f"{filename}: {explain(exc, filename)}") from None
+    if any(True for _ in ast.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends))):
+        return True
+    return name in meta.find_undeclared_variables(ast)

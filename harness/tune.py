@@ -263,7 +263,7 @@ def target_text(task: Task, template: PromptTemplate, item: Item) -> Example:
     where = f"task '{task.name}', template '{template.name}', item '{item.id}'"
     if task.spec.type in ("multiple_choice", "classification"):
         assert isinstance(item.target, int)
-        index = item.target
+        index = item.target  # with several correct choices, the first (``Item.correct``): one target text to train on
         if item.verbalizers is not None:  # the first word of the gold label
             index = sum(len(words) for words in item.verbalizers[: item.target])
         target = rendered.continuations[index]

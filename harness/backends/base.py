@@ -131,6 +131,13 @@ class Backend(ABC):
     def identity(self) -> dict[str, Any]:
         return type(self).identity_of(self.spec)
 
+    @classmethod
+    def per_choice_contexts_problem(cls, spec: ModelSpec, prompt: Any) -> str | None:
+        """Why this model cannot score a task whose choices have their own contexts (one request
+        per choice, each with its own context and the same continuation), or None if it can.
+        Asked at planning time with the first item's prompt, so a run fails before it starts."""
+        return None
+
     @abstractmethod
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
         """log P(continuation | context) for each request."""

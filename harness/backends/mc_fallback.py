@@ -6,6 +6,11 @@ lettered lines, asks for the letter, and maps the reply back to one option: that
 gets log-probability 0, the others -inf. A reply that names no option (or several) is a
 *parse failure*: every option gets NaN, so it is visible in the stored responses, and the
 backend counts it so the run reports it instead of silently scoring it.
+
+It shows one context and lists the options under it, so it cannot express a task whose
+choices have their own contexts (``contexts:``, Winograd style): such a task with
+``mc_fallback: generate`` is refused at planning time
+(``OpenAIBackend.per_choice_contexts_problem``), before any request is sent.
 """
 
 from __future__ import annotations

@@ -113,6 +113,25 @@ class OpenAIBackend(Backend):
             identity["header_names"] = sorted(name.lower() for name in spec.extra_headers)
         return identity
 
+    @classmethod
+    def per_choice_contexts_problem(cls, spec: ModelSpec, prompt: Prompt) -> str | None:
+        """Echo scoring is one request per (context, continuation), so per-choice contexts work on a
+        completions server with prompt logprobs. The generate-and-parse fallback shows one context
+        and lists the choices under it: choices that differ in their context cannot be put that way,
+        so it is refused (and chat prompts, which only that fallback could score)."""
+        if spec.mc_fallback == "generate":
+            return (
+                f"model '{spec.label}' allows the generate-and-parse fallback (mc_fallback: generate), which shows one context and "
+                "asks for an option letter: it cannot express choices that differ in their context. Use a plain-text template "
+                "against a completions server that returns prompt log-probabilities (echo + logprobs), with mc_fallback: error"
+            )
+        if spec.endpoint == "chat" or not isinstance(prompt, str):
+            return (
+                f"model '{spec.label}' would get chat prompts (a *.chat.jinja template or endpoint: chat), which have no prompt "
+                "log-probabilities to score each choice's context by; use a plain-text template (*.jinja) and endpoint auto or completions"
+            )
+        return None
+
     def describe(self) -> dict[str, Any]:
         return {**self.identity, "concurrency": self.spec.concurrency, "timeout_s": self.spec.timeout_s}
 

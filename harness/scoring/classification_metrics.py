@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.scoring.metrics import CorpusItem, Metric, Outcome, predicted_choice, register_metric
+from harness.scoring.metrics import CorpusItem, Metric, Outcome, is_correct, predicted_choice, register_metric
 
 _TYPES = ("classification",)
 MISSING = "<none>"
@@ -36,7 +36,7 @@ def _pairs(items: Sequence[CorpusItem]) -> tuple[list[str], list[str]]:
 
 
 def _correct(outcome: Outcome) -> float:
-    return float(predicted_choice(outcome) == outcome.item.target)
+    return float(is_correct(outcome, predicted_choice(outcome)))
 
 
 def _macro(kind: str) -> Any:

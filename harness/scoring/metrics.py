@@ -27,6 +27,10 @@ class Outcome:
     extracted: str | None = None
     # with ``repeats`` > 1: the extracted answer of every sample, in repeat order (sample 0 = ``extracted``)
     samples: tuple[str | None, ...] = ()
+    # multiple choice / classification, parallel to ``choice_logprobs``: each choice's continuation length in tokens
+    # (acc_norm_tokens), and its log-probability after an empty context (acc_mutual_info; () unless the task lists it)
+    choice_tokens: tuple[int, ...] = ()
+    unconditional_logprobs: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,58 @@ def get_metric(name: str, where: str = "") -> Metric:
 NO_CHOICE = -1
 
 
-def predicted_choice(outcome: Outcome, normalise: bool = False) -> int:
-    """Index of the highest-scoring choice; ties go to the first (as argmax does).
+Normalisation = Literal["chars", "tokens", "bytes", "mutual_info"]
+
+
+def choice_scores(outcome: Outcome, normalise: bool | Normalisation = False) -> np.ndarray:
+    """Each choice's score: its log-likelihood, optionally normalised.
+
+    ``chars`` (``True``): divided by the choice's length in characters (lm-eval's acc_norm). ``bytes``: by its
+    length in UTF-8 bytes (lm-eval's acc_bytes). Both leave out the leading delimiter (" Paris" counts as
+    "Paris"), as lm-eval measures ``len(choice)`` without its ``target_delimiter``; with per-choice contexts both
+    measure the choice's context (``choice_texts``). ``tokens``: by the number of
+    continuation tokens the backend scored. ``mutual_info``: minus the choice's log-likelihood after an empty
+    context (lm-eval's acc_mutual_info: log P(choice | context) - log P(choice)).
+    """
+    scores = np.asarray(outcome.choice_logprobs, dtype=np.float64)
+    mode = "chars" if normalise is True else normalise
+    if not mode:
+        return scores
+    if mode == "mutual_info":
+        unconditional = np.asarray(outcome.unconditional_logprobs, dtype=np.float64)
+        if unconditional.size != scores.size:
+            from harness.errors import HarnessError
+
+            raise HarnessError(
+                "acc_mutual_info needs each choice's log-likelihood after an empty context; those requests are made only when "
+                "the task lists acc_mutual_info in its metrics (add it there and re-run; rescore cannot create them)"
+            )
+        return scores - unconditional
+    if mode == "tokens":
+        if len(outcome.choice_tokens) != scores.size:
+            from harness.errors import HarnessError
+
+            raise HarnessError("acc_norm_tokens needs each choice's token count (the backend's n_tokens), which this outcome lacks")
+        lengths = [max(int(n), 1) for n in outcome.choice_tokens]
+    elif mode == "bytes":
+        lengths = [max(len(c.encode("utf-8")), 1) for c in choice_texts(outcome)]
+    else:
+        lengths = [max(len(c), 1) for c in choice_texts(outcome)]
+    return scores / np.array(lengths, dtype=np.float64)
+
+
+def choice_texts(outcome: Outcome) -> list[str]:
+    """What the chars/bytes normalisations measure per choice (lm-eval's ``len(choice)``): the
+    continuation without its leading delimiter (" Paris" counts as "Paris"), or, with per-choice
+    contexts, the choice's context as the task's ``contexts:`` gives it (lm-eval's choices are
+    then the contexts, ``doc_to_choice``; the shared continuation would divide every choice alike)."""
+    if outcome.item is not None and outcome.item.contexts is not None:  # degenerate.py scores stored rows without an item
+        return list(outcome.item.contexts)
+    return [c.lstrip() for c in outcome.continuations]
+
+
+def predicted_choice(outcome: Outcome, normalise: bool | Normalisation = False) -> int:
+    """Index of the highest-scoring choice (see ``choice_scores``); ties go to the first (as argmax does).
 
     NaN scores mean the backend could not tell (a reply the generate-and-parse fallback could
     not map to an option): that predicts ``NO_CHOICE``, which no target equals, so the item
@@ -121,20 +175,41 @@ def predicted_choice(outcome: Outcome, normalise: bool = False) -> int:
     scores = np.asarray(outcome.choice_logprobs, dtype=np.float64)
     if scores.size == 0 or np.isnan(scores).any():
         return NO_CHOICE
-    if normalise:
-        # lm-eval's acc_norm: log-likelihood divided by the choice's length in characters. The
-        # leading delimiter (" Paris") is not part of lm-eval's choice text, so it is not counted.
-        lengths = [max(len(c.lstrip()), 1) for c in outcome.continuations]
-        scores = scores / np.array(lengths, dtype=np.float64)
+    scores = choice_scores(outcome, normalise)
+    if np.isnan(scores).any():  # an unconditional score the backend could not give
+        return NO_CHOICE
     return int(np.argmax(scores))
 
 
+def is_correct(outcome: Outcome, choice: int) -> bool:
+    """Whether ``choice`` is a correct one: the target, or any of an item's several correct choices (lm-eval's
+    multiple-target ``pred in gold``)."""
+    return choice != NO_CHOICE and choice in outcome.item.correct_choices
+
+
 def _acc(outcome: Outcome) -> float:
-    return float(predicted_choice(outcome) == outcome.item.target)
+    return float(is_correct(outcome, predicted_choice(outcome)))
 
 
 def _acc_norm(outcome: Outcome) -> float:
-    return float(predicted_choice(outcome, normalise=True) == outcome.item.target)
+    return float(is_correct(outcome, predicted_choice(outcome, normalise=True)))
+
+
+def _acc_by(normalise: Normalisation) -> Callable[[Outcome], float]:
+    def score(outcome: Outcome) -> float:
+        return float(is_correct(outcome, predicted_choice(outcome, normalise)))
+
+    return score
+
+
+def _mc2(outcome: Outcome) -> float:
+    """TruthfulQA's MC2 (lm-eval ``process_results_mc2``): p_i = exp(loglikelihood_i), normalised over the choices,
+    summed over the correct ones. NaN when the scores give no distribution (a NaN, +inf, or every choice -inf)."""
+    scores = np.asarray(outcome.choice_logprobs, dtype=np.float64)
+    if scores.size == 0 or np.isnan(scores).any() or np.isposinf(scores).any() or not np.isfinite(scores).any():
+        return float("nan")
+    probs = np.exp(scores - np.logaddexp.reduce(scores))
+    return float(sum(probs[i] for i in outcome.item.correct_choices))
 
 
 _PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
@@ -159,6 +234,15 @@ register_metric(Metric("acc", "accuracy: the highest log-likelihood choice is th
 register_metric(
     Metric("acc_norm", "accuracy with log-likelihood divided by continuation length (chars)", True, "binary", ("multiple_choice", "classification"), _acc_norm)
 )
+register_metric(Metric("acc_norm_tokens", "accuracy with log-likelihood divided by the continuation's token count", True, "binary",
+                       ("multiple_choice", "classification"), _acc_by("tokens")))
+register_metric(Metric("acc_norm_bytes", "accuracy with log-likelihood divided by the choice's UTF-8 length (lm-eval acc_bytes)", True,
+                       "binary", ("multiple_choice", "classification"), _acc_by("bytes")))
+register_metric(Metric("acc_mutual_info", "accuracy of log P(choice | context) - log P(choice | empty context) (lm-eval)", True, "binary",
+                       ("multiple_choice", "classification"), _acc_by("mutual_info")))
+register_metric(Metric("mc1", "TruthfulQA MC1: the highest log-likelihood choice is a correct one", True, "binary", ("multiple_choice",), _acc))
+register_metric(Metric("mc2", "TruthfulQA MC2: normalised probability mass on the correct choices", True, "continuous", ("multiple_choice",),
+                       _mc2, worst=0.0))
 
 
 def _written_by_calibrate(outcome: Outcome) -> float:
