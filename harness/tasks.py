@@ -348,24 +348,19 @@ class Task:
         else:
             default_label = str(target) if len(correct) > 1 or self.spec.target_format == "labels" else str(raw_target)
         label = str(value("label")) if "label" in exprs else default_label
-        cluster = None
-        if "cluster" in exprs:
-            raw_cluster = value("cluster")
-            if raw_cluster is None or str(raw_cluster) == "":
+        def required(name: str) -> str | None:
+            """A ``cluster:``/``group:`` value: None when the task declares none; an empty one is an error."""
+            if name not in exprs:
+                return None
+            raw = value(name)
+            if raw is None or str(raw) == "":
                 raise HarnessError(
-                    f"{self.yaml_path}: field 'cluster' ({self.spec.cluster!r}) gave no value on {path} line {line}; "
-                    "every item needs its cluster (e.g. the passage it is about)"
+                    f"{self.yaml_path}: field '{name}' ({getattr(self.spec, name)!r}) gave no value on {path} line {line}; "
+                    f"every item needs its {name} (e.g. the passage it is about)"
                 )
-            cluster = str(raw_cluster)
-        group = None
-        if "group" in exprs:
-            raw_group = value("group")
-            if raw_group is None or str(raw_group) == "":
-                raise HarnessError(
-                    f"{self.yaml_path}: field 'group' ({self.spec.group!r}) gave no value on {path} line {line}; "
-                    "every item needs its group (e.g. the passage it is about)"
-                )
-            group = str(raw_group)
+            return str(raw)
+
+        cluster, group = required("cluster"), required("group")
         contexts, continuation = self._per_choice_contexts(value, choices or (), path, line) if "contexts" in exprs else (None, None)
         return Item(id=item_id, row=row, input=str(value("input")), target=target, choices=choices, label=label, verbalizers=verbalizers,
                     cluster=cluster, correct=correct if len(correct) > 1 else None, contexts=contexts, continuation=continuation,
