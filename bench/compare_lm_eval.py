@@ -26,6 +26,7 @@ folder by bench/lm_eval_tasks/winogrande_like.py (no WinoGrande copy is shared w
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
@@ -62,14 +63,18 @@ BENCHES = [
 ]
 
 
-def winogrande_like() -> Any:
-    """bench/lm_eval_tasks/winogrande_like.py (the synthetic rows and lm-eval's WinoGrande functions)."""
+def task_module(name: str) -> Any:
+    """A helper module of bench/lm_eval_tasks/ (rows generators, lm-eval task functions), imported once."""
     sys.path.insert(0, str(LM_EVAL_TASKS))
     try:
-        import winogrande_like as module
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(LM_EVAL_TASKS))
-    return module
+
+
+def winogrande_like() -> Any:
+    """bench/lm_eval_tasks/winogrande_like.py (the synthetic rows and lm-eval's WinoGrande functions)."""
+    return task_module("winogrande_like")
 
 
 def data_dir_for(bench: Bench, tmp: Path) -> Path:
@@ -371,12 +376,7 @@ def in_process_generate(bench: Bench, limit: int, batch_size: int, repeats: int,
 
 def multi_true_module() -> Any:
     """bench/lm_eval_tasks/multi_true.py (the generated rows with several true answers, the harness tasks)."""
-    sys.path.insert(0, str(LM_EVAL_TASKS))
-    try:
-        import multi_true as module
-    finally:
-        sys.path.remove(str(LM_EVAL_TASKS))
-    return module
+    return task_module("multi_true")
 
 
 def multi_true(limit: int, batch_size: int, work: Path, short: bool = False) -> dict[str, Any]:

@@ -41,8 +41,8 @@ from harness.paired import Pairing, PairedResult, pair, result_of
 from harness.scoring import get_metric
 from harness.stats import DEFAULT_RESAMPLES, holm
 from harness.store import Store
-from harness.summaries import CellSummary, Unscorable, describe_unscorable, summarize
-from harness.verdicts import Verdict, pair_verdict
+from harness.summaries import CellSummary, Unscorable, aligned, describe_unscorable, summarize
+from harness.verdicts import Verdict, pair_verdict, points
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class ABReport:
         if better and worse:
             return f"mixed: tuned better on {', '.join(better)}, worse on {', '.join(worse)} {how}"
         if equivalent and len(equivalent) == n and self.margin:
-            return f"tuned and base are equivalent within ±{_points(self.margin, self.tasks[0].percent)} on all {n} task(s) {how}"
+            return f"tuned and base are equivalent within ±{points(self.margin, self.tasks[0].percent)} on all {n} task(s) {how}"
         rest = [t for t in self.tasks if t.verdict.code == "inconclusive"]
         details = "; ".join(f"{t.task}: {t.verdict.detail}" for t in rest)
         also = f" (equivalent on {', '.join(equivalent)})" if equivalent else ""
@@ -143,10 +143,6 @@ class ABReport:
                 for t in self.tasks
             ],
         }
-
-
-def _points(value: float, percent: bool) -> str:
-    return f"{100 * value:.1f}" if percent else f"{value:.3g}"
 
 
 def tuned_spec(base: ModelSpec, tuned: str | None, adapter: str | None) -> ModelSpec:
@@ -260,7 +256,7 @@ def _pooled(cells: list[ABCell], o: _Options) -> tuple[PairedResult, str]:
     clustered = first.clusters is not None
     unit = "clusters" if clustered else "items"
     if first.corpus is not None:
-        common = sorted(set.intersection(*(set(c.base.scores) & set(c.tuned.scores) for c in cells)))
+        common, _ = aligned([s for c in cells for s in (c.base, c.tuned)])
         a = [c.tuned.scores[i] for c in cells for i in common]
         b = [c.base.scores[i] for c in cells for i in common]
         keys = tuple(f"{c.name}|{i}" for c in cells for i in common)
@@ -292,7 +288,7 @@ def _across(cells: list[ABCell], o: _Options) -> AcrossPrompts | None:
     """Across prompt variants: needs two or more cells with per-item (not corpus) scores."""
     if len(cells) < 2 or cells[0].base.corpus is not None:
         return None
-    common = sorted(set.intersection(*(set(c.base.scores) & set(c.tuned.scores) for c in cells)))
+    common, _ = aligned([s for c in cells for s in (c.base, c.tuned)])
     if len(common) < 2:
         return None
     base = np.array([[c.base.scores[i] for c in cells] for i in common], dtype=np.float64)

@@ -1,8 +1,9 @@
 """Cell scores that are not a mean of item scores, computed from the stored items.
 
 - Corpus metrics (BLEU, chrF, TER, macro-F1, MCC): the metric's corpus function over the
-  cell's (prediction, references) pairs, with a percentile bootstrap CI over items (using
-  the metric's sufficient statistics when it has them, as sacrebleu's paired bootstrap does).
+  cell's (prediction, references) pairs, with a BCa bootstrap CI over items or clusters
+  (``corpus_replicates``: the metric's sufficient statistics when it has them, as sacrebleu's
+  paired bootstrap does; the same replicates serve paired comparisons of several cells).
 - Task groups (MMLU): micro (items of all members pooled) and macro (mean of member
   scores) per prompt / shots / selector / model, with bootstrap CIs that resample items
   within each member.
@@ -22,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from harness.difference import BCaEngine, cluster_codes, resample_weights
 from harness.scoring import CorpusItem, Metric, get_metric
 from harness.scoring.classification_metrics import per_class_report
-from harness.stats import DEFAULT_RESAMPLES, Interval, mean_interval
+from harness.stats import DEFAULT_RESAMPLES, Interval
 from harness.store import CellRecord, Store
 
 
@@ -60,20 +62,17 @@ def _percentile(values: np.ndarray, point: float, n: int, confidence: float, met
 
 
 def corpus_interval(
-    metric: Metric, items: Sequence[CorpusItem], confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+    metric: Metric, items: Sequence[CorpusItem], confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+    clusters: np.ndarray | None = None,
 ) -> Interval:
-    """The corpus score with a percentile bootstrap CI (items resampled with replacement)."""
+    """The corpus score with a BCa bootstrap CI, items (or ``clusters``, one label per item) resampled."""
     if not items:
-        return Interval(float("nan"), float("nan"), float("nan"), 0, "corpus bootstrap")
-    point = metric.aggregate_corpus(items)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(items), size=(resamples, len(items)))
-    if metric.corpus_stats is not None and metric.corpus_from_stats is not None:
-        stats = metric.corpus_stats(items)
-        values = np.array([metric.corpus_from_stats(stats[row].sum(axis=0)) for row in draws])
-    else:
-        values = np.array([metric.aggregate_corpus([items[i] for i in row]) for row in draws])
-    return _percentile(values, point, len(items), confidence, "corpus bootstrap")
+        return Interval(float("nan"), float("nan"), float("nan"), 0, "bca bootstrap")
+    labels = clusters if clusters is not None else np.arange(len(items))
+    _, units = cluster_codes(np.asarray(labels))
+    point, reps, jack = corpus_replicates(metric, [items], labels, resample_weights(units, resamples, seed))
+    low, high = BCaEngine(float(point[0]), reps[:, 0], jack[:, 0]).interval(confidence)
+    return Interval(float(point[0]), low, high, len(items), "bca bootstrap" + (" over clusters" if clusters is not None else ""))
 
 
 JACKKNIFE_GROUPS = 1000  # above this many clusters, the BCa acceleration uses delete-a-group jackknife
@@ -87,8 +86,6 @@ def corpus_replicates(
     group of clusters) left out (J, K) for the BCa acceleration. ``weights`` (B, C) counts each
     cluster in each resample; ``clusters`` gives each item's cluster label.
     """
-    from harness.difference import cluster_codes
-
     codes, count = cluster_codes(np.asarray(clusters))
     groups = codes % JACKKNIFE_GROUPS if count > JACKKNIFE_GROUPS else codes
     n_groups = min(count, JACKKNIFE_GROUPS)
@@ -116,16 +113,6 @@ def corpus_replicates(
         for g in range(n_groups):
             jack[g, k] = metric.aggregate_corpus([items[i] for i in range(len(items)) if groups[i] != g])
     return point, reps, jack
-
-
-def cell_interval(
-    store: Store, cell: CellRecord, metric: Metric, values: Sequence[float], confidence: float = 0.95,
-    resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-) -> Interval:
-    """The cell's score: corpus score for corpus metrics, else the mean of item scores."""
-    if metric.corpus is not None:
-        return corpus_interval(metric, list(corpus_items(store, cell).values()), confidence, resamples, seed)
-    return mean_interval(list(values), metric.kind == "binary", confidence, seed=seed, resamples=resamples)
 
 
 # -- task groups ---------------------------------------------------------------------------

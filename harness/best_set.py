@@ -90,17 +90,10 @@ def stepdown_maxt(observed: np.ndarray, replicates: np.ndarray, se: np.ndarray, 
 
 
 def best_set(observed: np.ndarray, p_adjusted: np.ndarray, higher_is_better: bool, alpha: float, resamples: int) -> BestSet:
-    """Cells that no other cell beats with adjusted p < α."""
+    """Cells that no other cell beats with adjusted p < α: exactly those without a witness."""
     estimates = tuple(float(v) for v in observed)
-    k = len(estimates)
-
-    def beaten(i: int) -> bool:
-        return any(
-            p_adjusted[i, j] < alpha and (estimates[j] > estimates[i] if higher_is_better else estimates[j] < estimates[i])
-            for j in range(k) if j != i
-        )
-
-    members = frozenset(i for i in range(k) if not beaten(i))
+    everyone = BestSet(estimates, higher_is_better, p_adjusted, frozenset(), alpha, resamples)
+    members = frozenset(i for i in range(len(estimates)) if everyone.witness(i) is None)
     return BestSet(estimates, higher_is_better, p_adjusted, members, alpha, resamples)
 
 

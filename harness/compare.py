@@ -28,7 +28,7 @@ from harness.errors import HarnessError
 from harness.ranking import RankedCell, TaskRanking, order_key, rank_task
 from harness.stats import DEFAULT_RESAMPLES, kendall_tau
 from harness.store import CellRecord, Store
-from harness.summaries import CellSummary, Unscorable, cell_scores, describe_unscorable, payload, summarize
+from harness.summaries import CellSummary, Unscorable, aligned, cell_scores, describe_unscorable, json_safe, summarize
 
 __all__ = ["CellSummary", "Comparison", "ModelContrast", "RankedCell", "Spread", "Stability", "TaskRanking", "cell_scores", "compare_runs",
            "find_cell", "item_diff", "ranked", "spreads", "stability", "summarize"]
@@ -95,7 +95,7 @@ class ModelContrast:
         return {"task": self.task, "model_a": self.model_a, "model_b": self.model_b, "setting": self.setting,
                 "variants": {v.name: v.diff for v in r.variants}, "items": r.items, "diff": r.mean, "diff_ci_low": r.low,
                 "diff_ci_high": r.high, "p_value": r.p_value, "df": r.df, "worst": r.worst.name, "best": r.best.name,
-                "kendall_tau": payload(r.tau), "tau_ci_low": payload(r.tau_low), "tau_ci_high": payload(r.tau_high),
+                "kendall_tau": json_safe(r.tau), "tau_ci_low": json_safe(r.tau_low), "tau_ci_high": json_safe(r.tau_high),
                 "method": r.method}
 
 
@@ -154,7 +154,7 @@ class Comparison:
                            "clustered": r.clustered, "resamples": r.resamples,
                            "cells": [rc.summary.cell.cell_id for rc in r.best_set], "pairs": r.pairs()} for r in self.rankings],
             "spread": [{**s.__dict__, "range": s.range} for s in self.spreads],
-            "rank_stability": [{k: payload(v) for k, v in s.__dict__.items()} for s in self.stability], "across_prompts": [m.to_dict() for m in self.models],
+            "rank_stability": [{k: json_safe(v) for k, v in s.__dict__.items()} for s in self.stability], "across_prompts": [m.to_dict() for m in self.models],
             "warnings": self.warnings,
         }
 
@@ -217,7 +217,7 @@ def stability(summaries: Sequence[CellSummary], confidence: float = 0.95, seed: 
 def _tau_interval(cells_a: list[CellSummary], cells_b: list[CellSummary], confidence: float, seed: int) -> tuple[float, float, int]:
     if any(c.is_corpus for c in cells_a + cells_b):
         return float("nan"), float("nan"), 0
-    common = sorted(set.intersection(*(set(c.scores) for c in cells_a + cells_b)))
+    common, _ = aligned(cells_a + cells_b)
     if len(common) < 2:
         return float("nan"), float("nan"), len(common)
     source = next((c for c in cells_a + cells_b if c.clusters), None)
@@ -253,7 +253,7 @@ def model_contrasts(summaries: Sequence[CellSummary], confidence: float = 0.95, 
             if len(prompts) < 2:
                 continue
             cells = [by_model[leader][p] for p in prompts] + [by_model[other][p] for p in prompts]
-            common = sorted(set.intersection(*(set(c.scores) for c in cells)))
+            common, _ = aligned(cells)
             if len(common) < 2:
                 continue
             a = np.array([[by_model[leader][p].scores[i] for p in prompts] for i in common])

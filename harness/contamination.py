@@ -149,19 +149,34 @@ class OverlapReport:
         return bool(self.blocking)
 
     def lines(self) -> list[str]:
-        out: list[str] = []
-        if self.card is not None and not self.blocking:
-            how = f"; selected on {'; '.join(self.selection)}" if self.selection else ""
-            out.append(f"overlap check ({self.tuned}, card in {self.card}): none of its training or selection items is among "
-                       f"the {self.scored} scored items (by id or content){how}")
-        out += [f"OVERLAP: {o.line()}" for o in self.blocking]
-        out += [f"warning: {o.line()}" for o in self.near_duplicates]
+        """Everything, in reading order, each line prefixed by what it is (OVERLAP / warning / note)."""
+        flags = self.flag_lines()
+        return [*self._checked(), *flags[: len(self.blocking)], *(f"warning: {w}" for w in self.warning_lines()),
+                *flags[len(self.blocking):], *(f"note: {n}" for n in self.notes)]
+
+    def flag_lines(self) -> list[str]:
+        """Loud: scored items the tuned model was trained or selected on (the A/B is then suspect)."""
+        out = [f"OVERLAP: {o.line()}" for o in self.blocking]
         if self.blocking and self.allowed:
             out.append(f"proceeding with --allow-overlap: this A/B is flagged, the tuned model was trained or selected on "
                        f"{self.overlapping} of the {self.scored} scored items; its difference from the base there is not evidence "
                        "of generalisation")
-        out += [f"note: {n}" for n in self.notes]
         return out
+
+    def warning_lines(self) -> list[str]:
+        """Near-duplicates of training or selection items among the scored ones."""
+        return [o.line() for o in self.near_duplicates]
+
+    def note_lines(self) -> list[str]:
+        """What was checked (and found clean), then the notes (no card, inferred selection ...)."""
+        return [*self._checked(), *self.notes]
+
+    def _checked(self) -> list[str]:
+        if self.card is None or self.blocking:
+            return []
+        how = f"; selected on {'; '.join(self.selection)}" if self.selection else ""
+        return [f"overlap check ({self.tuned}, card in {self.card}): none of its training or selection items is among "
+                f"the {self.scored} scored items (by id or content){how}"]
 
     def error_message(self) -> str:
         body = "\n".join(f"  - {o.line()}" for o in self.blocking)

@@ -200,10 +200,9 @@ def with_checks(report, store: Store, overlap=None):  # type: ignore[no-untyped-
 
     from harness.degenerate import degenerate_cells
 
-    lines = overlap.lines() if overlap is not None else []
-    flags = [line for line in lines if line.startswith(("OVERLAP:", "proceeding with --allow-overlap"))]  # loud: the A/B is suspect
-    warnings = [line.removeprefix("warning: ") for line in lines if line.startswith("warning: ")]  # near-duplicates
-    notes = [line.removeprefix("note: ") for line in lines if line not in flags and not line.startswith("warning: ")]
+    flags = overlap.flag_lines() if overlap is not None else []
+    warnings = overlap.warning_lines() if overlap is not None else []
+    notes = overlap.note_lines() if overlap is not None else []
     flags += [d.line for d in degenerate_cells(store, [report.base_run, report.tuned_run])]
     return dataclasses.replace(report, flags=[*report.flags, *flags], warnings=[*report.warnings, *warnings],
                                notes=[*report.notes, *notes])

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import product
 
@@ -338,28 +338,37 @@ class Difference:
     floored: bool = False  # the p-value was raised by the sign-flip floor (and the interval widened to 0)
 
     def interval(self, confidence: float) -> tuple[float, float]:
-        low, high = self.engine.interval(confidence)
-        if self.floored and self.p_value >= 1 - confidence:
-            low, high = min(low, 0.0), max(high, 0.0)
-        return low, high
+        return agreeing_interval(self.engine, confidence, self.p_value, self.floored)
+
+    @property
+    def too_sparse(self) -> bool:
+        """A resampling interval over a handful of differing units is not evidence of equivalence."""
+        return self.method.startswith(("bootstrap-t", "paired-bca")) and self.informative < MIN_INFORMATIVE
 
     def p_equivalence(self, margin: float) -> float:
         """TOST p of H0: |Δ| ≥ margin; below α means 'equivalent within ±margin' at level α."""
-        if margin <= 0:
+        if margin <= 0 or self.too_sparse:
             return 1.0
-        if self.method.startswith(("bootstrap-t", "paired-bca")) and self.informative < MIN_INFORMATIVE:
-            return 1.0  # a resampling interval over a handful of differing units is not evidence of equivalence
         return max(self.engine.p_below(margin), self.engine.p_above(-margin))
 
     def p_not_worse_by(self, margin: float, higher_is_better: bool) -> float:
         """One-sided p of H0: "A is worse than B by at least ``margin``" (small: A is within the margin or better)."""
-        if margin <= 0 or (self.method.startswith(("bootstrap-t", "paired-bca")) and self.informative < MIN_INFORMATIVE):
+        if margin <= 0 or self.too_sparse:
             return 1.0
         return self.engine.p_above(-margin) if higher_is_better else self.engine.p_below(margin)
 
     @property
     def se(self) -> float:
         return self.engine.se()
+
+
+def agreeing_interval(engine: Engine, confidence: float, p_value: float, floored: bool) -> tuple[float, float]:
+    """The engine's interval, widened to 0 when the sign-flip floor made the test non-significant,
+    so the interval and the reported p-value never disagree."""
+    low, high = engine.interval(confidence)
+    if floored and p_value >= 1 - confidence:
+        low, high = min(low, 0.0), max(high, 0.0)
+    return low, high
 
 
 def binary_difference(a: np.ndarray, b: np.ndarray, clusters: np.ndarray | None = None, confidence: float = 0.95) -> Difference:
@@ -391,21 +400,10 @@ def continuous_difference(a: np.ndarray, b: np.ndarray, clusters: np.ndarray | N
     if weights is None or weights.shape[1] != sums.size:
         weights = resample_weights(sums.size, resamples, seed)
     engine = BootstrapTEngine(sums, sizes, weights, method="bootstrap-t" + ("/clusters" if clusters is not None else ""))
-    return finish_resampled(engine, d, sums, sizes, confidence, seed)
-
-
-def finish_resampled(engine: Engine, d: np.ndarray, sums: np.ndarray, sizes: np.ndarray, confidence: float, seed: int,
-                     floor: bool = True) -> Difference:
-    """Wrap a resampling engine: the sign-flip floor, the widened interval, the counts."""
-    p = engine.p_value()
-    floored = False
-    if floor:
-        exact = sign_flip_p(sums, seed=seed)
-        if exact > p:
-            p, floored = exact, True
-    low, high = engine.interval(confidence)
-    if floored and p >= 1 - confidence:
-        low, high = min(low, 0.0), max(high, 0.0)
+    p, exact = engine.p_value(), sign_flip_p(sums, seed=seed)
+    floored = exact > p
+    p = max(p, exact)
+    low, high = agreeing_interval(engine, confidence, p, floored)
     deff = design_effect(d, sums, sizes) if sums.size != d.size else 1.0
     informative = int(np.sum(np.abs(sums) > 1e-15))
     return Difference(engine.estimate, low, high, confidence, p, engine.method, int(d.size), int(sums.size), informative, deff,
@@ -484,5 +482,3 @@ def difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
         return binary_difference(x, y, groups, confidence)
     return continuous_difference(x, y, groups, confidence, resamples, seed, weights)
 
-
-Statistic = Callable[[np.ndarray], float]

@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from harness.difference import Difference, corpus_difference, difference, resample_weights
+from harness.difference import Difference, corpus_difference, difference
 from harness.stats import DEFAULT_RESAMPLES, Interval
 
 Kind = Literal["binary", "continuous"]
@@ -123,8 +123,3 @@ def corpus_result(
     d = corpus_difference(float(point[0] - point[1]), replicates[:, 0] - replicates[:, 1], jackknife[:, 0] - jackknife[:, 1],
                           pairing.n, units, int(np.sum(diffs != 0)), confidence)
     return result_of(d, pairing, higher_is_better, float(point[0]), float(point[1]))
-
-
-def shared_weights(units: int, resamples: int, seed: int) -> np.ndarray:
-    """The (B, units) resampling counts every pair of one comparison shares (same seed, same draws)."""
-    return resample_weights(units, resamples, seed)

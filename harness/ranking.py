@@ -68,7 +68,7 @@ class TaskRanking:
 
     @property
     def percent(self) -> bool:
-        return all(-1.0 <= v <= 1.0 for rc in self.cells for v in (rc.summary.interval.mean,) if v == v)
+        return all(abs(rc.summary.interval.mean) <= 1.0 for rc in self.cells if rc.summary.interval.mean == rc.summary.interval.mean)
 
     def pairs(self) -> list[dict[str, object]]:
         """Every pair's adjusted p-value (for ``--json --full`` and the report)."""

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.compare import CellSummary, Comparison, ItemDiff, Stability, TaskRanking
+from harness.summaries import json_safe
 from harness.requests import prompt_from_json, prompt_text
 
 
@@ -27,17 +28,6 @@ def console() -> Console:
     """A console that does not squeeze tables to 80 columns when output is piped."""
     plain = Console()
     return plain if plain.is_terminal else Console(width=160)
-
-
-def json_safe(value: Any) -> Any:
-    """NaN and ±inf as null, recursively: ``--json`` output is strict JSON that any parser reads."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def print_json(value: Any) -> None:

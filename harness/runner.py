@@ -204,11 +204,21 @@ def plan(spec: ExperimentSpec) -> list[Cell]:
                         for draw in range(spec.draws if shots > 0 else 1):
                             cell = Cell(task, template, shots, selector, model, spec.seed, items, pool, spec.max_tokens, draw,
                                         subset=spec.subset_key())
-                            prepare(cell, 0, items[0], _selector(cell))  # fail fast on template errors
+                            first = prepare(cell, 0, items[0], _selector(cell))  # fail fast on template errors
+                            _check_per_choice_contexts(cell, first)
                             cells.append(cell)
                         if shots == 0:
                             break
     return cells
+
+
+def _check_per_choice_contexts(cell: Cell, first: Prepared) -> None:
+    """A model that cannot score choices with their own contexts (e.g. the API's generate-and-parse
+    fallback, which shows one context) is refused here, at planning, before anything runs."""
+    if first.rendered.prompts:
+        problem = backend_class(cell.model).per_choice_contexts_problem(cell.model, first.rendered.prompt)
+        if problem:
+            raise HarnessError(f"task '{cell.task.name}' has per-choice contexts ('contexts:' in {cell.task.yaml_path}), but {problem}")
 
 
 def _selector(cell: Cell) -> Selector | None:
@@ -224,10 +234,6 @@ def prepare(cell: Cell, position: int, item: Item, selector: Selector | None) ->
     requests: tuple[Request, ...]
     if cell.task.spec.type in ("multiple_choice", "classification"):
         requests = rendered.loglikelihood_requests()  # per-choice contexts: each continuation after its own prompt
-        if rendered.prompts:  # e.g. the API's generate-and-parse fallback shows one context: refused here, at planning
-            problem = backend_class(cell.model).per_choice_contexts_problem(cell.model, rendered.prompt)
-            if problem:
-                raise HarnessError(f"task '{cell.task.name}' has per-choice contexts ('contexts:' in {cell.task.yaml_path}), but {problem}")
         if UNCONDITIONAL_METRIC in cell.task.spec.metrics:
             # lm-eval's acc_mutual_info: each continuation again after an empty context, ("", " Paris"), after the
             # conditional requests in the same order; cached and stored with the item like them (scorer.split_unconditional)

@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from harness.aggregates import corpus_items, corpus_replicates
-from harness.difference import BCaEngine, BootstrapTEngine, cluster_sums, design_effect, resample_weights
+from harness.aggregates import corpus_interval, corpus_items
+from harness.difference import BootstrapTEngine, cluster_sums, design_effect, resample_weights
 from harness.scoring import CorpusItem, Metric, get_metric
 from harness.stats import DEFAULT_RESAMPLES, Interval, wilson
 from harness.store import CellRecord, Store
@@ -77,22 +77,26 @@ class CellSummary:
         return self.clusters.get(item, item) if self.clusters else item
 
 
-def cell_scores(store: Store, run_ids: Sequence[str]) -> dict[tuple[str, str], dict[str, dict[str, float]]]:
-    """(run id, cell id) -> item id -> metric -> score."""
-    table: dict[tuple[str, str], dict[str, dict[str, float]]] = defaultdict(dict)
-    for row in store.items(run_ids):
-        table[(row["run_id"], row["cell_id"])][row["item_id"]] = json.loads(row["scores_json"])
-    return table
+Table = dict[tuple[str, str], dict[str, Any]]  # (run id, cell id) -> item id -> value
 
 
-def item_clusters(store: Store, run_ids: Sequence[str]) -> dict[tuple[str, str], dict[str, str]]:
-    """(run id, cell id) -> item id -> cluster, for items stored with one."""
-    table: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+def stored_items(store: Store, run_ids: Sequence[str]) -> tuple[Table, Table]:
+    """One pass over the runs' items: (run id, cell id) -> item id -> metric -> score, and -> cluster
+    (for items stored with one)."""
+    scores: Table = defaultdict(dict)
+    clusters: Table = defaultdict(dict)
     for row in store.items(run_ids):
+        key = (row["run_id"], row["cell_id"])
+        scores[key][row["item_id"]] = json.loads(row["scores_json"])
         cluster = row["cluster"] if "cluster" in row.keys() else None
         if cluster is not None:
-            table[(row["run_id"], row["cell_id"])][row["item_id"]] = str(cluster)
-    return table
+            clusters[key][row["item_id"]] = str(cluster)
+    return scores, clusters
+
+
+def cell_scores(store: Store, run_ids: Sequence[str]) -> dict[tuple[str, str], dict[str, dict[str, float]]]:
+    """(run id, cell id) -> item id -> metric -> score."""
+    return stored_items(store, run_ids)[0]
 
 
 def worst_value(metric: Metric) -> float | None:
@@ -111,8 +115,7 @@ def summarize(
     """One summary per cell, on ``metric`` or each cell's main (first) metric."""
     if unscorable not in UNSCORABLE_CHOICES:
         raise ValueError(f"unscorable must be one of {UNSCORABLE_CHOICES}, got {unscorable!r}")
-    scores = cell_scores(store, run_ids)
-    clusters = item_clusters(store, run_ids)
+    scores, clusters = stored_items(store, run_ids)
     out = []
     for cell in store.cells(run_ids):
         name = metric or cell.metrics[0]
@@ -157,12 +160,7 @@ def cell_interval(
     sums, sizes = cluster_sums(x, labels) if clusters else (x, np.ones_like(x))
     deff = design_effect(x, sums, sizes) if clusters else 1.0
     if corpus is not None:
-        weights = resample_weights(sums.size, resamples, seed)
-        items = [corpus[i] for i in ids]
-        point, reps, jack = corpus_replicates(metric, [items], labels, weights)
-        corpus_engine = BCaEngine(float(point[0]), reps[:, 0], jack[:, 0])
-        low, high = corpus_engine.interval(confidence)
-        return Interval(float(point[0]), low, high, n, "bca bootstrap" + (" over clusters" if clusters else "")), deff
+        return corpus_interval(metric, [corpus[i] for i in ids], confidence, resamples, seed, labels if clusters else None), deff
     binary = metric.kind == "binary" and bool(np.all(np.isin(x, (0.0, 1.0))))
     if binary:
         n_eff = n / deff  # Wilson at the effective sample size: the same proportion, clusters counted once
@@ -204,8 +202,12 @@ def describe_unscorable(s: CellSummary) -> str | None:
     return f"{s.cell.task}: {s.label}: " + "; ".join(parts) if parts else None
 
 
-def payload(values: Any) -> Any:
-    """JSON-safe floats (NaN and inf as None)."""
-    if isinstance(values, float) and not np.isfinite(values):
-        return None
-    return values
+def json_safe(value: Any) -> Any:
+    """NaN and ±inf as None, recursively: ``--json`` output is strict JSON that any parser reads."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
