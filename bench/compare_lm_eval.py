@@ -240,7 +240,7 @@ def main() -> None:
     parser.add_argument("--in-process", action="store_true", help="model time only, one process")
     parser.add_argument("--offset", type=int, default=0, help="--in-process gsm8k8: skip the first N test items (the first 8 are each other's demonstrations, so their prompts differ)")
     args = parser.parse_args()
-    from harness.embedded import embedded_model_path
+    from harness.backends.hf.embedded import embedded_model_path
 
     model = embedded_model_path()
     print(f"machine: {os.cpu_count()} CPUs; load average at start {os.getloadavg()}; model {model}", flush=True)
@@ -289,11 +289,11 @@ def in_process(bench: Bench, limit: int, batch_size: int, repeats: int) -> dict[
     from lm_eval.models.huggingface import HFLM
 
     from harness.backends import ModelSpec
-    from harness.backends.hf import HFBackend
-    from harness.fewshot import SELECTORS
-    from harness.prompts import load_prompt
+    from harness.backends.hf.backend import HFBackend
+    from harness.fewshot.selectors import SELECTORS
+    from harness.prompts.template import load_prompt
     from harness.requests import LoglikelihoodRequest
-    from harness.tasks import load_task
+    from harness.tasks.task import load_task
 
     tmp = tempfile.TemporaryDirectory()
     task = load_task(ROOT / bench.task, [data_dir_for(bench, Path(tmp.name))])
@@ -337,11 +337,11 @@ def in_process_generate(bench: Bench, limit: int, batch_size: int, repeats: int,
     from lm_eval.models.huggingface import HFLM
 
     from harness.backends import ModelSpec
-    from harness.backends.hf import HFBackend
-    from harness.fewshot import SELECTORS
-    from harness.prompts import load_prompt
+    from harness.backends.hf.backend import HFBackend
+    from harness.fewshot.selectors import SELECTORS
+    from harness.prompts.template import load_prompt
     from harness.requests import GenerateRequest
-    from harness.tasks import load_task
+    from harness.tasks.task import load_task
 
     task = load_task(ROOT / bench.task, [DATA])
     template = load_prompt(task, "lm_eval")
@@ -396,9 +396,10 @@ def multi_true(limit: int, batch_size: int, work: Path, short: bool = False) -> 
     from lm_eval.tasks._yaml_loader import load_yaml
 
     from harness.backends import ModelSpec
-    from harness.backends.hf import HFBackend
-    from harness.runner import ExperimentSpec, run_experiment
-    from harness.store import Store
+    from harness.backends.hf.backend import HFBackend
+    from harness.runner.execute import run_experiment
+    from harness.runner.spec import ExperimentSpec
+    from harness.store.store import Store
 
     module = multi_true_module()
     data = module.write_data(work / "data", n=limit)

@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.backends import ModelSpec  # noqa: E402
-from harness.runner import ExperimentSpec, run_experiment  # noqa: E402
-from harness.store import Store  # noqa: E402
+from harness.runner.execute import run_experiment  # noqa: E402
+from harness.runner.spec import ExperimentSpec
+from harness.store.store import Store  # noqa: E402
 
 PERF = re.compile(r"llama_perf_context_print:\s+total time =\s+([0-9.]+) ms")
 
@@ -46,7 +47,7 @@ def harness_run(db: Path, url: str, items: int, concurrency: int, task: str, pro
 
 def request_bodies(items: int, task: str, prompt: str) -> list[dict[str, Any]]:
     """The exact completions bodies harness sends for these items."""
-    from harness.runner import plan, prepare
+    from harness.runner.plan import plan, prepare
 
     spec = ExperimentSpec(tasks=[task], prompts=[prompt], limit=items)
     cell = plan(spec)[0]

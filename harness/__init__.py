@@ -1,18 +1,16 @@
 """harness: which prompt, few-shot setup or checkpoint is better, and is the difference real?
 
-The Python API (``harness.load_results``, ``harness.compare``) is loaded lazily so
-``import harness`` stays cheap. ``harness.compare`` is the ``harness.compare`` module made
-callable (importing a submodule rebinds the package attribute, so a plain function of that
-name could not survive); calling it is ``harness.api.compare``.
+The Python API for notebooks and scripts (see ``harness.api``)::
+
+    import harness
+    summary = harness.run({"tasks": ["capitals"], "shots": [0, 3]})
+    df = harness.load_results("results/harness.db", run=summary.run_id)
+    comp = harness.compare("results/harness.db", runs=[summary.run_id])
+
+The packages follow the flow (docs/architecture.md): tasks -> prompts -> fewshot -> requests ->
+backends -> scoring -> store -> runner -> analysis -> report, with the CLI on top.
 """
 
-import importlib
-from typing import Any
+from harness.api import compare, load_results, run
 
-
-def __getattr__(name: str) -> Any:
-    if name == "load_results":
-        return importlib.import_module("harness.api").load_results
-    if name == "compare":
-        return importlib.import_module("harness.compare")
-    raise AttributeError(f"module 'harness' has no attribute {name!r}")
+__all__ = ["compare", "load_results", "run"]

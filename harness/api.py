@@ -4,6 +4,7 @@
     df = harness.load_results("results/harness.db", run="latest")
     comp = harness.compare("results/harness.db", runs=["latest"])
     comp.rows()   # or pandas.DataFrame(comp.rows())
+    summary = harness.run({"tasks": ["capitals"], "shots": [0, 3], "limit": 50})
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.compare import Comparison, compare_runs
-from harness.stats import DEFAULT_RESAMPLES
-from harness.store import DEFAULT_DB, Store
+from harness.analysis.compare import Comparison, compare_runs
+from harness.core.yamlfile import read_yaml_mapping, validate
+from harness.runner.execute import RunSummary, run_experiment
+from harness.runner.spec import ExperimentSpec
+from harness.stats.basics import DEFAULT_RESAMPLES
+from harness.store.store import DEFAULT_DB, Store
 
 
 def _runs(store: Store, run: str | Sequence[str] | None) -> list[str]:
@@ -63,5 +67,25 @@ def compare(
     try:
         return compare_runs(store, _runs(store, runs), metric, alpha=alpha, confidence=confidence, resamples=resamples, seed=seed,
                             margin=margin, unscorable=unscorable)  # type: ignore[arg-type]
+    finally:
+        store.close()
+
+
+def run(
+    experiment: ExperimentSpec | dict[str, Any] | str | Path, db: str | Path = DEFAULT_DB, *, new: bool = False,
+    show_progress: bool = False,
+) -> RunSummary:
+    """Evaluate an experiment (an ExperimentSpec, a mapping of its fields, or an experiment YAML file), resuming an
+    identical unfinished run unless ``new``; the summary names the run for ``load_results`` and ``compare``."""
+    if isinstance(experiment, (str, Path)):
+        path = Path(experiment)
+        spec = validate(ExperimentSpec, read_yaml_mapping(path, "experiment"), path, "experiment")
+    elif isinstance(experiment, dict):
+        spec = validate(ExperimentSpec, experiment, "experiment", "experiment")
+    else:
+        spec = experiment
+    store = Store(db)
+    try:
+        return run_experiment(spec, store, new=new, show_progress=show_progress)
     finally:
         store.close()

@@ -9,35 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Literal, Union
+from typing import Union
 
-Role = Literal["system", "user", "assistant"]
-
-
-@dataclass(frozen=True)
-class Message:
-    role: Role
-    content: str
-
-
-Prompt = Union[str, tuple[Message, ...]]
-
-
-def prompt_to_json(prompt: Prompt) -> object:
-    return prompt if isinstance(prompt, str) else [asdict(m) for m in prompt]
-
-
-def prompt_from_json(value: object) -> Prompt:
-    if isinstance(value, str):
-        return value
-    return tuple(Message(role=m["role"], content=m["content"]) for m in value)  # type: ignore[index]
-
-
-def prompt_text(prompt: Prompt) -> str:
-    """A readable single string for logs and diffs."""
-    if isinstance(prompt, str):
-        return prompt
-    return "\n".join(f"[{m.role}] {m.content}" for m in prompt)
+from harness.prompts.messages import Prompt, prompt_to_json
+from harness.prompts.template import Rendered
 
 
 def _digest(payload: dict[str, object]) -> str:
@@ -115,3 +90,9 @@ def result_from_json(payload: dict[str, object]) -> Result:
     if data.get("token_logprobs") is not None:
         data["token_logprobs"] = tuple(data["token_logprobs"])  # type: ignore[arg-type]
     return GenerateResult(**data)  # type: ignore[arg-type]
+
+
+def loglikelihood_requests(rendered: Rendered) -> tuple[LoglikelihoodRequest, ...]:
+    """One request per continuation, after its own prompt (per-choice contexts) or the shared one."""
+    prompts = rendered.prompts or (rendered.prompt,) * len(rendered.continuations)
+    return tuple(LoglikelihoodRequest(context=p, continuation=c) for p, c in zip(prompts, rendered.continuations))

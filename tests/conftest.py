@@ -30,7 +30,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def embedded_model() -> Path:
     """The embedded Gemma 3 270M as an HF folder (converted once into the user cache)."""
-    from harness.embedded import embedded_model_path
+    from harness.backends.hf.embedded import embedded_model_path
 
     return embedded_model_path()
 

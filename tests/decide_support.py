@@ -14,7 +14,8 @@ from pathlib import Path
 
 from harness.backends import BACKENDS
 from harness.backends.scripted import ScriptedBackend
-from harness.requests import LoglikelihoodRequest, LoglikelihoodResult, prompt_text
+from harness.prompts.messages import prompt_text
+from harness.requests import LoglikelihoodRequest, LoglikelihoodResult
 from tests.helpers import write_task
 
 QUESTION = re.compile(r"Q: t question (\d+)\?")

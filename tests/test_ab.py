@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.ab import ab_compare, run_pair
+from harness.analysis.ab import ab_compare, run_pair
 from harness.backends import ModelSpec
-from harness.errors import HarnessError
-from harness.runner import ExperimentSpec
-from harness.store import Store
+from harness.core.errors import HarnessError
+from harness.runner.spec import ExperimentSpec
+from harness.store.store import Store
 from tests.decide_support import toy_task
 from tests.helpers import cli
 
@@ -83,7 +83,7 @@ def test_ab_user_errors(tmp_path: Path, db_path: Path, capsys: pytest.CaptureFix
         store = Store(db_path)
         spec_a = ExperimentSpec(tasks=["toy"], tasks_dirs=[str(tmp_path / "tasks")], prompts=["plain"], models=["skilled:0.1"])
         spec_b = ExperimentSpec(tasks=["toy"], tasks_dirs=[str(tmp_path / "tasks")], prompts=["polite"], models=["skilled:0.2"])
-        from harness.runner import run_experiment
+        from harness.runner.execute import run_experiment
 
         ab_compare(store, run_experiment(spec_a, store, show_progress=False).run_id, run_experiment(spec_b, store, show_progress=False).run_id)
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.runner import ExperimentSpec, run_experiment
-from harness.store import Store
+from harness.runner.execute import run_experiment
+from harness.runner.spec import ExperimentSpec
+from harness.store.store import Store
 
 pytestmark = pytest.mark.slow
 TASK = Path(__file__).parent / "tasks" / "arc_easy"

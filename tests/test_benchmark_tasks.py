@@ -10,12 +10,13 @@ import pytest
 import sacrebleu
 import yaml
 
-from harness.cli import main
-from harness.compare import summarize
-from harness.errors import HarnessError
-from harness.runner import ExperimentSpec, run_experiment
-from harness.store import Store
-from harness.tasks import PROJECT_ROOT, find_task
+from harness.analysis.compare import summarize
+from harness.cli.main import main
+from harness.core.errors import HarnessError
+from harness.runner.execute import run_experiment
+from harness.runner.spec import ExperimentSpec
+from harness.store.store import Store
+from harness.tasks.task import PROJECT_ROOT, find_task
 
 TASKS_DIR = PROJECT_ROOT / "tasks"
 BENCHMARKS = [
@@ -73,7 +74,7 @@ def test_group_micro_and_macro_aggregates(shared_data: Path, db_path: Path) -> N
     })
     store = Store(db_path)
     run = run_experiment(spec, store, show_progress=False)
-    from harness.aggregates import group_summaries
+    from harness.analysis.aggregates import group_summaries
 
     summaries = summarize(store, [run.run_id])
     (group,) = group_summaries(store, summaries)
@@ -207,7 +208,7 @@ def test_smoke_benchmark_on_the_embedded_model(names: list[str], shared_data: Pa
     for summary in summaries:
         assert summary.n == 20 and 0 <= summary.interval.mean <= 1.5, summary.interval
     if len(names) > 1:
-        from harness.aggregates import group_summaries
+        from harness.analysis.aggregates import group_summaries
 
         (group,) = group_summaries(store, summaries)
         assert group.group == "mmlu" and group.members == tuple(names) and group.micro.n == 40

@@ -11,11 +11,19 @@ import yaml
 
 from harness.backends import ModelSpec
 from harness.backends.scripted import ScriptedBackend
-from harness.calibration import calibrate_run, calibrated_choice, calibration_summary, content_free_item, content_free_probs
-from harness.requests import LoglikelihoodRequest, LoglikelihoodResult, prompt_text
-from harness.runner import ExperimentSpec, run_experiment
-from harness.store import Store
-from harness.tasks import Item
+from harness.prompts.messages import prompt_text
+from harness.requests import LoglikelihoodRequest, LoglikelihoodResult
+from harness.runner.calibration import (
+    calibrate_run,
+    calibrated_choice,
+    calibration_summary,
+    content_free_item,
+    content_free_probs,
+)
+from harness.runner.execute import run_experiment
+from harness.runner.spec import ExperimentSpec
+from harness.store.store import Store
+from harness.tasks.task import Item
 
 TEMPLATE = """{% macro answer(choice, index) %} {{ choice }}{% endmacro %}
 {% for s in shots %}Review: {{ s.review }}
@@ -130,9 +138,9 @@ def test_cli_calibrate_json_and_user_errors(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_calibrate_writes_acc_calibrated_item_scores_that_compare_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.compare import compare_runs
-    from harness.rescore import rescore_run
-    from harness.errors import HarnessError
+    from harness.analysis.compare import compare_runs
+    from harness.core.errors import HarnessError
+    from harness.runner.rescore import rescore_run
     from tests.helpers import cli
 
     folder = _task(tmp_path)
@@ -148,7 +156,7 @@ def test_calibrate_writes_acc_calibrated_item_scores_that_compare_pairs(tmp_path
         assert all(s["acc_calibrated"] == 1.0 for s in scores) and sum(s["acc"] for s in scores) == 10
     (ranking,) = compare_runs(store, [run_id], "acc_calibrated").rankings
     assert ranking.metric == "acc_calibrated" and ranking.cells[0].summary.interval.mean == 1.0 and ranking.cells[0].summary.n == 20
-    from harness.runner import export_run
+    from harness.store.export import export_run
 
     mirrored = [json.loads(line) for line in (export_run(store, run_id) / "items.jsonl").read_text().splitlines()]
     assert all(row["scores"]["acc_calibrated"] == 1.0 for row in mirrored)
@@ -165,8 +173,8 @@ def test_calibrate_writes_acc_calibrated_item_scores_that_compare_pairs(tmp_path
 
 
 def test_acc_calibrated_cannot_be_a_task_metric(tmp_path: Path) -> None:
-    from harness.errors import HarnessError
-    from harness.tasks import load_task
+    from harness.core.errors import HarnessError
+    from harness.tasks.task import load_task
 
     folder = _task(tmp_path)
     spec = yaml.safe_load((folder / "task.yaml").read_text())

@@ -11,10 +11,18 @@ from pathlib import Path
 import pytest
 
 import harness
-from harness.compare import compare_runs, find_cell, item_diff, spreads, stability, summarize
-from harness.errors import HarnessError
-from harness.runner import ExperimentSpec, run_experiment
-from harness.store import Store
+from harness.analysis.compare import (
+    compare_runs,
+    find_cell,
+    item_diff,
+    spreads,
+    stability,
+    summarize,
+)
+from harness.core.errors import HarnessError
+from harness.runner.execute import run_experiment
+from harness.runner.spec import ExperimentSpec
+from harness.store.store import Store
 from tests.decide_support import toy_task
 from tests.helpers import cli
 
@@ -96,7 +104,7 @@ def test_model_vs_model_across_prompt_variants(ranked_run: str, db_path: Path) -
 def test_lower_is_better_metrics_rank_ascending(ranked_run: str, db_path: Path) -> None:
     from dataclasses import replace
 
-    from harness.compare import ranked
+    from harness.analysis.compare import ranked
 
     flipped = [replace(s, higher_is_better=False) for s in summarize(Store(db_path), [ranked_run])]
     order = ranked(flipped)["toy"]
@@ -190,3 +198,20 @@ def test_runs_with_other_seeds_count_as_few_shot_draws(tmp_path: Path, db_path: 
     (tau,) = comp.stability  # the two draws' variant orders, compared
     assert tau.n_variants == 2 and {tau.setting_a, tau.setting_b} == {sp.setting for sp in comp.spreads}
     assert all(row["variants"] == 2 for row in comp.rows())
+
+
+def test_python_api_run_gives_the_same_results_as_the_runner(tmp_path: Path) -> None:
+    """``harness.run`` takes a mapping (or a YAML path) of experiment fields; a second call resumes nothing and
+    stores an identical, separately scored run when ``new``."""
+    toy_task(tmp_path / "tasks", rows=30)
+    fields = {"tasks": ["toy"], "tasks_dirs": [str(tmp_path / "tasks")], "models": ["skilled:0.7"]}
+    db = tmp_path / "api.db"
+    first = harness.run(fields, db)
+    (tmp_path / "exp.yaml").write_text(f"tasks: [toy]\ntasks_dirs: ['{tmp_path / 'tasks'}']\nmodels: ['skilled:0.7']\n")
+    second = harness.run(tmp_path / "exp.yaml", db, new=True)
+    assert first.run_id != second.run_id and first.items_written == second.items_written == 60  # toy has 2 prompt variants
+    frame = harness.load_results(db, run=[first.run_id, second.run_id])
+    by_run = frame.groupby("run_id")["score_acc"].apply(list)
+    assert by_run[first.run_id] == by_run[second.run_id]
+    with pytest.raises(HarnessError, match="unknown key 'shot'"):
+        harness.run({**fields, "shot": [1]}, db)

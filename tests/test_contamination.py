@@ -1,5 +1,5 @@
 """Overlap between what a tuned model was trained / selected on and what `harness ab` scores
-(harness/contamination.py), and cells that give the same answer to almost every item (harness/degenerate.py).
+(harness/tune/overlap.py), and cells that give the same answer to almost every item (harness/analysis/degenerate.py).
 
 No model: tuning cards are written the way `harness tune` writes them (ids and content hashes of the
 training and selection items), runs use scripted backends."""
@@ -13,17 +13,36 @@ from pathlib import Path
 
 import pytest
 
+from harness.analysis.degenerate import (
+    DEGENERATE_SHARE,
+    degenerate_cells,
+    dominant_answer,
+)
 from harness.backends import BACKENDS, ModelSpec
 from harness.backends.scripted import ScriptedBackend
-from harness.contamination import (NEAR_DUPLICATE, NGRAM, Entry, check_overlap, check_overlap_runs, find_overlaps, near_duplicate_score,
-                                   normalise)
-from harness.degenerate import DEGENERATE_SHARE, degenerate_cells, dominant_answer
-from harness.errors import HarnessError
-from harness.requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
-from harness.runner import ExperimentSpec, run_experiment
-from harness.store import Store
-from harness.tasks import find_task
-from harness.tune import CARD_JSON, content_hash
+from harness.core.errors import HarnessError
+from harness.requests import (
+    GenerateRequest,
+    GenerateResult,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+)
+from harness.runner.execute import run_experiment
+from harness.runner.spec import ExperimentSpec
+from harness.store.store import Store
+from harness.tasks.task import find_task
+from harness.tune.card import CARD_JSON
+from harness.tune.overlap import (
+    NEAR_DUPLICATE,
+    NGRAM,
+    Entry,
+    check_overlap,
+    check_overlap_runs,
+    find_overlaps,
+    near_duplicate_score,
+    normalise,
+)
+from harness.tune.train import content_hash
 from tests.decide_support import Skilled  # noqa: F401  (registers skilled:<p>)
 from tests.helpers import write_task
 
@@ -182,7 +201,7 @@ def test_a_model_without_a_card_is_not_checked_but_says_so(tmp_path: Path) -> No
 
 
 def test_stored_runs_are_checked_from_their_item_ids(tmp_path: Path) -> None:
-    from harness.ab import run_pair
+    from harness.analysis.ab import run_pair
 
     tasks = _tasks(tmp_path / "tasks")
     adapter = _card(tmp_path / "adapter", tasks, {"toy": [f"f{i}" for i in range(2, 10)]}, {"toy": ["f0", "f1"]})

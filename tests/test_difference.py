@@ -1,4 +1,4 @@
-"""harness.difference: each engine's interval and test agree, Tango's interval is checked against
+"""harness.stats.difference: each engine's interval and test agree, Tango's interval is checked against
 an exact enumeration of every table, and the corpus/bootstrap engines on known cases."""
 
 from __future__ import annotations
@@ -8,9 +8,18 @@ import pytest
 from scipy import stats
 from scipy.special import gammaln
 
-from harness.difference import (
-    BootstrapTEngine, binary_difference, cluster_sums, continuous_difference, design_effect, difference, resample_weights,
-    sign_flip_p, tango_interval, tango_p, tango_z,
+from harness.stats.difference import (
+    BootstrapTEngine,
+    binary_difference,
+    cluster_sums,
+    continuous_difference,
+    design_effect,
+    difference,
+    resample_weights,
+    sign_flip_p,
+    tango_interval,
+    tango_p,
+    tango_z,
 )
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.cli import build_parser
-from harness.store import Store
-from harness.tasks import load_task
-from harness.templating import compile_template, environment
+from harness.cli.main import build_parser
+from harness.core.templating import compile_template, environment
+from harness.store.store import Store
+from harness.tasks.task import load_task
 from tests.helpers import cli, write_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ def test_every_option_is_in_the_readme(verb: str) -> None:
 
 
 def test_readme_experiment_example_is_a_valid_spec() -> None:
-    from harness.runner import ExperimentSpec
+    from harness.runner.spec import ExperimentSpec
 
     block = README.split("An experiment file holds the same fields as the flags:", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
     spec = ExperimentSpec.model_validate(yaml.safe_load(block))

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from harness.analysis.draws import DrawSummary, draw_summaries, split_selector
 from harness.backends import ModelSpec
 from harness.backends.scripted import ScriptedBackend
-from harness.draws import DrawSummary, draw_summaries, split_selector
-from harness.fewshot import draw_rng, item_rng
-from harness.runner import ExperimentSpec, plan, run_experiment
-from harness.store import Store
+from harness.fewshot.selectors import draw_rng, item_rng
+from harness.runner.execute import run_experiment
+from harness.runner.plan import plan
+from harness.runner.spec import ExperimentSpec
+from harness.store.store import Store
 from tests.helpers import cli, write_task
 
 

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.fewshot import SELECTORS, item_rng
-from harness.tasks import load_task
+from harness.core.errors import HarnessError
+from harness.fewshot.selectors import SELECTORS, item_rng
+from harness.tasks.task import load_task
 from tests.helpers import write_task
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.errors import HarnessError
-from harness.fewshot import SELECTORS, item_rng
-from harness.prompts import PromptTemplate, reads_shots
-from harness.tasks import load_task
+from harness.core.errors import HarnessError
+from harness.fewshot.selectors import SELECTORS, item_rng
+from harness.prompts.template import PromptTemplate, reads_shots
+from harness.tasks.task import load_task
 from tests.helpers import MC_TEMPLATE, cli, write_task
 
 
@@ -113,7 +113,7 @@ def test_validate_and_run_warn_when_no_template_shows_the_demonstrations(tmp_pat
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "never reads `shots`" in line]
     assert len(lines) == 1 and "bare.jinja" in lines[0] and "2-shot" in lines[0], err
-    from harness.store import Store
+    from harness.store.store import Store
 
     store = Store(db)
     assert any("never reads `shots`" in w for w in store.run_config(store.runs()[0]["id"])["warnings"])

@@ -7,9 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.embeddings import TfidfEncoder, encoder_for, pool_embeddings, pool_key
-from harness.fewshot import SELECTORS, arrange, item_rng
-from harness.tasks import Item
+from harness.fewshot.embeddings import (
+    TfidfEncoder,
+    encoder_for,
+    pool_embeddings,
+    pool_key,
+)
+from harness.fewshot.selectors import SELECTORS, arrange, item_rng
+from harness.tasks.task import Item
 
 TOPICS = {
     "space": ["the rocket reached orbit around the moon", "astronauts walked on the lunar surface", "a telescope saw a distant galaxy"],

@@ -9,11 +9,23 @@ from pathlib import Path
 
 import pytest
 
-from harness.choice_labels import LABEL_STYLES, choice_key, choice_label, relabel, written_style
-from harness.errors import HarnessError
-from harness.formats import _TAG, instruction_span, perturb, read_instructions, with_instruction, write_variants
-from harness.prompts import load_prompt
-from harness.tasks import load_task
+from harness.core.choice_labels import (
+    choice_key,
+    choice_label,
+    relabel,
+    written_style,
+)
+from harness.core.errors import HarnessError
+from harness.prompts.formats import (
+    _TAG,
+    instruction_span,
+    perturb,
+    read_instructions,
+    with_instruction,
+    write_variants,
+)
+from harness.prompts.template import load_prompt
+from harness.tasks.task import load_task
 from tests.helpers import cli, write_task
 
 LETTERED = """{% macro answer(choice, index) %} {{ letters[index] }}{% endmacro %}

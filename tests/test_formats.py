@@ -6,10 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.formats import _TAG, FormatChoice, apply_format, perturb, write_variants
-from harness.prompts import load_prompt
-from harness.tasks import load_task
+from harness.core.errors import HarnessError
+from harness.prompts.formats import (
+    _TAG,
+    FormatChoice,
+    apply_format,
+    perturb,
+    write_variants,
+)
+from harness.prompts.template import load_prompt
+from harness.tasks.task import load_task
 from tests.helpers import cli, write_task
 
 SOURCE = """{% macro answer(choice, index) %} {{ choice }}{% endmacro %}

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.store import Store
+from harness.store.store import Store
 from tests.decide_support import toy_task
 from tests.helpers import cli
 

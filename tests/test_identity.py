@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.backends import ModelSpec
-from harness.store import Store
+from harness.store.store import Store
 from tests.helpers import cli, write_task
 
 torch = pytest.importorskip("torch")
@@ -66,7 +66,7 @@ def _own_fingerprint_memo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def _identity(spec: ModelSpec) -> dict:
-    from harness.backends.hf import HFBackend
+    from harness.backends.hf.backend import HFBackend
 
     return HFBackend.identity_of(spec)
 
@@ -121,7 +121,7 @@ def test_rewritten_adapter_at_the_same_path_is_a_new_run_and_an_unchanged_one_is
     (cell,) = store.cells([third["tuned_run"]])
     assert cell.model_json["adapter"] == after["adapter"]
 
-    from harness.backends.hf import HFBackend
+    from harness.backends.hf.backend import HFBackend
     from harness.requests import LoglikelihoodRequest
 
     fresh = HFBackend(ModelSpec(model=str(tiny_model), adapter=str(adapter)))
@@ -173,7 +173,7 @@ def test_weights_are_hashed_in_full_not_by_head_and_tail(tmp_path: Path) -> None
 
 
 def test_weight_hashes_are_memoised_and_invalidated_by_mtime_and_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.backends import base as backend_base
+    from harness.core import fingerprint as backend_base
 
     folder = tmp_path / "model"
     folder.mkdir()
@@ -181,13 +181,13 @@ def test_weight_hashes_are_memoised_and_invalidated_by_mtime_and_size(tmp_path: 
     weights = folder / "model.safetensors"
     weights.write_bytes(os.urandom(3 << 20))
     reads: list[str] = []
-    real = backend_base._read_sha256
+    real = backend_base.read_sha256
 
     def counting(path: Path) -> str:
         reads.append(Path(path).name)
         return real(path)
 
-    monkeypatch.setattr(backend_base, "_read_sha256", counting)
+    monkeypatch.setattr(backend_base, "read_sha256", counting)
     spec = ModelSpec(model=str(folder))
     first = _identity(spec)
     assert reads.count("model.safetensors") == 1
@@ -231,7 +231,7 @@ def test_hub_id_resolves_its_commit_from_the_local_cache_without_network(tmp_pat
 
 
 def test_openai_identity_has_what_changes_answers_and_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.backends.openai_api import OpenAIBackend
+    from harness.backends.openai.backend import OpenAIBackend
 
     secret = "sk-verysecret-123456"
     monkeypatch.setenv("OPENAI_API_KEY", secret)

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.aggregates import corpus_items
-from harness.errors import HarnessError
-from harness.runner import ExperimentSpec, run_experiment
-from harness.store import Store
-from harness.tasks import load_task
+from harness.analysis.aggregates import corpus_items
+from harness.core.errors import HarnessError
+from harness.runner.execute import run_experiment
+from harness.runner.spec import ExperimentSpec
+from harness.store.store import Store
+from harness.tasks.task import load_task
 
 # 15 labels, codes 100..116 without 105 and 111 (as in CLUE TNEWS)
 CODES = [c for c in range(100, 117) if c not in (105, 111)]

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from harness.runner import ExperimentSpec, run_experiment
-from harness.store import Store
-from harness.tasks import PROJECT_ROOT
+from harness.runner.execute import run_experiment
+from harness.runner.spec import ExperimentSpec
+from harness.store.store import Store
+from harness.tasks.task import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 LM_EVAL_TASKS = PROJECT_ROOT / "bench" / "lm_eval_tasks"

@@ -13,15 +13,17 @@ import numpy as np
 import pytest
 import yaml
 
+from harness.analysis.compare import item_diff
 from harness.backends import ModelSpec
 from harness.backends.scripted import ScriptedBackend, _unit
-from harness.calibration import calibrate_run
-from harness.compare import item_diff
-from harness.errors import HarnessError
-from harness.requests import LoglikelihoodRequest, LoglikelihoodResult, prompt_text
-from harness.rescore import rescore_run
-from harness.runner import ExperimentSpec, run_experiment
-from harness.store import Store
+from harness.core.errors import HarnessError
+from harness.prompts.messages import prompt_text
+from harness.requests import LoglikelihoodRequest, LoglikelihoodResult
+from harness.runner.calibration import calibrate_run
+from harness.runner.execute import run_experiment
+from harness.runner.rescore import rescore_run
+from harness.runner.spec import ExperimentSpec
+from harness.store.store import Store
 from tests.helpers import cli, write_task
 
 

@@ -16,12 +16,19 @@ import yaml
 
 from harness.backends import ModelSpec
 from harness.backends.scripted import ScriptedBackend
-from harness.errors import HarnessError
-from harness.prompts import PromptTemplate, load_prompt
-from harness.requests import LoglikelihoodRequest, LoglikelihoodResult, prompt_text
-from harness.runner import ExperimentSpec, plan, run_experiment
-from harness.store import Store
-from harness.tasks import PROJECT_ROOT, Task, find_task
+from harness.core.errors import HarnessError
+from harness.prompts.messages import prompt_text
+from harness.prompts.template import PromptTemplate, load_prompt
+from harness.requests import (
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+    loglikelihood_requests,
+)
+from harness.runner.execute import run_experiment
+from harness.runner.plan import plan
+from harness.runner.spec import ExperimentSpec
+from harness.store.store import Store
+from harness.tasks.task import PROJECT_ROOT, Task, find_task
 from tests.helpers import cli, write_task
 
 WINOGRANDE = PROJECT_ROOT / "tasks" / "winogrande"
@@ -126,7 +133,7 @@ def test_each_choice_gets_its_own_prompt_and_the_continuation_is_shared(tmp_path
     assert rendered.prompts == tuple(demos + c for c in item.contexts)
     assert rendered.continuations == (" was too small.", " was too small.")
     assert rendered.prompt == rendered.prompts[1]  # the correct choice's: stored, shown, trained on
-    requests = rendered.loglikelihood_requests()
+    requests = loglikelihood_requests(rendered)
     assert [(r.context, r.continuation) for r in requests] == list(zip(rendered.prompts, rendered.continuations))
 
 
@@ -236,7 +243,7 @@ def test_one_request_per_choice_with_its_own_context_scored_by_acc_and_acc_norm(
     wardrobe = records["v4"]
     assert [len(c) for c in items["v4"].contexts] == [75, 57]
     assert wardrobe["scores"] == {"acc": 0.0, "acc_norm": 1.0}  # -2.1 < -1.9 (acc picks 'cup'); -2.1/75 > -1.9/57
-    from harness.rescore import rescore_run
+    from harness.runner.rescore import rescore_run
 
     summary = rescore_run(store, run.run_id, write=False)
     assert {c.metric: (c.items, c.same) for c in summary.checks} == {"acc": (6, 6), "acc_norm": (6, 6)}  # from the task's contexts
@@ -277,7 +284,7 @@ def test_the_generate_and_parse_fallback_is_refused_at_planning(tmp_path: Path) 
 
 
 def test_calibration_refuses_per_choice_contexts_and_says_why(tmp_path: Path) -> None:
-    from harness.calibration import calibrate_run, content_free_item
+    from harness.runner.calibration import calibrate_run, content_free_item
 
     store = Store(tmp_path / "results" / "harness.db")
     run = run_experiment(spec(tmp_path), store, show_progress=False)

@@ -2,10 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.prompts import available_prompts, load_prompt
-from harness.requests import Message
-from harness.tasks import find_task, load_task
+from harness.core.errors import HarnessError
+from harness.prompts.messages import Message
+from harness.prompts.template import available_prompts, load_prompt
+from harness.tasks.task import find_task, load_task
 from tests.helpers import write_task
 
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.errors import HarnessError
-from harness.rescore import rescore_run
-from harness.runner import ExperimentSpec, run_experiment
-from harness.store import Store
+from harness.core.errors import HarnessError
+from harness.runner.execute import run_experiment
+from harness.runner.rescore import rescore_run
+from harness.runner.spec import ExperimentSpec
+from harness.store.store import Store
 from tests.decide_support import toy_task
 from tests.helpers import cli
 
@@ -27,13 +28,15 @@ def _scores(store: Store, run: str) -> dict[tuple[str, str], dict[str, float]]:
 def forbid_models(monkeypatch: pytest.MonkeyPatch) -> None:
     """From here on, any attempt to build or call a backend fails the test."""
     import harness.backends.base as base
-    import harness.runner as runner
+    import harness.runner.execute as execute
+    import harness.runner.plan as planning
+    import harness.runner.provenance as provenance
     from harness.backends.scripted import ScriptedBackend
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("rescore tried to use a model")
 
-    for module, name in ((base, "backend_class"), (base, "load_backend"), (runner, "backend_class")):
+    for module, name in ((base, "backend_class"), (base, "load_backend"), (execute, "backend_class"), (planning, "backend_class"), (provenance, "backend_class")):
         monkeypatch.setattr(module, name, refuse)
     monkeypatch.setattr(ScriptedBackend, "loglikelihood", refuse)
     monkeypatch.setattr(ScriptedBackend, "generate", refuse)

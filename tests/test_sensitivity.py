@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.analysis.draws import draw_summaries
+from harness.analysis.sensitivity import FACTORS, analyse, parse_cell
 from harness.backends import BACKENDS
 from harness.backends.scripted import ScriptedBackend
-from harness.draws import draw_summaries
-from harness.requests import LoglikelihoodRequest, LoglikelihoodResult, prompt_text
-from harness.sensitivity import FACTORS, analyse, parse_cell
-from harness.store import CellRecord, Store
+from harness.prompts.messages import prompt_text
+from harness.requests import LoglikelihoodRequest, LoglikelihoodResult
+from harness.store.store import CellRecord, Store
 from tests.decide_support import toy_task, unit
 from tests.helpers import cli
 from tests.test_html_report import browse, chromium, has_colour, read_png  # noqa: F401  (chromium: the fixture)
@@ -154,7 +155,7 @@ def test_nothing_varies_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_pooled_levels_t_over_differing_draws_clipped_and_identical_draws_count_once() -> None:
-    from harness.sensitivity import _level
+    from harness.analysis.sensitivity import _level
 
     varied = _level("random", [{"a": 1.0, "b": 1.0}, {"a": 1.0, "b": 0.0}, {"a": 1.0, "b": 1.0}], True, 0.95, 200, 0)
     assert varied.interval.method == "t over 3 draws" and np.isclose(varied.mean, 5 / 6) and varied.interval.high == 1.0
@@ -164,8 +165,8 @@ def test_pooled_levels_t_over_differing_draws_clipped_and_identical_draws_count_
 
 
 def test_t_over_one_draw_is_no_interval_and_renders_as_such() -> None:
-    from harness.sensitivity import Level, Slice, _t_over_draws
-    from harness.sensitivity_report import _slice_row, render
+    from harness.analysis.sensitivity import Level, Slice, _t_over_draws
+    from harness.report.sensitivity import _slice_row, render
 
     one = _t_over_draws((0.6,), True, 0.95, 10)
     assert one.mean == 0.6 and one.low != one.low and one.high != one.high  # NaN bounds, not the zero-width (0.6, 0.6)
@@ -179,7 +180,7 @@ def test_t_over_one_draw_is_no_interval_and_renders_as_such() -> None:
     assert data["over_draws"]["ci_low"] is None and data["levels"][0]["ci_high"] is None
     row = " ".join(_slice_row(s))
     assert "1 draw: no CI over draws" in row and "60.0 [60.0, 60.0]" not in row and "[—, —]" not in row
-    from harness.sensitivity import Sensitivity
+    from harness.analysis.sensitivity import Sensitivity
 
     html = render(Sensitivity(["r"], [s], [], 0.95))
     assert "1 draw: no CI over draws" in html and "60.0 [60.0, 60.0]" not in html

@@ -14,14 +14,21 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-
-from harness.ab import pooled_difference
-from harness.across_prompts import crossed_mean_interval
-from harness.best_set import mean_replicates, null_se, stepdown_maxt
-from harness.difference import binary_difference, continuous_difference, resample_weights, tango_interval, tango_p, tango_z
-from harness.power import mcnemar_items
-from harness.stats import holm
 from scipy import stats
+
+from harness.analysis.ab import pooled_difference
+from harness.stats.across_prompts import crossed_mean_interval
+from harness.stats.basics import holm
+from harness.stats.best_set import mean_replicates, null_se, stepdown_maxt
+from harness.stats.difference import (
+    binary_difference,
+    continuous_difference,
+    resample_weights,
+    tango_interval,
+    tango_p,
+    tango_z,
+)
+from harness.stats.power import mcnemar_items
 
 FIGURES: list[tuple[str, str, float, str]] = []  # (procedure, setting, measured, promise)
 

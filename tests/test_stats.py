@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import stats
+from harness.stats import basics as stats
 
 CASES = json.loads((Path(__file__).parent / "cases" / "stats.json").read_text())
 
@@ -53,7 +53,7 @@ def test_mcnemar_switches_to_chi_square_at_the_threshold() -> None:
 
 @pytest.mark.parametrize("case", CASES["sign_flip"])
 def test_sign_flip_exact(case: dict) -> None:
-    from harness.difference import sign_flip_p
+    from harness.stats.difference import sign_flip_p
 
     assert sign_flip_p(np.asarray(case["a"], dtype=float) - np.asarray(case["b"], dtype=float)) == pytest.approx(case["p_value"])
 

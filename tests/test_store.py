@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import store as store_module
-from harness.store import Store
+from harness.store import store as store_module
+from harness.store.store import Store
 
 
 def test_runs_started_in_the_same_second_keep_their_creation_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,7 +56,7 @@ def test_items_keep_their_cluster_and_cache_entries_the_run_that_stored_them(tmp
     from collections import Counter
 
     from harness.requests import LoglikelihoodResult
-    from harness.store import CellRecord, ItemRecord
+    from harness.store.store import CellRecord, ItemRecord
 
     store = Store(tmp_path / "h.db")
     store.create_run("r1", "h", {}, {}, 0)

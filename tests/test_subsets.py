@@ -19,10 +19,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.ab import finished_run
-from harness.errors import HarnessError
-from harness.runner import ExperimentSpec, _hash, config_snapshot, plan, run_experiment
-from harness.store import Store
+from harness.analysis.ab import finished_run
+from harness.core.errors import HarnessError
+from harness.runner.execute import run_experiment
+from harness.runner.plan import plan
+from harness.runner.provenance import config_snapshot, stable_hash
+from harness.runner.spec import ExperimentSpec
+from harness.store.store import Store
 from tests.helpers import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +77,7 @@ def test_sample_is_seeded_and_independent_of_row_order(tmp_path: Path) -> None:
 
 def test_sample_is_stable_across_processes(tmp_path: Path) -> None:
     folder = write_sorted_task(tmp_path)
-    code = ("import sys; from harness.runner import ExperimentSpec, plan; "
+    code = ("import sys; from harness.runner.spec import ExperimentSpec; from harness.runner.plan import plan; "
             "spec = ExperimentSpec.model_validate({'tasks': [sys.argv[1]], 'sample': 25, 'seed': 7, 'models': ['scripted:m']}); "
             "print(','.join(i.id for i in plan(spec)[0].items))")
     outputs = {subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True, cwd=ROOT,
@@ -102,11 +105,11 @@ def test_stratify_allocates_proportionally(tmp_path: Path) -> None:
 def test_stratify_and_sample_need_a_size_and_exclude_limit(tmp_path: Path) -> None:
     folder = write_sorted_task(tmp_path)
     with pytest.raises(HarnessError, match="stratify"):
-        from harness.yamlfile import validate
+        from harness.core.yamlfile import validate
 
         validate(ExperimentSpec, {"tasks": [str(folder)], "stratify": "label"}, "command line", "experiment")
     with pytest.raises(HarnessError, match="--sample or --limit"):
-        from harness.yamlfile import validate
+        from harness.core.yamlfile import validate
 
         validate(ExperimentSpec, {"tasks": [str(folder)], "sample": 5, "limit": 5}, "command line", "experiment")
     bad = _spec(folder, sample=5, stratify="nosuchfield")
@@ -120,7 +123,7 @@ def test_a_sampled_run_is_a_different_run(tmp_path: Path) -> None:
     variants = [dict(limit=20), dict(sample=20), dict(sample=20, seed=9), dict(sample=20, stratify="label"),
                 dict(limit=20, stratify="label"), dict(sample=21)]
     specs = [_spec(folder, **v) for v in variants]
-    configs = [_hash(config_snapshot(s, plan(s))) for s in specs]
+    configs = [stable_hash(config_snapshot(s, plan(s))) for s in specs]
     assert len(set(configs)) == len(configs)
     cell_ids = [plan(s)[0].cell_id for s in specs]
     assert len(set(cell_ids)) == len(cell_ids)
@@ -190,8 +193,8 @@ def test_experiment_file_and_flags(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_ab_spec_takes_sample_and_stratify(tmp_path: Path) -> None:
-    from harness.cli import build_parser
-    from harness.decide_cli import _ab_spec
+    from harness.cli.decide import _ab_spec
+    from harness.cli.main import build_parser
 
     args = build_parser().parse_args(["ab", "--task", "x", "--adapter", "a", "--sample", "30", "--stratify", "label"])
     spec = _ab_spec(args)

@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.tasks import discover_tasks, find_task, load_task
+from harness.core.errors import HarnessError
+from harness.scoring.checks import check_task
+from harness.tasks.task import discover_tasks, find_task, load_task
 from tests.helpers import write_task
 
 
@@ -30,7 +31,7 @@ def test_bundled_tasks_are_discovered() -> None:
 
 def _error(folder: Path, split: str = "test") -> str:
     with pytest.raises(HarnessError) as info:
-        load_task(folder).items(split)
+        check_task(load_task(folder)).items(split)
     return str(info.value)
 
 
@@ -129,8 +130,9 @@ def test_bad_cluster_expression_names_file_and_field(tmp_path: Path) -> None:
 
 
 def test_clusters_are_stored_per_item_and_exported(tmp_path: Path) -> None:
-    from harness.runner import ExperimentSpec, run_experiment
-    from harness.store import Store
+    from harness.runner.execute import run_experiment
+    from harness.runner.spec import ExperimentSpec
+    from harness.store.store import Store
 
     write_task(tmp_path, rows=6, spec={"cluster": "{{ 'group-' ~ (answer % 2) }}"})
     spec = ExperimentSpec.model_validate({"tasks": [str(tmp_path / "toy")], "models": ["scripted:m"]})

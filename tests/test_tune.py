@@ -9,9 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.tune import (CARD_JSON, CARD_MD, Precision, TuneConfig, check_target_modules, curve_point, holdout_size, mixed_precision,
-                          mixture, sources, target_text)
+from harness.core.errors import HarnessError
+from harness.tune.card import CARD_JSON, CARD_MD
+from harness.tune.train import (
+    Precision,
+    TuneConfig,
+    check_target_modules,
+    curve_point,
+    holdout_size,
+    mixed_precision,
+    mixture,
+    sources,
+    target_text,
+)
 from tests.helpers import cli, write_task
 
 
@@ -151,16 +161,16 @@ def test_selection_on_the_test_split_is_refused(tmp_path: Path, capsys: pytest.C
 
 
 def _summary(task: str, prompt: str, scores: list[float]):  # type: ignore[no-untyped-def]
-    from harness.compare import CellSummary
-    from harness.stats import mean_interval
-    from harness.store import CellRecord
+    from harness.analysis.compare import CellSummary
+    from harness.stats.basics import mean_interval
+    from harness.store.store import CellRecord
 
     record = CellRecord("run", f"{task}-{prompt}", task, "multiple_choice", prompt, "sha", 0, "none", "m", {}, ["acc"], len(scores))
     return CellSummary(record, "acc", True, mean_interval(scores, True), {f"i{k}": v for k, v in enumerate(scores)})
 
 
 def test_curve_point_has_n_and_a_95_percent_interval() -> None:
-    from harness.stats import wilson
+    from harness.stats.basics import wilson
 
     one = curve_point([_summary("a", "p", [1, 0, 1, 1, 0, 0, 1, 0, 0, 0])])
     w = wilson(4, 10)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.tune import CARD_JSON, CARD_MD, TuneConfig, mixture, sources
+from harness.tune.card import CARD_JSON, CARD_MD
+from harness.tune.train import TuneConfig, mixture, sources
 from tests.helpers import MC_TEMPLATE, cli, write_task
 
 FAST = ["--eval-limit", "4", "--quiet", "--json"]
@@ -102,8 +103,8 @@ def test_unknown_target_module_fails_after_loading_and_before_training(tmp_path:
 # -- selection on items that are neither trained on nor scored by `harness ab` -------------------------------
 def _record_scored_and_trained(monkeypatch: pytest.MonkeyPatch) -> tuple[set[str], set[str]]:
     """Item ids written to any store during tuning (= the selection evaluations) and item ids tokenised for training."""
-    from harness import tune as tune_module
-    from harness.store import Store
+    from harness.store.store import Store
+    from harness.tune import train as tune_module
 
     scored: set[str] = set()
     trained: set[str] = set()
@@ -127,7 +128,7 @@ def test_selection_without_a_validation_split_is_a_train_holdout_never_test(tmp_
                                                                            capsys: pytest.CaptureFixture[str]) -> None:
     """Reproducer: capitals has no validation split; tuning used to select the checkpoint on the first test items,
     which `harness ab` then scores. Selection must be a seeded holdout of train, never trained on, never test."""
-    from harness.tasks import find_task
+    from harness.tasks.task import find_task
 
     scored, trained = _record_scored_and_trained(monkeypatch)
     out = tmp_path / "holdout"
@@ -149,9 +150,9 @@ def test_selection_without_a_validation_split_is_a_train_holdout_never_test(tmp_
     assert "train holdout: 4 of 40 items, seed 1234" in md and "validation" not in md.split("| step")[0]
     # `harness ab`'s overlap check reads this card: the test split is clean, the train split is not
     from harness.backends import ModelSpec
-    from harness.contamination import check_overlap
-    from harness.errors import HarnessError
-    from harness.runner import ExperimentSpec
+    from harness.core.errors import HarnessError
+    from harness.runner.spec import ExperimentSpec
+    from harness.tune.overlap import check_overlap
 
     tuned = ModelSpec(model=str(tiny_gemma), adapter=str(out))
     clean = check_overlap(ExperimentSpec(tasks=["capitals"], prompts=["qa_plain"]), tuned, allow=False)
@@ -200,7 +201,7 @@ def test_a_mixture_selects_per_task_on_validation_or_a_train_holdout(tmp_path: P
 
 
 def test_eval_points_carry_n_and_a_wilson_interval(tmp_path: Path, tiny_gemma: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.stats import wilson
+    from harness.stats.basics import wilson
 
     out = tmp_path / "ci"
     args = ["--task", "capitals", "--prompt", "qa_plain", "--model", f"hf:{tiny_gemma}", "-o", out, "--steps", "2", "--eval-steps", "1",

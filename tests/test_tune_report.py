@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.tune_report import EVAL_COLOUR, LOSS_COLOUR
+from harness.report.tune import EVAL_COLOUR, LOSS_COLOUR
 from tests.helpers import cli
 from tests.test_html_report import browse, chromium, has_colour, read_png  # noqa: F401  (chromium is a fixture)
 

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import sacrebleu
 
-from harness.compare import compare_runs
-from harness.store import CellRecord, ItemRecord, Store
+from harness.analysis.compare import compare_runs
+from harness.store.store import CellRecord, ItemRecord, Store
 from tests.helpers import cli
 
 

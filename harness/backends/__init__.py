@@ -1,18 +1,26 @@
 """Backends. Each registers a lazy loader; importing this package imports no ML library."""
 
-from harness.backends.base import BACKENDS, EMBEDDED_MODEL, Backend, ModelSpec, backend_class, load_backend, parse_model
+from harness.backends.base import (
+    BACKENDS,
+    EMBEDDED_MODEL,
+    Backend,
+    ModelSpec,
+    backend_class,
+    load_backend,
+    parse_model,
+)
 
 
 @BACKENDS.register("hf")
 def _hf() -> type[Backend]:
-    from harness.backends.hf import HFBackend
+    from harness.backends.hf.backend import HFBackend
 
     return HFBackend
 
 
 @BACKENDS.register("openai")
 def _openai() -> type[Backend]:
-    from harness.backends.openai_api import OpenAIBackend
+    from harness.backends.openai.backend import OpenAIBackend
 
     return OpenAIBackend
 

@@ -14,19 +14,20 @@ start.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from harness.errors import HarnessError, did_you_mean
-from harness.registry import Registry
-from harness.requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
+from harness.core.errors import HarnessError, did_you_mean
+from harness.core.registry import Registry
+from harness.requests import (
+    GenerateRequest,
+    GenerateResult,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+)
 
 EMBEDDED_MODEL = "gemma-3-270m"
 
@@ -158,71 +159,6 @@ class Backend(ABC):
         """Release resources (servers, GPU memory)."""
 
 
-# -- content fingerprints -------------------------------------------------------------
-FINGERPRINT_DB = "fingerprints.sqlite"
-
-
-def _read_sha256(path: Path) -> str:
-    """The sha256 of a file's whole content (the slow part that the memo saves)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _stat_key(stat: os.stat_result) -> tuple[int, int, int, int]:
-    return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
-
-
-def _memo() -> sqlite3.Connection | None:
-    """The memo of file hashes under harness's cache dir; None where it cannot be opened (read-only home...)."""
-    from harness.embedded import cache_dir
-
-    try:
-        folder = cache_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(folder / FINGERPRINT_DB, timeout=30, isolation_level=None)
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, "
-            "ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, sha256 TEXT NOT NULL)"
-        )
-        return db
-    except (OSError, sqlite3.Error):
-        return None
-
-
-def content_sha256(path: Path | str, memo: sqlite3.Connection | None = None) -> str:
-    """Full-content sha256 of a file, memoised by (absolute path, size, mtime_ns, ctime_ns, inode).
-
-    Any change of size, modification time, status-change time or inode (a rewrite, a
-    replacement, ``touch``) re-reads the file; ctime cannot be set back by tools that restore
-    mtimes (``cp -p``, rsync), so a rewrite that keeps size and mtime is still noticed. A file
-    that changes while it is read is not memoised. Without a usable memo it is read every time.
-    """
-    file = Path(path).resolve()  # a symlink (HF cache snapshots) is memoised by its target
-    before = file.stat()
-    db = memo if memo is not None else _memo()
-    try:
-        if db is not None:
-            try:
-                row = db.execute("SELECT size, mtime_ns, ctime_ns, inode, sha256 FROM files WHERE path = ?", (str(file),)).fetchone()
-            except sqlite3.Error:
-                row = None
-            if row is not None and tuple(row[:4]) == _stat_key(before):
-                return str(row[4])
-        digest = _read_sha256(file)
-        if db is not None and _stat_key(file.stat()) == _stat_key(before):
-            try:
-                db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", (str(file), *_stat_key(before), digest))
-            except sqlite3.Error:
-                pass
-        return digest
-    finally:
-        if db is not None and memo is None:
-            db.close()
-
-
 # name -> a function that imports and returns the backend class (imports stay lazy)
 BackendLoader = Callable[[], type[Backend]]
 BACKENDS: Registry[BackendLoader] = Registry("backend")
@@ -234,11 +170,3 @@ def backend_class(spec: ModelSpec) -> type[Backend]:
 
 def load_backend(spec: ModelSpec) -> Backend:
     return backend_class(spec)(spec)
-
-
-def require(module: str, extra: str) -> None:
-    """Import check with the pip command in the error, for optional heavy dependencies."""
-    try:
-        __import__(module)
-    except ImportError:
-        raise HarnessError(f"this needs the '{module}' package: pip install 'harness[{extra}]'") from None

@@ -10,7 +10,13 @@ import hashlib
 from collections.abc import Sequence
 
 from harness.backends.base import Backend, ModelSpec
-from harness.requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, prompt_text
+from harness.prompts.messages import prompt_text
+from harness.requests import (
+    GenerateRequest,
+    GenerateResult,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+)
 
 
 def _unit(*parts: str) -> float:

@@ -5,9 +5,23 @@ and the library-backed ones (sacrebleu, rouge-score, SQuAD, scikit-learn, ``maj@
 ``pass@k``, ``evaluate:<name>``) whose libraries are imported only when first used.
 """
 
+from harness.scoring import (  # noqa: F401,E402  (registration)
+    classification_metrics,
+    evaluate_adapter,
+    qa_metrics,
+    sampling_metrics,
+    text_metrics,
+)
 from harness.scoring.filters import FILTERS, Filter, apply_filters, build_filter
-from harness.scoring.metrics import METRICS, CorpusItem, Metric, Outcome, get_metric, predicted_choice, register_metric
-from harness.scoring import classification_metrics, evaluate_adapter, qa_metrics, sampling_metrics, text_metrics  # noqa: F401,E402  (registration)
+from harness.scoring.metrics import (
+    METRICS,
+    CorpusItem,
+    Metric,
+    Outcome,
+    get_metric,
+    predicted_choice,
+    register_metric,
+)
 
 __all__ = [
     "FILTERS", "METRICS", "CorpusItem", "Filter", "Metric", "Outcome", "apply_filters", "build_filter", "get_metric",

@@ -14,8 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import HarnessError
-from harness.scoring.metrics import CorpusItem, Metric, Outcome, is_correct, predicted_choice, register_metric
+from harness.core.errors import HarnessError
+from harness.scoring.metrics import (
+    CorpusItem,
+    Metric,
+    Outcome,
+    is_correct,
+    predicted_choice,
+    register_metric,
+)
 
 _TYPES = ("classification",)
 MISSING = "<none>"

@@ -12,8 +12,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from harness.errors import HarnessError
-from harness.registry import Registry
+from harness.core.errors import HarnessError
+from harness.core.registry import Registry
 
 Filter = Callable[[str], "str | None"]
 FilterFactory = Callable[[Any], Filter]

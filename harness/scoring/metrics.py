@@ -12,8 +12,9 @@ from typing import Literal
 
 import numpy as np
 
-from harness.registry import Registry
-from harness.tasks import Item
+from harness.core.errors import HarnessError
+from harness.core.registry import Registry
+from harness.tasks.task import Item
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class Metric:
     written_by: str | None = None
     # the score of a response that could not be scored ("wrong"); None: no natural worst (TER is
     # unbounded), so such items are excluded and counted. 0/1 metrics default to 0 (or 1 when
-    # lower is better), see harness.summaries.worst_value.
+    # lower is better), see harness.analysis.summaries.worst_value.
     worst: float | None = None
 
     def __post_init__(self) -> None:
@@ -135,7 +136,6 @@ def choice_scores(outcome: Outcome, normalise: bool | Normalisation = False) -> 
     if mode == "mutual_info":
         unconditional = np.asarray(outcome.unconditional_logprobs, dtype=np.float64)
         if unconditional.size != scores.size:
-            from harness.errors import HarnessError
 
             raise HarnessError(
                 "acc_mutual_info needs each choice's log-likelihood after an empty context; those requests are made only when "
@@ -144,7 +144,6 @@ def choice_scores(outcome: Outcome, normalise: bool | Normalisation = False) -> 
         return scores - unconditional
     if mode == "tokens":
         if len(outcome.choice_tokens) != scores.size:
-            from harness.errors import HarnessError
 
             raise HarnessError("acc_norm_tokens needs each choice's token count (the backend's n_tokens), which this outcome lacks")
         lengths = [max(int(n), 1) for n in outcome.choice_tokens]
@@ -246,8 +245,6 @@ register_metric(Metric("mc2", "TruthfulQA MC2: normalised probability mass on th
 
 
 def _written_by_calibrate(outcome: Outcome) -> float:
-    from harness.errors import HarnessError
-
     raise HarnessError("metric 'acc_calibrated' is written into a stored run by `harness calibrate RUN` "
                        "(it needs content-free scores); it cannot be listed in a task's metrics or computed by rescore")
 

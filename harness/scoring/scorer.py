@@ -11,13 +11,13 @@ import numpy as np
 from harness.requests import GenerateResult, LoglikelihoodResult, Result
 from harness.scoring.filters import Filter, apply_filters
 from harness.scoring.metrics import NO_CHOICE, Outcome, get_metric, predicted_choice
-from harness.tasks import Item
+from harness.tasks.task import Item
 
 
 def split_unconditional(continuations: Sequence[str], results: Sequence[Result]) -> tuple[list[LoglikelihoodResult], list[LoglikelihoodResult]]:
     """The conditional results (one per continuation) and, when the task lists acc_mutual_info, the
     unconditional ones that follow them (each continuation after an empty context, same order; see
-    ``harness.runner.prepare``); otherwise the second list is empty."""
+    ``harness.runner.plan.prepare``); otherwise the second list is empty."""
     scored = [r for r in results if isinstance(r, LoglikelihoodResult)]
     n = len(continuations)
     if n and len(scored) == 2 * n:

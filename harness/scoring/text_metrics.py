@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from harness.scoring.metrics import CorpusItem, Metric, Outcome, register_metric
 
 _GEN = ("generate",)

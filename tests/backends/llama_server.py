@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from harness.embedded import cache_dir
+from harness.core.paths import cache_dir
 
 
 def gguf_path() -> Path:

@@ -15,9 +15,13 @@ transformers = pytest.importorskip("transformers")
 
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer  # noqa: E402
 
-from harness.backends.argmax_head import ArgmaxHead  # noqa: E402
-from harness.backends.decode_cache import AppendLayer, AppendSlidingWindowLayer, append_cache  # noqa: E402
-from harness.backends.greedy import GreedyDecoder, GreedyRow  # noqa: E402
+from harness.backends.hf.argmax_head import ArgmaxHead  # noqa: E402
+from harness.backends.hf.decode_cache import (  # noqa: E402
+    AppendLayer,
+    AppendSlidingWindowLayer,
+    append_cache,
+)
+from harness.backends.hf.greedy import GreedyDecoder, GreedyRow  # noqa: E402
 from tests.backends.tiny_models import VOCAB, gemma, llama  # noqa: E402
 
 
@@ -138,7 +142,7 @@ def test_greedy_decoder_with_the_chunked_head_equals_plain_greedy_decoding(name:
 
 
 def test_admission_takes_one_groups_rows_within_the_token_budget_and_free_rows() -> None:
-    from harness.backends.prefix_cache import PrefixGroup
+    from harness.backends.hf.prefix_cache import PrefixGroup
 
     group_a, group_b = PrefixGroup(10, (0, 1, 2, 3)), PrefixGroup(0, (4,))
     rows = [GreedyRow(tuple(range(10 + 1 + width)), 5) for width in (8, 6, 6, 3)] + [GreedyRow((1, 2, 3), 5)]

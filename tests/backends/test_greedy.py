@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def backend(embedded_model):
-    from harness.backends.hf import HFBackend
+    from harness.backends.hf.backend import HFBackend
 
     return HFBackend(ModelSpec())
 
@@ -38,7 +38,7 @@ def _gsm8k_requests(shared_data: Path) -> list[GenerateRequest]:
 def _hf_reference(backend, request: GenerateRequest) -> str:
     import torch
 
-    from harness.backends.greedy import truncate_at_stop
+    from harness.backends.hf.greedy import truncate_at_stop
 
     ids = torch.tensor([backend.tokenizer(request.prompt).input_ids])
     kwargs = {"stop_strings": list(request.stop), "tokenizer": backend.tokenizer} if request.stop else {}
@@ -64,8 +64,8 @@ def test_greedy_text_equals_hf_generate_alone(backend, shared_data) -> None:
 
 
 def test_greedy_is_batch_invariant_and_finished_rows_leave_the_batch(backend, shared_data) -> None:
-    from harness.backends.greedy import GreedyDecoder, GreedyRow
-    from harness.backends.prefix_cache import prefix_groups
+    from harness.backends.hf.greedy import GreedyDecoder, GreedyRow
+    from harness.backends.hf.prefix_cache import prefix_groups
 
     requests = _gsm8k_requests(shared_data)[:5]
     rows = [GreedyRow(tuple(backend.tokenizer(r.prompt).input_ids), r.max_tokens, r.stop) for r in requests]

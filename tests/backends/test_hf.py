@@ -7,22 +7,23 @@ import math
 import pytest
 
 from harness.backends import ModelSpec
-from harness.errors import HarnessError
-from harness.requests import GenerateRequest, LoglikelihoodRequest, Message
+from harness.core.errors import HarnessError
+from harness.prompts.messages import Message
+from harness.requests import GenerateRequest, LoglikelihoodRequest
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def backend(embedded_model):
-    from harness.backends.hf import HFBackend
+    from harness.backends.hf.backend import HFBackend
 
     return HFBackend(ModelSpec())
 
 
 def _capital_requests(n: int) -> list[LoglikelihoodRequest]:
-    from harness.prompts import load_prompt
-    from harness.tasks import find_task
+    from harness.prompts.template import load_prompt
+    from harness.tasks.task import find_task
 
     task = find_task("capitals")
     template = load_prompt(task, "qa_plain")

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 torch = pytest.importorskip("torch")
 
 
 def _backend(budget: int) -> object:
-    from harness.backends.hf import HFBackend
+    from harness.backends.hf.backend import HFBackend
 
     backend = object.__new__(HFBackend)  # no model: only the budget logic is under test
     backend.torch, backend.device = torch, "cpu"

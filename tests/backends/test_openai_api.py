@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from harness.backends import parse_model
-from harness.backends.mc_fallback import parse_choice, question_prompt
-from harness.backends.openai_api import OpenAIBackend
-from harness.backends.ratelimit import RetryPolicy, parse_retry_after
-from harness.cli import main
-from harness.errors import HarnessError
-from harness.requests import GenerateRequest, LoglikelihoodRequest, Message
+from harness.backends.openai.backend import OpenAIBackend
+from harness.backends.openai.mc_fallback import parse_choice, question_prompt
+from harness.backends.openai.ratelimit import RetryPolicy, parse_retry_after
+from harness.cli.main import main
+from harness.core.errors import HarnessError
+from harness.prompts.messages import Message
+from harness.requests import GenerateRequest, LoglikelihoodRequest
 from tests.backends.fault_proxy import FAULTS, FaultProxy
 from tests.backends.toy_upstream import ToyUpstream
 
@@ -182,8 +183,9 @@ def test_cli_run_through_the_api_writes_no_secret(toy: ToyUpstream, tmp_path: Pa
 
 def test_credentials_in_the_model_entry_are_not_stored(toy: ToyUpstream, tmp_path: Path) -> None:
     from harness.backends import ModelSpec
-    from harness.runner import ExperimentSpec, run_experiment
-    from harness.store import Store
+    from harness.runner.execute import run_experiment
+    from harness.runner.spec import ExperimentSpec
+    from harness.store.store import Store
 
     url = toy.url.replace("http://", f"http://user:{KEY}@") + "/v1"
     model = ModelSpec(backend="openai", model="toy", base_url=url, extra_headers={"Authorization": f"Bearer {KEY}", "X-Team": "evals"})

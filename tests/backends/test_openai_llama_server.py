@@ -20,9 +20,10 @@ import pytest
 import yaml
 
 from harness.backends import ModelSpec
-from harness.cli import main
-from harness.runner import ExperimentSpec, RunSummary, run_experiment
-from harness.store import Store
+from harness.cli.main import main
+from harness.runner.execute import RunSummary, run_experiment
+from harness.runner.spec import ExperimentSpec
+from harness.store.store import Store
 from tests.backends.fault_proxy import FAULTS, FaultProxy
 
 pytestmark = pytest.mark.slow

@@ -13,9 +13,15 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from harness.backends.packed import NotPackable, PackedScorer, attention_masks, packing_verified  # noqa: E402
-from harness.backends.prefix_cache import SharedPrefixScorer  # noqa: E402
+from harness.backends.hf.packed import (  # noqa: E402
+    NotPackable,
+    PackedScorer,
+    attention_masks,
+    packing_verified,
+)
+from harness.backends.hf.prefix_cache import SharedPrefixScorer  # noqa: E402
 from tests.backends.tiny_models import VOCAB, gemma, llama  # noqa: E402
+
 
 def _plain(model: Any, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
     out = []

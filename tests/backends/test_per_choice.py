@@ -14,8 +14,9 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from harness.backends.packed import PackedScorer  # noqa: E402
-from harness.backends.prefix_cache import SharedPrefixScorer  # noqa: E402
+from harness.backends.hf.packed import PackedScorer  # noqa: E402
+from harness.backends.hf.prefix_cache import SharedPrefixScorer  # noqa: E402
+from harness.requests import loglikelihood_requests
 from tests.backends.test_packed import MODELS, _plain  # noqa: E402
 from tests.backends.tiny_models import VOCAB  # noqa: E402
 
@@ -59,15 +60,15 @@ def test_hf_backend_scores_a_rendered_per_choice_task_alike_on_every_path(tiny_g
     """The shipped tasks/winogrande rendered 2-shot (real tokenizer: trailing-space moves and
     merges at the context/continuation boundary): packed, three-level and plain agree."""
     from harness.backends import ModelSpec
-    from harness.backends.hf import HFBackend
-    from harness.prompts import load_prompt
+    from harness.backends.hf.backend import HFBackend
+    from harness.prompts.template import load_prompt
     from tests.test_per_choice_contexts import winogrande
 
     task = winogrande(tmp_path)
     template = load_prompt(task, "lm_eval")
     requests: list[Any] = []
     for item in task.items():
-        requests += template.render(task, item, task.items("fewshot")[:2]).loglikelihood_requests()
+        requests += loglikelihood_requests(template.render(task, item, task.items("fewshot")[:2]))
     backend = HFBackend(ModelSpec(model=str(tiny_gemma)))
     backend.max_batch_tokens = 128  # several batches
     packed = backend.loglikelihood(requests)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from harness.backends.prefix_cache import MAX_GROUP_SPAN, PrefixGroup, common_prefix_len, prefix_groups
+from harness.backends.hf.prefix_cache import (
+    MAX_GROUP_SPAN,
+    PrefixGroup,
+    common_prefix_len,
+    prefix_groups,
+)
 
 
 def test_common_prefix_len() -> None:

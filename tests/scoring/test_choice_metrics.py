@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
+from harness.analysis.summaries import worst_value
+from harness.core.errors import HarnessError
 from harness.scoring import METRICS, Outcome, get_metric
-from harness.summaries import worst_value
-from harness.tasks import Item
+from harness.tasks.task import Item
 
 CASES = json.loads((Path(__file__).parents[1] / "cases" / "choice_metrics.json").read_text(encoding="utf-8"))["cases"]
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.requests import LoglikelihoodResult
 from harness.scoring import CorpusItem, Outcome, get_metric
 from harness.scoring.classification_metrics import per_class_report
 from harness.scoring.scorer import build_outcome
-from harness.requests import LoglikelihoodResult
-from harness.tasks import Item
+from harness.tasks.task import Item
 
 CASES = json.loads((Path(__file__).parents[1] / "cases" / "classification_metrics.json").read_text(encoding="utf-8"))["cases"]
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from harness.scoring import METRICS, Outcome
-from harness.tasks import Item
+from harness.tasks.task import Item
 
 CASES = json.loads((Path(__file__).parents[1] / "cases" / "core_metrics.json").read_text())["cases"]
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from harness.scoring import CorpusItem, Outcome, get_metric
-from harness.tasks import Item
+from harness.tasks.task import Item
 
 SCRIPT = '''
 import datasets

@@ -13,15 +13,17 @@ import numpy as np
 import pytest
 import yaml
 
-from harness.calibration import calibrate_run
-from harness.compare import _target
-from harness.errors import HarnessError
-from harness.prompts import load_prompt
-from harness.rescore import rescore_run
-from harness.runner import ExperimentSpec, run_experiment
-from harness.store import Store
-from harness.tasks import load_task
-from harness.tune import target_text
+from harness.analysis.compare import _target
+from harness.core.errors import HarnessError
+from harness.prompts.template import load_prompt
+from harness.runner.calibration import calibrate_run
+from harness.runner.execute import run_experiment
+from harness.runner.rescore import rescore_run
+from harness.runner.spec import ExperimentSpec
+from harness.scoring.checks import check_task
+from harness.store.store import Store
+from harness.tasks.task import load_task
+from harness.tune.train import target_text
 
 TEMPLATE = """{% macro answer(choice, index) %} {{ choice }}{% endmacro %}{% for s in shots %}Q: {{ s.input }}
 A:{{ s.answer }}
@@ -122,8 +124,8 @@ def test_target_format_is_for_multiple_choice_and_classification_takes_one_label
     with pytest.raises(HarnessError, match="one gold label"):
         load_task(folder).items()
     with pytest.raises(HarnessError, match="does not apply to a classification task"):
-        load_task(write(tmp_path, {"type": "classification", "choices": None, "target_format": "choice", "target": "0",
-                                   "verbalizers": {"a": "a", "b": "b"}, "metrics": ["mc2"]}, name="cls2"))
+        check_task(load_task(write(tmp_path, {"type": "classification", "choices": None, "target_format": "choice", "target": "0",
+                                              "verbalizers": {"a": "a", "b": "b"}, "metrics": ["mc2"]}, name="cls2")))
 
 
 # -- end to end --------------------------------------------------------------------------

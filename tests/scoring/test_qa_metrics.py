@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.scoring import Outcome, get_metric
-from harness.tasks import Item
+from harness.tasks.task import Item
 
 CASES = json.loads((Path(__file__).parents[1] / "cases" / "qa_metrics.json").read_text(encoding="utf-8"))
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from harness.scoring import Outcome, get_metric
 from harness.scoring.sampling_metrics import pass_at_k
-from harness.tasks import Item
+from harness.tasks.task import Item
 
 CASES = json.loads((Path(__file__).parents[1] / "cases" / "sampling_metrics.json").read_text(encoding="utf-8"))
 

@@ -11,7 +11,7 @@ import sacrebleu
 
 from harness.scoring import CorpusItem, Outcome, get_metric
 from harness.scoring.text_metrics import CJKTokenizer
-from harness.tasks import Item
+from harness.tasks.task import Item
 
 CASES = json.loads((Path(__file__).parents[1] / "cases" / "text_metrics.json").read_text(encoding="utf-8"))
 
@@ -70,7 +70,7 @@ def test_cjk_tokenizer_splits_characters_keeps_latin_words() -> None:
 
 
 def test_bootstrap_interval_of_a_corpus_metric_brackets_the_point() -> None:
-    from harness.aggregates import corpus_interval
+    from harness.analysis.aggregates import corpus_interval
 
     rng = np.random.default_rng(0)
     words = "the a cat dog sat ran on under mat rug".split()

@@ -1,0 +1,377 @@
+"""Everything ``harness compare`` shows, as data: ranked cells with the possibly-best set and
+verdicts (harness/analysis/ranking.py), prompt spread, and rank stability of prompt variants with a CI;
+plus item-level diffs. report.py and html_report.py present it.
+
+Guarantees (each measured by a seeded simulation in tests/test_simulation.py, see docs/compare.md):
+the possibly-best set misses the true best with probability ≤ α; a "worse" verdict is a false
+claim with probability ≤ α across all pairs of a task; an "equivalent ±m" verdict is a false claim
+with probability ≤ α across the cells of a task.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from harness.analysis.degenerate import degenerate_cells
+from harness.analysis.ranking import RankedCell, TaskRanking, order_key, rank_task
+from harness.analysis.summaries import (
+    CellSummary,
+    Unscorable,
+    aligned,
+    cell_scores,
+    describe_unscorable,
+    json_safe,
+    summarize,
+)
+from harness.core.errors import HarnessError
+from harness.stats.across_prompts import AcrossPrompts, across_prompts, tau_interval
+from harness.stats.basics import DEFAULT_RESAMPLES, kendall_tau
+from harness.store.store import CellRecord, Store
+
+__all__ = ["CellSummary", "Comparison", "ModelContrast", "RankedCell", "Spread", "Stability", "TaskRanking", "cell_scores", "compare_runs",
+           "find_cell", "item_diff", "ranked", "spreads", "stability", "summarize"]
+
+
+def ranked(summaries: Sequence[CellSummary]) -> dict[str, list[CellSummary]]:
+    """Per task, cells best first by their metric's own direction."""
+    by_task: dict[str, list[CellSummary]] = defaultdict(list)
+    for s in summaries:
+        by_task[s.cell.task].append(s)
+    return {task: sorted(cells, key=order_key) for task, cells in by_task.items()}
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How much the prompt variant alone moves the score, for one (task, model, shots, selector)."""
+
+    task: str
+    setting: str
+    model: str
+    shots: int
+    selector: str
+    metric: str
+    n_variants: int
+    min: float
+    median: float
+    max: float
+    best_prompt: str
+    worst_prompt: str
+
+    @property
+    def range(self) -> float:
+        return self.max - self.min
+
+
+@dataclass(frozen=True)
+class Stability:
+    """Kendall tau of the prompt variants' order under two settings (models, shots, draws), with a
+    percentile bootstrap CI over the items both settings share (the variants are fixed)."""
+
+    task: str
+    setting_a: str
+    setting_b: str
+    n_variants: int
+    tau: float
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
+    n_items: int = 0
+
+
+@dataclass(frozen=True)
+class ModelContrast:
+    """Model A − model B over the prompt variants both ran in one setting (shots, selector):
+    the across-prompt verdict of harness/stats/across_prompts.py, for model-vs-model comparisons."""
+
+    task: str
+    model_a: str
+    model_b: str
+    setting: str  # shots and selector
+    result: AcrossPrompts
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.result
+        return {"task": self.task, "model_a": self.model_a, "model_b": self.model_b, "setting": self.setting,
+                "variants": {v.name: v.diff for v in r.variants}, "items": r.items, "diff": r.mean, "diff_ci_low": r.low,
+                "diff_ci_high": r.high, "p_value": r.p_value, "df": r.df, "worst": r.worst.name, "best": r.best.name,
+                "kendall_tau": json_safe(r.tau), "tau_ci_low": json_safe(r.tau_low), "tau_ci_high": json_safe(r.tau_high),
+                "method": r.method}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    runs: list[str]
+    rankings: list[TaskRanking]
+    spreads: list[Spread]
+    stability: list[Stability]
+    alpha: float
+    confidence: float
+    warnings: list[str] = field(default_factory=list)
+    margin: float | None = None
+    unscorable: str = "wrong"
+    models: list[ModelContrast] = field(default_factory=list)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat row per cell (for JSON, CSV and DataFrames)."""
+        out = []
+        spread = {(sp.task, sp.setting): sp for sp in self.spreads}
+        labels = setting_labels([rc.summary for ranking in self.rankings for rc in ranking.cells])
+        for ranking in self.rankings:
+            for rc in ranking.cells:
+                s, c, vs = rc.summary, rc.summary.cell, rc.vs_best
+                sp = spread.get((ranking.task, labels[(c.run_id, c.cell_id)]))
+                res = rc.verdict.resolution
+                out.append({
+                    "task": ranking.task, "rank": rc.rank, "may_be_best": rc.may_be_best, "verdict": rc.verdict.code,
+                    "verdict_text": rc.verdict.text, "verdict_detail": rc.verdict.detail,
+                    "beaten_by": None if rc.beaten_by is None else rc.beaten_by.cell.cell_id,
+                    "run_id": c.run_id, "cell_id": c.cell_id,
+                    "prompt": c.prompt, "shots": c.shots, "selector": c.selector, "model": c.model, "metric": s.metric,
+                    "higher_is_better": s.higher_is_better, "n": s.n, "unscorable": s.unscorable,
+                    "unscorable_policy": s.unscorable_policy, "missing": s.missing, "mean": s.interval.mean,
+                    "ci_low": s.interval.low, "ci_high": s.interval.high, "ci_method": s.interval.method,
+                    "diff_vs_best": None if vs is None else vs.diff.mean,
+                    "diff_ci_low": None if vs is None else vs.diff.low, "diff_ci_high": None if vs is None else vs.diff.high,
+                    "p_vs_best": None if vs is None else vs.p_value, "p_adjusted": rc.p_adjusted,
+                    "test": None if vs is None else vs.test, "n_paired": None if vs is None else vs.n,
+                    "wins": None if vs is None else vs.wins, "ties": None if vs is None else vs.ties,
+                    "losses": None if vs is None else vs.losses,
+                    "mde": None if res is None else res.mde, "items_needed": None if res is None else res.items_needed,
+                    "p_equivalence": rc.verdict.p_equivalence,
+                    # spread of this cell's model / shots / selector across prompt variants
+                    "variants": None if sp is None else sp.n_variants, "spread_min": None if sp is None else sp.min,
+                    "spread_median": None if sp is None else sp.median, "spread_max": None if sp is None else sp.max,
+                    "spread_range": None if sp is None else sp.range,
+                })
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs, "alpha": self.alpha, "confidence": self.confidence, "margin": self.margin,
+            "unscorable": self.unscorable, "cells": self.rows(),
+            "best_sets": [{"task": r.task, "method": r.method, "alpha": r.alpha, "n": r.n, "units": r.units,
+                           "clustered": r.clustered, "resamples": r.resamples,
+                           "cells": [rc.summary.cell.cell_id for rc in r.best_set], "pairs": r.pairs()} for r in self.rankings],
+            "spread": [{**s.__dict__, "range": s.range} for s in self.spreads],
+            "rank_stability": [{k: json_safe(v) for k, v in s.__dict__.items()} for s in self.stability], "across_prompts": [m.to_dict() for m in self.models],
+            "warnings": self.warnings,
+        }
+
+
+def setting_labels(summaries: Sequence[CellSummary]) -> dict[tuple[str, str], str]:
+    """(run id, cell id) -> setting label; the run is added when runs repeat a setting
+    (e.g. other seeds = other few-shot draws), so repeats count as settings of their own."""
+    seen: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for s in summaries:
+        seen[(s.cell.task, s.setting, s.cell.prompt)].add(s.cell.run_id)
+    repeated = {task for (task, _, _), runs in seen.items() if len(runs) > 1}
+    return {
+        (s.cell.run_id, s.cell.cell_id): f"{s.setting} · run {s.cell.run_id}" if s.cell.task in repeated else s.setting
+        for s in summaries
+    }
+
+
+def spreads(summaries: Sequence[CellSummary]) -> list[Spread]:
+    """Min / median / max across prompt variants for each (task, model, shots, selector)."""
+    labels = setting_labels(summaries)
+    groups: dict[tuple[str, str], dict[str, CellSummary]] = defaultdict(dict)
+    for s in summaries:
+        groups[(s.cell.task, labels[(s.cell.run_id, s.cell.cell_id)])][s.cell.prompt] = s
+    out = []
+    for (task, setting), by_prompt in groups.items():
+        scored = {p: s for p, s in by_prompt.items() if s.interval.mean == s.interval.mean}
+        if not scored:
+            continue
+        any_cell = next(iter(scored.values()))
+        values = [s.interval.mean for s in scored.values()]
+        hib = any_cell.higher_is_better
+        best = max(scored, key=lambda p: scored[p].interval.mean if hib else -scored[p].interval.mean)
+        worst = min(scored, key=lambda p: scored[p].interval.mean if hib else -scored[p].interval.mean)
+        out.append(Spread(task, setting, any_cell.cell.model, any_cell.cell.shots, any_cell.cell.selector, any_cell.metric,
+                          len(values), min(values), float(statistics.median(values)), max(values), best, worst))
+    return out
+
+
+def stability(summaries: Sequence[CellSummary], confidence: float = 0.95, seed: int = 0) -> list[Stability]:
+    """Kendall tau between the variant orders of every two settings of a task (>= 2 shared variants),
+    with a bootstrap CI over the items every involved cell shares (mean metrics; corpus metrics get
+    the point value only)."""
+    labels = setting_labels(summaries)
+    table: dict[str, dict[str, dict[str, CellSummary]]] = defaultdict(lambda: defaultdict(dict))
+    for s in summaries:
+        table[s.cell.task][labels[(s.cell.run_id, s.cell.cell_id)]][s.cell.prompt] = s
+    out = []
+    for task, settings in table.items():
+        for a, b in combinations(sorted(settings), 2):
+            shared = sorted(settings[a].keys() & settings[b].keys())
+            if len(shared) < 2:
+                continue
+            cells_a, cells_b = [settings[a][p] for p in shared], [settings[b][p] for p in shared]
+            tau = kendall_tau([c.interval.mean for c in cells_a], [c.interval.mean for c in cells_b])
+            low, high, n_items = _tau_interval(cells_a, cells_b, confidence, seed)
+            out.append(Stability(task, a, b, len(shared), tau, low, high, n_items))
+    return out
+
+
+def _tau_interval(cells_a: list[CellSummary], cells_b: list[CellSummary], confidence: float, seed: int) -> tuple[float, float, int]:
+    if any(c.is_corpus for c in cells_a + cells_b):
+        return float("nan"), float("nan"), 0
+    common, _ = aligned(cells_a + cells_b)
+    if len(common) < 2:
+        return float("nan"), float("nan"), len(common)
+    source = next((c for c in cells_a + cells_b if c.clusters), None)
+    labels = np.array([source.cluster_of(i) if source else i for i in common], dtype=object).astype(str)
+
+    def table(cells: list[CellSummary]) -> np.ndarray:
+        return np.array([[c.scores[i] for c in cells] for i in common], dtype=np.float64)
+
+    low, high = tau_interval(table(cells_a), table(cells_b), labels, confidence, seed)
+    return low, high, len(common)
+
+
+def model_contrasts(summaries: Sequence[CellSummary], confidence: float = 0.95, seed: int = 0) -> list[ModelContrast]:
+    """Per task and setting with two or more models on two or more shared prompt variants: the
+    best model (by mean over those variants) against each other one, across the variants."""
+    groups: dict[tuple[str, int, str], dict[str, dict[str, CellSummary]]] = defaultdict(lambda: defaultdict(dict))
+    for s in summaries:
+        if not s.is_corpus:
+            groups[(s.cell.task, s.cell.shots, s.cell.selector)][s.cell.model][s.cell.prompt] = s
+    out = []
+    for (task, shots, selector), by_model in sorted(groups.items()):
+        if len(by_model) < 2:
+            continue
+        hib = next(iter(next(iter(by_model.values())).values())).higher_is_better
+
+        def score(model: str) -> float:
+            values = [c.interval.mean for c in by_model[model].values()]
+            return float(np.mean(values)) * (1 if hib else -1)
+
+        leader = max(sorted(by_model), key=score)
+        for other in sorted(m for m in by_model if m != leader):
+            prompts = sorted(by_model[leader].keys() & by_model[other].keys())
+            if len(prompts) < 2:
+                continue
+            cells = [by_model[leader][p] for p in prompts] + [by_model[other][p] for p in prompts]
+            common, _ = aligned(cells)
+            if len(common) < 2:
+                continue
+            a = np.array([[by_model[leader][p].scores[i] for p in prompts] for i in common])
+            b = np.array([[by_model[other][p].scores[i] for p in prompts] for i in common])
+            source = next((c for c in cells if c.clusters), None)
+            clusters = np.array([source.cluster_of(i) for i in common], dtype=object).astype(str) if source else None
+            setting = f"{shots}-shot" + ("" if selector == "none" else f" {selector}")
+            out.append(ModelContrast(task, leader, other, setting, across_prompts(prompts, b, a, clusters, confidence, seed)))
+    return out
+
+
+def compare_runs(
+    store: Store, run_ids: Sequence[str], metric: str | None = None, *, alpha: float = 0.05, confidence: float = 0.95,
+    resamples: int = DEFAULT_RESAMPLES, seed: int = 0, tasks: Sequence[str] | None = None, margin: float | None = None,
+    unscorable: Unscorable = "wrong",
+) -> Comparison:
+    """Everything ``harness compare`` shows, as data."""
+    if margin is not None and margin <= 0:
+        raise HarnessError(f"--margin must be positive (a difference that does not matter), got {margin}")
+    summaries = summarize(store, run_ids, metric, confidence, resamples, seed, unscorable)
+    if tasks:
+        summaries = [s for s in summaries if s.cell.task in tasks]
+    summaries = [s for s in summaries if s.n > 0] or summaries
+    if not summaries:
+        raise HarnessError(f"runs {', '.join(run_ids)}: no cells with scored items to compare")
+    rankings, warnings = [], []
+    for s in summaries:
+        line = describe_unscorable(s)
+        if line:
+            warnings.append(line)
+        if s.missing:
+            warnings.append(f"{s.cell.task}: {s.label}: {s.missing} of {s.cell.n_planned} planned items were never stored (unfinished run?)")
+    for cells in ranked(summaries).values():
+        ranking, notes = rank_task(cells, alpha, resamples, seed, confidence=confidence, margin=margin)
+        rankings.append(ranking)
+        warnings.extend(notes)
+    shown = {(s.cell.run_id, s.cell.cell_id) for s in summaries}
+    warnings.extend(d.line for d in degenerate_cells(store, run_ids) if (d.run_id, d.cell_id) in shown)
+    for run in run_ids:  # what the run itself warned about (an unbalanced subset, a template that ignores its shots ...)
+        warnings.extend(f"run {run}: {line}" for line in store.run_config(run).get("warnings", []))
+    return Comparison(list(run_ids), rankings, spreads(summaries), stability(summaries, confidence, seed), alpha, confidence,
+                      warnings, margin, unscorable, model_contrasts(summaries, confidence, seed))
+
+
+# -- item-level diff ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class ItemDiff:
+    item_id: str
+    score_a: float
+    score_b: float
+    prompt_a: Any
+    prompt_b: Any
+    response_a: str
+    response_b: str
+    target: Any
+
+
+def _answer(row: Any) -> str:
+    """A readable answer from a stored item: the chosen continuation, or the generated text."""
+    responses = json.loads(row["response_json"])
+    if row["continuations_json"]:
+        continuations = json.loads(row["continuations_json"])
+        responses = responses[: len(continuations)]  # acc_mutual_info's unconditional results follow (runner.prepare)
+        logprobs = [r.get("logprob", float("-inf")) for r in responses]
+        if any(v != v for v in logprobs):  # NaN: the backend could not score it, so no choice was made
+            return "(no choice: unscorable reply)"
+        if logprobs:
+            best = max(range(len(logprobs)), key=lambda i: logprobs[i])
+            return f"{continuations[best].strip()} (choice {best})"
+        return ""
+    text = responses[0].get("text", "") if responses else ""
+    return f"{text!r} -> {row['extracted']!r}" if row["extracted"] is not None else repr(text)
+
+
+def _target(row: Any) -> Any:
+    target = json.loads(row["target_json"])
+    if row["continuations_json"] and isinstance(target, int):
+        continuations = json.loads(row["continuations_json"])
+        return f"{continuations[target].strip()} (choice {target})" if 0 <= target < len(continuations) else target
+    if row["continuations_json"] and isinstance(target, list) and all(isinstance(t, int) for t in target):  # several correct choices
+        continuations = json.loads(row["continuations_json"])
+        if all(0 <= t < len(continuations) for t in target):
+            return " | ".join(continuations[t].strip() for t in target) + f" (choices {', '.join(str(t) for t in target)})"
+    return target
+
+
+def item_diff(store: Store, a: CellRecord, b: CellRecord, metric: str | None = None) -> tuple[str, list[ItemDiff], int]:
+    """Items (in both cells) where the two cells' scores differ on ``metric``; also the paired count."""
+    name = metric or a.metrics[0]
+    rows: dict[str, dict[str, Any]] = {a.cell_id + a.run_id: {}, b.cell_id + b.run_id: {}}
+    for row in store.items(sorted({a.run_id, b.run_id})):
+        key = row["cell_id"] + row["run_id"]
+        if key in rows:
+            rows[key][row["item_id"]] = row
+    ra, rb = rows[a.cell_id + a.run_id], rows[b.cell_id + b.run_id]
+    shared = [i for i in ra if i in rb]
+    out = []
+    for item in shared:
+        sa = json.loads(ra[item]["scores_json"]).get(name, float("nan"))
+        sb = json.loads(rb[item]["scores_json"]).get(name, float("nan"))
+        if sa != sb and not (sa != sa and sb != sb):
+            out.append(ItemDiff(item, sa, sb, json.loads(ra[item]["prompt_json"]), json.loads(rb[item]["prompt_json"]),
+                                _answer(ra[item]), _answer(rb[item]), _target(ra[item])))
+    return name, out, len(shared)
+
+
+def find_cell(store: Store, ref: str, run_ids: Sequence[str] | None = None) -> CellRecord:
+    """A cell by id or unique id prefix, optionally written RUN:CELL, within ``run_ids`` or all runs."""
+    run_part, sep, cell_part = ref.rpartition(":")
+    runs = [store.resolve_run(run_part)] if sep else list(run_ids or [r["id"] for r in store.runs()])
+    matches = [c for c in store.cells(runs) if c.cell_id.startswith(cell_part)] if runs else []
+    if len(matches) != 1:
+        problem = "no cell" if not matches else f"{len(matches)} cells (in runs {', '.join(sorted({m.run_id for m in matches}))})"
+        raise HarnessError(f"{store.path}: {problem} matching '{ref}'. List cells with: harness show RUN; write RUN:CELL to disambiguate")
+    return matches[0]

@@ -1,0 +1,464 @@
+"""Local Hugging Face models (optionally with a PEFT adapter) on CUDA when present, else CPU.
+
+Speed notes, because they shape the code:
+- Log-likelihood requests go through packed.py: the few-shot prefix shared by many items once,
+  then one row per item holding its context and all its choices, kept apart by the attention
+  mask, with the LM head only on the positions that are scored. It is checked once per model
+  against the three-level scorer (prefix_cache.py), which takes over when the attention cannot
+  take custom masks (flash attention, old transformers); the plain path below is the reference
+  both must equal.
+- Sequences are left-padded with explicit position ids, so every continuation ends at the
+  last positions of its row and ``logits_to_keep`` computes the LM head only there. With a
+  262k-token vocabulary (Gemma 3) the head would otherwise dominate: never a full
+  batch x length x vocab tensor.
+- Requests are sorted by length (longest first, so an out-of-memory shows up at once) and
+  packed into batches under a token budget; padding does not change results.
+- Greedy generation (greedy.py) computes a prompt prefix shared by many requests (the same
+  few-shot demonstrations) once, drops finished rows from the batch at once, appends each step
+  to the cache in place (decode_cache.py) and takes the greedy token from the LM head in
+  vocabulary chunks without materialising the logits (argmax_head.py).
+
+Identity (``HFBackend.identity_of``): the full-content sha256 of the model and adapter folders
+(weights read once, then memoised by file stat), or a hub id's commit from the local HF cache,
+plus dtype, max_length, trust_remote_code and the device kind; see its docstring for why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any, TypeVar
+
+from harness.backends.base import EMBEDDED_MODEL, Backend, ModelSpec
+from harness.backends.hf.argmax_head import ArgmaxHead
+from harness.backends.hf.embedded import embedded_model_path
+from harness.backends.hf.greedy import GreedyDecoder, GreedyRow, truncate_at_stop
+from harness.backends.hf.packed import PackedScorer, packing_verified
+from harness.backends.hf.prefix_cache import Scored, SharedPrefixScorer
+from harness.core.deps import require, require_transformers
+from harness.core.errors import HarnessError
+from harness.core.fingerprint import content_sha256, open_memo, read_sha256
+from harness.prompts.messages import Prompt
+from harness.requests import (
+    GenerateRequest,
+    GenerateResult,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+)
+
+T = TypeVar("T")
+MIN_BATCH_TOKENS = 64
+
+
+# Top-level files of a model or adapter folder that never change outputs: notes, licences,
+# harness's tuning card, Trainer state. Every other top-level file is part of the fingerprint
+# (from_pretrained reads only the top level; checkpoint-*/ subfolders are not the model).
+_INERT_FILES = {"tune_card.json", "training_args.bin", "trainer_state.json", "optimizer.pt", "scheduler.pt", "scaler.pt"}
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".npz", ".index.json")
+_TOKENIZER_PREFIXES = ("tokenizer", "special_tokens_map", "added_tokens", "chat_template", "vocab", "merges", "spiece", "sentencepiece")
+_SMALL_FILE = 1 << 20  # read directly; larger files go through the on-disk memo
+
+
+def _fingerprint_part(name: str) -> str | None:
+    """Which part of a folder's fingerprint a file belongs to; None for files that never change outputs."""
+    if name.startswith(".") or name.lower().endswith(".md") or name in _INERT_FILES or name.startswith("rng_state"):
+        return None
+    if name.upper().startswith(("LICENSE", "NOTICE", "USE_POLICY")):
+        return None
+    if name.endswith(_WEIGHT_SUFFIXES):
+        return "weights"
+    if name.startswith(_TOKENIZER_PREFIXES) or name.endswith((".model", ".tiktoken")):
+        return "tokenizer"  # tokenizer.json/_config.json (chat template, max length), sentencepiece, chat_template.jinja/json
+    return "config"  # config.json, generation_config.json (eos ids), adapter_config.json, remote code (*.py)
+
+
+def folder_fingerprint(path: Path) -> dict[str, str | None]:
+    """Full-content sha256 of a local model/adapter folder, in three parts: weights, tokenizer
+    (tokenizer files and chat template) and config (everything else that is loaded).
+
+    Each part hashes its files' names and full-content sha256; weight files are read once and
+    memoised (``base.content_sha256``), so a 1 GB model costs a few ``stat`` calls on every
+    later start. A part with no files is None.
+    """
+
+    parts: dict[str, Any] = {}
+    memo = open_memo()
+    try:
+        for file in sorted(path.iterdir()):
+            part = _fingerprint_part(file.name)
+            if part is None or not file.is_file():
+                continue
+            digest = read_sha256(file) if file.stat().st_size < _SMALL_FILE else content_sha256(file, memo)
+            parts.setdefault(part, hashlib.sha256()).update(f"{file.name}\x00{digest}\n".encode())
+    finally:
+        if memo is not None:
+            memo.close()
+    return {part: parts[part].hexdigest() if part in parts else None for part in ("weights", "tokenizer", "config")}
+
+
+def hub_commit(model: str, revision: str | None) -> str | None:
+    """The commit a hub id (at ``revision``, default main) resolves to in the local Hugging Face
+    cache, without any network access; None where it is not cached there."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(model, "config.json", revision=revision)
+    except Exception:  # not a valid repo id, no huggingface_hub: nothing to resolve
+        return None
+    return Path(found).parent.name if isinstance(found, str) else None
+
+
+def device_kind(device: str) -> str:
+    """'cuda:1' -> 'cuda': the kind of device decides the numerics, not its index."""
+    return device.partition(":")[0]
+
+
+def model_source(spec: ModelSpec) -> str:
+    """Local folder or hub id to load; the embedded model is converted on first use."""
+    if spec.model == EMBEDDED_MODEL:
+
+        return str(embedded_model_path())
+    return spec.model
+
+
+def resolve_device(spec: ModelSpec) -> str:
+    import torch
+
+    return spec.device if spec.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_dtype(spec: ModelSpec) -> str:
+    """'auto' is bfloat16 on a GPU that has it, else float32 (on CPU float32 is ~2x faster)."""
+    if spec.dtype != "auto":
+        return spec.dtype
+    import torch
+
+    if resolve_device(spec).startswith("cuda") and torch.cuda.is_bf16_supported():
+        return "bfloat16"
+    return "float32"
+
+
+class HFBackend(Backend):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        require_transformers()
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.torch = torch
+        self.source = source = model_source(spec)
+        self.device = resolve_device(spec)
+        self.dtype = getattr(torch, resolve_dtype(spec))
+        # a hub id is loaded at the commit its identity names (see identity_of), not whatever main is by now
+        revision = spec.revision if Path(source).is_dir() else hub_commit(spec.model, spec.revision) or spec.revision
+        kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": spec.trust_remote_code}
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            multi_gpu = self.device == "cuda" and torch.cuda.device_count() > 1
+            model = AutoModelForCausalLM.from_pretrained(
+                source, dtype=self.dtype, device_map="auto" if multi_gpu else None, **kwargs
+            )
+        except OSError as exc:
+            raise HarnessError(f"cannot load HF model '{spec.model}': {exc}") from None
+        if not getattr(model, "hf_device_map", None):
+            model.to(self.device)
+        if spec.adapter:
+            model = self._with_adapter(model, spec.adapter)
+        self.model = model.eval()
+        self.input_device = next(self.model.parameters()).device
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        config = self.model.config
+        limit = min(getattr(config, "max_position_embeddings", 2048) or 2048, 8192)
+        self.max_length = spec.max_length or limit
+        # On a GPU start large and let out-of-memory back off (_with_backoff); on CPU bigger
+        # batches buy nothing and cost memory.
+        default_budget = 65536 if self.device.startswith("cuda") else 4096
+        self.max_batch_tokens = spec.max_batch_tokens or default_budget
+        self.max_logit_rows = 2048 if self.device.startswith("cuda") else 256
+        # Rows decoded together: on CPU a step of 32 rows costs ~4x a step of one (measured).
+        self.max_decode_rows = 256 if self.device.startswith("cuda") else 32
+        self.share_prefix = True  # False: score every request on its own (the reference path)
+        self.packing: bool | None = None  # all choices of an item in one row (packed.py): verified on first use
+        self.counters: dict[str, float | int] = {
+            "requests": 0, "loglikelihood_s": 0.0, "forward_s": 0.0, "forward_tokens": 0, "oom_backoffs": 0,
+            "generate_s": 0.0, "generate_forward_s": 0.0, "generate_tokens": 0,
+        }  # fmt: skip
+
+    # -- identity -----------------------------------------------------------------
+    def _with_adapter(self, model: Any, adapter: str) -> Any:
+        require("peft", "hf")
+        from peft import PeftModel
+
+        if not (Path(adapter) / "adapter_config.json").exists():
+            raise HarnessError(f"adapter '{adapter}' is not a PEFT adapter folder (no adapter_config.json)")
+        return PeftModel.from_pretrained(model, adapter)
+
+    @classmethod
+    def identity_of(cls, spec: ModelSpec) -> dict[str, Any]:
+        """The model's content plus every setting that changes its outputs (cache keys, run identity, ``model_json``).
+
+        - ``model_content`` (a local folder, the embedded model included): full-content sha256 of
+          its weights, tokenizer files + chat template, and config (``folder_fingerprint``); its
+          path is not part of it, only ``model`` (the name as given) is.
+        - a hub id: ``revision`` is the commit the local HF cache resolves it to (the model is then
+          loaded at that commit, so identity and weights agree); not cached yet: the requested
+          revision, with a ``revision_note`` saying it is unresolved (the next run, once it is
+          downloaded, has the commit and misses the cache once).
+        - ``adapter``: the same fingerprint of the PEFT adapter folder (content, not path).
+        - ``dtype`` (resolved: 'auto' is bfloat16 or float32 by device), ``max_length`` (None =
+          the model's own limit, which its fingerprinted config decides: prompts are truncated
+          to it), ``trust_remote_code`` (custom modelling code instead of the built-in class).
+        - ``device``: the device *kind* (cpu, cuda, mps). CPU and CUDA kernels reduce in other
+          orders (and CUDA may use TF32), so log-likelihoods differ in the last bits and
+          near-ties in greedy decoding or choice ranking can flip: a stored answer is only
+          reused on the kind of device that produced it. The index (cuda:0 vs cuda:1) is left
+          out, as are batch budgets (padding and batching do not change results, see above).
+        """
+        source = Path(model_source(spec))
+        adapter = Path(spec.adapter) if spec.adapter else None
+        if adapter is not None and not adapter.is_dir():
+            raise HarnessError(f"adapter '{spec.adapter}' is not a folder")
+        identity: dict[str, Any] = {"backend": "hf", "model": spec.model}
+        if source.is_dir():
+            identity["model_content"] = folder_fingerprint(source)
+        else:
+            commit = hub_commit(spec.model, spec.revision)
+            identity["revision"] = commit or spec.revision or "main"
+            if commit is None:
+                identity["revision_note"] = "not in the local Hugging Face cache: the requested revision, not a resolved commit"
+        identity.update(
+            adapter=folder_fingerprint(adapter) if adapter else None, dtype=resolve_dtype(spec), max_length=spec.max_length,
+            trust_remote_code=spec.trust_remote_code, device=device_kind(resolve_device(spec)),
+        )
+        return identity
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.identity, "source": self.source, "device": self.device, "adapter_path": self.spec.adapter}
+
+    # -- tokenisation -------------------------------------------------------------
+    def _context_text(self, prompt: Prompt) -> tuple[str, bool]:
+        """Text of the prompt and whether special tokens still need adding."""
+        if isinstance(prompt, str):
+            return prompt, True
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise HarnessError(
+                f"model '{self.spec.label}' has no chat template, so it cannot take a chat prompt "
+                "(*.chat.jinja); use a plain-text template (*.jinja) with it"
+            )
+        messages = [{"role": m.role, "content": m.content} for m in prompt]
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False), False
+
+    def _encode(self, text: str, special: bool) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=special).input_ids)
+
+    def _encode_pair(self, request: LoglikelihoodRequest) -> tuple[list[int], list[int]]:
+        """lm-eval's convention: trailing context spaces move to the continuation, and the
+        continuation tokens are the tail of the whole string's tokens (merges are honoured)."""
+        context, special = self._context_text(request.context)
+        continuation = request.continuation
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        whole = self._encode(context + continuation, special)
+        context_ids = self._encode(context, special)
+        cont_ids = whole[len(context_ids) :]
+        if not cont_ids:
+            raise HarnessError(f"empty continuation after tokenisation: {request.continuation!r}")
+        return whole[: len(context_ids)], cont_ids
+
+    # -- batching ---------------------------------------------------------------
+    def _batches(self, lengths: list[int], extra: list[int]) -> Iterator[list[int]]:
+        """Indices sorted longest first, grouped so padded tokens stay within the budget."""
+        order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+        batch: list[int] = []
+        for index in order:
+            width = lengths[batch[0]] if batch else lengths[index]
+            rows = max([extra[i] for i in batch] + [extra[index]]) * (len(batch) + 1)
+            if batch and (width * (len(batch) + 1) > self.max_batch_tokens or rows > self.max_logit_rows):
+                yield batch
+                batch = []
+            batch.append(index)
+        if batch:
+            yield batch
+
+    def _left_pad(self, sequences: list[list[int]]) -> tuple[Any, Any, Any]:
+        torch = self.torch
+        width = max(len(s) for s in sequences)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(s)) + s for s in sequences], device=self.input_device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], device=self.input_device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return ids, mask, positions
+
+    # -- requests -----------------------------------------------------------------
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        """Shared-prefix scoring (prefix_cache.py) where the whole sequence fits ``max_length``;
+        the rare over-long request is left-truncated and scored on its own (plain path)."""
+        pairs = [self._encode_pair(r) for r in requests]
+        fits = [i for i, (ctx, cont) in enumerate(pairs) if len(ctx) + len(cont) - 1 <= self.max_length]
+        results: list[LoglikelihoodResult | None] = [None] * len(requests)
+        started = time.perf_counter()
+        self.counters["requests"] += len(requests)
+        if self.share_prefix and fits:
+            scored = self._with_backoff(lambda: self._score_shared([pairs[i] for i in fits]))
+            for i, s in zip(fits, scored):
+                results[i] = LoglikelihoodResult(logprob=s.logprob, is_greedy=s.is_greedy, n_tokens=len(pairs[i][1]), latency_s=s.latency_s)
+        rest = [i for i in range(len(requests)) if results[i] is None]
+        if rest:
+            plain = self._with_backoff(lambda: self._loglikelihood_plain([pairs[i] for i in rest]))
+            for i, r in zip(rest, plain):
+                results[i] = r
+        self.counters["loglikelihood_s"] += time.perf_counter() - started
+        return [r for r in results if r is not None]
+
+    def stats(self) -> dict[str, Any]:
+        """Time in loglikelihood() against time inside the model (the overhead is the difference),
+        whether log-likelihoods were scored packed and greedy steps used the chunked head."""
+        stats = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.counters.items() if v}
+        if self.packing:
+            stats["packed"] = 1
+        if self.__dict__.get("argmax_head") is not None:  # set once greedy generation has run
+            stats["chunked_head"] = 1
+        return stats
+
+    def _score_shared(self, pairs: list[tuple[list[int], list[int]]]) -> list[Scored]:
+        pad_id = self.tokenizer.pad_token_id
+        if self.packing is None:
+            self.packing = packing_verified(self.model, pad_id, self.input_device, len(self.tokenizer))
+        scorer_class = PackedScorer if self.packing else SharedPrefixScorer
+        scorer = scorer_class(self.model, pad_id, self.input_device, self.max_batch_tokens, self.max_logit_rows)
+        scored = scorer.score(pairs)
+        self.counters["forward_s"] += scorer.forward_s
+        self.counters["forward_tokens"] += scorer.tokens
+        return scored
+
+    def _with_backoff(self, work: Callable[[], T]) -> T:
+        """Automatic batch size: on out-of-memory halve the token and logit-row budgets and
+        redo the call; the budget that worked is kept for the rest of the run."""
+        while True:
+            try:
+                return work()
+            except self.torch.OutOfMemoryError:
+                if self.max_batch_tokens <= MIN_BATCH_TOKENS:
+                    raise HarnessError(
+                        f"out of memory on {self.device} even with batches of {self.max_batch_tokens} tokens; "
+                        "use a smaller model, --dtype bfloat16 or a shorter max_length"
+                    ) from None
+                self.max_batch_tokens = max(MIN_BATCH_TOKENS, self.max_batch_tokens // 2)
+                self.max_logit_rows = max(1, self.max_logit_rows // 2)
+                self.max_decode_rows = max(1, self.max_decode_rows // 2)
+                self.counters["oom_backoffs"] += 1
+                if self.device.startswith("cuda"):
+                    self.torch.cuda.empty_cache()
+
+    def _loglikelihood_plain(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[LoglikelihoodResult]:
+        """Every request on its own: left-padded batches, no sharing (the reference the shared path must equal)."""
+        torch = self.torch
+        # The model sees context+continuation minus the last token; predictions for the
+        # continuation tokens are the last len(continuation) positions.
+        inputs = [(ctx + cont)[:-1][-self.max_length :] for ctx, cont in pairs]
+        results: list[LoglikelihoodResult | None] = [None] * len(pairs)
+        for batch in self._batches([len(s) for s in inputs], [len(cont) for _, cont in pairs]):
+            started = time.perf_counter()
+            ids, mask, positions = self._left_pad([inputs[i] for i in batch])
+            keep = max(len(pairs[i][1]) for i in batch)
+            with torch.inference_mode():
+                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+                logprobs = torch.log_softmax(logits.float(), dim=-1)
+            elapsed = (time.perf_counter() - started) / len(batch)
+            for row, index in enumerate(batch):
+                cont = pairs[index][1]
+                tail = logprobs[row, keep - len(cont) :]
+                target = torch.tensor(cont, device=tail.device)
+                picked = tail.gather(-1, target[:, None]).squeeze(-1)
+                greedy = bool((tail.argmax(-1) == target).all())
+                results[index] = LoglikelihoodResult(
+                    logprob=float(picked.sum()), is_greedy=greedy, n_tokens=len(cont), latency_s=elapsed
+                )
+        return [r for r in results if r is not None]
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        """Greedy requests: batched on a shared-prefix cache with per-row stops and early exit
+        (greedy.py); sampled ones: HF generate, one request per call, seeded per request."""
+        return self._with_backoff(lambda: self._generate(requests))
+
+    def _generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        prompts = [self._context_text(r.prompt) for r in requests]
+        encoded = [self._encode(text, special) for text, special in prompts]
+        started = time.perf_counter()
+        results: list[GenerateResult | None] = [None] * len(requests)
+        greedy = [i for i, r in enumerate(requests) if r.temperature <= 0]
+        if greedy:
+            self._generate_greedy(greedy, encoded, requests, results)
+        for i in range(len(requests)):
+            if results[i] is None:
+                results[i] = self._sample(encoded[i], requests[i])
+        self.counters["generate_s"] += time.perf_counter() - started
+        return [r for r in results if r is not None]
+
+    def _eos_ids(self) -> frozenset[int]:
+        return frozenset(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
+
+    def _fit(self, encoded: list[int], request: GenerateRequest) -> list[int]:
+        """The prompt's last tokens that leave room for ``max_tokens`` new ones in the model's window."""
+        return encoded[-max(1, self.max_length - request.max_tokens) :]
+
+    def _decode(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def _generate_greedy(
+        self, chosen: list[int], encoded: list[list[int]], requests: Sequence[GenerateRequest], results: list[GenerateResult | None]
+    ) -> None:
+        rows = [
+            GreedyRow(tuple(self._fit(encoded[i], requests[i])), requests[i].max_tokens, requests[i].stop)
+            for i in chosen
+        ]
+        decoder = GreedyDecoder(
+            self.model, self._decode, self.tokenizer.pad_token_id, self._eos_ids(), self.input_device, self.max_batch_tokens, self.max_decode_rows,
+            head=self.argmax_head,
+        )  # fmt: skip
+        for i, d in zip(chosen, decoder.run(rows)):
+            results[i] = GenerateResult(text=d.text, n_tokens=d.n_tokens, finish_reason=d.finish_reason, latency_s=d.latency_s)
+        self.counters["generate_forward_s"] += decoder.forward_s
+        self.counters["generate_tokens"] += decoder.tokens
+
+    @cached_property
+    def argmax_head(self) -> ArgmaxHead | None:
+        """The chunked greedy LM head (argmax_head.py) when a probe shows it is exact for this model."""
+        return ArgmaxHead.verified(self.model, self.input_device, len(self.tokenizer))
+
+    def _sample(self, encoded: list[int], request: GenerateRequest) -> GenerateResult:
+        """One sampled request through HF generate, seeded from the request (repeats differ)."""
+        torch = self.torch
+        ids = torch.tensor([self._fit(encoded, request)], device=self.input_device)
+        kwargs: dict[str, Any] = {"max_new_tokens": request.max_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        if request.stop:
+            kwargs.update(stop_strings=list(request.stop), tokenizer=self.tokenizer)
+        torch.manual_seed(request.seed * 100_003 + request.repeat)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            output = self.model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=request.temperature, top_k=0, top_p=1.0, **kwargs
+            )
+        tokens = output[0, ids.shape[1] :].tolist()
+        finish = "length"
+        eos = self._eos_ids()
+        for cut, token in enumerate(tokens):
+            if token in eos:
+                tokens, finish = tokens[:cut], "stop"
+                break
+        text, stopped = truncate_at_stop(self._decode(tokens), request.stop)
+        return GenerateResult(
+            text=text, n_tokens=len(tokens), finish_reason="stop" if stopped else finish, latency_s=time.perf_counter() - started
+        )
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]

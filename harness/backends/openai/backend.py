@@ -1,0 +1,403 @@
+"""OpenAI-compatible APIs (OpenAI, vLLM, SGLang, TGI, llama.cpp) through the official client.
+
+How requests map onto the API:
+- generation: a text prompt goes to ``/v1/completions``, a chat prompt (``*.chat.jinja``,
+  demonstrations as alternating turns) to ``/v1/chat/completions``; ``endpoint: chat``
+  sends text prompts as one user message instead.
+- log-likelihood: ``/v1/completions`` with ``echo`` + ``logprobs`` + ``max_tokens: 1``
+  returns the prompt's token logprobs; the continuation's tokens are those that end after
+  the context (character offsets), so trailing context spaces count with the continuation,
+  as in the HF backend. One prompt per request (some servers fail on lists).
+- where that is impossible (chat prompts, servers without prompt logprobs) the backend
+  raises a clear error, or with ``mc_fallback: generate`` asks for the answer letter.
+
+The runner calls ``loglikelihood``/``generate`` synchronously per chunk; the backend's own
+event loop (a daemon thread, one client for the backend's life) sends the chunk with bounded, adaptive concurrency and retries (``ratelimit``), and the
+results come back in request order. The API key is handed to the client only: it is not in
+the identity (cache keys, DB), and every error message is scrubbed of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from harness.backends.base import Backend, ModelSpec, mask_url_credentials
+from harness.backends.hf.backend import truncate_at_stop
+from harness.backends.openai.mc_fallback import (
+    choice_logprobs,
+    parse_choice,
+    question_prompt,
+)
+from harness.backends.openai.ratelimit import (
+    AdaptiveLimiter,
+    CallStats,
+    RetryPolicy,
+    parse_retry_after,
+)
+from harness.core.deps import require
+from harness.core.errors import HarnessError
+from harness.prompts.messages import Prompt
+from harness.requests import (
+    GenerateRequest,
+    GenerateResult,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+)
+
+OPENAI_URL = "https://api.openai.com/v1"
+T = TypeVar("T")
+
+
+class MalformedResponse(Exception):
+    """A body that parsed but lacks what the request must return (retried like a 5xx)."""
+
+
+class NoPromptLogprobs(Exception):
+    """The server answered but returned no prompt logprobs: echo is unsupported there."""
+
+
+def resolve_base_url(spec: ModelSpec) -> str:
+    """``base_url`` from the spec, else ``$OPENAI_BASE_URL``, else OpenAI; without any
+    user:password part (it would otherwise land in cache keys and the DB)."""
+    raw = (spec.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
+    parts = urlsplit(raw)
+    if not parts.scheme or not parts.hostname:
+        raise HarnessError(f"--base-url {raw!r} is not an http(s) URL (e.g. http://127.0.0.1:8000/v1)")
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+class OpenAIBackend(Backend):
+    supports_loglikelihood = True
+    supports_chat = True
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        require("openai", "openai")
+        self.base_url = resolve_base_url(spec)
+        key = os.environ.get(spec.api_key_env, "")
+        if not key and self.base_url == OPENAI_URL:
+            raise HarnessError(f"model '{spec.label}': set ${spec.api_key_env} to your API key (or --base-url for a local server)")
+        self._key = key or "EMPTY"  # local servers ignore the key, the client insists on one
+        self._secrets = [key, *[v for k, v in spec.extra_headers.items() if k.lower() in {"authorization", "api-key", "x-api-key"}]]
+        self.policy = RetryPolicy(max_retries=spec.max_retries)
+        self.call_stats = CallStats()
+        self.limiter = AdaptiveLimiter(spec.concurrency, self.call_stats)
+        self._rng = random.Random(0)  # jitter only; answers never depend on it
+        self._echo_supported: bool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._client: Any = None
+
+    # -- identity -----------------------------------------------------------------
+    @classmethod
+    def identity_of(cls, spec: ModelSpec) -> dict[str, Any]:
+        """What changes answers: server (URL, its query such as Azure's api-version), served model
+        name, endpoint choice, extra request parameters (sampling settings, ``seed``...), the
+        multiple-choice fallback, and ``revision`` when the user declares one.
+
+        Never a secret: not the key, no header values (any header may carry a credential: only
+        the header *names* are kept), no user:password in the URL, and query values whose name
+        looks like a credential are masked. A remote server's weights cannot be fingerprinted
+        from here (and a fully cached run must not need the server), so a server that starts
+        serving other weights under the same name and URL is the same identity: declare the
+        change with ``revision:`` (or use ``--new`` / ``harness cache clear``).
+        """
+        identity: dict[str, Any] = {
+            "backend": "openai", "model": spec.model, "base_url": mask_url_credentials(resolve_base_url(spec)), "endpoint": spec.endpoint,
+            "extra_params": spec.extra_params, "mc_fallback": spec.mc_fallback,
+        }
+        if spec.revision:
+            identity["revision"] = spec.revision
+        if spec.extra_headers:
+            identity["header_names"] = sorted(name.lower() for name in spec.extra_headers)
+        return identity
+
+    @classmethod
+    def per_choice_contexts_problem(cls, spec: ModelSpec, prompt: Prompt) -> str | None:
+        """Echo scoring is one request per (context, continuation), so per-choice contexts work on a
+        completions server with prompt logprobs. The generate-and-parse fallback shows one context
+        and lists the choices under it: choices that differ in their context cannot be put that way,
+        so it is refused (and chat prompts, which only that fallback could score)."""
+        if spec.mc_fallback == "generate":
+            return (
+                f"model '{spec.label}' allows the generate-and-parse fallback (mc_fallback: generate), which shows one context and "
+                "asks for an option letter: it cannot express choices that differ in their context. Use a plain-text template "
+                "against a completions server that returns prompt log-probabilities (echo + logprobs), with mc_fallback: error"
+            )
+        if spec.endpoint == "chat" or not isinstance(prompt, str):
+            return (
+                f"model '{spec.label}' would get chat prompts (a *.chat.jinja template or endpoint: chat), which have no prompt "
+                "log-probabilities to score each choice's context by; use a plain-text template (*.jinja) and endpoint auto or completions"
+            )
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.identity, "concurrency": self.spec.concurrency, "timeout_s": self.spec.timeout_s}
+
+    def stats(self) -> dict[str, Any]:
+        return self.call_stats.as_dict()
+
+    # -- plumbing -------------------------------------------------------------------
+    def _run(self, make: Callable[[Any], Awaitable[T]]) -> T:
+        """Run one chunk on the backend's own event loop (a daemon thread), so the client and
+        its connection pool live as long as the backend, and callers that already run a loop
+        (notebooks) are not disturbed."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, name="openai-backend", daemon=True)
+            self._thread.start()
+
+        async def main() -> T:
+            if self._client is None:
+                from openai import AsyncOpenAI
+
+                self.limiter.bind()
+                self._client = AsyncOpenAI(
+                    api_key=self._key, base_url=self.base_url, timeout=self.spec.timeout_s, max_retries=0,
+                    default_headers=self.spec.extra_headers or None,
+                )
+            return await make(self._client)
+
+        return asyncio.run_coroutine_threadsafe(main(), self._loop).result()
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        if self._client is not None:
+            asyncio.run_coroutine_threadsafe(self._client.close(), self._loop).result(timeout=10)
+            self._client = None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._loop.close()
+        self._loop = None
+
+    async def _call(self, send: Callable[[], Awaitable[Any]], check: Callable[[Any], T]) -> tuple[T, float]:
+        """Send with retries; ``check`` turns the response into a value or raises
+        MalformedResponse. Returns the value and the latency of the successful attempt."""
+        import openai
+
+        self.call_stats.requests += 1
+        for attempt in range(self.policy.max_retries + 1):
+            retry_after: float | None = None
+            await self.limiter.acquire()
+            started = time.perf_counter()
+            try:
+                self.call_stats.attempts += 1
+                response = await asyncio.wait_for(send(), timeout=self.spec.timeout_s + 5)
+                value = check(response)
+            except openai.RateLimitError as exc:
+                reason, error = "429", exc
+                retry_after = parse_retry_after(dict(exc.response.headers))
+                self.limiter.rate_limited(retry_after)
+            except openai.APIStatusError as exc:
+                if exc.status_code < 500 and exc.status_code not in (408, 409):
+                    raise HarnessError(self._describe_error(exc)) from None
+                reason, error = str(exc.status_code), exc
+            except (openai.APITimeoutError, asyncio.TimeoutError) as exc:
+                reason, error = "timeout", exc
+            except openai.APIConnectionError as exc:
+                reason, error = "connection", exc
+            except (openai.APIResponseValidationError, json.JSONDecodeError, MalformedResponse, UnicodeDecodeError) as exc:
+                reason, error = "malformed", exc
+            else:
+                self.limiter.succeeded()
+                return value, time.perf_counter() - started
+            finally:
+                await self.limiter.release()
+            if attempt == self.policy.max_retries:
+                raise HarnessError(
+                    f"{self.spec.label} at {self.base_url}: giving up after {attempt + 1} attempts; last error ({reason}): "
+                    f"{self._describe_error(error)}"
+                )
+            self.call_stats.retries[reason] += 1
+            delay = self.policy.delay(attempt, self._rng, retry_after)
+            self.call_stats.waited_s += delay
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _describe_error(self, exc: BaseException) -> str:
+        text = f"{type(exc).__name__}: {exc}"
+        return redact(text[:500], self._secrets)
+
+    def _messages(self, prompt: Prompt) -> list[dict[str, str]]:
+        if isinstance(prompt, str):
+            return [{"role": "user", "content": prompt}]
+        return [{"role": m.role, "content": m.content} for m in prompt]
+
+    def _uses_chat(self, prompt: Prompt) -> bool:
+        if self.spec.endpoint == "chat":
+            return True
+        if not isinstance(prompt, str):
+            if self.spec.endpoint == "completions":
+                raise HarnessError(
+                    f"model '{self.spec.label}' is set to endpoint: completions, which takes text; this prompt is a chat "
+                    "template (*.chat.jinja): use endpoint auto/chat or a plain-text template"
+                )
+            return True
+        return False
+
+    # -- generation -----------------------------------------------------------------
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        async def all_of(client: Any) -> list[GenerateResult]:
+            return await _gather([self._generate_one(client, r) for r in requests])
+
+        return self._run(all_of)
+
+    async def _generate_one(self, client: Any, request: GenerateRequest) -> GenerateResult:
+        params: dict[str, Any] = {"model": self.spec.model, "max_tokens": request.max_tokens, "temperature": request.temperature}
+        if request.stop:
+            params["stop"] = list(request.stop)[:4]
+        if request.temperature > 0:  # each repeat is its own sample, reproducible where the server honours seeds
+            params["seed"] = request.seed * 100_003 + request.repeat
+        params.update(self.spec.extra_params)
+        chat = self._uses_chat(request.prompt)
+
+        def check(response: Any) -> tuple[str, int, str]:
+            choices = getattr(response, "choices", None)
+            if not choices:
+                raise MalformedResponse("no choices in the response")
+            choice = choices[0]
+            text = choice.message.content if chat else choice.text
+            if text is None and chat and getattr(choice.message, "refusal", None):
+                text = ""
+            if not isinstance(text, str):
+                raise MalformedResponse("no text in the response")
+            usage = getattr(response, "usage", None)
+            return text, int(getattr(usage, "completion_tokens", 0) or 0), str(choice.finish_reason or "stop")
+
+        if chat:
+            send = lambda: client.chat.completions.create(messages=self._messages(request.prompt), **params)  # noqa: E731
+        else:
+            send = lambda: client.completions.create(prompt=request.prompt, **params)  # noqa: E731
+        (text, n_tokens, finish), latency = await self._call(send, check)
+        text, stopped = truncate_at_stop(text, request.stop)
+        return GenerateResult(text=text, n_tokens=n_tokens, finish_reason="stop" if stopped else finish, latency_s=latency)
+
+    # -- log-likelihood ------------------------------------------------------------
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        needs_fallback = any(self._uses_chat(r.context) for r in requests) or self._echo_supported is False
+        if needs_fallback:
+            return self._fallback(requests, "chat prompts have no prompt log-probabilities")
+
+        async def all_of(client: Any) -> list[LoglikelihoodResult]:
+            return await _gather([self._score_one(client, r) for r in requests])
+
+        try:
+            results = self._run(all_of)
+        except NoPromptLogprobs:
+            self._echo_supported = False
+            return self._fallback(requests, f"the server at {self.base_url} returns no prompt log-probabilities (echo + logprobs)")
+        self._echo_supported = True
+        return results
+
+    async def _score_one(self, client: Any, request: LoglikelihoodRequest) -> LoglikelihoodResult:
+        assert isinstance(request.context, str)
+        context = request.context
+        boundary = len(context.rstrip(" "))  # trailing context spaces belong to the continuation
+        params: dict[str, Any] = {"model": self.spec.model, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1}
+        params.update(self.spec.extra_params)
+        text = context + request.continuation
+
+        def check(response: Any) -> LoglikelihoodResult:
+            choices = getattr(response, "choices", None)
+            if not choices:
+                raise MalformedResponse("no choices in the response")
+            logprobs = choices[0].logprobs
+            if logprobs is None or not getattr(logprobs, "token_logprobs", None):
+                raise NoPromptLogprobs()
+            return continuation_score(logprobs, text, boundary, getattr(getattr(response, "usage", None), "prompt_tokens", None))
+
+        result, latency = await self._call(lambda: client.completions.create(prompt=text, **params), check)
+        return LoglikelihoodResult(logprob=result.logprob, is_greedy=result.is_greedy, n_tokens=result.n_tokens, latency_s=latency)
+
+    def _fallback(self, requests: Sequence[LoglikelihoodRequest], why: str) -> list[LoglikelihoodResult]:
+        if self.spec.mc_fallback != "generate":
+            raise HarnessError(
+                f"model '{self.spec.label}': multiple choice needs log-likelihoods, but {why}. Use a plain-text template "
+                "against a completions server that supports echo, or allow the generate-and-parse fallback with "
+                "'mc_fallback: generate' in the model's entry of the experiment file (parse failures are counted)."
+            )
+        groups: dict[str, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(json.dumps(_prompt_key(request.context)), []).append(index)
+        asks = [
+            GenerateRequest(prompt=question_prompt(requests[m[0]].context, [requests[i].continuation for i in m]), max_tokens=8, stop=("\n",))
+            for m in groups.values()
+        ]
+        replies = self.generate(asks)
+        results: list[LoglikelihoodResult | None] = [None] * len(requests)
+        for members, reply in zip(groups.values(), replies):
+            chosen = parse_choice(reply.text, [requests[i].continuation for i in members])
+            self.call_stats.mc_fallback_items += 1
+            self.call_stats.mc_parse_failures += chosen is None
+            for value, index in zip(choice_logprobs(chosen, len(members)), members):
+                results[index] = LoglikelihoodResult(logprob=value, is_greedy=value == 0.0, n_tokens=0, latency_s=reply.latency_s / len(members))
+        return [r for r in results if r is not None]
+
+
+async def _gather(coroutines: list[Awaitable[T]]) -> list[T]:
+    """Results in order; on the first failure the other requests are cancelled, not left
+    running on the backend's loop."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def _prompt_key(prompt: Prompt) -> Any:
+    return prompt if isinstance(prompt, str) else [[m.role, m.content] for m in prompt]
+
+
+def continuation_score(logprobs: Any, text: str, boundary: int, prompt_tokens: int | None) -> LoglikelihoodResult:
+    """Sum the logprobs of the echoed prompt tokens that end after ``boundary``.
+
+    ``text_offset`` gives each token's start; without it offsets are rebuilt from the token
+    strings. Tokens past ``prompt_tokens`` (or past the text) are the one generated token.
+    """
+    tokens = list(logprobs.tokens or [])
+    values = list(logprobs.token_logprobs or [])
+    offsets = list(getattr(logprobs, "text_offset", None) or [])
+    tops = list(getattr(logprobs, "top_logprobs", None) or [])
+    if not tokens or len(tokens) != len(values):
+        raise MalformedResponse("logprobs: tokens and token_logprobs differ in length")
+    if len(offsets) != len(tokens):
+        offsets, position = [], 0
+        for token in tokens:
+            offsets.append(position)
+            position += len(token)
+    n_prompt = prompt_tokens if prompt_tokens and prompt_tokens <= len(tokens) else len(tokens)
+    picked = [i for i in range(n_prompt) if offsets[i] < len(text) and offsets[i] + max(len(tokens[i]), 1) > boundary]
+    if not picked:
+        raise MalformedResponse("logprobs: no token of the continuation in the echoed prompt")
+    total, greedy = 0.0, True
+    for i in picked:
+        value = values[i]
+        if value is None or not math.isfinite(float(value)):
+            raise MalformedResponse("logprobs: a continuation token has no logprob")
+        total += float(value)
+        top = tops[i] if i < len(tops) and tops[i] else None
+        if top:
+            greedy = greedy and float(value) >= max(float(v) for v in dict(top).values()) - 1e-6
+    return LoglikelihoodResult(logprob=total, is_greedy=greedy, n_tokens=len(picked))

@@ -1,0 +1,303 @@
+"""The ``harness`` command: thin verbs over the modules that do the work.
+
+User errors (HarnessError) print one paragraph and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.analysis.compare import compare_runs
+from harness.cli import calibrate as calibration_cli
+from harness.cli import decide as decide_cli
+from harness.cli import draws, formats
+from harness.cli import plan as plan_cli
+from harness.cli import sensitivity as sensitivity_report
+from harness.cli import tune as tune_cli
+from harness.core.errors import HarnessError
+from harness.core.yamlfile import read_yaml_mapping, validate
+from harness.fewshot.selectors import SELECTORS, demonstration_warnings, item_rng
+from harness.prompts.messages import prompt_text
+from harness.prompts.template import available_prompts, load_prompt
+from harness.report.aggregates import aggregates_json, print_aggregates
+from harness.report.terminal import comparison_tables, console, print_json
+from harness.report.terminal import console as make_console
+from harness.runner.execute import run_experiment
+from harness.runner.spec import ExperimentSpec
+from harness.scoring.checks import check_task
+from harness.store.store import DEFAULT_DB, Store
+from harness.tasks.subsets import select_items
+from harness.tasks.task import discover_tasks, find_task, load_task
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", type=Path, default=Path(os.environ.get("HARNESS_DB", DEFAULT_DB)), help="SQLite results file (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def _dirs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tasks-dir", action="append", default=[], type=Path, help="extra folder of task folders")
+    parser.add_argument("--prompts-dir", action="append", default=[], type=Path, help="extra folder of prompts/<task>/*.jinja")
+    parser.add_argument("--data-dir", action="append", default=[], type=Path, help="folder where task data paths are looked up")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description="Which prompt, few-shot setup or checkpoint is better, and is the difference real?")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = verbs.add_parser("tasks", help="list the tasks found")
+    _dirs(p)
+    p.add_argument("--json", action="store_true")
+
+    p = verbs.add_parser("validate", help="check a task and render example prompts from real rows")
+    _dirs(p)
+    p.add_argument("task")
+    p.add_argument("-n", type=int, default=2, help="example prompts per variant (default: %(default)s)")
+    p.add_argument("--prompt", nargs="+", help="variants to render (default: all found)")
+    p.add_argument("--shots", type=int, default=0)
+    p.add_argument("--selector", default="first_k")
+    p.add_argument("--split", default="test")
+    p.add_argument("--fewshot-split", default="fewshot")
+    p.add_argument("--sample", type=int, help="render a seeded random sample of N rows instead of the first -n (as `run --sample`)")
+    p.add_argument("--stratify", metavar="EXPR", help="with --sample (or -n): spread the rows over this field or expression, e.g. label")
+    p.add_argument("--seed", type=int, default=1234, help="seed of --sample and of the demonstrations, as in `run` (default: %(default)s)")
+
+    p = verbs.add_parser("run", help="evaluate a matrix of tasks x prompts x shots x selectors x models")
+    _common(p)
+    _dirs(p)
+    p.add_argument("experiment", nargs="?", type=Path, help="experiment YAML file (flags below override its fields)")
+    p.add_argument("--task", "-t", nargs="+", dest="tasks", help="task names or folders")
+    p.add_argument("--prompt", "-p", nargs="+", dest="prompts", help="prompt variants (default: each task's own)")
+    p.add_argument("--shots", "-k", nargs="+", type=int, help="shot counts, e.g. --shots 0 5")
+    p.add_argument("--selector", nargs="+", dest="selectors", help="few-shot selectors (first_k, random, balanced, ...)")
+    p.add_argument("--model", "-m", action="append", nargs="?", const="", dest="models",
+                   help="BACKEND:MODEL (hf:<id-or-path>, openai:<name>, scripted:<name>); no value = the embedded Gemma 3 270M")
+    p.add_argument("--adapter", help="PEFT adapter folder applied to every --model")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--base-url", help="OpenAI-compatible server for openai:MODEL (default: $OPENAI_BASE_URL, else OpenAI)")
+    p.add_argument("--concurrency", type=int, help="requests in flight per API model (default: 4)")
+    p.add_argument("--limit", type=int, help="first N items of each task")
+    p.add_argument("--sample", type=int, help="a seeded random sample of N items of each task (seed: --seed; independent of row order)")
+    p.add_argument("--stratify", metavar="EXPR", help="with --sample or --limit: allocate the items proportionally over this field "
+                   "or expression over the row, e.g. label")
+    p.add_argument("--max-tokens", type=int, help="cap on generated tokens for generate tasks (quick looks, smoke tests)")
+    p.add_argument("--draws", type=int, help="independent demonstration draws per few-shot cell (report: harness draws)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--split")
+    p.add_argument("--fewshot-split")
+    p.add_argument("--new", action="store_true", help="start a new run even if an identical one is unfinished")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = verbs.add_parser("compare", help="rank the cells of stored runs with 95%% CIs")
+    _common(p)
+    p.add_argument("runs", nargs="*", default=["latest"], help="run ids or prefixes (default: latest)")
+    p.add_argument("--metric", help="metric to rank by (default: each task's first)")
+    decide_cli.add_compare_options(p)
+
+    p = verbs.add_parser("show", help="list stored runs, or the cells of one run; --diff A B: items where two cells disagree")
+    _common(p)
+    p.add_argument("run", nargs="?")
+    decide_cli.add_show_options(p)
+
+    decide_cli.add_verbs(verbs, _common, _dirs)
+    tune_cli.add_verb(verbs, _dirs)
+    calibration_cli.add_verb(verbs, _common)
+    draws.add_verb(verbs, _common)
+    formats.add_verb(verbs, _dirs)
+    sensitivity_report.add_verb(verbs, _common)
+    plan_cli.add_verb(verbs, _common)
+
+    p = verbs.add_parser("cache", help="response cache statistics, or clear it")
+    _common(p)
+    p.add_argument("action", choices=["stats", "clear"])
+    return parser
+
+
+# -- verbs ---------------------------------------------------------------------------
+def cmd_tasks(args: argparse.Namespace) -> int:
+    rows = []
+    for name, path in sorted(discover_tasks(args.tasks_dir).items()):
+        try:
+            task = check_task(load_task(path, args.data_dir))
+            try:
+                count: Any = len(task.items("test"))
+            except HarnessError:
+                count = "data missing"
+            kind = task.spec.type
+            if task.spec.subtasks is not None and isinstance(count, int):  # a group task: mmlu -> mmlu_<subject>
+                kind += f" (group of {len(task.subtask_keys())})"
+            rows.append({"name": name, "type": kind, "rows": count, "prompts": sorted(available_prompts(task, args.prompts_dir)),
+                         "description": task.spec.description, "path": str(path)})
+        except HarnessError as exc:
+            rows.append({"name": name, "type": "invalid", "rows": "-", "prompts": [], "description": str(exc), "path": str(path)})
+    if args.json:
+        print_json(rows)
+        return 0
+    from rich.table import Table
+
+    table = Table(title="tasks")
+    for column in ("name", "type", "rows", "prompt variants", "description"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["name"], r["type"], str(r["rows"]), ", ".join(r["prompts"]), r["description"])
+    console().print(table)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from rich.rule import Rule
+
+    task = check_task(find_task(args.task, args.tasks_dir, args.data_dir))
+    splits = [s for s in ("test", "fewshot", "validation", "train") if task.has_split(s)]
+    counts = {s: len(task.items(s)) for s in splits}  # reads and checks every row
+
+    console = make_console()
+    console.print(f"[bold]{task.name}[/] ({task.spec.type}) OK: " + ", ".join(f"{s}: {n} rows" for s, n in counts.items()))
+    names = args.prompt or sorted(available_prompts(task, args.prompts_dir))
+    missing = [p for p in task.spec.prompts if p not in available_prompts(task, args.prompts_dir)]
+    if missing:
+        raise HarnessError(f"{task.yaml_path}: field 'prompts' names variants with no template file: {', '.join(missing)}")
+    pool = task.items(args.fewshot_split) if args.shots else []
+    selector = SELECTORS.get(args.selector)(pool) if args.shots else None
+    templates = [load_prompt(task, name, args.prompts_dir) for name in names]
+    for line in demonstration_warnings(task, templates, [args.shots], args.split, args.fewshot_split):
+        print(f"warning: {line}", file=sys.stderr)
+    if (args.sample is not None and args.sample < 1) or args.n < 1:
+        raise HarnessError("harness validate: -n and --sample take a number of rows >= 1")
+    examples = select_items(task, task.items(args.split), limit=None if args.sample else args.n, sample=args.sample,
+                            stratify=args.stratify, seed=args.seed)
+    for name, template in zip(names, templates):
+        for item in examples:
+            shots = selector.select(item, args.shots, item_rng(args.seed, item.id)) if selector else []
+            rendered = template.render(task, item, shots)
+            console.print(Rule(f"{name} · item {item.id}"))
+            console.print(prompt_text(rendered.prompt), markup=False, highlight=False)
+            if rendered.continuations:
+                console.print(f"continuations: {list(rendered.continuations)}  target: {item.target}", markup=False)
+            else:
+                console.print(f"target: {list(item.target) if isinstance(item.target, tuple) else item.target}", markup=False)
+    return 0
+
+
+def _experiment(args: argparse.Namespace) -> Any:
+    raw: dict[str, Any] = read_yaml_mapping(args.experiment, "experiment") if args.experiment else {}
+    overrides = {
+        "tasks": args.tasks, "prompts": args.prompts, "shots": args.shots, "selectors": args.selectors, "limit": args.limit,
+        "sample": args.sample, "stratify": args.stratify, "max_tokens": args.max_tokens, "draws": args.draws,
+        "seed": args.seed, "split": args.split, "fewshot_split": args.fewshot_split,
+    }
+    for flag, other in (("sample", "limit"), ("limit", "sample")):  # a subset size on the command line replaces the file's
+        if overrides[flag] is not None and overrides[other] is None:
+            raw.pop(other, None)
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    if args.models is not None:
+        raw["models"] = args.models
+    for key, values in (("tasks_dirs", args.tasks_dir), ("prompts_dirs", args.prompts_dir), ("data_dirs", args.data_dir)):
+        if values:
+            raw[key] = [*raw.get(key, []), *map(str, values)]
+    if "tasks" not in raw:
+        raise HarnessError("harness run: name at least one task (--task NAME) or give an experiment YAML file")
+    spec = validate(ExperimentSpec, raw, args.experiment or "command line", "experiment")
+    model_overrides = {k: v for k, v in {"adapter": args.adapter, "dtype": args.dtype, "device": args.device}.items() if v}
+    if model_overrides:
+        spec = spec.model_copy(update={"models": [m.model_copy(update=model_overrides) for m in spec.models]})
+    api_overrides = {k: v for k, v in {"base_url": args.base_url, "concurrency": args.concurrency}.items() if v is not None}
+    if args.concurrency is not None and args.concurrency < 1:
+        raise HarnessError("--concurrency must be at least 1")
+    if api_overrides:
+        models = [m.model_copy(update=api_overrides) if m.backend == "openai" else m for m in spec.models]
+        spec = spec.model_copy(update={"models": models})
+    return spec
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    spec = _experiment(args)
+    store = Store(args.db)
+    # resume / response-cache lines go to stderr: stdout stays the table or one JSON document
+    summary = run_experiment(spec, store, new=args.new, show_progress=not args.quiet and not args.json,
+                             log=lambda line: print(line, file=sys.stderr, flush=True))
+    comparison = compare_runs(store, [summary.run_id])
+    summaries = [cell.summary for ranking in comparison.rankings for cell in ranking.cells]
+    info = {
+        "run_id": summary.run_id, "resumed": summary.resumed, "cells": len(summary.cells), "items_written": summary.items_written,
+        "requests": summary.requests, "cache_hits": summary.cache_hits, "backend_requests": summary.backend_requests,
+        "db": str(args.db), "run_dir": str(summary.run_dir),
+    }
+    if summary.extra.get("backend_stats"):
+        info["backend_stats"] = summary.extra["backend_stats"]
+    info["warnings"] = store.run_config(summary.run_id).get("warnings", [])  # also printed to stderr before the run
+
+    if args.json:
+        print_json({**info, "ranking": comparison.rows(), **aggregates_json(store, summaries)})
+        return 0
+    comparison_tables(comparison)
+
+    print_aggregates(store, summaries, make_console())
+    for label, stats in summary.extra.get("backend_stats", {}).items():
+        print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in stats.items() if v not in (None, {}, 0)))
+    state = "resumed" if summary.resumed else "new"
+    print(f"run {summary.run_id} ({state}): {summary.items_written} items written, {summary.requests} requests, "
+          f"{summary.cache_hits} from cache, {summary.backend_requests} sent to the model. Stored in {args.db}, items in {summary.run_dir}/items.jsonl")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    return decide_cli.cmd_compare(args)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = Store(args.db)
+    if args.diff:
+        return decide_cli.cmd_diff(args, store)
+    if args.run is None:
+        rows = [{"id": r["id"], "created_at": r["created_at"], "status": r["status"]} for r in store.runs()]
+    else:
+        run = store.resolve_run(args.run)
+        rows = [{"cell_id": c.cell_id, "task": c.task, "prompt": c.prompt, "shots": c.shots, "selector": c.selector,
+                 "model": c.model, "n_planned": c.n_planned} for c in store.cells([run])]
+    if args.json:
+        print_json(rows)
+    else:
+        for row in rows:
+            print("  ".join(str(v) for v in row.values()))
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    store = Store(args.db)
+    if args.action == "clear":
+        print(f"removed {store.clear_cache()} cache entries")
+    else:
+        print(f"{store.cache_stats()['entries']} cache entries in {args.db}")
+    return 0
+
+
+VERBS = {"tasks": cmd_tasks, "validate": cmd_validate, "run": cmd_run, "compare": cmd_compare, "show": cmd_show, "cache": cmd_cache,
+         **decide_cli.VERBS, "tune": tune_cli.cmd_tune, "plan": plan_cli.cmd_plan,
+         "calibrate": calibration_cli.cmd_calibrate,
+         "draws": draws.cmd_draws, "formats": formats.cmd_formats, "sensitivity": sensitivity_report.cmd_sensitivity}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return VERBS[args.verb](args)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `harness compare --json | head`: the reader left, not an error
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

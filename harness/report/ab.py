@@ -1,0 +1,93 @@
+"""An A/B report in the terminal, and the rows and notes the HTML report shares with it (same digits, same signs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich import box
+from rich.table import Table
+
+from harness.analysis.ab import ABReport, ABTask
+from harness.report.terminal import console
+
+
+def print_ab(report: ABReport, out: Any = None) -> None:
+    """Per task: each cell, the pooled row (the task's verdict) and the across-prompt row; then the verdict."""
+
+    out = out or console()
+    for t in report.tasks:
+        fmt = AbFormat(t.percent)
+        table = Table(title=f"{t.task} — {t.metric} {'↑' if t.higher_is_better else '↓'} · Δ = tuned − base",
+                      title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+        for column in ("cells", "n", "base", "tuned", f"Δ [{report.confidence:.0%} CI]", "p", "verdict"):
+            table.add_column(column, justify="left" if column in ("cells", "verdict") else "right")
+        for row in ab_rows(t, report):
+            table.add_row(*row[:7], style="bold" if row[7] else None)
+        out.print(table)
+        for line in ab_notes(t, report, fmt):
+            out.print(line, highlight=False)
+    for flag in report.flags:
+        out.print(f"[bold red]flag:[/] {flag}", highlight=False)
+    for note in report.notes:
+        out.print(f"note: {note}", highlight=False)
+    for warning in report.warnings:
+        out.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    out.print(f"[bold]verdict:[/] {report.verdict}", highlight=False)
+    out.print(f"runs: base {report.base_run}, tuned {report.tuned_run}. Items where they disagree:", highlight=False)
+
+
+@dataclass(frozen=True)
+class AbFormat:
+    """Number formatting shared by the terminal and the HTML report, so both print the same digits."""
+
+    percent: bool
+
+    def score(self, v: float) -> str:
+        return "—" if v != v else (f"{100 * v:.1f}" if self.percent else f"{v:.3g}")
+
+    def signed(self, v: float) -> str:
+        return "—" if v != v else (f"{100 * v:+.1f}" if self.percent else f"{v:+.3g}")
+
+    def interval(self, mean: float, low: float, high: float) -> str:
+        return f"{self.signed(mean)} [{self.signed(low)},{self.signed(high)}]"
+
+
+def p_text(v: float | None) -> str:
+    return "" if v is None or v != v else ("<0.001" if v < 0.001 else f"{v:.3f}")
+
+
+def ab_rows(t: ABTask, report: ABReport) -> list[tuple[str, str, str, str, str, str, str, bool]]:
+    """The table rows of one task (cells, pooled, across prompts): the terminal and HTML both use these."""
+    fmt = AbFormat(t.percent)
+    rows = []
+    if len(t.cells) > 1:
+        for c in t.cells:
+            r = c.result
+            rows.append((c.name, str(r.n), fmt.score(r.mean_b), fmt.score(r.mean_a), fmt.interval(r.diff.mean, r.diff.low, r.diff.high),
+                         p_text(r.p_value), c.verdict.text + " (this cell)", False))
+    r = t.pooled
+    name = f"all {len(t.cells)} cells" if len(t.cells) > 1 else t.cells[0].name
+    p_label = p_text(t.p_holm) + (" (Holm)" if len(report.tasks) > 1 else "")
+    n_text = str(r.difference.units if len(t.cells) > 1 else r.n)
+    rows.append((name, n_text, fmt.score(r.mean_b), fmt.score(r.mean_a), fmt.interval(r.diff.mean, r.diff.low, r.diff.high),
+                 p_label, t.verdict.text, True))
+    if t.across is not None:
+        a = t.across
+        rows.append((f"across {len(a.variants)} prompts", str(a.items), "", "", fmt.interval(a.mean, a.low, a.high), p_text(a.p_value),
+                     "(prompt variance counted)", False))
+    return rows
+
+
+def ab_notes(t: ABTask, report: ABReport, fmt: AbFormat) -> list[str]:
+    lines = [f"  {t.task}: {t.verdict.text}: {t.verdict.detail}" if t.verdict.detail else f"  {t.task}: {t.verdict.text}",
+             f"  all cells: {t.unit}; test: {t.pooled.test}"]
+    if t.across is not None:
+        a = t.across
+        tau = "" if a.tau != a.tau else f"; Kendall τ of the variants' order, base vs tuned: {a.tau:+.2f}" + (
+            "" if a.tau_low != a.tau_low else f" [{a.tau_low:+.2f},{a.tau_high:+.2f}]")
+        lines.append(f"  across prompts: worst variant {a.worst.name} {fmt.signed(a.worst.diff)}, best {a.best.name} "
+                     f"{fmt.signed(a.best.diff)} (sd {fmt.score(a.prompt_sd)}), df {a.df:.1f}{tau}")
+        if len(a.variants) < 5:
+            lines.append(f"  (only {len(a.variants)} prompt variants: the across-prompt interval is wide by design)")
+    return lines

@@ -1,0 +1,163 @@
+"""``harness sensitivity``: the sensitivity report in the terminal, as JSON, or as one HTML file.
+
+Terminal: one compact table per factor overview, the slices (min [CI] / median / max [CI],
+range) and the paired tests. HTML: one section per factor with a range chart (inline SVG
+drawn with html_report's axis helpers: per slice a bar from the lowest to the highest
+setting mean, each setting's mean as a dot with its CI) and the same tables.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness.analysis.sensitivity import (
+    DESCRIPTIONS,
+    FACTORS,
+    PairedTest,
+    Sensitivity,
+    Slice,
+)
+from harness.core.files import write_atomic
+from harness.report.html import (
+    CSS,
+    LABEL_W,
+    PAD,
+    PLOT_W,
+    ROW_H,
+    _axis,
+    _bounds,
+    _e,
+    _p,
+    _pct,
+    _short,
+    _svg,
+)
+from harness.report.terminal import console
+from harness.stats.basics import Interval
+
+RANGE_COLOUR, LEVEL_COLOUR, EXTREME_COLOUR = "#9ecae1", "#2166ac", "#b2182b"
+
+
+def _ci(i: Interval) -> str:
+    if i.low != i.low or i.high != i.high:  # no interval (one draw: no spread over draws): say why, no "[—, —]"
+        return f"{_pct(i.mean)} [—] ({i.method})"
+    return f"{_pct(i.mean)} [{_pct(i.low)}, {_pct(i.high)}]"
+
+
+def _has_ci(i: Interval) -> bool:
+    return i.low == i.low and i.high == i.high
+
+
+def _test_row(t: PairedTest) -> list[str]:
+    r = t.result
+    diff = f"{100 * r.diff.mean:+.1f} [{100 * r.diff.low:+.1f}, {100 * r.diff.high:+.1f}]"
+    return [t.context, f"{t.a} − {t.b}", str(r.n), diff, r.test, _p(r.p_value), _p(t.p_holm), f"{r.wins}/{r.ties}/{r.losses}"]
+
+
+TEST_HEAD = ["setting", "A − B", "n", "Δ (points) [CI]", "test", "p", "p (Holm)", "W/T/L"]
+SLICE_HEAD = ["setting (all else fixed)", "levels", "min [CI]", "median", "max [CI]", "max − min"]
+
+
+def _slice_row(s: Slice) -> list[str]:
+    extra = f" · over draws {_ci(s.over_draws)}" if s.over_draws is not None else ""
+    return [s.context + extra, str(len(s.levels)), f"{s.min.name}: {_ci(s.min.interval)}", _pct(s.median),
+            f"{s.max.name}: {_ci(s.max.interval)}", _pct(s.range)]
+
+
+# -- terminal -------------------------------------------------------------------------------
+def print_tables(result: Sensitivity) -> None:
+    from rich.table import Table
+
+    out = console()
+    overview = Table(title=f"sensitivity · runs {', '.join(result.runs)} · metric points, {result.confidence:.0%} CIs", title_justify="left")
+    for column in ("factor", "what varies", "slices", "median range", "largest range", "where"):
+        overview.add_column(column, justify="right" if "range" in column or column == "slices" else "left")
+    for f in result.factors():
+        overview.add_row(f.factor, DESCRIPTIONS[f.factor], str(f.slices), _pct(f.median_range), _pct(f.largest.range), f.largest.context)
+    out.print(overview)
+    for factor in FACTORS:
+        slices = [s for s in result.slices if s.factor == factor]
+        if not slices:
+            continue
+        table = Table(title=f"{factor} — {DESCRIPTIONS[factor]}", title_justify="left")
+        for column in SLICE_HEAD:
+            table.add_column(column, justify="left" if column.startswith("setting") or "[CI]" in column else "right")
+        for s in slices:
+            table.add_row(*_slice_row(s))
+        out.print(table)
+        tests = [t for t in result.tests if t.factor == factor]
+        if tests:
+            paired = Table(title=f"{factor}: paired tests on the same items (Holm over the {len(tests)} tests)", title_justify="left")
+            for column in TEST_HEAD:
+                paired.add_column(column)
+            for t in tests:
+                paired.add_row(*_test_row(t))
+            out.print(paired)
+    for note in result.notes:
+        out.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+# -- HTML -----------------------------------------------------------------------------------
+def range_chart(factor: str, slices: list[Slice]) -> str:
+    """Per slice: a bar from the lowest to the highest setting mean; each setting a dot with its CI."""
+    height = len(slices) * ROW_H
+    low, high = _bounds([v for s in slices for lv in s.levels for v in (lv.interval.low, lv.interval.high)])
+    grid, x = _axis(low, high, LABEL_W, PLOT_W, PAD, height)
+    rows = []
+    for i, s in enumerate(slices):
+        y = PAD + i * ROW_H + ROW_H / 2
+        marks = []
+        for lv in s.levels:
+            colour = EXTREME_COLOUR if lv is s.min or lv is s.max else LEVEL_COLOUR
+            method = f" ({_e(lv.interval.method)})" if _has_ci(lv.interval) else ""  # else _ci already names why there is none
+            if _has_ci(lv.interval):
+                marks.append(f'<line x1="{x(lv.interval.low):.1f}" y1="{y + 4}" x2="{x(lv.interval.high):.1f}" y2="{y + 4}" '
+                             f'stroke="{colour}" stroke-width="1" opacity="0.6"/>')
+            marks.append(f'<circle class="level" cx="{x(lv.mean):.1f}" cy="{y}" r="4" fill="{colour}"><title>{_e(lv.name)}: '
+                         f'{_e(_ci(lv.interval))}{method}</title></circle>')
+        tip = f"{s.context}: {s.min.name} {_pct(s.min.mean)} … {s.max.name} {_pct(s.max.mean)} (range {_pct(s.range)})"
+        rows.append(f'<g class="slice"><title>{_e(tip)}</title>'
+                    f'<text x="{LABEL_W - 8}" y="{y + 4}" class="label">{_e(_short(s.context))}</text>'
+                    f'<rect x="{x(s.min.mean):.1f}" y="{y - 6}" width="{max(x(s.max.mean) - x(s.min.mean), 1):.1f}" height="12" '
+                    f'fill="{RANGE_COLOUR}"/>{"".join(marks)}</g>')
+    return _svg(f"range-chart factor-{factor}", f"{factor}: range of setting means per slice", height, grid + "".join(rows),
+                f"{slices[0].metric} (%) — bar: min to max of setting means; dots: settings with their CIs (hover for method)")
+
+
+def _table(css: str, head: list[str], rows: list[list[str]]) -> str:
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (f"<table class='plain {css}'><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head)
+            + f"</tr></thead><tbody>{body}</tbody></table>")
+
+
+def render(result: Sensitivity, title: str = "harness sensitivity report") -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    body = [f"<h1>{_e(title)}</h1><p class='note'>runs: {_e(', '.join(result.runs))} · generated {stamp} · "
+            f"{result.confidence:.0%} CIs: Wilson per one-draw setting, t over draws for settings pooled over draws.</p>"]
+    overview = [[f.factor, DESCRIPTIONS[f.factor], str(f.slices), _pct(f.median_range), _pct(f.largest.range), f.largest.context]
+                for f in result.factors()]
+    body.append("<h2>Overview</h2>" + _table("overview", ["factor", "what varies", "slices", "median range", "largest range", "where"], overview))
+    for factor in FACTORS:
+        slices = [s for s in result.slices if s.factor == factor]
+        if not slices:
+            continue
+        body.append(f"<section class='factor' id='factor-{factor}'><h2>{_e(factor)} — {_e(DESCRIPTIONS[factor])}</h2>")
+        body.append(range_chart(factor, slices))
+        body.append(_table("slices", SLICE_HEAD, [_slice_row(s) for s in slices]))
+        tests = [t for t in result.tests if t.factor == factor]
+        if tests:
+            body.append(f"<h3>Paired tests on the same items (Holm over the {len(tests)} tests)</h3>")
+            body.append(_table("paired", TEST_HEAD, [_test_row(t) for t in tests]))
+        body.append("</section>")
+    if result.notes:
+        body.append("<h2>Notes</h2><ul>" + "".join(f"<li class='warn'>{_e(n)}</li>" for n in result.notes) + "</ul>")
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
+            f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def write_html(result: Sensitivity, path: Path) -> Path:
+    write_atomic(path, [render(result)])
+    os.chmod(path, 0o644)
+    return path

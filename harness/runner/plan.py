@@ -1,0 +1,147 @@
+"""Planning: the matrix -> cells, each item -> its prompt, demonstrations and requests.
+
+``plan`` renders one item of each cell, so a broken template fails before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.backends import ModelSpec, backend_class
+from harness.core.errors import HarnessError
+from harness.fewshot.selectors import SELECTORS, Selector, draw_rng
+from harness.prompts.template import PromptTemplate, Rendered, load_prompt
+from harness.requests import (
+    GenerateRequest,
+    LoglikelihoodRequest,
+    Request,
+    loglikelihood_requests,
+)
+from harness.runner.spec import ExperimentSpec
+from harness.scoring import build_filter
+from harness.scoring.checks import check_task
+from harness.tasks.subsets import select_items
+from harness.tasks.task import Item, Task, find_task
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: Task
+    template: PromptTemplate
+    shots: int
+    selector: str  # "none" for zero-shot, where selectors make no difference
+    model: ModelSpec
+    seed: int
+    items: tuple[Item, ...]
+    pool: tuple[Item, ...]
+    max_tokens: int | None = None  # experiment-level cap on generation.max_tokens
+    draw: int = 0  # demonstration draw (--draws): mixed into each item's few-shot RNG seed
+    subset: tuple[Any, ...] | None = None  # ExperimentSpec.subset_key(): a sampled/stratified subset is a cell of its own
+
+    @property
+    def cell_id(self) -> str:
+        key = [self.task.name, self.template.name, self.template.sha256, self.shots, self.selector, self.model.label, self.seed]
+        if self.max_tokens and self.task.spec.type == "generate":  # only capped cells get a different id
+            key.append(self.max_tokens)
+        if self.draw:  # draw 0 keeps the id it had before draws existed
+            key.append(["draw", self.draw])
+        if self.subset is not None:  # --sample / --stratify; the first N items (--limit) keep the id they always had
+            key.append(["subset", *self.subset])
+        return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
+
+    @property
+    def selector_label(self) -> str:
+        """The selector as stored and shown: ``random draw 2`` for draws after the first."""
+        return f"{self.selector} draw {self.draw}" if self.draw else self.selector
+
+    @property
+    def label(self) -> str:
+        return f"{self.task.name} | {self.template.name} | {self.shots}-shot {self.selector_label} | {self.model.label}"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One item ready for the backend: its rendering, demonstrations and requests."""
+
+    position: int
+    item: Item
+    rendered: Rendered
+    demo_ids: tuple[str, ...]
+    requests: tuple[Request, ...]
+
+
+# -- planning -----------------------------------------------------------------------
+def plan(spec: ExperimentSpec) -> list[Cell]:
+    """Expand the matrix and check every cell renders, before any model is loaded."""
+    task_dirs = [Path(d) for d in spec.tasks_dirs]
+    data_dirs = [Path(d) for d in spec.data_dirs]
+    prompt_dirs = [Path(d) for d in spec.prompts_dirs]
+    cells: list[Cell] = []
+    # a group task (e.g. mmlu) expands into its members (mmlu_anatomy, ...), one set of cells each
+    tasks = [member for ref in spec.tasks for member in check_task(find_task(ref, task_dirs, data_dirs)).members()]
+    for task in tasks:
+        for step in task.spec.filters:
+            build_filter(step)
+        items = tuple(select_items(task, task.items(spec.split), limit=spec.limit, sample=spec.sample, stratify=spec.stratify,
+                                   seed=spec.seed))
+        if not items:
+            raise HarnessError(f"task '{task.name}': split '{spec.split}' has no rows")
+        templates = [load_prompt(task, name, prompt_dirs) for name in (spec.prompts or task.spec.prompts)]
+        needs_pool = any(k > 0 for k in spec.shots)
+        pool = tuple(task.items(spec.fewshot_split)) if needs_pool else ()
+        for model in spec.models:
+            for template in templates:
+                for shots in spec.shots:
+                    for selector in spec.selectors if shots > 0 else ["none"]:
+                        for draw in range(spec.draws if shots > 0 else 1):
+                            cell = Cell(task, template, shots, selector, model, spec.seed, items, pool, spec.max_tokens, draw,
+                                        subset=spec.subset_key())
+                            first = prepare(cell, 0, items[0], selector_for(cell))  # fail fast on template errors
+                            _check_per_choice_contexts(cell, first)
+                            cells.append(cell)
+                        if shots == 0:
+                            break
+    return cells
+
+
+def _check_per_choice_contexts(cell: Cell, first: Prepared) -> None:
+    """A model that cannot score choices with their own contexts (e.g. the API's generate-and-parse
+    fallback, which shows one context) is refused here, at planning, before anything runs."""
+    if first.rendered.prompts:
+        problem = backend_class(cell.model).per_choice_contexts_problem(cell.model, first.rendered.prompt)
+        if problem:
+            raise HarnessError(f"task '{cell.task.name}' has per-choice contexts ('contexts:' in {cell.task.yaml_path}), but {problem}")
+
+
+def selector_for(cell: Cell) -> Selector | None:
+    return SELECTORS.get(cell.selector)(cell.pool) if cell.shots > 0 else None
+
+
+UNCONDITIONAL_METRIC = "acc_mutual_info"  # a task listing it gets one extra request per continuation, see ``prepare``
+
+
+def prepare(cell: Cell, position: int, item: Item, selector: Selector | None) -> Prepared:
+    shots = selector.select(item, cell.shots, draw_rng(cell.seed, item.id, cell.draw)) if selector else []
+    rendered = cell.template.render(cell.task, item, shots)
+    requests: tuple[Request, ...]
+    if cell.task.spec.type in ("multiple_choice", "classification"):
+        requests = loglikelihood_requests(rendered)  # per-choice contexts: each continuation after its own prompt
+        if UNCONDITIONAL_METRIC in cell.task.spec.metrics:
+            # lm-eval's acc_mutual_info: each continuation again after an empty context, ("", " Paris"), after the
+            # conditional requests in the same order; cached and stored with the item like them (scorer.split_unconditional)
+            requests += tuple(LoglikelihoodRequest(context="", continuation=r.continuation) for r in requests)
+    else:
+        gen = cell.task.spec.generation
+        max_tokens = min(gen.max_tokens, cell.max_tokens) if cell.max_tokens else gen.max_tokens
+        requests = tuple(  # one request per sample; ``repeat`` keeps samples apart in the cache
+            GenerateRequest(prompt=rendered.prompt, max_tokens=max_tokens, stop=tuple(gen.stop), temperature=gen.temperature,
+                            seed=cell.seed, repeat=r)
+            for r in range(cell.task.spec.repeats)
+        )
+    return Prepared(position, item, rendered, tuple(s.id for s in shots), requests)
+
+
