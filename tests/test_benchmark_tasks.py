@@ -15,6 +15,7 @@ from harness.cli.main import main
 from harness.core.errors import HarnessError
 from harness.runner.execute import run_experiment
 from harness.runner.spec import ExperimentSpec
+from harness.scoring.checks import check_task
 from harness.store.store import Store
 from harness.tasks.task import PROJECT_ROOT, find_task
 
@@ -154,7 +155,7 @@ def test_maj_needs_enough_repeats(tmp_path: Path) -> None:
                                       "target": "{{ a }}", "prompts": ["q"], "metrics": ["maj@5"], "repeats": 2},
                    [{"q": "1", "a": "1"}], {"q": "{{ q }}"})
     with pytest.raises(HarnessError, match="maj@5.*at least 5 samples"):
-        find_task(str(folder))
+        check_task(find_task(str(folder)))
 
 
 def test_corpus_bleu_cell_score_equals_sacrebleu_on_the_stored_outputs(shared_data: Path, db_path: Path) -> None:

@@ -174,13 +174,14 @@ def test_calibrate_writes_acc_calibrated_item_scores_that_compare_pairs(tmp_path
 
 def test_acc_calibrated_cannot_be_a_task_metric(tmp_path: Path) -> None:
     from harness.core.errors import HarnessError
+    from harness.scoring.checks import check_task
     from harness.tasks.task import load_task
 
     folder = _task(tmp_path)
     spec = yaml.safe_load((folder / "task.yaml").read_text())
     (folder / "task.yaml").write_text(yaml.safe_dump({**spec, "metrics": ["acc", "acc_calibrated"]}))
     with pytest.raises(HarnessError, match="harness calibrate"):
-        load_task(folder)
+        check_task(load_task(folder))
 
 
 @pytest.mark.slow
