@@ -9,6 +9,7 @@ from rich import box
 from rich.table import Table
 
 from harness.analysis.ab import ABReport, ABTask
+from harness.report.numbers import p_value
 from harness.report.terminal import console
 
 
@@ -54,7 +55,7 @@ class AbFormat:
 
 
 def p_text(v: float | None) -> str:
-    return "" if v is None or v != v else ("<0.001" if v < 0.001 else f"{v:.3f}")
+    return p_value(v, missing="")
 
 
 def ab_rows(t: ABTask, report: ABReport) -> list[tuple[str, str, str, str, str, str, str, bool]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,11 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.analysis.aggregates import class_reports, group_summaries
+from harness.report.numbers import percent
 from harness.store.store import Store
-
-
-def _pct(value: float) -> str:
-    return "—" if math.isnan(value) else f"{100 * value:.1f}"
 
 
 def aggregates_json(store: Store, summaries: Sequence[Any]) -> dict[str, Any]:
@@ -34,8 +30,8 @@ def print_aggregates(store: Store, summaries: Sequence[Any], out: Console) -> No
         for g in groups:
             table.add_row(
                 g.group, str(len(g.members)), g.prompt, str(g.shots), g.selector, g.model, g.metric,
-                _pct(g.micro.mean), f"[{_pct(g.micro.low)}, {_pct(g.micro.high)}]",
-                _pct(g.macro.mean), f"[{_pct(g.macro.low)}, {_pct(g.macro.high)}]",
+                percent(g.micro.mean), f"[{percent(g.micro.low)}, {percent(g.micro.high)}]",
+                percent(g.macro.mean), f"[{percent(g.macro.low)}, {percent(g.macro.high)}]",
             )
         out.print(table)
     by_id = {s.cell.cell_id: s.cell for s in summaries}
@@ -45,5 +41,5 @@ def print_aggregates(store: Store, summaries: Sequence[Any], out: Console) -> No
         for column in ("label", "precision", "recall", "f1", "support"):
             table.add_column(column, justify="left" if column == "label" else "right")
         for label, row in report.items():
-            table.add_row(label, _pct(row["precision"]), _pct(row["recall"]), _pct(row["f1"]), str(int(row["support"])))
+            table.add_row(label, percent(row["precision"]), percent(row["recall"]), percent(row["f1"]), str(int(row["support"])))
         out.print(table)

@@ -9,10 +9,8 @@ own page built from the same rows and notes as the terminal's, so the two cannot
 
 from __future__ import annotations
 
-import html
-import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,6 +25,18 @@ from harness.analysis.compare import (
 from harness.core.files import write_atomic
 from harness.prompts.messages import prompt_from_json, prompt_text
 from harness.report.ab import AbFormat, ab_notes, ab_rows
+from harness.report.numbers import p_value, percent
+from harness.report.svg import (
+    LABEL_W,
+    PAD,
+    PLOT_W,
+    ROW_H,
+    axis,
+    bounds,
+    escape,
+    figure,
+    short_label,
+)
 from harness.report.terminal import (
     number_formats,
     ranking_notes,
@@ -35,26 +45,13 @@ from harness.report.terminal import (
 )
 from harness.store.store import Store
 
+
+def html_p(value: float | None) -> str:
+    return p_value(value, below="&lt;0.001")
+
+
 VERDICT_COLOURS = {"best": "#1b7837", "inconclusive": "#5aae61", "equivalent": "#2166ac", "worse": "#b2182b",
                    "better": "#1b7837"}
-LABEL_W, PLOT_W, ROW_H, PAD = 340, 420, 22, 28
-MAX_LABEL = 52
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _pct(v: float | None) -> str:
-    return "—" if v is None or v != v else f"{100 * v:.1f}"
-
-
-def _p(v: float | None) -> str:
-    return "—" if v is None or v != v else ("&lt;0.001" if v < 0.001 else f"{v:.3f}")
-
-
-def _short(label: str) -> str:
-    return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1] + "…"
 
 
 def _colour(rc: RankedCell) -> str:
@@ -62,58 +59,24 @@ def _colour(rc: RankedCell) -> str:
     return VERDICT_COLOURS.get(rc.verdict.code, "#4d4d4d")
 
 
-def _ticks(low: float, high: float, target: int = 6) -> list[float]:
-    """Round tick values (1, 2 or 5 times a power of ten) covering [low, high]."""
-    raw = (high - low) / max(target - 1, 1)
-    power = 10 ** math.floor(math.log10(raw)) if raw > 0 else 0.01
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    first = math.ceil(low / step - 1e-9) * step
-    return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
-
-
-def _axis(low: float, high: float, x0: float, width: float, y: float, height: float, percent: bool = True) -> tuple[str, Callable[[float], float]]:
-    """Gridlines with tick labels; returns the SVG and the value -> x mapping."""
-    span = high - low or 1.0
-
-    def x(v: float) -> float:
-        return x0 + (v - low) / span * width
-
-    parts = []
-    for v in _ticks(low, high):
-        parts.append(f'<line x1="{x(v):.1f}" y1="{y}" x2="{x(v):.1f}" y2="{y + height}" class="grid"/>')
-        label = f"{100 * v:.0f}" if percent else f"{v:.2f}"
-        parts.append(f'<text x="{x(v):.1f}" y="{y + height + 14}" class="tick">{label}</text>')
-    return "".join(parts), x
-
-
-def _bounds(values: Sequence[float], pad: float = 0.05, clamp: tuple[float, float] | None = (0.0, 1.0)) -> tuple[float, float]:
-    clean = [v for v in values if v == v]
-    if not clean:
-        return (0.0, 1.0)
-    low, high = min(clean) - pad, max(clean) + pad
-    if clamp:
-        low, high = max(clamp[0], low), min(clamp[1], high)
-    return (low, high) if high > low else (low - 0.05, high + 0.05)
-
-
 def ci_plot(ranking: TaskRanking) -> str:
     """Per-cell mean (dot) and CI (bar), best first, coloured by verdict."""
     cells = ranking.cells
     height = len(cells) * ROW_H
-    low, high = _bounds([v for rc in cells for v in (rc.summary.interval.low, rc.summary.interval.high)])
-    grid, x = _axis(low, high, LABEL_W, PLOT_W, PAD, height)
+    low, high = bounds([v for rc in cells for v in (rc.summary.interval.low, rc.summary.interval.high)])
+    grid, x = axis(low, high, LABEL_W, PLOT_W, PAD, height)
     rows = []
     for i, rc in enumerate(cells):
         s, y = rc.summary, PAD + i * ROW_H + ROW_H / 2
         ci, colour = s.interval, _colour(rc)
-        tip = f"{s.label}: {_pct(ci.mean)} [{_pct(ci.low)}, {_pct(ci.high)}], n={s.n}, {rc.verdict.text}"
+        tip = f"{s.label}: {percent(ci.mean)} [{percent(ci.low)}, {percent(ci.high)}], n={s.n}, {rc.verdict.text}"
         rows.append(
-            f'<g class="cell"><title>{_e(tip)}</title>'
-            f'<text x="{LABEL_W - 8}" y="{y + 4}" class="label">{rc.rank}. {_e(_short(s.label))}</text>'
+            f'<g class="cell"><title>{escape(tip)}</title>'
+            f'<text x="{LABEL_W - 8}" y="{y + 4}" class="label">{rc.rank}. {escape(short_label(s.label))}</text>'
             f'<line x1="{x(ci.low):.1f}" y1="{y}" x2="{x(ci.high):.1f}" y2="{y}" stroke="{colour}" stroke-width="3"/>'
             f'<circle cx="{x(ci.mean):.1f}" cy="{y}" r="5" fill="{colour}"/></g>'
         )
-    return _svg("ci-plot", f"{ranking.metric} per cell with {len(cells)} CI bars", height, grid + "".join(rows), ranking.metric + " (%)")
+    return figure("ci-plot", f"{ranking.metric} per cell with {len(cells)} CI bars", height, grid + "".join(rows), ranking.metric + " (%)")
 
 
 def forest_plot(ranking: TaskRanking) -> str:
@@ -123,21 +86,21 @@ def forest_plot(ranking: TaskRanking) -> str:
         return '<p class="note">Only one cell: nothing to compare against the best.</p>'
     height = len(cells) * ROW_H
     values = [v for rc in cells for v in (rc.vs_best.diff.low, rc.vs_best.diff.high)] + [0.0]  # type: ignore[union-attr]
-    low, high = _bounds(values, pad=0.02, clamp=(-1.0, 1.0))
-    grid, x = _axis(low, high, LABEL_W, PLOT_W, PAD, height)
+    low, high = bounds(values, pad=0.02, clamp=(-1.0, 1.0))
+    grid, x = axis(low, high, LABEL_W, PLOT_W, PAD, height)
     rows = [f'<line x1="{x(0):.1f}" y1="{PAD - 6}" x2="{x(0):.1f}" y2="{PAD + height}" class="zero"/>']
     for i, rc in enumerate(cells):
         r, y = rc.vs_best, PAD + i * ROW_H + ROW_H / 2
         assert r is not None
         colour = _colour(rc)
-        tip = f"{rc.summary.label} − best: {100 * r.diff.mean:+.1f} [{100 * r.diff.low:+.1f}, {100 * r.diff.high:+.1f}], p adj={_p(rc.p_adjusted)}"
+        tip = f"{rc.summary.label} − best: {100 * r.diff.mean:+.1f} [{100 * r.diff.low:+.1f}, {100 * r.diff.high:+.1f}], p adj={html_p(rc.p_adjusted)}"
         rows.append(
-            f'<g class="diff"><title>{_e(tip)}</title>'
-            f'<text x="{LABEL_W - 8}" y="{y + 4}" class="label">{_e(_short(rc.summary.label))}</text>'
+            f'<g class="diff"><title>{escape(tip)}</title>'
+            f'<text x="{LABEL_W - 8}" y="{y + 4}" class="label">{escape(short_label(rc.summary.label))}</text>'
             f'<line x1="{x(r.diff.low):.1f}" y1="{y}" x2="{x(r.diff.high):.1f}" y2="{y}" stroke="{colour}" stroke-width="3"/>'
             f'<rect x="{x(r.diff.mean) - 5:.1f}" y="{y - 5}" width="10" height="10" fill="{colour}"/></g>'
         )
-    return _svg("forest-plot", "paired differences against the best cell", height, grid + "".join(rows), "difference vs best (points)")
+    return figure("forest-plot", "paired differences against the best cell", height, grid + "".join(rows), "difference vs best (points)")
 
 
 def heatmap(ranking: TaskRanking) -> str:
@@ -152,31 +115,24 @@ def heatmap(ranking: TaskRanking) -> str:
     for j, setting in enumerate(settings):
         cx = left + j * cw + cw / 2
         model, _, shots = setting.partition(" · ")
-        parts.append(f'<text x="{cx}" y="{top - 24}" class="col">{_e(_short(model)[:28])}</text>'
-                     f'<text x="{cx}" y="{top - 8}" class="col">{_e(shots)}</text>')
+        parts.append(f'<text x="{cx}" y="{top - 24}" class="col">{escape(short_label(model)[:28])}</text>'
+                     f'<text x="{cx}" y="{top - 8}" class="col">{escape(shots)}</text>')
     for i, prompt in enumerate(prompts):
         y = top + i * ch
-        parts.append(f'<text x="{left - 8}" y="{y + ch / 2 + 4}" class="label">{_e(prompt)}</text>')
+        parts.append(f'<text x="{left - 8}" y="{y + ch / 2 + 4}" class="label">{escape(prompt)}</text>')
         for j, setting in enumerate(settings):
             v = value.get((prompt, setting), float("nan"))
             share = 0.5 if high == low or v != v else (v - low) / (high - low)
             fill = "#eeeeee" if v != v else f"hsl({210 - 90 * share:.0f}, 70%, {88 - 45 * share:.0f}%)"
             text_class = "hm dark" if share > 0.55 and v == v else "hm"
             parts.append(
-                f'<g class="hm-cell"><title>{_e(prompt)} · {_e(setting)}: {_pct(v)}</title>'
+                f'<g class="hm-cell"><title>{escape(prompt)} · {escape(setting)}: {percent(v)}</title>'
                 f'<rect x="{left + j * cw}" y="{y}" width="{cw - 2}" height="{ch - 2}" fill="{fill}"/>'
-                f'<text x="{left + j * cw + cw / 2}" y="{y + ch / 2 + 4}" class="{text_class}">{_pct(v)}</text></g>'
+                f'<text x="{left + j * cw + cw / 2}" y="{y + ch / 2 + 4}" class="{text_class}">{percent(v)}</text></g>'
             )
     width, height = left + len(settings) * cw + 20, top + len(prompts) * ch + 10
     return (f'<svg class="heatmap" role="img" aria-label="prompt variant by setting heatmap" width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">{"".join(parts)}</svg>')
-
-
-def _svg(css_class: str, label: str, height: float, body: str, axis_title: str) -> str:
-    width, total = LABEL_W + PLOT_W + 30, height + PAD + 34
-    title = f'<text x="{LABEL_W + PLOT_W / 2}" y="14" class="axis-title">{_e(axis_title)}</text>'
-    return (f'<svg class="{css_class}" role="img" aria-label="{_e(label)}" width="{width}" height="{total}" '
-            f'viewBox="0 0 {width} {total}" xmlns="http://www.w3.org/2000/svg">{title}{body}</svg>')
 
 
 def ranked_table(ranking: TaskRanking, comp: Comparison) -> str:
@@ -187,16 +143,16 @@ def ranked_table(ranking: TaskRanking, comp: Comparison) -> str:
     for rc in ranking.cells:
         s, ci, r = rc.summary, rc.summary.interval, rc.vs_best
         cells = [
-            str(rc.rank), _e(s.cell.prompt), str(s.cell.shots), _e(s.cell.selector), _e(s.cell.model), str(s.n),
+            str(rc.rank), escape(s.cell.prompt), str(s.cell.shots), escape(s.cell.selector), escape(s.cell.model), str(s.n),
             score(ci.mean), f"[{score(ci.low)},{score(ci.high)}]",
             "best" if r is None else signed(r.diff.mean), "" if r is None else f"[{signed(r.diff.low)},{signed(r.diff.high)}]",
-            "" if r is None else _p(r.p_value), _p(rc.p_adjusted),
-            f'<span class="badge" style="background:{_colour(rc)}">{_e(rc.verdict.text)}</span>',
+            "" if r is None else html_p(r.p_value), html_p(rc.p_adjusted),
+            f'<span class="badge" style="background:{_colour(rc)}">{escape(rc.verdict.text)}</span>',
             "" if r is None else f"{r.wins}/{r.ties}/{r.losses}", str(s.unscorable) if s.unscorable else "",
         ]
         rows.append(f"<tr data-verdict='{rc.verdict.code}'>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    notes = "".join(f"<li>{_e(line.strip())}</li>" for line in ranking_notes(comp, ranking, varying_fields([rc.summary for rc in ranking.cells])))
-    return (f'<table class="ranked" data-task="{_e(ranking.task)}"><thead><tr>' + "".join(f"<th>{_e(h)}</th>" for h in head)
+    notes = "".join(f"<li>{escape(line.strip())}</li>" for line in ranking_notes(comp, ranking, varying_fields([rc.summary for rc in ranking.cells])))
+    return (f'<table class="ranked" data-task="{escape(ranking.task)}"><thead><tr>' + "".join(f"<th>{escape(h)}</th>" for h in head)
             + "</tr></thead><tbody>" + "".join(rows) + f"</tbody></table><ul class='notes'>{notes}</ul>")
 
 
@@ -205,13 +161,13 @@ def diff_section(label_a: str, label_b: str, metric: str, diffs: Sequence[ItemDi
     for d in list(diffs)[:limit]:
         pa, pb = prompt_text(prompt_from_json(d.prompt_a)), prompt_text(prompt_from_json(d.prompt_b))
         rows.append(
-            f"<tr><td>{_e(d.item_id)}</td><td>{_e(d.target)}</td><td>{d.score_a:g}</td><td>{_e(d.response_a)}</td>"
-            f"<td>{d.score_b:g}</td><td>{_e(d.response_b)}</td><td><details><summary>prompts</summary>"
-            f"<div class='pair'><pre>{_e(pa)}</pre><pre>{_e(pb)}</pre></div></details></td></tr>"
+            f"<tr><td>{escape(d.item_id)}</td><td>{escape(d.target)}</td><td>{d.score_a:g}</td><td>{escape(d.response_a)}</td>"
+            f"<td>{d.score_b:g}</td><td>{escape(d.response_b)}</td><td><details><summary>prompts</summary>"
+            f"<div class='pair'><pre>{escape(pa)}</pre><pre>{escape(pb)}</pre></div></details></td></tr>"
         )
     more = f"<p class='note'>… and {len(diffs) - limit} more.</p>" if len(diffs) > limit else ""
     return (
-        f"<p><b>{len(diffs)}</b> of {n_shared} shared items disagree on {_e(metric)}. A = {_e(label_a)}; B = {_e(label_b)}.</p>"
+        f"<p><b>{len(diffs)}</b> of {n_shared} shared items disagree on {escape(metric)}. A = {escape(label_a)}; B = {escape(label_b)}.</p>"
         "<table class='diffs'><thead><tr><th>item</th><th>target</th><th>A</th><th>A answer</th><th>B</th><th>B answer</th>"
         "<th>prompts (A | B)</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>" + more
     )
@@ -249,13 +205,13 @@ def render(comp: Comparison, store: Store | None = None, diff_limit: int = 30, t
            appendix: Sequence[str] = ()) -> str:
     """The whole report as one HTML string; ``appendix`` sections (e.g. tuning curves) go before the warnings."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    body = [f"<h1>{_e(title)}</h1><p class='note'>runs: {_e(', '.join(comp.runs))} · generated {stamp} · "
+    body = [f"<h1>{escape(title)}</h1><p class='note'>runs: {escape(', '.join(comp.runs))} · generated {stamp} · "
             f"intervals at {comp.confidence:.0%}; verdicts at α={comp.alpha}"
             + (f", equivalence margin ±{comp.margin:g}" if comp.margin else "") + "; green: may be best, blue: equivalent to the best, "
             "red: worse (see docs/compare.md for what each number guarantees).</p>"]
     for ranking in comp.rankings:
         arrow = "higher is better" if ranking.higher_is_better else "lower is better"
-        body.append(f"<h2 id='task-{_e(ranking.task)}'>{_e(ranking.task)} — {_e(ranking.metric)} ({arrow})</h2>")
+        body.append(f"<h2 id='task-{escape(ranking.task)}'>{escape(ranking.task)} — {escape(ranking.metric)} ({arrow})</h2>")
         body.append(ranked_table(ranking, comp))
         body.append("<div class='plots'><div><h3>Scores with CI</h3>" + ci_plot(ranking) + "</div>"
                     "<div><h3>Paired difference vs best</h3>" + forest_plot(ranking) + "</div></div>")
@@ -265,59 +221,59 @@ def render(comp: Comparison, store: Store | None = None, diff_limit: int = 30, t
     spreads = [s for s in comp.spreads if s.n_variants >= 2]
     if spreads:
         rows = "".join(
-            f"<tr><td>{_e(s.task)}</td><td>{_e(s.setting)}</td><td>{s.n_variants}</td><td>{_pct(s.min)}</td><td>{_pct(s.median)}</td>"
-            f"<td>{_pct(s.max)}</td><td>{_pct(s.range)}</td><td>{_e(s.best_prompt)}</td><td>{_e(s.worst_prompt)}</td></tr>" for s in spreads
+            f"<tr><td>{escape(s.task)}</td><td>{escape(s.setting)}</td><td>{s.n_variants}</td><td>{percent(s.min)}</td><td>{percent(s.median)}</td>"
+            f"<td>{percent(s.max)}</td><td>{percent(s.range)}</td><td>{escape(s.best_prompt)}</td><td>{escape(s.worst_prompt)}</td></tr>" for s in spreads
         )
         body.append("<h2>Prompt sensitivity</h2><table class='plain spread'><thead><tr><th>task</th><th>model · shots</th><th>variants</th>"
                     "<th>min</th><th>median</th><th>max</th><th>max − min</th><th>best prompt</th><th>worst prompt</th></tr></thead>"
                     f"<tbody>{rows}</tbody></table>")
     if comp.stability:
-        rows = "".join(f"<tr><td>{_e(s.task)}</td><td>{_e(s.setting_a)}</td><td>{_e(s.setting_b)}</td><td>{s.n_variants}</td>"
-                       f"<td>{_e(tau_text(s))}</td></tr>" for s in comp.stability)
+        rows = "".join(f"<tr><td>{escape(s.task)}</td><td>{escape(s.setting_a)}</td><td>{escape(s.setting_b)}</td><td>{s.n_variants}</td>"
+                       f"<td>{escape(tau_text(s))}</td></tr>" for s in comp.stability)
         body.append(f"<h2>Rank stability of prompt variants (Kendall τ, {comp.confidence:.0%} CI over items)</h2>"
                     "<table class='plain stability'><thead><tr><th>task</th>"
                     f"<th>setting A</th><th>setting B</th><th>variants</th><th>τ [CI]</th></tr></thead><tbody>{rows}</tbody></table>")
     if comp.models:
         rows = "".join(
-            f"<tr><td>{_e(m.task)}</td><td>{_e(m.model_a)} − {_e(m.model_b)}</td><td>{_e(m.setting)}</td><td>{len(m.result.variants)}</td>"
-            f"<td>{100 * m.result.mean:+.1f} [{100 * m.result.low:+.1f},{100 * m.result.high:+.1f}]</td><td>{_p(m.result.p_value)}</td>"
-            f"<td>{_e(m.result.worst.name)} {100 * m.result.worst.diff:+.1f} / {_e(m.result.best.name)} {100 * m.result.best.diff:+.1f}</td></tr>"
+            f"<tr><td>{escape(m.task)}</td><td>{escape(m.model_a)} − {escape(m.model_b)}</td><td>{escape(m.setting)}</td><td>{len(m.result.variants)}</td>"
+            f"<td>{100 * m.result.mean:+.1f} [{100 * m.result.low:+.1f},{100 * m.result.high:+.1f}]</td><td>{html_p(m.result.p_value)}</td>"
+            f"<td>{escape(m.result.worst.name)} {100 * m.result.worst.diff:+.1f} / {escape(m.result.best.name)} {100 * m.result.best.diff:+.1f}</td></tr>"
             for m in comp.models)
         body.append(f"<h2>Model vs model across prompt variants (Δ = A − B, {comp.confidence:.0%} CI counts prompt variance)</h2>"
                     "<table class='plain models'><thead><tr><th>task</th><th>A − B</th><th>setting</th><th>variants</th><th>Δ [CI]</th>"
                     f"<th>p</th><th>worst / best variant</th></tr></thead><tbody>{rows}</tbody></table>")
     body.extend(appendix)
     if comp.warnings:
-        body.append("<h2>Warnings</h2><ul>" + "".join(f"<li class='warn'>{_e(w)}</li>" for w in comp.warnings) + "</ul>")
+        body.append("<h2>Warnings</h2><ul>" + "".join(f"<li class='warn'>{escape(w)}</li>" for w in comp.warnings) + "</ul>")
     return _page(title, body)
 
 
 def _page(title: str, body: Sequence[str]) -> str:
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
 
 
 def ab_section(report: ABReport) -> str:
     """The A/B verdict: the terminal's rows and notes (harness.report.ab.ab_rows / ab_notes), as HTML."""
-    parts = [f"<h2 id='ab'>A/B: tuned = {_e(report.tuned)} vs base = {_e(report.base)} (Δ = tuned − base)</h2>",
-             f"<p class='verdict ab-verdict'><b>verdict:</b> {_e(report.verdict)}</p>"]
+    parts = [f"<h2 id='ab'>A/B: tuned = {escape(report.tuned)} vs base = {escape(report.base)} (Δ = tuned − base)</h2>",
+             f"<p class='verdict ab-verdict'><b>verdict:</b> {escape(report.verdict)}</p>"]
     for flag in report.flags:
-        parts.append(f"<p class='flag'><b>flag:</b> {_e(flag)}</p>")
+        parts.append(f"<p class='flag'><b>flag:</b> {escape(flag)}</p>")
     for note in report.notes:
-        parts.append(f"<p class='note'>note: {_e(note)}</p>")
+        parts.append(f"<p class='note'>note: {escape(note)}</p>")
     for t in report.tasks:
         head = ["cells", "n", "base", "tuned", f"Δ [{report.confidence:.0%} CI]", "p", "verdict"]
         rows = "".join(
-            f"<tr class='{'pooled' if bold else 'cell'}'>" + "".join(f"<td>{'<b>' if bold else ''}{_e(v)}{'</b>' if bold else ''}</td>" for v in row[:7]) + "</tr>"
+            f"<tr class='{'pooled' if bold else 'cell'}'>" + "".join(f"<td>{'<b>' if bold else ''}{escape(v)}{'</b>' if bold else ''}</td>" for v in row[:7]) + "</tr>"
             for *row, bold in ab_rows(t, report)
         )
-        notes = "".join(f"<li>{_e(line.strip())}</li>" for line in ab_notes(t, report, AbFormat(t.percent)))
-        parts.append(f"<h3>{_e(t.task)} — {_e(t.metric)} ({'higher' if t.higher_is_better else 'lower'} is better)</h3>"
-                     f"<table class='ab' data-task='{_e(t.task)}'><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head)
+        notes = "".join(f"<li>{escape(line.strip())}</li>" for line in ab_notes(t, report, AbFormat(t.percent)))
+        parts.append(f"<h3>{escape(t.task)} — {escape(t.metric)} ({'higher' if t.higher_is_better else 'lower'} is better)</h3>"
+                     f"<table class='ab' data-task='{escape(t.task)}'><thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head)
                      + f"</tr></thead><tbody>{rows}</tbody></table><ul class='notes'>{notes}</ul>")
     if report.warnings:
-        parts.append("<h3>Warnings</h3><ul>" + "".join(f"<li class='warn'>{_e(w)}</li>" for w in report.warnings) + "</ul>")
-    parts.append(f"<p class='note'>runs: base {_e(report.base_run)}, tuned {_e(report.tuned_run)}</p>")
+        parts.append("<h3>Warnings</h3><ul>" + "".join(f"<li class='warn'>{escape(w)}</li>" for w in report.warnings) + "</ul>")
+    parts.append(f"<p class='note'>runs: base {escape(report.base_run)}, tuned {escape(report.tuned_run)}</p>")
     return "".join(parts)
 
 
@@ -325,14 +281,14 @@ def render_ab(report: ABReport, store: Store | None = None, diff_limit: int = 30
     """An A/B report page: the verdict section, then the disagreeing items of each matched cell."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     title = f"harness A/B: {report.tuned} vs {report.base}"
-    body = [f"<h1>{_e(title)}</h1><p class='note'>generated {stamp} · intervals at {report.confidence:.0%}; verdicts at "
+    body = [f"<h1>{escape(title)}</h1><p class='note'>generated {stamp} · intervals at {report.confidence:.0%}; verdicts at "
             f"α={report.alpha}" + (f", equivalence margin ±{report.margin:g}" if report.margin else "") + "</p>", ab_section(report)]
     if store is not None:
         for t in report.tasks:
             for c in t.cells:
                 a_ref, b_ref = f"{report.base_run}:{c.base.cell.cell_id}", f"{report.tuned_run}:{c.tuned.cell.cell_id}"
                 metric, diffs, shared = item_diff(store, c.base.cell, c.tuned.cell, t.metric)
-                body.append(f"<h3>{_e(t.task)} · {_e(c.name)}: items where base and tuned disagree</h3>"
+                body.append(f"<h3>{escape(t.task)} · {escape(c.name)}: items where base and tuned disagree</h3>"
                             + diff_section(f"base {a_ref}", f"tuned {b_ref}", metric, diffs, shared, diff_limit))
     body.extend(appendix)
     return _page(title, body)

@@ -20,19 +20,18 @@ from harness.analysis.sensitivity import (
     Slice,
 )
 from harness.core.files import write_atomic
-from harness.report.html import (
-    CSS,
+from harness.report.html import CSS, html_p
+from harness.report.numbers import percent
+from harness.report.svg import (
     LABEL_W,
     PAD,
     PLOT_W,
     ROW_H,
-    _axis,
-    _bounds,
-    _e,
-    _p,
-    _pct,
-    _short,
-    _svg,
+    axis,
+    bounds,
+    escape,
+    figure,
+    short_label,
 )
 from harness.report.terminal import console
 from harness.stats.basics import Interval
@@ -42,8 +41,8 @@ RANGE_COLOUR, LEVEL_COLOUR, EXTREME_COLOUR = "#9ecae1", "#2166ac", "#b2182b"
 
 def _ci(i: Interval) -> str:
     if i.low != i.low or i.high != i.high:  # no interval (one draw: no spread over draws): say why, no "[—, —]"
-        return f"{_pct(i.mean)} [—] ({i.method})"
-    return f"{_pct(i.mean)} [{_pct(i.low)}, {_pct(i.high)}]"
+        return f"{percent(i.mean)} [—] ({i.method})"
+    return f"{percent(i.mean)} [{percent(i.low)}, {percent(i.high)}]"
 
 
 def _has_ci(i: Interval) -> bool:
@@ -53,7 +52,7 @@ def _has_ci(i: Interval) -> bool:
 def _test_row(t: PairedTest) -> list[str]:
     r = t.result
     diff = f"{100 * r.diff.mean:+.1f} [{100 * r.diff.low:+.1f}, {100 * r.diff.high:+.1f}]"
-    return [t.context, f"{t.a} − {t.b}", str(r.n), diff, r.test, _p(r.p_value), _p(t.p_holm), f"{r.wins}/{r.ties}/{r.losses}"]
+    return [t.context, f"{t.a} − {t.b}", str(r.n), diff, r.test, html_p(r.p_value), html_p(t.p_holm), f"{r.wins}/{r.ties}/{r.losses}"]
 
 
 TEST_HEAD = ["setting", "A − B", "n", "Δ (points) [CI]", "test", "p", "p (Holm)", "W/T/L"]
@@ -62,8 +61,8 @@ SLICE_HEAD = ["setting (all else fixed)", "levels", "min [CI]", "median", "max [
 
 def _slice_row(s: Slice) -> list[str]:
     extra = f" · over draws {_ci(s.over_draws)}" if s.over_draws is not None else ""
-    return [s.context + extra, str(len(s.levels)), f"{s.min.name}: {_ci(s.min.interval)}", _pct(s.median),
-            f"{s.max.name}: {_ci(s.max.interval)}", _pct(s.range)]
+    return [s.context + extra, str(len(s.levels)), f"{s.min.name}: {_ci(s.min.interval)}", percent(s.median),
+            f"{s.max.name}: {_ci(s.max.interval)}", percent(s.range)]
 
 
 # -- terminal -------------------------------------------------------------------------------
@@ -75,7 +74,7 @@ def print_tables(result: Sensitivity) -> None:
     for column in ("factor", "what varies", "slices", "median range", "largest range", "where"):
         overview.add_column(column, justify="right" if "range" in column or column == "slices" else "left")
     for f in result.factors():
-        overview.add_row(f.factor, DESCRIPTIONS[f.factor], str(f.slices), _pct(f.median_range), _pct(f.largest.range), f.largest.context)
+        overview.add_row(f.factor, DESCRIPTIONS[f.factor], str(f.slices), percent(f.median_range), percent(f.largest.range), f.largest.context)
     out.print(overview)
     for factor in FACTORS:
         slices = [s for s in result.slices if s.factor == factor]
@@ -103,47 +102,47 @@ def print_tables(result: Sensitivity) -> None:
 def range_chart(factor: str, slices: list[Slice]) -> str:
     """Per slice: a bar from the lowest to the highest setting mean; each setting a dot with its CI."""
     height = len(slices) * ROW_H
-    low, high = _bounds([v for s in slices for lv in s.levels for v in (lv.interval.low, lv.interval.high)])
-    grid, x = _axis(low, high, LABEL_W, PLOT_W, PAD, height)
+    low, high = bounds([v for s in slices for lv in s.levels for v in (lv.interval.low, lv.interval.high)])
+    grid, x = axis(low, high, LABEL_W, PLOT_W, PAD, height)
     rows = []
     for i, s in enumerate(slices):
         y = PAD + i * ROW_H + ROW_H / 2
         marks = []
         for lv in s.levels:
             colour = EXTREME_COLOUR if lv is s.min or lv is s.max else LEVEL_COLOUR
-            method = f" ({_e(lv.interval.method)})" if _has_ci(lv.interval) else ""  # else _ci already names why there is none
+            method = f" ({escape(lv.interval.method)})" if _has_ci(lv.interval) else ""  # else _ci already names why there is none
             if _has_ci(lv.interval):
                 marks.append(f'<line x1="{x(lv.interval.low):.1f}" y1="{y + 4}" x2="{x(lv.interval.high):.1f}" y2="{y + 4}" '
                              f'stroke="{colour}" stroke-width="1" opacity="0.6"/>')
-            marks.append(f'<circle class="level" cx="{x(lv.mean):.1f}" cy="{y}" r="4" fill="{colour}"><title>{_e(lv.name)}: '
-                         f'{_e(_ci(lv.interval))}{method}</title></circle>')
-        tip = f"{s.context}: {s.min.name} {_pct(s.min.mean)} … {s.max.name} {_pct(s.max.mean)} (range {_pct(s.range)})"
-        rows.append(f'<g class="slice"><title>{_e(tip)}</title>'
-                    f'<text x="{LABEL_W - 8}" y="{y + 4}" class="label">{_e(_short(s.context))}</text>'
+            marks.append(f'<circle class="level" cx="{x(lv.mean):.1f}" cy="{y}" r="4" fill="{colour}"><title>{escape(lv.name)}: '
+                         f'{escape(_ci(lv.interval))}{method}</title></circle>')
+        tip = f"{s.context}: {s.min.name} {percent(s.min.mean)} … {s.max.name} {percent(s.max.mean)} (range {percent(s.range)})"
+        rows.append(f'<g class="slice"><title>{escape(tip)}</title>'
+                    f'<text x="{LABEL_W - 8}" y="{y + 4}" class="label">{escape(short_label(s.context))}</text>'
                     f'<rect x="{x(s.min.mean):.1f}" y="{y - 6}" width="{max(x(s.max.mean) - x(s.min.mean), 1):.1f}" height="12" '
                     f'fill="{RANGE_COLOUR}"/>{"".join(marks)}</g>')
-    return _svg(f"range-chart factor-{factor}", f"{factor}: range of setting means per slice", height, grid + "".join(rows),
+    return figure(f"range-chart factor-{factor}", f"{factor}: range of setting means per slice", height, grid + "".join(rows),
                 f"{slices[0].metric} (%) — bar: min to max of setting means; dots: settings with their CIs (hover for method)")
 
 
 def _table(css: str, head: list[str], rows: list[list[str]]) -> str:
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return (f"<table class='plain {css}'><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (f"<table class='plain {css}'><thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head)
             + f"</tr></thead><tbody>{body}</tbody></table>")
 
 
 def render(result: Sensitivity, title: str = "harness sensitivity report") -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    body = [f"<h1>{_e(title)}</h1><p class='note'>runs: {_e(', '.join(result.runs))} · generated {stamp} · "
+    body = [f"<h1>{escape(title)}</h1><p class='note'>runs: {escape(', '.join(result.runs))} · generated {stamp} · "
             f"{result.confidence:.0%} CIs: Wilson per one-draw setting, t over draws for settings pooled over draws.</p>"]
-    overview = [[f.factor, DESCRIPTIONS[f.factor], str(f.slices), _pct(f.median_range), _pct(f.largest.range), f.largest.context]
+    overview = [[f.factor, DESCRIPTIONS[f.factor], str(f.slices), percent(f.median_range), percent(f.largest.range), f.largest.context]
                 for f in result.factors()]
     body.append("<h2>Overview</h2>" + _table("overview", ["factor", "what varies", "slices", "median range", "largest range", "where"], overview))
     for factor in FACTORS:
         slices = [s for s in result.slices if s.factor == factor]
         if not slices:
             continue
-        body.append(f"<section class='factor' id='factor-{factor}'><h2>{_e(factor)} — {_e(DESCRIPTIONS[factor])}</h2>")
+        body.append(f"<section class='factor' id='factor-{factor}'><h2>{escape(factor)} — {escape(DESCRIPTIONS[factor])}</h2>")
         body.append(range_chart(factor, slices))
         body.append(_table("slices", SLICE_HEAD, [_slice_row(s) for s in slices]))
         tests = [t for t in result.tests if t.factor == factor]
@@ -152,8 +151,8 @@ def render(result: Sensitivity, title: str = "harness sensitivity report") -> st
             body.append(_table("paired", TEST_HEAD, [_test_row(t) for t in tests]))
         body.append("</section>")
     if result.notes:
-        body.append("<h2>Notes</h2><ul>" + "".join(f"<li class='warn'>{_e(n)}</li>" for n in result.notes) + "</ul>")
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
+        body.append("<h2>Notes</h2><ul>" + "".join(f"<li class='warn'>{escape(n)}</li>" for n in result.notes) + "</ul>")
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,10 +23,7 @@ from harness.analysis.compare import (
 )
 from harness.analysis.summaries import json_safe
 from harness.prompts.messages import prompt_from_json, prompt_text
-
-
-def _pct(value: float) -> str:
-    return "—" if math.isnan(value) else f"{100 * value:.1f}"
+from harness.report.numbers import percent
 
 
 def console() -> Console:
@@ -100,7 +96,7 @@ def constant_text(cells: Sequence[CellSummary], varying: set[str]) -> str:
 def number_formats(ranking: TaskRanking) -> tuple[Callable[[float], str], Callable[[float], str], str]:
     """Formatters for scores and differences: percentage points for metrics in [0, 1]."""
     if ranking.percent:
-        return _pct, _signed, " (points)"
+        return percent, _signed, " (points)"
     return (lambda v: "—" if v != v else f"{v:.3g}"), (lambda v: "—" if v != v else f"{v:+.3g}"), ""
 
 
@@ -137,7 +133,7 @@ def comparison_tables(comp: Comparison, out: Console | None = None) -> None:
         for column in ("task", "model · shots", "variants", "min", "median", "max", "max − min", "best prompt", "worst prompt"):
             table.add_column(column, justify="left" if column in ("task", "model · shots", "best prompt", "worst prompt") else "right")
         for sp in spreads:
-            table.add_row(sp.task, sp.setting, str(sp.n_variants), _pct(sp.min), _pct(sp.median), _pct(sp.max), _pct(sp.range),
+            table.add_row(sp.task, sp.setting, str(sp.n_variants), percent(sp.min), percent(sp.median), percent(sp.max), percent(sp.range),
                           sp.best_prompt, sp.worst_prompt)
         out.print(table)
     if comp.stability:

@@ -23,7 +23,8 @@ from typing import Any
 
 from harness.core.errors import HarnessError
 from harness.core.files import write_atomic
-from harness.report.html import CSS, _bounds, _e, _ticks
+from harness.report.html import CSS
+from harness.report.svg import bounds, escape, ticks
 from harness.store.store import Store
 from harness.tune.card import CARD_JSON, TuneCard, load_card
 
@@ -54,22 +55,22 @@ def _panel(points: Sequence[tuple[float, float]], x: Callable[[float], float], y
            clamp: tuple[float, float] | None, intervals: Sequence[tuple[float, float, int] | None] = ()) -> str:
     """One panel: horizontal gridlines with value labels, the polyline and a dot per point; with
     ``intervals`` (low, high, n per point, or None) a shaded band and an error bar per point."""
-    parts = [f'<text x="{LEFT}" y="{y0 - 8}" class="panel-title" font-size="12" fill="#333">{_e(title)}</text>',
+    parts = [f'<text x="{LEFT}" y="{y0 - 8}" class="panel-title" font-size="12" fill="#333">{escape(title)}</text>',
              f'<rect x="{LEFT}" y="{y0}" width="{WIDTH - LEFT - RIGHT}" height="{PANEL_H}" fill="none" stroke="#ccc"/>']
     if not points:
         parts.append(f'<text x="{WIDTH / 2}" y="{y0 + PANEL_H / 2}" class="tick">nothing logged</text>')
         return "".join(parts)
     bars = [(s, v, ci) for (s, v), ci in zip(points, intervals or [None] * len(points))]
-    low, high = _bounds([v for _, v in points] + [b for _, _, ci in bars if ci for b in ci[:2]], pad=0.0, clamp=clamp)
+    low, high = bounds([v for _, v in points] + [b for _, _, ci in bars if ci for b in ci[:2]], pad=0.0, clamp=clamp)
     pad = (high - low) * 0.08 or 0.05
     low, high = (max(clamp[0], low - pad), min(clamp[1], high + pad)) if clamp else (low - pad, high + pad)
-    ticks = _ticks(low, high, target=5)
+    marks = ticks(low, high, target=5)
 
     def y(v: float) -> float:
         return y0 + PANEL_H - (v - low) / (high - low) * PANEL_H
 
-    step = ticks[1] - ticks[0] if len(ticks) > 1 else 0.0
-    for v in ticks:
+    step = marks[1] - marks[0] if len(marks) > 1 else 0.0
+    for v in marks:
         parts.append(f'<line x1="{LEFT}" y1="{y(v):.1f}" x2="{WIDTH - RIGHT}" y2="{y(v):.1f}" class="grid"/>'
                      f'<text x="{LEFT - 6}" y="{y(v) + 4:.1f}" class="label">{_label(v, step)}</text>')
     with_ci = [(s, ci) for s, _, ci in bars if ci]
@@ -88,7 +89,7 @@ def _panel(points: Sequence[tuple[float, float]], x: Callable[[float], float], y
         return f"step {s:g}: {v:.4g}" + (f" (95% CI {ci[0]:.4g}–{ci[1]:.4g}, n = {ci[2]})" if ci else "")
 
     parts.extend(f'<circle class="{css_class}-point" cx="{x(s):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}">'
-                 f'<title>{_e(tip(s, v, ci))}</title></circle>' for s, v, ci in bars)
+                 f'<title>{escape(tip(s, v, ci))}</title></circle>' for s, v, ci in bars)
     return "".join(parts)
 
 
@@ -119,7 +120,7 @@ def curve_svg(card: TuneCard) -> str:
     title = f"selection {card.metric}" + (f", 95% CI (n = {', '.join(map(str, sizes))} items per evaluation)" if sizes else "")
     parts = [_panel(losses, x, TOP, "train loss (answer tokens)", LOSS_COLOUR, "train-loss", None),
              _panel(evals, x, top2, title, EVAL_COLOUR, "eval-curve", clamp, intervals)]
-    for s in sorted({round(t) for t in _ticks(0, last, target=7)}):
+    for s in sorted({round(t) for t in ticks(0, last, target=7)}):
         parts.append(f'<line x1="{x(s):.1f}" y1="{bottom}" x2="{x(s):.1f}" y2="{bottom + 4}" stroke="#999"/>'
                      f'<text x="{x(s):.1f}" y="{bottom + 16}" class="tick">{s}</text>')
     parts.append(f'<text x="{LEFT + plot_w / 2}" y="{bottom + 32}" class="axis-title">optimiser step</text>')
@@ -137,7 +138,7 @@ def curve_svg(card: TuneCard) -> str:
                      f'<text x="{x(stop) + 4:.1f}" y="{TOP + 12}" font-size="11" fill="{STOP_COLOUR}">early stop {stop}</text>')
     height = bottom + 40
     label = f"training curves: {len(losses)} loss points, {len(evals)} evaluations"
-    return (f'<svg class="tune-curves" role="img" aria-label="{_e(label)}" width="{WIDTH}" height="{height}" '
+    return (f'<svg class="tune-curves" role="img" aria-label="{escape(label)}" width="{WIDTH}" height="{height}" '
             f'viewBox="0 0 {WIDTH} {height}" xmlns="http://www.w3.org/2000/svg">{"".join(parts)}</svg>')
 
 
@@ -154,9 +155,9 @@ def tuning_section(card: TuneCard) -> str:
     curve = d.get("eval_curve") or [{}]
     if curve[-1].get("ci_method"):
         facts.append(("95% CI", curve[-1]["ci_method"]))
-    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)
-    return (f"<section class='tuning'><h2>Tuning curves — {_e(card.folder.name)}</h2>"
-            f"<p class='note'>{_e(card.folder)}</p><table class='plain tune-facts'><tbody>{rows}</tbody></table>"
+    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in facts)
+    return (f"<section class='tuning'><h2>Tuning curves — {escape(card.folder.name)}</h2>"
+            f"<p class='note'>{escape(card.folder)}</p><table class='plain tune-facts'><tbody>{rows}</tbody></table>"
             f"{curve_svg(card)}</section>")
 
 
@@ -172,8 +173,8 @@ def render_tuning(cards: Sequence[TuneCard], title: str = "harness tuning report
     """A page with only tuning curves (``harness report --tune OUT``)."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = "".join(tuning_section(c) for c in cards)
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title><style>{CSS}</style></head>"
-            f"<body><h1>{_e(title)}</h1><p class='note'>generated {stamp}</p>{body}</body></html>\n")
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title><style>{CSS}</style></head>"
+            f"<body><h1>{escape(title)}</h1><p class='note'>generated {stamp}</p>{body}</body></html>\n")
 
 
 def write_tuning_report(folders: Sequence[Path], path: Path) -> list[TuneCard]:

@@ -79,13 +79,10 @@ class Metric:
         if (self.aggregation == "corpus") != (self.corpus is not None):
             raise ValueError(f"metric '{self.name}': aggregation 'corpus' needs a corpus function, and only it")
 
-    def aggregate(self, values: list[float]) -> float:
-        return float(np.mean(values)) if values else float("nan")
-
     def aggregate_corpus(self, items: Sequence[CorpusItem]) -> float:
         """The cell score over all items: the corpus function, else the mean of item scores."""
         if self.corpus is None:
-            raise ValueError(f"metric '{self.name}' is a per-item mean; use aggregate() on its item scores")
+            raise ValueError(f"metric '{self.name}' is a per-item mean; its cell score is the mean of its item scores")
         return float(self.corpus(items)) if items else float("nan")
 
 

