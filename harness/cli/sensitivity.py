@@ -12,6 +12,7 @@ from harness.analysis.sensitivity import (
 from harness.core.errors import HarnessError
 from harness.report.sensitivity import print_tables, write_html
 from harness.report.terminal import print_json
+from harness.stats.basics import DEFAULT_RESAMPLES
 from harness.store.store import Store
 
 
@@ -23,7 +24,7 @@ def add_verb(verbs: argparse._SubParsersAction, common: Callable[[argparse.Argum
     p.add_argument("--task", nargs="+", dest="only_tasks", help="only these tasks")
     p.add_argument("--html", type=Path, metavar="OUT", help="also write the report as one self-contained HTML file")
     p.add_argument("--confidence", type=float, default=0.95)
-    p.add_argument("--resamples", type=int, default=2000)
+    p.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
 
 

@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from harness.core.deps import require
 from harness.core.errors import HarnessError
 from harness.scoring.metrics import CorpusItem, Metric, Outcome, register_family
 
@@ -25,10 +26,8 @@ LOWER_IS_BETTER = {"ter", "wer", "cer", "loss", "perplexity", "mae", "mse", "rms
 
 @lru_cache(maxsize=None)
 def load_module(source: str) -> Any:
-    try:
-        import evaluate
-    except ImportError:
-        raise HarnessError(f"metric 'evaluate:{source}' needs the 'evaluate' package: pip install 'harness[metrics]'") from None
+    require("evaluate", "metrics", what=f"metric 'evaluate:{source}'")
+    import evaluate
     path = Path(source).expanduser()
     try:
         return evaluate.load(str(path.resolve()) if path.exists() else source)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.core.errors import HarnessError
+from harness.core.deps import require
 from harness.scoring.metrics import CorpusItem, Metric, Outcome, register_metric
 
 _GEN = ("generate",)
@@ -83,20 +83,12 @@ def _sacrebleu_metric(
     )
 
 
-def _require(module: str, package: str) -> None:
-    """A missing metric library is a user error naming the install command, not a traceback."""
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise HarnessError(f"this metric needs the '{package}' package: pip install 'harness[metrics]' (or pip install {package})")
-
-
 def _bleu(tokenize: str, effective_order: bool = False) -> Callable[[], Any]:
     """Corpus BLEU as sacrebleu's CLI computes it; sentence BLEU with effective order, as
     ``sacrebleu.sentence_bleu`` does (a short sentence without 4-gram matches is not 0)."""
 
     def make() -> Any:
-        _require("sacrebleu", "sacrebleu")
+        require("sacrebleu", "metrics", "sacrebleu", "this metric")
         from sacrebleu.metrics import BLEU
 
         return BLEU(tokenize=tokenize, effective_order=effective_order)
@@ -106,7 +98,7 @@ def _bleu(tokenize: str, effective_order: bool = False) -> Callable[[], Any]:
 
 def _chrf(word_order: int) -> Callable[[], Any]:
     def make() -> Any:
-        _require("sacrebleu", "sacrebleu")
+        require("sacrebleu", "metrics", "sacrebleu", "this metric")
         from sacrebleu.metrics import CHRF
 
         return CHRF(word_order=word_order)
@@ -116,7 +108,7 @@ def _chrf(word_order: int) -> Callable[[], Any]:
 
 def _ter(asian: bool) -> Callable[[], Any]:
     def make() -> Any:
-        _require("sacrebleu", "sacrebleu")
+        require("sacrebleu", "metrics", "sacrebleu", "this metric")
         from sacrebleu.metrics import TER
 
         return TER(asian_support=asian)
@@ -150,7 +142,7 @@ class CJKTokenizer:
 def _rouge_metric(name: str, rouge_type: str, chinese: bool) -> Metric:
     @lru_cache(maxsize=1)
     def scorer() -> Any:
-        _require("rouge_score", "rouge-score")
+        require("rouge_score", "metrics", "rouge-score", "this metric")
         from rouge_score import rouge_scorer
 
         if chinese:

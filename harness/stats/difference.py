@@ -34,6 +34,8 @@ from itertools import product
 import numpy as np
 from scipy import stats
 
+from harness.stats.basics import DEFAULT_RESAMPLES
+
 CONTINUITY = 0.5  # half a count on b - c (see the module docstring)
 MIN_INFORMATIVE = 10  # below this many differing units a resampling interval is not trusted for equivalence
 SIGN_FLIP_EXACT_UP_TO = 16  # informative units for an exact sign-flip test (2^16 patterns)
@@ -390,7 +392,7 @@ def binary_difference(a: np.ndarray, b: np.ndarray, clusters: np.ndarray | None 
 
 
 def continuous_difference(a: np.ndarray, b: np.ndarray, clusters: np.ndarray | None = None, confidence: float = 0.95,
-                          resamples: int = 2000, seed: int = 0, weights: np.ndarray | None = None) -> Difference:
+                          resamples: int = DEFAULT_RESAMPLES, seed: int = 0, weights: np.ndarray | None = None) -> Difference:
     """Bootstrap-t of the mean difference over clusters (items), floored by a sign-flip test.
 
     ``weights`` (B, C): resampling counts shared by the pairs of one comparison (else drawn from ``seed``).
@@ -466,7 +468,7 @@ def resample_weights(units: int, resamples: int, seed: int) -> np.ndarray:
 
 
 def difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, kind: str, clusters: Sequence[str] | np.ndarray | None = None,
-               confidence: float = 0.95, resamples: int = 2000, seed: int = 0, weights: np.ndarray | None = None) -> Difference:
+               confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES, seed: int = 0, weights: np.ndarray | None = None) -> Difference:
     """The engine the data call for: Tango for 0/1 scores, bootstrap-t otherwise."""
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if x.shape != y.shape:

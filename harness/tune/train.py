@@ -47,6 +47,7 @@ from harness.runner.plan import Cell, prepare
 from harness.runner.provenance import versions
 from harness.scoring import get_metric
 from harness.scoring.checks import check_task
+from harness.stats.basics import DEFAULT_RESAMPLES
 from harness.store.store import Store
 from harness.tasks.task import Item, Task, find_task
 from harness.tune.card import CARD_JSON, CARD_MD
@@ -410,7 +411,7 @@ def eval_metric(srcs: list[Source]) -> str:
     return names.pop() if len(names) == 1 else "main_metric"
 
 
-def curve_point(summaries: list[Any], resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+def curve_point(summaries: list[Any], resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict[str, Any]:
     """One evaluation: the mean over its cells (tasks x templates) of each cell's main metric, the
     number of items n and a 95% CI, with how the interval was formed.
 
