@@ -28,6 +28,8 @@ from harness.scoring.classification_metrics import per_class_report
 from harness.stats.basics import DEFAULT_RESAMPLES, Interval
 from harness.stats.difference import BCaEngine, cluster_codes, resample_weights
 from harness.store.store import CellRecord, Store
+from harness.tasks.kinds import task_kind
+from harness.tasks.task import target_references
 
 
 def _task_config(store: Store, cell: CellRecord) -> dict[str, Any]:
@@ -43,11 +45,7 @@ def corpus_items(store: Store, cell: CellRecord) -> dict[str, CorpusItem]:
     for row in store.items([cell.run_id]):
         if row["cell_id"] != cell.cell_id:
             continue
-        target = json.loads(row["target_json"])
-        if isinstance(target, int):
-            references: tuple[str, ...] = (labels[target],) if labels and 0 <= target < len(labels) else (str(target),)
-        else:
-            references = tuple(str(t) for t in (target if isinstance(target, list) else [target]))
+        references = target_references(json.loads(row["target_json"]), labels)  # as Item.references, for per-item scores
         out[row["item_id"]] = CorpusItem(prediction=row["extracted"], references=references)
     return out
 
@@ -230,5 +228,5 @@ def class_reports(store: Store, cells: Sequence[CellRecord]) -> dict[str, dict[s
     """Cell id -> label -> precision / recall / f1 / support, for classification cells."""
     return {
         cell.cell_id: per_class_report(list(corpus_items(store, cell).values()))
-        for cell in cells if cell.task_type == "classification"
+        for cell in cells if task_kind(cell.task_type).has_labels
     }

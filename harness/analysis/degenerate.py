@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from harness.scoring.metrics import NO_CHOICE, Outcome, predicted_choice
 from harness.store.store import CellRecord, Store
+from harness.tasks.kinds import task_kind
 
 DEGENERATE_SHARE = 0.9
 MIN_ITEMS = 10
@@ -95,13 +96,15 @@ def _predicted(row: Mapping[str, object], normalise: bool) -> tuple[int, str]:
 
 
 def _cell(cell: CellRecord, rows: list, share: float, min_items: int) -> DegenerateCell | None:
-    if cell.task_type == "multiple_choice":
+    kind = task_kind(cell.task_type)
+    if kind.answer == "choice":  # not stored as text: the highest-scoring choice, read from the stored log-likelihoods
         normalise = bool(cell.metrics) and cell.metrics[0] == "acc_norm"
         predicted = {row["item_id"]: _predicted(row, normalise) for row in rows}
-        candidates = [("choice index", {i: p[0] for i, p in predicted.items()}), ("choice text", {i: p[1] for i, p in predicted.items()})]
+        candidates: list[tuple[str, Mapping[str, Hashable]]] = [("choice index", {i: p[0] for i, p in predicted.items()}),
+                                                                ("choice text", {i: p[1] for i, p in predicted.items()})]
     else:
         answers = {row["item_id"]: (row["extracted"] or "").strip() or NOTHING for row in rows}
-        candidates = [("label" if cell.task_type == "classification" else "extracted answer", answers)]
+        candidates = [(kind.answer, answers)]  # the predicted label or the extracted answer, both stored as 'extracted'
     found = [(by, top) for by, answers in candidates if (top := dominant_answer(answers)) is not None]
     if not found:
         return None

@@ -78,7 +78,6 @@ from harness.store.store import Store
 from harness.tasks.task import Item
 
 CONTENT_FREE = ("N/A", "", "[MASK]")
-CALIBRATED_TYPES = ("multiple_choice", "classification")
 CALIBRATED_METRIC = "acc_calibrated"  # the item score calibrate adds, so compare/report/sensitivity can pair it
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS calibration (
@@ -273,7 +272,7 @@ def calibrate_run(
     _ensure_table(store)
     spec = ExperimentSpec.model_validate(store.run_config(run_id)["spec"])
     stored_cells = {c.cell_id for c in store.cells([run_id])}
-    cells = [c for c in plan(spec) if c.cell_id in stored_cells and c.task.spec.type in CALIBRATED_TYPES]
+    cells = [c for c in plan(spec) if c.cell_id in stored_cells and c.task.kind.calibratable]
     if not cells:
         raise HarnessError(f"run {run_id} has no multiple-choice or classification cells to calibrate")
     for cell in cells:  # before anything is scored: the table and McNemar pair one predicted with one gold choice

@@ -45,7 +45,7 @@ class Cell:
     @property
     def cell_id(self) -> str:
         key = [self.task.name, self.template.name, self.template.sha256, self.shots, self.selector, self.model.label, self.seed]
-        if self.max_tokens and self.task.spec.type == "generate":  # only capped cells get a different id
+        if self.max_tokens and self.task.kind.scoring == "generation":  # only capped cells get a different id
             key.append(self.max_tokens)
         if self.draw:  # draw 0 keeps the id it had before draws existed
             key.append(["draw", self.draw])
@@ -128,7 +128,7 @@ def prepare(cell: Cell, position: int, item: Item, selector: Selector | None) ->
     shots = selector.select(item, cell.shots, draw_rng(cell.seed, item.id, cell.draw)) if selector else []
     rendered = cell.template.render(cell.task, item, shots)
     requests: tuple[Request, ...]
-    if cell.task.spec.type in ("multiple_choice", "classification"):
+    if cell.task.kind.scoring == "loglikelihood":  # the kinds table (harness.tasks.kinds) says how a task is scored
         requests = loglikelihood_requests(rendered)  # per-choice contexts: each continuation after its own prompt
         if UNCONDITIONAL_METRIC in cell.task.spec.metrics:
             # lm-eval's acc_mutual_info: each continuation again after an empty context, ("", " Paris"), after the

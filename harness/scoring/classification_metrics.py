@@ -16,6 +16,7 @@ import numpy as np
 
 from harness.core.errors import HarnessError
 from harness.scoring.metrics import (
+    LABEL_KINDS,
     CorpusItem,
     Metric,
     Outcome,
@@ -24,7 +25,7 @@ from harness.scoring.metrics import (
     register_metric,
 )
 
-_TYPES = ("classification",)
+_TYPES = LABEL_KINDS
 MISSING = "<none>"
 
 

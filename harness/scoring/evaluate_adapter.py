@@ -19,7 +19,13 @@ from typing import Any
 
 from harness.core.deps import require
 from harness.core.errors import HarnessError
-from harness.scoring.metrics import CorpusItem, Metric, Outcome, register_family
+from harness.scoring.metrics import (
+    TEXT_ANSWER_KINDS,
+    CorpusItem,
+    Metric,
+    Outcome,
+    register_family,
+)
 
 LOWER_IS_BETTER = {"ter", "wer", "cer", "loss", "perplexity", "mae", "mse", "rmse"}
 
@@ -69,9 +75,7 @@ def _factory(match: re.Match[str]) -> Metric:
     load_module(source)  # fail at task validation, not in the middle of a run
 
     def score(outcome: Outcome) -> float:
-        target = outcome.item.target
-        references = tuple(str(t) for t in target) if isinstance(target, tuple) else (str(target),)
-        return _compute(source, key, [CorpusItem(outcome.extracted, references)])
+        return _compute(source, key, [CorpusItem(outcome.extracted, outcome.item.references)])  # as the corpus score sees it
 
     def corpus(items: Sequence[CorpusItem]) -> float:
         return _compute(source, key, items)
@@ -79,7 +83,7 @@ def _factory(match: re.Match[str]) -> Metric:
     lower = (key or Path(source).stem).lower() in LOWER_IS_BETTER
     return Metric(
         match.group(0), f"Hugging Face evaluate metric '{source}'" + (f" [{key}]" if key else ""), not lower, "continuous",
-        ("generate", "classification"), score, aggregation="corpus", corpus=corpus,
+        TEXT_ANSWER_KINDS, score, aggregation="corpus", corpus=corpus,
     )
 
 

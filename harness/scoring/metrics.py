@@ -14,7 +14,16 @@ import numpy as np
 
 from harness.core.errors import HarnessError
 from harness.core.registry import Registry
+from harness.tasks.kinds import kind_names
 from harness.tasks.task import Item
+
+# the task kinds a metric applies to (``Metric.task_types``), read off the kinds table so a new kind gets the metrics it fits
+CHOICE_KINDS = kind_names(lambda k: k.has_choices and k.scoring == "loglikelihood")  # the answer is the highest-scoring choice
+SEVERAL_CORRECT_KINDS = kind_names(lambda k: k.several_correct)  # mc1, mc2
+CALIBRATABLE_KINDS = kind_names(lambda k: k.calibratable)
+GENERATION_KINDS = kind_names(lambda k: k.scoring == "generation")
+LABEL_KINDS = kind_names(lambda k: k.has_labels)
+TEXT_ANSWER_KINDS = kind_names(lambda k: k.answer != "choice")  # the answer is text: generated, or the predicted label's name
 
 
 @dataclass(frozen=True)
@@ -221,23 +230,22 @@ def normalise_answer(text: str) -> str:
 def _exact_match(outcome: Outcome) -> float:
     if outcome.extracted is None:
         return 0.0
-    references = outcome.item.target if isinstance(outcome.item.target, tuple) else ()
     got = normalise_answer(outcome.extracted)
-    return float(any(got == normalise_answer(ref) for ref in references))
+    return float(any(got == normalise_answer(ref) for ref in outcome.item.references))
 
 
-register_metric(Metric("acc", "accuracy: the highest log-likelihood choice is the target", True, "binary", ("multiple_choice", "classification"), _acc))
+register_metric(Metric("acc", "accuracy: the highest log-likelihood choice is the target", True, "binary", CHOICE_KINDS, _acc))
 register_metric(
-    Metric("acc_norm", "accuracy with log-likelihood divided by continuation length (chars)", True, "binary", ("multiple_choice", "classification"), _acc_norm)
+    Metric("acc_norm", "accuracy with log-likelihood divided by continuation length (chars)", True, "binary", CHOICE_KINDS, _acc_norm)
 )
 register_metric(Metric("acc_norm_tokens", "accuracy with log-likelihood divided by the continuation's token count", True, "binary",
-                       ("multiple_choice", "classification"), _acc_by("tokens")))
+                       CHOICE_KINDS, _acc_by("tokens")))
 register_metric(Metric("acc_norm_bytes", "accuracy with log-likelihood divided by the choice's UTF-8 length (lm-eval acc_bytes)", True,
-                       "binary", ("multiple_choice", "classification"), _acc_by("bytes")))
+                       "binary", CHOICE_KINDS, _acc_by("bytes")))
 register_metric(Metric("acc_mutual_info", "accuracy of log P(choice | context) - log P(choice | empty context) (lm-eval)", True, "binary",
-                       ("multiple_choice", "classification"), _acc_by("mutual_info")))
-register_metric(Metric("mc1", "TruthfulQA MC1: the highest log-likelihood choice is a correct one", True, "binary", ("multiple_choice",), _acc))
-register_metric(Metric("mc2", "TruthfulQA MC2: normalised probability mass on the correct choices", True, "continuous", ("multiple_choice",),
+                       CHOICE_KINDS, _acc_by("mutual_info")))
+register_metric(Metric("mc1", "TruthfulQA MC1: the highest log-likelihood choice is a correct one", True, "binary", SEVERAL_CORRECT_KINDS, _acc))
+register_metric(Metric("mc2", "TruthfulQA MC2: normalised probability mass on the correct choices", True, "continuous", SEVERAL_CORRECT_KINDS,
                        _mc2, worst=0.0))
 
 
@@ -247,7 +255,7 @@ def _written_by_calibrate(outcome: Outcome) -> float:
 
 
 register_metric(Metric("acc_calibrated", "accuracy after contextual calibration (Zhao et al. 2021); written by harness calibrate",
-                       True, "binary", ("multiple_choice", "classification"), _written_by_calibrate, written_by="harness calibrate"))
+                       True, "binary", CALIBRATABLE_KINDS, _written_by_calibrate, written_by="harness calibrate"))
 register_metric(
-    Metric("exact_match", "extracted answer equals a reference after normalisation", True, "binary", ("generate",), _exact_match)
+    Metric("exact_match", "extracted answer equals a reference after normalisation", True, "binary", GENERATION_KINDS, _exact_match)
 )

@@ -19,7 +19,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable
 
-from harness.scoring.metrics import Metric, Outcome, register_metric
+from harness.scoring.metrics import GENERATION_KINDS, Metric, Outcome, register_metric
 
 _ASCII_PUNCT = set(string.punctuation)
 _UNICODE_PUNCT = {chr(i) for i in range(sys.maxunicode) if unicodedata.category(chr(i)).startswith("P")} | _ASCII_PUNCT
@@ -73,17 +73,16 @@ def best_over_references(fn: Callable[[str, str, Callable[[str], str]], float], 
     def score(outcome: Outcome) -> float:
         if outcome.extracted is None:
             return 0.0
-        references = outcome.item.target if isinstance(outcome.item.target, tuple) else (str(outcome.item.target),)
-        return max((fn(outcome.extracted, ref, normalize) for ref in references), default=0.0)
+        return max((fn(outcome.extracted, ref, normalize) for ref in outcome.item.references), default=0.0)
 
     return score
 
 
 register_metric(Metric("squad_em", "SQuAD v1.1 exact match (official normalisation), best over references", True, "binary",
-                       ("generate",), best_over_references(exact, normalize_squad)))
+                       GENERATION_KINDS, best_over_references(exact, normalize_squad)))
 register_metric(Metric("squad_f1", "SQuAD v1.1 token F1 (official normalisation), best over references", True, "continuous",
-                       ("generate",), best_over_references(token_f1, normalize_squad), worst=0.0))
+                       GENERATION_KINDS, best_over_references(token_f1, normalize_squad), worst=0.0))
 register_metric(Metric("squad_em_zh", "exact match with the MLQA script's Chinese normalisation", True, "binary",
-                       ("generate",), best_over_references(exact, normalize_mlqa_zh)))
+                       GENERATION_KINDS, best_over_references(exact, normalize_mlqa_zh)))
 register_metric(Metric("squad_f1_zh", "token F1 over MLQA mixed segmentation (Chinese characters as tokens)", True, "continuous",
-                       ("generate",), best_over_references(token_f1, normalize_mlqa_zh), worst=0.0))
+                       GENERATION_KINDS, best_over_references(token_f1, normalize_mlqa_zh), worst=0.0))

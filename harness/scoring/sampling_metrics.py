@@ -13,15 +13,20 @@ from collections import Counter
 
 import numpy as np
 
-from harness.scoring.metrics import Metric, Outcome, normalise_answer, register_family
+from harness.scoring.metrics import (
+    GENERATION_KINDS,
+    Metric,
+    Outcome,
+    normalise_answer,
+    register_family,
+)
 
 
 def _correct(answer: str | None, outcome: Outcome) -> bool:
     if answer is None:
         return False
-    references = outcome.item.target if isinstance(outcome.item.target, tuple) else ()
     got = normalise_answer(answer)
-    return any(got == normalise_answer(ref) for ref in references)
+    return any(got == normalise_answer(ref) for ref in outcome.item.references)
 
 
 def _samples(outcome: Outcome) -> tuple[str | None, ...]:
@@ -52,7 +57,7 @@ def _maj(match: re.Match[str]) -> Metric:
             return float("nan")
         return float(_correct(majority(samples[:k]), outcome))
 
-    return Metric(match.group(0), f"exact match of the majority answer of {k} samples", True, "binary", ("generate",), score)
+    return Metric(match.group(0), f"exact match of the majority answer of {k} samples", True, "binary", GENERATION_KINDS, score)
 
 
 def _pass(match: re.Match[str]) -> Metric:
@@ -64,7 +69,7 @@ def _pass(match: re.Match[str]) -> Metric:
             return float("nan")
         return pass_at_k(len(samples), sum(_correct(s, outcome) for s in samples), k)
 
-    return Metric(match.group(0), f"unbiased pass@{k} over the item's samples (exact match)", True, "continuous", ("generate",), score, worst=0.0)
+    return Metric(match.group(0), f"unbiased pass@{k} over the item's samples (exact match)", True, "continuous", GENERATION_KINDS, score, worst=0.0)
 
 
 def samples_needed(name: str) -> int:

@@ -28,7 +28,9 @@ def split_unconditional(continuations: Sequence[str], results: Sequence[Result])
 def build_outcome(item: Item, continuations: Sequence[str], results: Sequence[Result], filters: list[Filter]) -> Outcome:
     """Multiple choice: one loglikelihood result per continuation (then, with acc_mutual_info, one
     per continuation after an empty context); generate: one text per sample (``repeats``);
-    classification: one loglikelihood per verbalizer word (then the unconditional ones)."""
+    classification: one loglikelihood per verbalizer word (then the unconditional ones). Read off the item's
+    fields, which its kind's choices source sets (harness.tasks.kinds), so rescore can score stored rows
+    whose task is gone."""
     if item.verbalizers is not None:
         return _classification_outcome(item, continuations, results)
     if item.choices is not None:

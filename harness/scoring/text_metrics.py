@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from harness.core.deps import require
-from harness.scoring.metrics import CorpusItem, Metric, Outcome, register_metric
+from harness.scoring.metrics import GENERATION_KINDS, CorpusItem, Metric, Outcome, register_metric
 
-_GEN = ("generate",)
+_GEN = GENERATION_KINDS
 
 
 def _prediction(outcome: Outcome) -> str:
@@ -34,8 +34,7 @@ def _prediction(outcome: Outcome) -> str:
 
 
 def _references(outcome: Outcome) -> list[str]:
-    target = outcome.item.target
-    return [str(t) for t in target] if isinstance(target, tuple) else [str(target)]
+    return list(outcome.item.references)
 
 
 def _streams(items: Sequence[CorpusItem]) -> tuple[list[str], list[list[str]]]:

@@ -118,7 +118,7 @@ def subset_record(task: Task, subset: Sequence[Item], split: Sequence[Item], how
     choice / classification its label counts next to the split's, the total variation distance between
     them and the warnings (see the module docstring)."""
     record: dict[str, Any] = {"how": how, "n": len(subset), "of": len(split), "warnings": []}
-    if not subset or task.spec.type not in ("multiple_choice", "classification"):
+    if not subset or not task.kind.has_choices:
         return record
     counts = Counter(class_label(task, i) or "" for i in subset)
     full = Counter(class_label(task, i) or "" for i in split)

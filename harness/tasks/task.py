@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from harness.core.errors import HarnessError, did_you_mean
 from harness.core.templating import JINJA_ERRORS, compile_expression, explain
 from harness.core.yamlfile import read_yaml_mapping, validate
+from harness.tasks.kinds import TaskKind, TaskType, kind_names, task_kind
 
-TaskType = Literal["multiple_choice", "generate", "classification"]
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
 TASKS_DIR_ENV = "HARNESS_TASKS_DIR"
@@ -106,34 +106,43 @@ class TaskSpec(_Strict):
     subtasks: SubtaskSpec | None = None
     source: str | None = Field(default=None, description="where to get the data (shown when a data file is missing)")
 
+    @property
+    def kind(self) -> TaskKind:
+        return task_kind(self.type)
+
     @model_validator(mode="after")
-    def _choices_for_multiple_choice(self) -> TaskSpec:
-        if self.type == "multiple_choice" and not self.choices:
-            raise ValueError("a multiple_choice task needs 'choices' (an expression giving the list of choices)")
+    def _fields_for_the_kind(self) -> TaskSpec:
+        """The fields a kind takes (see ``harness.tasks.kinds``); the messages name the kinds that take them."""
+        kind = self.kind
+        if kind.choices == "expression" and not self.choices:
+            raise ValueError(f"a {self.type} task needs 'choices' (an expression giving the list of choices)")
         if (self.contexts is None) != (self.continuation is None):
             given, missing = ("contexts", "continuation") if self.continuation is None else ("continuation", "contexts")
             raise ValueError(f"'{given}' needs '{missing}': per-choice contexts are scored on one shared continuation")
-        if self.contexts is not None and self.type != "multiple_choice":
-            raise ValueError(f"'contexts' and 'continuation' (per-choice contexts) are for type: multiple_choice, not {self.type}")
-        if self.type == "classification":
+        if self.contexts is not None and not kind.per_choice_contexts:
+            allowed = ", ".join(kind_names(lambda k: k.per_choice_contexts))
+            raise ValueError(f"'contexts' and 'continuation' (per-choice contexts) are for type: {allowed}, not {self.type}")
+        if kind.choices == "verbalizers":
             if not self.verbalizers:
-                raise ValueError("a classification task needs 'verbalizers' (label -> word or list of words)")
+                raise ValueError(f"a {self.type} task needs 'verbalizers' (label -> word or list of words)")
             if self.choices:
-                raise ValueError("a classification task takes its choices from 'verbalizers'; remove 'choices'")
+                raise ValueError(f"a {self.type} task takes its choices from 'verbalizers'; remove 'choices'")
             if any(not (words if isinstance(words, list) else [words]) for words in self.verbalizers.values()):
                 raise ValueError("verbalizers: every label needs at least one word")
         elif self.verbalizers:
-            raise ValueError(f"'verbalizers' is for type: classification, not {self.type}")
-        if self.target_format != "choice" and self.type != "multiple_choice":
-            raise ValueError(f"'target_format: {self.target_format}' is for multiple_choice tasks (several correct choices), not {self.type}")
+            raise ValueError(f"'verbalizers' is for type: {', '.join(kind_names(lambda k: k.has_labels))}, not {self.type}")
+        if self.target_format != "choice" and not kind.several_correct:
+            allowed = ", ".join(kind_names(lambda k: k.several_correct))
+            raise ValueError(f"'target_format: {self.target_format}' is for {allowed} tasks (several correct choices), not {self.type}")
         if self.verbalizers and _is_code_keyed(self.verbalizers):
             codes: dict[int, str] = {}
             for key in self.verbalizers:
                 if int(key) in codes:
                     raise ValueError(f"verbalizers: keys {codes[int(key)]!r} and {key!r} are the same label code {int(key)}")
                 codes[int(key)] = key
-        if self.repeats > 1 and self.type != "generate":
-            raise ValueError("'repeats' > 1 is for generate tasks (log-likelihood scores do not vary between samples)")
+        if self.repeats > 1 and not kind.repeats:
+            allowed = ", ".join(kind_names(lambda k: k.repeats))
+            raise ValueError(f"'repeats' > 1 is for {allowed} tasks (log-likelihood scores do not vary between samples)")
         return self
 
     @field_validator("verbalizers", mode="before")
@@ -198,6 +207,11 @@ class Item:
             return list(self.correct)
         return self.target if isinstance(self.target, int) else list(self.target)
 
+    @property
+    def references(self) -> tuple[str, ...]:
+        """The gold strings a text metric compares the extracted answer with (see ``target_references``)."""
+        return target_references(self.stored_target(), self.choices if self.verbalizers is not None else None)
+
     def template_vars(self) -> dict[str, Any]:
         """What a prompt template sees: the row's own fields plus the derived ones."""
         target: Any = self.target if isinstance(self.target, int) else self.target[0]
@@ -206,6 +220,21 @@ class Item:
         if self.contexts is not None:  # per-choice contexts; each choice's rendering also gets its own 'context'
             variables.update(contexts=list(self.contexts), continuation=self.continuation)
         return variables
+
+
+def target_references(target: Any, labels: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The gold strings of a stored target (``Item.stored_target``, ``target_json``): a generate item's
+    references; for classification (``labels``: the task's labels) the gold label's name. Per-item
+    metrics (``Item.references``) and corpus metrics (stored rows) both read it, so an item's
+    references are the same either way; a choice index without labels stays its digits.
+
+    Not the same on purpose: demonstrations and ``harness tune`` show one answer (the first
+    reference, ``Item.template_vars``' ``target``), and reports show the choice's text."""
+    if isinstance(target, int):
+        return (labels[target],) if labels and 0 <= target < len(labels) else (str(target),)
+    if isinstance(target, (list, tuple)):
+        return tuple(str(t) for t in target)
+    return (str(target),)
 
 
 @dataclass(frozen=True)
@@ -221,6 +250,10 @@ class Task:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def kind(self) -> TaskKind:
+        return self.spec.kind
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -294,15 +327,16 @@ class Task:
         choices = tuple(str(c) for c in _as_list(value("choices"))) if "choices" in exprs else None
         raw_target = value("target")
         verbalizers = None
-        if self.spec.type == "classification":
+        gold = self.kind.gold
+        if self.kind.choices == "verbalizers":
             # the choices are the labels; the target is a label name or an index into them
             choices = self.labels
             verbalizers = tuple(tuple(_as_list(words)) for words in (self.spec.verbalizers or {}).values())
         where = f"{self.yaml_path}: field 'target' ({self.spec.target!r}) on {path} line {line}"
         correct: tuple[int, ...] = ()
-        if self.spec.type == "classification":
+        if gold == "label":
             target: int | tuple[str, ...] = _label_index(raw_target, choices or (), self.label_codes, where)
-        elif self.spec.type == "multiple_choice":
+        elif gold == "choices":
             correct = _correct_choices(raw_target, choices or (), self.spec.target_format, where)
             target = correct[0]
         else:
@@ -354,9 +388,9 @@ def class_label(task: Task, item: Item) -> str | None:
     ``--stratify``): the task's ``label:`` value when it declares one; for classification the gold label; for
     multiple choice the position of the correct choice ("0", "1"..., several joined by ","). None for generate tasks.
     """
-    if task.spec.type not in ("multiple_choice", "classification"):
+    if not task.kind.has_choices:
         return None
-    if task.spec.label is not None or task.spec.type == "classification":
+    if task.spec.label is not None or task.kind.has_labels:
         return item.label
     return ",".join(str(i) for i in item.correct_choices) or item.label
 

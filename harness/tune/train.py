@@ -271,7 +271,7 @@ def target_text(task: Task, template: PromptTemplate, item: Item) -> Example:
     """The prompt and the text the model should produce for one training item."""
     rendered = template.render(task, item, [])
     where = f"task '{task.name}', template '{template.name}', item '{item.id}'"
-    if task.spec.type in ("multiple_choice", "classification"):
+    if task.kind.has_choices:  # the gold choice's continuation; otherwise the first reference
         assert isinstance(item.target, int)
         index = item.target  # with several correct choices, the first (``Item.correct``): one target text to train on
         if item.verbalizers is not None:  # the first word of the gold label
@@ -284,7 +284,7 @@ def target_text(task: Task, template: PromptTemplate, item: Item) -> Example:
             target = " " + target
     if not target.strip():
         raise HarnessError(f"harness tune: {where} has an empty target; the template's answer (or the item's reference) must be non-empty text")
-    return Example(rendered.prompt, target, f"{task.name}/{template.name}", item.id, task.spec.type == "generate")
+    return Example(rendered.prompt, target, f"{task.name}/{template.name}", item.id, task.kind.scoring == "generation")
 
 
 def mixture(srcs: list[Source], n: int, seed: int) -> list[Example]:
