@@ -1,14 +1,23 @@
-"""Backends. Each registers a lazy loader; importing this package imports no ML library."""
+"""Backends. Each registers a lazy loader and its options model; importing this package imports
+no ML library (the options models are pydantic only)."""
 
 from harness.backends.base import (
+    BACKEND_OPTIONS,
     BACKENDS,
     EMBEDDED_MODEL,
     Backend,
+    Capabilities,
+    ModelOptions,
     ModelSpec,
     backend_class,
     load_backend,
+    option_problem,
+    options_model,
     parse_model,
 )
+from harness.backends.hf.options import HFOptions
+from harness.backends.openai.options import OpenAIOptions
+from harness.backends.scripted import ScriptedOptions
 
 
 @BACKENDS.register("hf")
@@ -32,4 +41,11 @@ def _scripted() -> type[Backend]:
     return ScriptedBackend
 
 
-__all__ = ["BACKENDS", "EMBEDDED_MODEL", "Backend", "ModelSpec", "backend_class", "load_backend", "parse_model"]
+BACKEND_OPTIONS.add("hf", HFOptions)
+BACKEND_OPTIONS.add("openai", OpenAIOptions)
+BACKEND_OPTIONS.add("scripted", ScriptedOptions)
+
+__all__ = [
+    "BACKENDS", "BACKEND_OPTIONS", "EMBEDDED_MODEL", "Backend", "Capabilities", "ModelOptions", "ModelSpec", "backend_class",
+    "load_backend", "option_problem", "options_model", "parse_model",
+]

@@ -1,9 +1,17 @@
-"""The backend seam: one ABC, two request kinds, and a registry of lazy factories.
+"""The backend seam: one ABC, two request kinds, a registry of lazy factories, and the model entry.
 
 A backend never sees tasks, templates or metrics, only typed requests; that is what lets
 the runner cache, resume and batch identically for a local HF model and a remote API.
 Factories import their heavy dependencies lazily, so ``harness tasks`` works without torch
 and a missing extra is reported as the pip command that installs it.
+
+A model entry (``ModelSpec``) is a few common fields plus the options of its backend, each
+backend's own pydantic model with ``extra="forbid"`` (``BACKEND_OPTIONS``): ``hf:`` refuses
+``base_url`` and says it is an option of ``openai:``, instead of silently ignoring it. The
+options models are light modules, so checking an entry never imports the backend itself.
+
+What a model can do (``Capabilities``) is declared by its backend class from the spec and its
+files, without loading it, and checked by planning for every cell before any cell runs.
 
 A backend's identity (``identity_of``) is what the response cache keys, the run identity
 (resume, ``harness ab`` reuse) and every cell's ``model_json`` hold, so it must describe the
@@ -14,14 +22,26 @@ start.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from harness.core.errors import HarnessError, did_you_mean
 from harness.core.registry import Registry
+from harness.core.yamlfile import format_validation_error
 from harness.requests import (
     GenerateRequest,
     GenerateResult,
@@ -32,44 +52,138 @@ from harness.requests import (
 EMBEDDED_MODEL = "gemma-3-270m"
 
 
+class ModelOptions(BaseModel):
+    """The keys of a model entry that belong to its backend. Each backend subclasses it; a key
+    it does not declare (another backend's, or a misspelt one) is refused, never ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# name -> the backend's options model, registered beside its loader (backends/__init__.py) so an
+# entry is checked without importing the backend (torch); a plugin without one here: its class's
+BACKEND_OPTIONS: Registry[type[ModelOptions]] = Registry("backend")
+
+COMMON_KEYS = ("backend", "model", "name", "revision")
+
+# The flat record a model entry is stored as in the run config, so in the config hash that resumes
+# and ``harness ab`` reuse look runs up by: every key of the single ModelSpec that held all the
+# backends' options, in its order, with its default where the entry's backend has no such option.
+# Frozen, so runs made before the per-backend options were split out are still found.
+RECORD: Mapping[str, Any] = {
+    "backend": "hf", "model": EMBEDDED_MODEL, "name": None, "adapter": None, "revision": None, "dtype": "auto", "device": "auto",
+    "max_batch_tokens": None, "max_length": None, "trust_remote_code": False, "base_url": None, "api_key_env": "OPENAI_API_KEY",
+    "endpoint": "auto", "concurrency": 4, "timeout_s": 60.0, "max_retries": 6, "extra_headers": {}, "extra_params": {},
+    "mc_fallback": "error",
+}  # fmt: skip
+
+O = TypeVar("O", bound=ModelOptions)
+
+
+def options_model(backend: str) -> type[ModelOptions]:
+    """The options model of a backend: registered (built-ins), else its class's (plugins)."""
+    if backend in BACKEND_OPTIONS:
+        return BACKEND_OPTIONS.get(backend)
+    return BACKENDS.get(backend)().options_model
+
+
+def option_problem(backend: str, key: str) -> str:
+    """Why ``key`` is refused for ``backend``: which other backend takes it, else a did-you-mean,
+    then what this backend takes."""
+    allowed = [*COMMON_KEYS, *options_model(backend).model_fields]
+    owners = [f"{name}:" for name in BACKEND_OPTIONS.names() if name != backend and key in BACKEND_OPTIONS.get(name).model_fields]
+    hint = f" (that is an option of {' and '.join(owners)})." if owners else f".{did_you_mean(key, allowed)}"
+    return f"backend {backend} has no option '{key}'{hint} {backend}: entries take {', '.join(allowed)}."
+
+
+def _refused(title: str, loc: str, message: str, value: Any, kind: str = "model_backend") -> ValidationError:
+    """One validation error at ``loc`` with a whole message. ``model_option`` (a key the backend does not
+    take) is printed as an unknown key, without its value, which may be a secret (yamlfile)."""
+    error = InitErrorDetails(type=PydanticCustomError(kind, "{message}", {"message": message}), loc=(loc,), input=value)
+    return ValidationError.from_exception_data(title, [error])
+
+
 class ModelSpec(BaseModel):
-    """A model as the user declares it (CLI ``--model`` string or an experiment-file mapping)."""
+    """A model as the user declares it (CLI ``--model`` string or an experiment-file mapping).
+
+    Written flat (``{backend: hf, model: x, dtype: bfloat16}``): the common keys are fields here,
+    the rest go to the backend's options model, so ``options`` is e.g. an ``HFOptions``. Dumps
+    are the flat ``RECORD``; a stored record reads back into the same model.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     backend: str = "hf"
     model: str = EMBEDDED_MODEL
     name: str | None = Field(default=None, description="display name; default backend:model")
-    adapter: str | None = Field(default=None, description="PEFT adapter folder applied on top of the model")
-    revision: str | None = None
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    device: str = "auto"
-    max_batch_tokens: int | None = Field(default=None, ge=1)
-    max_length: int | None = Field(default=None, ge=8)
-    trust_remote_code: bool = False
-    # OpenAI-compatible endpoints
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    endpoint: Literal["auto", "chat", "completions"] = "auto"
-    concurrency: int = Field(default=4, ge=1)
-    timeout_s: float = Field(default=60.0, gt=0)
-    max_retries: int = Field(default=6, ge=0)
-    extra_headers: dict[str, str] = Field(default_factory=dict)
-    extra_params: dict[str, Any] = Field(default_factory=dict)
-    mc_fallback: Literal["error", "generate"] = "error"
+    revision: str | None = Field(default=None, description="hub revision (hf), or a declared change of what a server serves (openai)")
+    options: ModelOptions = Field(default_factory=ModelOptions, description="the backend's own keys (its options model)")
 
-    @field_serializer("extra_headers")
-    def _hide_credentials(self, headers: dict[str, str]) -> dict[str, str]:
-        """Dumps (the stored run config) never carry credential-like header values."""
-        secret = ("auth", "key", "token", "secret", "cookie")
-        return {k: ("***" if any(s in k.lower() for s in secret) else v) for k, v in headers.items()}
+    def __init__(self, /, **data: Any) -> None:
+        """Flat keys, as in an experiment file: ``ModelSpec(backend="openai", model="x", concurrency=8)``
+        (typed as such: the backend's keys are not fields of this class)."""
+        super().__init__(**data)
 
-    @field_serializer("base_url")
-    def _hide_userinfo(self, url: str | None) -> str | None:
-        if url and "@" in url.partition("://")[2].partition("/")[0]:
-            scheme, _, rest = url.partition("://")
-            url = f"{scheme}://{rest.partition('@')[2]}"
-        return mask_url_credentials(url) if url else url
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_options(cls, data: Any) -> Any:
+        """Flat keys -> common fields + the backend's options model; a key it does not take is
+        refused with which backend takes it, or a did-you-mean."""
+        if not isinstance(data, Mapping):
+            return data
+        backend = data.get("backend", RECORD["backend"])
+        if not isinstance(backend, str):
+            raise _refused(cls.__name__, "backend", f"expected a backend name, got {type(backend).__name__}", backend)
+        try:
+            kind = options_model(backend)
+        except HarnessError as exc:
+            raise _refused(cls.__name__, "backend", str(exc), backend) from None
+        if isinstance(data.get("options"), ModelOptions):  # built in code, not from flat keys
+            if not isinstance(data["options"], kind):
+                raise _refused(cls.__name__, "options", f"backend {backend} takes {kind.__name__}, not {type(data['options']).__name__}", backend)
+            return data
+        given = {k: v for k, v in data.items() if k not in COMMON_KEYS}
+        if set(RECORD) <= set(data):  # a stored record: other backends' keys at their recorded defaults are its shape, not settings
+            given = {k: v for k, v in given.items() if k in kind.model_fields or k not in RECORD or v != RECORD[k]}
+        for key in given:
+            if key not in kind.model_fields:
+                raise _refused(cls.__name__, key, option_problem(backend, key), key, "model_option")
+        return {**{k: data[k] for k in COMMON_KEYS if k in data}, "options": kind.model_validate(given)}
+
+    @model_serializer(mode="plain")
+    def _record(self, info: SerializationInfo) -> dict[str, Any]:
+        """The flat ``RECORD`` with this model's values (the backend's options models mask credentials);
+        ``include``/``exclude`` apply to its keys."""
+        record = {k: copy.copy(v) for k, v in RECORD.items()}
+        record.update(backend=self.backend, model=self.model, name=self.name, revision=self.revision)
+        record.update(self.options.model_dump(mode=info.mode))
+        keys = [k for k in record if (info.include is None or k in info.include) and not (info.exclude and k in info.exclude)]
+        return {k: record[k] for k in keys}
+
+    def entry(self) -> dict[str, Any]:
+        """The flat keys of this model with their real values (unmasked: for building, never for storing)."""
+        options = {name: getattr(self.options, name) for name in type(self.options).model_fields}
+        return {"backend": self.backend, "model": self.model, "name": self.name, "revision": self.revision, **options}
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; ``update`` holds flat keys (``{"dtype": "bfloat16"}``) and is validated like a file's
+        entry, so an option the backend does not take is a HarnessError, not a silent extra attribute."""
+        if not update:
+            return super().model_copy(deep=deep)
+        data = {**self.entry(), **update}
+        try:
+            return self.model_validate(copy.deepcopy(data) if deep else data)
+        except ValidationError as exc:
+            raise HarnessError(format_validation_error(exc, type(self), f"model '{self.label}'", "model options")) from None
+
+    def takes(self, key: str) -> bool:
+        """Whether this model's backend has the option ``key`` (common keys included)."""
+        return key in COMMON_KEYS or key in type(self.options).model_fields
+
+    @property
+    def adapter(self) -> str | None:
+        """The PEFT adapter folder, for backends that take one (labels, tuning cards); else None."""
+        value = getattr(self.options, "adapter", None)
+        return value if isinstance(value, str) else None
 
     @property
     def label(self) -> str:
@@ -79,19 +193,11 @@ class ModelSpec(BaseModel):
         return f"{base}+{self.adapter}" if self.adapter else base
 
 
-_CREDENTIAL_WORDS = ("key", "token", "secret", "auth", "sig", "password", "credential", "session")
-
-
-def mask_url_credentials(url: str) -> str:
-    """A URL with the values of credential-like query parameters (``?api_key=...``) masked;
-    others (Azure's ``api-version``) kept, since they can change answers."""
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if not parts.query:
-        return url
-    pairs = [(k, "***" if any(w in k.lower() for w in _CREDENTIAL_WORDS) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(pairs, safe="*"), parts.fragment))
+def options_of(spec: ModelSpec, kind: type[O]) -> O:
+    """A backend's view of its own options: ``spec.options`` as ``kind`` (another backend's spec is a bug)."""
+    if not isinstance(spec.options, kind):
+        raise TypeError(f"model '{spec.label}' has {type(spec.options).__name__}, not {kind.__name__}")
+    return spec.options
 
 
 def parse_model(text: str | None) -> ModelSpec:
@@ -111,11 +217,27 @@ def parse_model(text: str | None) -> ModelSpec:
     return ModelSpec(backend=backend, model=model or EMBEDDED_MODEL)
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What one model can do with prompts of one kind (text or chat), known from its spec and files
+    without loading it. Planning checks every cell against these flags before any cell runs, so a
+    run that cannot work fails at once, not after its other cells. ``why`` holds, per False flag,
+    the reason, worded to follow "model 'X' "."""
+
+    prompt: bool = True  # takes prompts of this kind at all (a chat template needs a model with one)
+    loglikelihood: bool = True  # scores log P(continuation | prompt): what multiple choice and classification need
+    mc_fallback: bool = False  # without log-likelihoods, answers multiple choice another way (generate and parse)
+    per_choice_contexts: bool = True  # scores choices that each have their own context (contexts:); no fallback can
+    why: Mapping[str, str] = field(default_factory=dict)
+
+    def reason(self, flag: str) -> str:
+        return self.why.get(flag, f"cannot ({flag})")
+
+
 class Backend(ABC):
     """Runs requests. Results come back in request order, one per request."""
 
-    supports_loglikelihood: bool = True
-    supports_chat: bool = True
+    options_model: ClassVar[type[ModelOptions]] = ModelOptions  # the keys of a model entry this backend takes
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
@@ -133,11 +255,10 @@ class Backend(ABC):
         return type(self).identity_of(self.spec)
 
     @classmethod
-    def per_choice_contexts_problem(cls, spec: ModelSpec, prompt: Any) -> str | None:
-        """Why this model cannot score a task whose choices have their own contexts (one request
-        per choice, each with its own context and the same continuation), or None if it can.
-        Asked at planning time with the first item's prompt, so a run fails before it starts."""
-        return None
+    def capabilities(cls, spec: ModelSpec, *, chat: bool) -> Capabilities:
+        """What this model can do with chat prompts (``chat``) or text ones; everything by default.
+        A classmethod, asked at planning with the spec only: it must not load the model."""
+        return Capabilities()
 
     @abstractmethod
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
@@ -146,10 +267,6 @@ class Backend(ABC):
     @abstractmethod
     def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
         """Generated text for each request."""
-
-    def describe(self) -> dict[str, Any]:
-        """Details worth recording with a run (device, dtype, resolved path...)."""
-        return dict(self.identity)
 
     def stats(self) -> dict[str, Any]:
         """Counters worth reporting with a run (requests, retries...); empty when none."""

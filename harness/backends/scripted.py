@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from harness.backends.base import Backend, ModelSpec
+from pydantic import Field
+
+from harness.backends.base import Backend, ModelOptions, ModelSpec
 from harness.prompts.messages import prompt_text
 from harness.requests import (
     GenerateRequest,
@@ -24,7 +26,16 @@ def _unit(*parts: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+class ScriptedOptions(ModelOptions):
+    """It stands in for a tuned model in tests of the tuning workflow (tune cards, overlap checks),
+    so it takes an adapter folder: never loaded, only part of its label and identity."""
+
+    adapter: str | None = Field(default=None, description="a folder standing in for a PEFT adapter (never loaded)")
+
+
 class ScriptedBackend(Backend):
+    options_model = ScriptedOptions
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         self.loglikelihood_calls = 0

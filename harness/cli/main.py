@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis.compare import compare_runs
+from harness.backends import option_problem
 from harness.cli import calibrate as calibration_cli
 from harness.cli import decide as decide_cli
 from harness.cli import draws, formats
@@ -77,11 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selector", nargs="+", dest="selectors", help="few-shot selectors (first_k, random, balanced, ...)")
     p.add_argument("--model", "-m", action="append", nargs="?", const="", dest="models",
                    help="BACKEND:MODEL (hf:<id-or-path>, openai:<name>, scripted:<name>); no value = the embedded Gemma 3 270M")
-    p.add_argument("--adapter", help="PEFT adapter folder applied to every --model")
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--adapter", help="PEFT adapter folder applied to every --model (hf: models)")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="hf: models")
+    p.add_argument("--device", help="hf: models: cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--base-url", help="OpenAI-compatible server for openai:MODEL (default: $OPENAI_BASE_URL, else OpenAI)")
-    p.add_argument("--concurrency", type=int, help="requests in flight per API model (default: 4)")
+    p.add_argument("--concurrency", type=int, help="requests in flight per API model (openai: models; default: 4)")
     p.add_argument("--limit", type=int, help="first N items of each task")
     p.add_argument("--sample", type=int, help="a seeded random sample of N items of each task (seed: --seed; independent of row order)")
     p.add_argument("--stratify", metavar="EXPR", help="with --sample or --limit: allocate the items proportionally over this field "
@@ -204,15 +205,18 @@ def _experiment(args: argparse.Namespace) -> Any:
     if "tasks" not in raw:
         raise HarnessError("harness run: name at least one task (--task NAME) or give an experiment YAML file")
     spec = validate(ExperimentSpec, raw, args.experiment or "command line", "experiment")
-    model_overrides = {k: v for k, v in {"adapter": args.adapter, "dtype": args.dtype, "device": args.device}.items() if v}
-    if model_overrides:
-        spec = spec.model_copy(update={"models": [m.model_copy(update=model_overrides) for m in spec.models]})
-    api_overrides = {k: v for k, v in {"base_url": args.base_url, "concurrency": args.concurrency}.items() if v is not None}
     if args.concurrency is not None and args.concurrency < 1:
         raise HarnessError("--concurrency must be at least 1")
-    if api_overrides:
-        models = [m.model_copy(update=api_overrides) if m.backend == "openai" else m for m in spec.models]
-        spec = spec.model_copy(update={"models": models})
+    flags = {"adapter": "--adapter", "dtype": "--dtype", "device": "--device", "base_url": "--base-url", "concurrency": "--concurrency"}
+    given = {"adapter": args.adapter or None, "dtype": args.dtype or None, "device": args.device or None, "base_url": args.base_url,
+             "concurrency": args.concurrency}
+    changes = {k: v for k, v in given.items() if v is not None}
+    for model in spec.models:  # a flag applies to every model, so each must take it
+        for key in changes:
+            if not model.takes(key):
+                raise HarnessError(f"{flags[key]} does not apply to model '{model.label}': {option_problem(model.backend, key)}")
+    if changes:
+        spec = spec.model_copy(update={"models": [m.model_copy(update=changes) for m in spec.models]})
     return spec
 
 

@@ -55,6 +55,8 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel], path: 
             owner = _model_at(model, tuple(error["loc"][:-1]))
             key = str(error["loc"][-1])
             lines.append(f"unknown key '{loc}'.{did_you_mean(key, owner.model_fields)} Allowed: {', '.join(owner.model_fields)}.")
+        elif error["type"] == "model_option":  # a key the model's backend does not take (backends/base.py); the value may be a secret
+            lines.append(f"unknown key '{loc}': {error['msg']}")
         elif error["type"] == "missing":
             lines.append(f"missing required field '{loc}'.")
         else:

@@ -101,20 +101,34 @@ def plan(spec: ExperimentSpec) -> list[Cell]:
                             cell = Cell(task, template, shots, selector, model, spec.seed, items, pool, spec.max_tokens, draw,
                                         subset=spec.subset_key())
                             first = prepare(cell, 0, items[0], selector_for(cell))  # fail fast on template errors
-                            _check_per_choice_contexts(cell, first)
+                            _check_capabilities(cell, first)
                             cells.append(cell)
                         if shots == 0:
                             break
     return cells
 
 
-def _check_per_choice_contexts(cell: Cell, first: Prepared) -> None:
-    """A model that cannot score choices with their own contexts (e.g. the API's generate-and-parse
-    fallback, which shows one context) is refused here, at planning, before anything runs."""
+def _check_capabilities(cell: Cell, first: Prepared) -> None:
+    """The cell against what its model can do (``Backend.capabilities``, from the spec and files, no
+    model loaded), here at planning, so a run that cannot work fails before any cell runs: a chat
+    template on a model without one, log-likelihood scoring where the model has none and no
+    fallback, per-choice contexts where they cannot be scored (e.g. the API's generate-and-parse
+    fallback, which shows one context)."""
+    chat = not isinstance(first.rendered.prompt, str)
+    can = backend_class(cell.model).capabilities(cell.model, chat=chat)
+    model = f"model '{cell.model.label}'"
+    if not can.prompt:
+        kind = "a chat template (*.chat.jinja)" if chat else "a plain-text template"
+        raise HarnessError(f"task '{cell.task.name}': template '{cell.template.name}' ({cell.template.path}) is {kind}, but {model} "
+                           f"{can.reason('prompt')}")
+    if not any(isinstance(r, LoglikelihoodRequest) for r in first.requests):
+        return
     if first.rendered.prompts:
-        problem = backend_class(cell.model).per_choice_contexts_problem(cell.model, first.rendered.prompt)
-        if problem:
-            raise HarnessError(f"task '{cell.task.name}' has per-choice contexts ('contexts:' in {cell.task.yaml_path}), but {problem}")
+        if not can.per_choice_contexts:
+            raise HarnessError(f"task '{cell.task.name}' has per-choice contexts ('contexts:' in {cell.task.yaml_path}), but {model} "
+                               f"{can.reason('per_choice_contexts')}")
+    elif not can.loglikelihood and not can.mc_fallback:
+        raise HarnessError(f"task '{cell.task.name}' scores each choice by its log-likelihood, but {model} {can.reason('loglikelihood')}")
 
 
 def selector_for(cell: Cell) -> Selector | None:

@@ -38,6 +38,7 @@ from typing import Any
 from harness.analysis.compare import summarize
 from harness.backends import ModelSpec
 from harness.backends.hf.backend import HFBackend, resolve_device, resolve_dtype
+from harness.backends.hf.options import hf_options
 from harness.core.deps import require, require_transformers
 from harness.core.errors import HarnessError
 from harness.prompts.template import PromptTemplate, load_prompt
@@ -517,7 +518,7 @@ def tune(config: TuneConfig) -> TuneResult:
 
     set_seed(config.seed)
     base = config.base
-    if config.full and base.dtype == "auto":
+    if config.full and hf_options(base).dtype == "auto":
         base = base.model_copy(update={"dtype": "float32"})  # full fine-tuning wants float32 weights for AdamW
     device = resolve_device(base)
     if device.startswith("cuda:") and device != "cuda:0":  # Trainer always trains on cuda:0 of the visible devices

@@ -26,16 +26,18 @@ plus dtype, max_length, trust_remote_code and the device kind; see its docstring
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.backends.base import EMBEDDED_MODEL, Backend, ModelSpec
+from harness.backends.base import EMBEDDED_MODEL, Backend, Capabilities, ModelSpec
 from harness.backends.hf.argmax_head import ArgmaxHead
 from harness.backends.hf.embedded import embedded_model_path
 from harness.backends.hf.greedy import GreedyDecoder, GreedyRow, truncate_at_stop
+from harness.backends.hf.options import HFOptions, hf_options
 from harness.backends.hf.packed import PackedScorer, packing_verified
 from harness.backends.hf.prefix_cache import Scored, SharedPrefixScorer
 from harness.core.deps import require, require_transformers
@@ -125,15 +127,19 @@ def model_source(spec: ModelSpec) -> str:
 
 
 def resolve_device(spec: ModelSpec) -> str:
+    device = hf_options(spec).device
+    if device != "auto":
+        return device
     import torch
 
-    return spec.device if spec.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def resolve_dtype(spec: ModelSpec) -> str:
     """'auto' is bfloat16 on a GPU that has it, else float32 (on CPU float32 is ~2x faster)."""
-    if spec.dtype != "auto":
-        return spec.dtype
+    dtype = hf_options(spec).dtype
+    if dtype != "auto":
+        return dtype
     import torch
 
     if resolve_device(spec).startswith("cuda") and torch.cuda.is_bf16_supported():
@@ -141,7 +147,49 @@ def resolve_dtype(spec: ModelSpec) -> str:
     return "float32"
 
 
+# Where a tokenizer's chat template can be: a key of tokenizer_config.json, or (transformers >= 4.51
+# saves it so) a file beside it; named extra templates in a folder of their own.
+CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+CHAT_TEMPLATE_FOLDER = "additional_chat_templates"
+
+
+def _config_declares_template(path: Path) -> bool:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and bool(config.get("chat_template"))
+
+
+def has_chat_template(spec: ModelSpec) -> bool | None:
+    """Whether the model's tokenizer has a chat template, told from its files without loading
+    weights or tokenizer (a base model such as the embedded Gemma 3 270M has none). None when it
+    cannot be told: a hub id whose tokenizer files are not in the local Hugging Face cache."""
+    source = Path(model_source(spec))
+    if source.is_dir():
+        return (
+            _config_declares_template(source / "tokenizer_config.json")
+            or any((source / name).is_file() for name in CHAT_TEMPLATE_FILES)
+            or (source / CHAT_TEMPLATE_FOLDER).is_dir()
+        )
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        revision = hub_commit(spec.model, spec.revision) or spec.revision
+        found = {name: try_to_load_from_cache(spec.model, name, revision=revision) for name in ("tokenizer_config.json", *CHAT_TEMPLATE_FILES)}
+    except (ImportError, ValueError):  # no huggingface_hub, not a valid repo id: nothing to tell
+        return None
+    if isinstance(found["tokenizer_config.json"], str) and _config_declares_template(Path(found["tokenizer_config.json"])):
+        return True
+    if any(isinstance(found[name], str) for name in CHAT_TEMPLATE_FILES):
+        return True
+    known_missing = all(value is not None and not isinstance(value, str) for name, value in found.items() if name != "tokenizer_config.json")
+    return False if isinstance(found["tokenizer_config.json"], str) and known_missing else None
+
+
 class HFBackend(Backend):
+    options_model = HFOptions
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         require_transformers()
@@ -154,7 +202,8 @@ class HFBackend(Backend):
         self.dtype = getattr(torch, resolve_dtype(spec))
         # a hub id is loaded at the commit its identity names (see identity_of), not whatever main is by now
         revision = spec.revision if Path(source).is_dir() else hub_commit(spec.model, spec.revision) or spec.revision
-        kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": spec.trust_remote_code}
+        options = self.options = hf_options(spec)
+        kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": options.trust_remote_code}
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             multi_gpu = self.device == "cuda" and torch.cuda.device_count() > 1
@@ -165,8 +214,8 @@ class HFBackend(Backend):
             raise HarnessError(f"cannot load HF model '{spec.model}': {exc}") from None
         if not getattr(model, "hf_device_map", None):
             model.to(self.device)
-        if spec.adapter:
-            model = self._with_adapter(model, spec.adapter)
+        if options.adapter:
+            model = self._with_adapter(model, options.adapter)
         self.model = model.eval()
         self.input_device = next(self.model.parameters()).device
         self.tokenizer.padding_side = "left"
@@ -174,11 +223,11 @@ class HFBackend(Backend):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         config = self.model.config
         limit = min(getattr(config, "max_position_embeddings", 2048) or 2048, 8192)
-        self.max_length = spec.max_length or limit
+        self.max_length = options.max_length or limit
         # On a GPU start large and let out-of-memory back off (_with_backoff); on CPU bigger
         # batches buy nothing and cost memory.
         default_budget = 65536 if self.device.startswith("cuda") else 4096
-        self.max_batch_tokens = spec.max_batch_tokens or default_budget
+        self.max_batch_tokens = options.max_batch_tokens or default_budget
         self.max_logit_rows = 2048 if self.device.startswith("cuda") else 256
         # Rows decoded together: on CPU a step of 32 rows costs ~4x a step of one (measured).
         self.max_decode_rows = 256 if self.device.startswith("cuda") else 32
@@ -219,10 +268,11 @@ class HFBackend(Backend):
           reused on the kind of device that produced it. The index (cuda:0 vs cuda:1) is left
           out, as are batch budgets (padding and batching do not change results, see above).
         """
+        options = hf_options(spec)
         source = Path(model_source(spec))
-        adapter = Path(spec.adapter) if spec.adapter else None
+        adapter = Path(options.adapter) if options.adapter else None
         if adapter is not None and not adapter.is_dir():
-            raise HarnessError(f"adapter '{spec.adapter}' is not a folder")
+            raise HarnessError(f"adapter '{options.adapter}' is not a folder")
         identity: dict[str, Any] = {"backend": "hf", "model": spec.model}
         if source.is_dir():
             identity["model_content"] = folder_fingerprint(source)
@@ -232,13 +282,22 @@ class HFBackend(Backend):
             if commit is None:
                 identity["revision_note"] = "not in the local Hugging Face cache: the requested revision, not a resolved commit"
         identity.update(
-            adapter=folder_fingerprint(adapter) if adapter else None, dtype=resolve_dtype(spec), max_length=spec.max_length,
-            trust_remote_code=spec.trust_remote_code, device=device_kind(resolve_device(spec)),
+            adapter=folder_fingerprint(adapter) if adapter else None, dtype=resolve_dtype(spec), max_length=options.max_length,
+            trust_remote_code=options.trust_remote_code, device=device_kind(resolve_device(spec)),
         )
         return identity
 
-    def describe(self) -> dict[str, Any]:
-        return {**self.identity, "source": self.source, "device": self.device, "adapter_path": self.spec.adapter}
+    @classmethod
+    def capabilities(cls, spec: ModelSpec, *, chat: bool) -> Capabilities:
+        """Everything, except chat prompts on a model whose tokenizer has no chat template (told from
+        its files, ``has_chat_template``; where that cannot be told, loading the model says so)."""
+        if chat and has_chat_template(spec) is False:
+            where = "the embedded base model" if spec.model == EMBEDDED_MODEL else model_source(spec)
+            return Capabilities(prompt=False, why={"prompt": (
+                f"has no chat template (none in {where}: no 'chat_template' in tokenizer_config.json, no chat_template.jinja), "
+                "so it cannot take a chat prompt; use a plain-text template (*.jinja) with it, or a model that has a chat template"
+            )})  # fmt: skip
+        return Capabilities()
 
     # -- tokenisation -------------------------------------------------------------
     def _context_text(self, prompt: Prompt) -> tuple[str, bool]:

@@ -30,12 +30,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from harness.backends.base import Backend, ModelSpec, mask_url_credentials
+from harness.backends.base import Backend, Capabilities, ModelSpec
 from harness.backends.hf.backend import truncate_at_stop
 from harness.backends.openai.mc_fallback import (
     choice_logprobs,
     parse_choice,
     question_prompt,
+)
+from harness.backends.openai.options import (
+    OpenAIOptions,
+    mask_url_credentials,
+    openai_options,
 )
 from harness.backends.openai.ratelimit import (
     AdaptiveLimiter,
@@ -68,7 +73,7 @@ class NoPromptLogprobs(Exception):
 def resolve_base_url(spec: ModelSpec) -> str:
     """``base_url`` from the spec, else ``$OPENAI_BASE_URL``, else OpenAI; without any
     user:password part (it would otherwise land in cache keys and the DB)."""
-    raw = (spec.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
+    raw = (openai_options(spec).base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
     parts = urlsplit(raw)
     if not parts.scheme or not parts.hostname:
         raise HarnessError(f"--base-url {raw!r} is not an http(s) URL (e.g. http://127.0.0.1:8000/v1)")
@@ -84,21 +89,21 @@ def redact(text: str, secrets: Sequence[str]) -> str:
 
 
 class OpenAIBackend(Backend):
-    supports_loglikelihood = True
-    supports_chat = True
+    options_model = OpenAIOptions
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         require("openai", "openai")
+        options = self.options = openai_options(spec)
         self.base_url = resolve_base_url(spec)
-        key = os.environ.get(spec.api_key_env, "")
+        key = os.environ.get(options.api_key_env, "")
         if not key and self.base_url == OPENAI_URL:
-            raise HarnessError(f"model '{spec.label}': set ${spec.api_key_env} to your API key (or --base-url for a local server)")
+            raise HarnessError(f"model '{spec.label}': set ${options.api_key_env} to your API key (or --base-url for a local server)")
         self._key = key or "EMPTY"  # local servers ignore the key, the client insists on one
-        self._secrets = [key, *[v for k, v in spec.extra_headers.items() if k.lower() in {"authorization", "api-key", "x-api-key"}]]
-        self.policy = RetryPolicy(max_retries=spec.max_retries)
+        self._secrets = [key, *[v for k, v in options.extra_headers.items() if k.lower() in {"authorization", "api-key", "x-api-key"}]]
+        self.policy = RetryPolicy(max_retries=options.max_retries)
         self.call_stats = CallStats()
-        self.limiter = AdaptiveLimiter(spec.concurrency, self.call_stats)
+        self.limiter = AdaptiveLimiter(options.concurrency, self.call_stats)
         self._rng = random.Random(0)  # jitter only; answers never depend on it
         self._echo_supported: bool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -119,37 +124,55 @@ class OpenAIBackend(Backend):
         serving other weights under the same name and URL is the same identity: declare the
         change with ``revision:`` (or use ``--new`` / ``harness cache clear``).
         """
+        options = openai_options(spec)
         identity: dict[str, Any] = {
-            "backend": "openai", "model": spec.model, "base_url": mask_url_credentials(resolve_base_url(spec)), "endpoint": spec.endpoint,
-            "extra_params": spec.extra_params, "mc_fallback": spec.mc_fallback,
+            "backend": "openai", "model": spec.model, "base_url": mask_url_credentials(resolve_base_url(spec)), "endpoint": options.endpoint,
+            "extra_params": options.extra_params, "mc_fallback": options.mc_fallback,
         }
         if spec.revision:
             identity["revision"] = spec.revision
-        if spec.extra_headers:
-            identity["header_names"] = sorted(name.lower() for name in spec.extra_headers)
+        if options.extra_headers:
+            identity["header_names"] = sorted(name.lower() for name in options.extra_headers)
         return identity
 
     @classmethod
-    def per_choice_contexts_problem(cls, spec: ModelSpec, prompt: Prompt) -> str | None:
-        """Echo scoring is one request per (context, continuation), so per-choice contexts work on a
-        completions server with prompt logprobs. The generate-and-parse fallback shows one context
-        and lists the choices under it: choices that differ in their context cannot be put that way,
-        so it is refused (and chat prompts, which only that fallback could score)."""
-        if spec.mc_fallback == "generate":
-            return (
-                f"model '{spec.label}' allows the generate-and-parse fallback (mc_fallback: generate), which shows one context and "
-                "asks for an option letter: it cannot express choices that differ in their context. Use a plain-text template "
-                "against a completions server that returns prompt log-probabilities (echo + logprobs), with mc_fallback: error"
-            )
-        if spec.endpoint == "chat" or not isinstance(prompt, str):
-            return (
-                f"model '{spec.label}' would get chat prompts (a *.chat.jinja template or endpoint: chat), which have no prompt "
-                "log-probabilities to score each choice's context by; use a plain-text template (*.jinja) and endpoint auto or completions"
-            )
-        return None
+    def capabilities(cls, spec: ModelSpec, *, chat: bool) -> Capabilities:
+        """What the endpoint choice allows (whether a server returns prompt logprobs is only known
+        once asked, see ``loglikelihood``):
 
-    def describe(self) -> dict[str, Any]:
-        return {**self.identity, "concurrency": self.spec.concurrency, "timeout_s": self.spec.timeout_s}
+        - ``endpoint: completions`` takes text only;
+        - log-likelihoods come from echoed prompt logprobs of ``/v1/completions``: chat prompts (a
+          chat template, or any prompt with ``endpoint: chat``) have none, so multiple choice needs
+          ``mc_fallback: generate`` there;
+        - per-choice contexts need a log-likelihood per (context, continuation): the fallback shows
+          one context and lists the choices under it, so it cannot put them, and is refused."""
+        options = openai_options(spec)
+        why: dict[str, str] = {}
+        takes = not (chat and options.endpoint == "completions")
+        if not takes:
+            why["prompt"] = ("is set to endpoint: completions, which takes text only; use endpoint auto or chat, "
+                             "or a plain-text template (*.jinja)")
+        via = "endpoint: chat" if options.endpoint == "chat" else "a *.chat.jinja template"
+        scores = not chat and options.endpoint != "chat"
+        if not scores:
+            why["loglikelihood"] = (
+                f"would get chat prompts ({via}), which have no prompt log-probabilities; use a plain-text template (*.jinja) with "
+                "endpoint auto or completions against a server that supports echo, or allow the generate-and-parse fallback with "
+                "'mc_fallback: generate' in the model's entry of the experiment file (parse failures are counted)"
+            )
+        fallback = options.mc_fallback == "generate"
+        if fallback:
+            why["per_choice_contexts"] = (
+                "allows the generate-and-parse fallback (mc_fallback: generate), which shows one context and asks for an option "
+                "letter: it cannot express choices that differ in their context. Use a plain-text template against a completions "
+                "server that returns prompt log-probabilities (echo + logprobs), with mc_fallback: error"
+            )
+        elif not scores:
+            why["per_choice_contexts"] = (
+                f"would get chat prompts ({via}), which have no prompt log-probabilities to score each choice's context by; "
+                "use a plain-text template (*.jinja) and endpoint auto or completions"
+            )
+        return Capabilities(prompt=takes, loglikelihood=scores, mc_fallback=fallback, per_choice_contexts=scores and not fallback, why=why)
 
     def stats(self) -> dict[str, Any]:
         return self.call_stats.as_dict()
@@ -170,8 +193,8 @@ class OpenAIBackend(Backend):
 
                 self.limiter.bind()
                 self._client = AsyncOpenAI(
-                    api_key=self._key, base_url=self.base_url, timeout=self.spec.timeout_s, max_retries=0,
-                    default_headers=self.spec.extra_headers or None,
+                    api_key=self._key, base_url=self.base_url, timeout=self.options.timeout_s, max_retries=0,
+                    default_headers=self.options.extra_headers or None,
                 )
             return await make(self._client)
 
@@ -201,7 +224,7 @@ class OpenAIBackend(Backend):
             started = time.perf_counter()
             try:
                 self.call_stats.attempts += 1
-                response = await asyncio.wait_for(send(), timeout=self.spec.timeout_s + 5)
+                response = await asyncio.wait_for(send(), timeout=self.options.timeout_s + 5)
                 value = check(response)
             except openai.RateLimitError as exc:
                 reason, error = "429", exc
@@ -243,10 +266,10 @@ class OpenAIBackend(Backend):
         return [{"role": m.role, "content": m.content} for m in prompt]
 
     def _uses_chat(self, prompt: Prompt) -> bool:
-        if self.spec.endpoint == "chat":
+        if self.options.endpoint == "chat":
             return True
         if not isinstance(prompt, str):
-            if self.spec.endpoint == "completions":
+            if self.options.endpoint == "completions":
                 raise HarnessError(
                     f"model '{self.spec.label}' is set to endpoint: completions, which takes text; this prompt is a chat "
                     "template (*.chat.jinja): use endpoint auto/chat or a plain-text template"
@@ -267,7 +290,7 @@ class OpenAIBackend(Backend):
             params["stop"] = list(request.stop)[:4]
         if request.temperature > 0:  # each repeat is its own sample, reproducible where the server honours seeds
             params["seed"] = request.seed * 100_003 + request.repeat
-        params.update(self.spec.extra_params)
+        params.update(self.options.extra_params)
         chat = self._uses_chat(request.prompt)
 
         def check(response: Any) -> tuple[str, int, str]:
@@ -313,7 +336,7 @@ class OpenAIBackend(Backend):
         context = request.context
         boundary = len(context.rstrip(" "))  # trailing context spaces belong to the continuation
         params: dict[str, Any] = {"model": self.spec.model, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1}
-        params.update(self.spec.extra_params)
+        params.update(self.options.extra_params)
         text = context + request.continuation
 
         def check(response: Any) -> LoglikelihoodResult:
@@ -329,7 +352,7 @@ class OpenAIBackend(Backend):
         return LoglikelihoodResult(logprob=result.logprob, is_greedy=result.is_greedy, n_tokens=result.n_tokens, latency_s=latency)
 
     def _fallback(self, requests: Sequence[LoglikelihoodRequest], why: str) -> list[LoglikelihoodResult]:
-        if self.spec.mc_fallback != "generate":
+        if self.options.mc_fallback != "generate":
             raise HarnessError(
                 f"model '{self.spec.label}': multiple choice needs log-likelihoods, but {why}. Use a plain-text template "
                 "against a completions server that supports echo, or allow the generate-and-parse fallback with "

@@ -10,7 +10,7 @@ backend counts it so the run reports it instead of silently scoring it.
 It shows one context and lists the options under it, so it cannot express a task whose
 choices have their own contexts (``contexts:``, Winograd style): such a task with
 ``mc_fallback: generate`` is refused at planning time
-(``OpenAIBackend.per_choice_contexts_problem``), before any request is sent.
+(``OpenAIBackend.capabilities``), before any request is sent.
 """
 
 from __future__ import annotations

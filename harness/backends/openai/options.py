@@ -1,0 +1,57 @@
+"""The keys an ``openai:`` model entry takes (besides backend, model, name, revision), and how
+credentials in them are kept out of dumps (the stored run config).
+
+A light module (pydantic only), so an entry is checked without importing the client.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import Field, field_serializer
+
+from harness.backends.base import ModelOptions, ModelSpec, options_of
+
+_CREDENTIAL_WORDS = ("key", "token", "secret", "auth", "sig", "password", "credential", "session")
+
+
+def mask_url_credentials(url: str) -> str:
+    """A URL with the values of credential-like query parameters (``?api_key=...``) masked;
+    others (Azure's ``api-version``) kept, since they can change answers."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    pairs = [(k, "***" if any(w in k.lower() for w in _CREDENTIAL_WORDS) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(pairs, safe="*"), parts.fragment))
+
+
+class OpenAIOptions(ModelOptions):
+    """OpenAI-compatible endpoints: where, how requests are sent, and multiple choice without logprobs."""
+
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    endpoint: Literal["auto", "chat", "completions"] = "auto"
+    concurrency: int = Field(default=4, ge=1)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=6, ge=0)
+    extra_headers: dict[str, str] = Field(default_factory=dict)
+    extra_params: dict[str, Any] = Field(default_factory=dict)
+    mc_fallback: Literal["error", "generate"] = "error"
+
+    @field_serializer("extra_headers")
+    def _hide_credentials(self, headers: dict[str, str]) -> dict[str, str]:
+        """Dumps (the stored run config) never carry credential-like header values."""
+        secret = ("auth", "key", "token", "secret", "cookie")
+        return {k: ("***" if any(s in k.lower() for s in secret) else v) for k, v in headers.items()}
+
+    @field_serializer("base_url")
+    def _hide_userinfo(self, url: str | None) -> str | None:
+        if url and "@" in url.partition("://")[2].partition("/")[0]:
+            scheme, _, rest = url.partition("://")
+            url = f"{scheme}://{rest.partition('@')[2]}"
+        return mask_url_credentials(url) if url else url
+
+
+def openai_options(spec: ModelSpec) -> OpenAIOptions:
+    return options_of(spec, OpenAIOptions)
