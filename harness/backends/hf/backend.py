@@ -36,10 +36,11 @@ from typing import Any, TypeVar
 from harness.backends.base import EMBEDDED_MODEL, Backend, Capabilities, ModelSpec
 from harness.backends.hf.argmax_head import ArgmaxHead
 from harness.backends.hf.embedded import embedded_model_path
-from harness.backends.hf.greedy import GreedyDecoder, GreedyRow, truncate_at_stop
+from harness.backends.hf.greedy import GreedyDecoder, GreedyRow
 from harness.backends.hf.options import HFOptions, hf_options
 from harness.backends.hf.packed import PackedScorer, packing_verified
 from harness.backends.hf.prefix_cache import Scored, SharedPrefixScorer
+from harness.backends.stops import truncate_at_stop
 from harness.core.deps import require, require_transformers
 from harness.core.errors import HarnessError
 from harness.core.fingerprint import content_sha256, open_memo, read_sha256

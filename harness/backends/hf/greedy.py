@@ -35,7 +35,6 @@ from itertools import takewhile
 from typing import Any
 
 from harness.backends.hf.argmax_head import ArgmaxHead
-from harness.backends.hf.decode_cache import append_cache
 from harness.backends.hf.prefix_cache import (
     KV,
     PrefixGroup,
@@ -45,6 +44,7 @@ from harness.backends.hf.prefix_cache import (
     prefix_groups,
     prefix_kv,
 )
+from harness.backends.stops import truncate_at_stop
 
 DECODE_SPARE = 64  # decode steps between re-allocations of a cache layer's buffer
 
@@ -66,14 +66,6 @@ class Decoded:
     latency_s: float  # the batch's wall time shared out over its rows
 
 
-def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    """Cut at the earliest stop sequence (the stop itself is not part of the answer)."""
-    cuts = [text.find(s) for s in stop if s and s in text]
-    if not cuts:
-        return text, False
-    return text[: min(cuts)], True
-
-
 class GreedyDecoder:
     """Greedy decoding of many prompts; see the module docstring for the cache layout."""
 
@@ -90,6 +82,10 @@ class GreedyDecoder:
         head: ArgmaxHead | None = None,
     ) -> None:
         import torch
+
+        # decode_cache subclasses transformers' cache layers at import, so it needs the hf extra:
+        # imported here, with torch, so `import harness.backends.hf` (and the CLI) works without torch
+        from harness.backends.hf.decode_cache import append_cache
 
         self.torch, self.append_cache = torch, append_cache
         self.model, self.decode, self.pad_id, self.eos_ids, self.device = model, decode, pad_id, eos_ids, device

@@ -28,8 +28,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.backends.hf.decode_cache import append_cache
-
 Tokens = tuple[int, ...]
 KV = list[tuple[Any, Any]]  # per layer: (keys, values), each [rows, kv heads, tokens, head dim]
 # (input ids, position ids, cache) -> the cache after the forward pass (LM head on one position)
@@ -131,6 +129,8 @@ def extend_rows(forward: ForwardCache, shared: KV, rests: Sequence[Sequence[int]
     real token see them, and the prefix is an expanded view (one copy for all rows).
     """
     import torch
+
+    from harness.backends.hf.decode_cache import append_cache  # needs torch + transformers at import, see greedy.py
 
     rows, width = len(rests), max(len(r) for r in rests)
     expanded = [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in shared]

@@ -31,7 +31,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from harness.backends.base import Backend, Capabilities, ModelSpec
-from harness.backends.hf.backend import truncate_at_stop
 from harness.backends.openai.mc_fallback import (
     choice_logprobs,
     parse_choice,
@@ -48,6 +47,7 @@ from harness.backends.openai.ratelimit import (
     RetryPolicy,
     parse_retry_after,
 )
+from harness.backends.stops import truncate_at_stop
 from harness.core.deps import require
 from harness.core.errors import HarnessError
 from harness.prompts.messages import Prompt
