@@ -414,9 +414,9 @@ def multi_true(limit: int, batch_size: int, work: Path, short: bool = False) -> 
     cells = {c.cell_id: c.task for c in store.cells([run])}
     mine: dict[str, dict[str, Any]] = {n: {} for n in names}
     for row in store.items([run]):
-        mine[cells[row["cell_id"]]][row["item_id"]] = {
-            "prompt": json.loads(row["prompt_json"]), "continuations": json.loads(row["continuations_json"]),
-            "response": json.loads(row["response_json"]), "scores": json.loads(row["scores_json"]),
+        mine[cells[row.cell_id]][row.item_id] = {
+            "prompt": row.prompt, "continuations": row.continuations,
+            "response": row.response, "scores": row.scores,
         }
     tasks = []
     for name in names:

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from harness.core.yamlfile import read_yaml_mapping, validate
 from harness.runner.execute import RunSummary, run_experiment
 from harness.runner.spec import ExperimentSpec
 from harness.stats.basics import DEFAULT_RESAMPLES
-from harness.store.store import DEFAULT_DB, Store
+from harness.store import DEFAULT_DB, Store, item_row
 
 
 def _runs(store: Store, run: str | Sequence[str] | None) -> list[str]:
@@ -38,20 +37,7 @@ def load_results(db: str | Path = DEFAULT_DB, run: str | Sequence[str] | None = 
     try:
         runs = _runs(store, run)
         cells = {(c.run_id, c.cell_id): c for c in store.cells(runs)}
-        records = []
-        for row in store.items(runs):
-            cell = cells[(row["run_id"], row["cell_id"])]
-            scores = json.loads(row["scores_json"])
-            records.append({
-                "run_id": row["run_id"], "cell_id": row["cell_id"], "task": cell.task, "prompt_variant": cell.prompt,
-                "shots": cell.shots, "selector": cell.selector, "model": cell.model, "item_id": row["item_id"],
-                "position": row["position"], "prompt": json.loads(row["prompt_json"]),
-                "continuations": json.loads(row["continuations_json"]) if row["continuations_json"] else None,
-                "demo_ids": json.loads(row["demo_ids_json"]), "target": json.loads(row["target_json"]),
-                "response": json.loads(row["response_json"]), "extracted": row["extracted"],
-                "latency_s": row["latency_s"], "n_tokens": row["n_tokens"], "cached": bool(row["cached"]),
-                **{f"score_{name}": value for name, value in scores.items()},
-            })
+        records = [item_row(item, cells[(item.run_id, item.cell_id)], score_columns=True) for item in store.items(runs)]
         return pd.DataFrame.from_records(records)
     finally:
         store.close()

@@ -37,7 +37,7 @@ def test_ab_cli_reports_a_paired_verdict_and_reuses_runs(tmp_path: Path, db_path
     assert all(c["n"] == 80 for c in task["cells"])
     assert task["across_prompts"]["items"] == 80 and set(task["across_prompts"]["variants"]) == {
         "plain · 0-shot", "plain · 2-shot first_k", "polite · 0-shot", "polite · 2-shot first_k"}
-    runs = [r["id"] for r in Store(db_path).runs()]
+    runs = [r.id for r in Store(db_path).runs()]
     assert len(runs) == 2 and {data["base_run"], data["tuned_run"]} == set(runs)
     # identical runs are reused: no new run, same numbers
     assert cli(*args, "--json") == 0
@@ -131,7 +131,7 @@ def test_ab_real_lora_adapter_against_its_base(tmp_path: Path, db_path: Path, em
     assert task["tuned_wins"] + task["ties"] + task["tuned_losses"] == 30
     # the adapter really changed the model: the stored log-likelihoods differ
     store = Store(db_path)
-    responses = {r["run_id"]: json.loads(r["response_json"]) for r in store.items([data["base_run"], data["tuned_run"]]) if r["position"] == 0}
+    responses = {r.run_id: r.response for r in store.items([data["base_run"], data["tuned_run"]]) if r.position == 0}
     assert responses[data["base_run"]] != responses[data["tuned_run"]]
     assert len(store.runs()) == 2
     # the diff view lists exactly the items where the two disagree

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -25,8 +24,8 @@ def test_arc_easy_zero_and_five_shot_well_above_chance(tmp_path: Path, shared_da
     by_shots: dict[int, list[float]] = {0: [], 5: []}
     cells = {c.cell_id: c for c in store.cells([summary.run_id])}
     for row in rows:
-        by_shots[cells[row["cell_id"]].shots].append(json.loads(row["scores_json"])["acc"])
-        assert len(json.loads(row["demo_ids_json"])) == cells[row["cell_id"]].shots
+        by_shots[cells[row.cell_id].shots].append(row.scores["acc"])
+        assert len(row.demo_ids) == cells[row.cell_id].shots
     accuracy = {k: sum(v) / len(v) for k, v in by_shots.items()}
     print(f"ARC-Easy acc on 200 items: {accuracy}")
     # chance is ~25% (a few items have 3 or 5 choices); the 270M base model is far above it

@@ -142,11 +142,11 @@ def test_repeats_sample_each_item_and_feed_maj_and_pass(tmp_path: Path, db_path:
     run = run_experiment(ExperimentSpec.model_validate({"tasks": [str(folder)], "models": ["scripted:m"]}), store, show_progress=False)
     assert run.requests == 18  # 6 items x 3 samples
     rows = store.items([run.run_id])
-    responses = [json.loads(r["response_json"]) for r in rows]
+    responses = [r.response for r in rows]
     assert all(len(r) == 3 for r in responses)
     assert any(len({s["text"] for s in r}) > 1 for r in responses)  # samples differ (repeat is part of the request)
     for row in rows:
-        scores = json.loads(row["scores_json"])
+        scores = row.scores
         assert set(scores) == {"exact_match", "maj@3", "pass@2"} and 0 <= scores["pass@2"] <= 1
 
 
@@ -165,8 +165,8 @@ def test_corpus_bleu_cell_score_equals_sacrebleu_on_the_stored_outputs(shared_da
     run = run_experiment(spec, store, show_progress=False)
     (summary,) = summarize(store, [run.run_id], metric="chrf")
     rows = store.items([run.run_id])
-    hyps = [r["extracted"] or "" for r in rows]
-    refs = [json.loads(r["target_json"])[0] for r in rows]
+    hyps = [r.extracted or "" for r in rows]
+    refs = [r.target[0] for r in rows]
     assert summary.interval.mean == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score / 100)
     assert summary.interval.method == "bca bootstrap" and summary.n == 15
     assert len(summary.scores) == 15  # sentence-level scores kept for paired comparisons
@@ -201,7 +201,7 @@ def test_smoke_benchmark_on_the_embedded_model(names: list[str], shared_data: Pa
     rows = store.items([run.run_id])
     assert len(rows) == 20 * len(names)
     for row in rows:
-        scores = json.loads(row["scores_json"])
+        scores = row.scores
         assert set(scores) == set(tasks[0].spec.metrics)
         assert all(v == v for v in scores.values()), scores  # no NaN
     summaries = summarize(store, [run.run_id])

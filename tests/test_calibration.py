@@ -102,10 +102,9 @@ def test_calibration_recovers_the_unbiased_predictions(tmp_path: Path, shots: in
         assert any(c.endswith("Review: N/A\nSentiment:") for c in content_free_contexts)
         if shots:  # the content-free prompts carry the item's own stored demonstrations
             item_row = store.items([summary.run_id])[0]
-            demos = json.loads(item_row["prompt_json"]).rsplit("Review:", 1)[0]
+            demos = item_row.prompt.rsplit("Review:", 1)[0]
             assert demos.count("Sentiment:") == shots and demos + "Review: [MASK]\nSentiment:" in content_free_contexts
-        rows = list(store.db.execute("SELECT item_id, predicted, calibrated, target FROM calibration ORDER BY item_id"))
-        predictions[name] = {r["item_id"]: (r["predicted"], r["calibrated"], r["target"]) for r in rows}
+        predictions[name] = {r.item_id: (r.predicted, r.calibrated, r.target) for r in store.calibration(summary.run_id)}
         (cell,) = calibration_summary(store, summary.run_id)
         predictions[name + "_summary"] = cell
         # a second pass is answered by the response cache: the backend sees nothing new
@@ -152,7 +151,7 @@ def test_calibrate_writes_acc_calibrated_item_scores_that_compare_pairs(tmp_path
     assert compare_runs(store, [run_id], "acc_calibrated").rankings[0].cells[0].summary.n == 0  # nothing calibrated yet
     for _ in range(2):  # idempotent: a second pass gives the same scores
         calibrate_run(store, run_id, backends={spec.models[0].label: backend})
-        scores = [json.loads(r["scores_json"]) for r in store.items([run_id])]
+        scores = [r.scores for r in store.items([run_id])]
         assert all(s["acc_calibrated"] == 1.0 for s in scores) and sum(s["acc"] for s in scores) == 10
     (ranking,) = compare_runs(store, [run_id], "acc_calibrated").rankings
     assert ranking.metric == "acc_calibrated" and ranking.cells[0].summary.interval.mean == 1.0 and ranking.cells[0].summary.n == 20
@@ -162,7 +161,7 @@ def test_calibrate_writes_acc_calibrated_item_scores_that_compare_pairs(tmp_path
     assert all(row["scores"]["acc_calibrated"] == 1.0 for row in mirrored)
     # rescore keeps the calibrated score (it cannot be recomputed from one response) and refuses to add it
     rescore_run(store, run_id)
-    assert all(json.loads(r["scores_json"])["acc_calibrated"] == 1.0 for r in store.items([run_id]))
+    assert all(r.scores["acc_calibrated"] == 1.0 for r in store.items([run_id]))
     with pytest.raises(HarnessError, match="harness calibrate"):
         rescore_run(store, run_id, ["acc_calibrated"])
     store.close()
@@ -198,7 +197,7 @@ def test_real_model_run_calibrate_compare_end_to_end(db_path: Path, shared_data:
     (cell,) = json.loads(capsys.readouterr().out)["cells"]
     assert cell["n"] == 4 and abs(sum(cell["p_cf_mean"]) - 1) < 1e-9 and 0 < cell["p_cf_mean"][0] < 1
     store = Store(db_path)
-    scores = [json.loads(r["scores_json"]) for r in store.items([run_id])]
+    scores = [r.scores for r in store.items([run_id])]
     store.close()
     assert len(scores) == 4 and all(s["acc_calibrated"] in (0.0, 1.0) for s in scores)
     assert sum(s["acc_calibrated"] for s in scores) / 4 == cell["acc_calibrated"]
@@ -250,9 +249,9 @@ def _calibrated(tmp_path: Path, backend_cls: type[ScriptedBackend], shots: int =
 @pytest.mark.parametrize("shots", [0, 2])
 def test_an_item_with_nan_logprobs_is_unscorable_not_choice_zero(tmp_path: Path, shots: int) -> None:
     store, run_id = _calibrated(tmp_path, NaNForItemZero, shots)
-    (row,) = store.db.execute("SELECT predicted, calibrated, target FROM calibration WHERE item_id = 'test0'")
-    assert row["target"] == 0 and row["calibrated"] == -1 and row["predicted"] == -1  # NO_CHOICE, not choice 0
-    scores = {r["item_id"]: json.loads(r["scores_json"]) for r in store.items([run_id])}
+    (row,) = [r for r in store.calibration(run_id) if r.item_id == "test0"]
+    assert row.target == 0 and row.calibrated == -1 and row.predicted == -1  # NO_CHOICE, not choice 0
+    scores = {r.item_id: r.scores for r in store.items([run_id])}
     assert scores["test0"]["acc_calibrated"] == 0.0 and scores["test0"]["acc"] == 0.0
     assert all(s["acc_calibrated"] == 1.0 for item, s in scores.items() if item != "test0")  # the rest is calibrated as before
     (cell,) = calibration_summary(store, run_id)
@@ -264,9 +263,9 @@ def test_an_item_with_nan_logprobs_is_unscorable_not_choice_zero(tmp_path: Path,
 
 def test_items_whose_content_free_scores_are_all_nan_are_unscorable(tmp_path: Path) -> None:
     store, run_id = _calibrated(tmp_path, NaNForContentFree)
-    rows = list(store.db.execute("SELECT predicted, calibrated, target, p_cf_json FROM calibration"))
-    assert all(r["calibrated"] == -1 for r in rows) and {r["predicted"] for r in rows} == {0}  # plain prediction unaffected
-    scores = [json.loads(r["scores_json"]) for r in store.items([run_id])]
+    rows = store.calibration(run_id)
+    assert all(r.calibrated == -1 for r in rows) and {r.predicted for r in rows} == {0}  # plain prediction unaffected
+    scores = [r.scores for r in store.items([run_id])]
     assert all(s["acc_calibrated"] == 0.0 for s in scores)  # today: every target-0 item counted correct
     (cell,) = calibration_summary(store, run_id)
     assert cell.unscorable == 20 and cell.acc_calibrated.mean == 0.0 and cell.acc.mean == 0.5 and cell.p_cf_mean == ()
@@ -276,7 +275,7 @@ def test_items_whose_content_free_scores_are_all_nan_are_unscorable(tmp_path: Pa
 
 def test_a_nan_content_free_input_is_dropped_for_that_item_and_counted(tmp_path: Path) -> None:
     store, run_id = _calibrated(tmp_path, NaNForMask, shots=2)
-    scores = [json.loads(r["scores_json"]) for r in store.items([run_id])]
+    scores = [r.scores for r in store.items([run_id])]
     assert all(s["acc_calibrated"] == 1.0 for s in scores)  # 'N/A' and '' still estimate the bias
     (cell,) = calibration_summary(store, run_id)
     assert cell.unscorable == 0 and cell.content_free_dropped == 20 and cell.p_cf_mean[0] > 0.8

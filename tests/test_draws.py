@@ -37,14 +37,14 @@ def test_draw_zero_is_the_plain_run_and_later_draws_differ(tmp_path: Path) -> No
     cells = {c.cell_id: c for c in store.cells([run])}
     demos: dict[tuple[str, int], list[list[str]]] = {}
     for row in store.items([run]):
-        cell = cells[row["cell_id"]]
+        cell = cells[row.cell_id]
         if cell.shots:
-            demos.setdefault(split_selector(cell.selector), []).append(json.loads(row["demo_ids_json"]))
+            demos.setdefault(split_selector(cell.selector), []).append(row.demo_ids)
     assert sorted(demos) == [(s, d) for s in ("first_k", "random") for d in range(4)]
     assert len({json.dumps(demos[("random", d)]) for d in range(4)}) == 4  # each draw its own demonstrations
     assert len({json.dumps(demos[("first_k", d)]) for d in range(4)}) == 1  # a fixed selector does not vary
     again = run_experiment(_spec(folder, draws=4), store, new=True, show_progress=False, backends={"scripted:m": backend}).run_id
-    assert [r["demo_ids_json"] for r in store.items([again])] == [r["demo_ids_json"] for r in store.items([run])]
+    assert [r.demo_ids for r in store.items([again])] == [r.demo_ids for r in store.items([run])]
 
     (random_row,) = [s for s in draw_summaries(store, [run]) if s.selector == "random"]
     assert random_row.shots == 3 and len(random_row.draw_means) == 4 and random_row.n_items == 10 and random_row.metric == "acc"

@@ -116,7 +116,7 @@ def test_validate_and_run_warn_when_no_template_shows_the_demonstrations(tmp_pat
     from harness.store.store import Store
 
     store = Store(db)
-    assert any("never reads `shots`" in w for w in store.run_config(store.runs()[0]["id"])["warnings"])
+    assert any("never reads `shots`" in w for w in store.run_config(store.runs()[0].id)["warnings"])
 
 
 def test_validate_and_run_say_when_the_pool_is_the_evaluated_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -73,7 +73,7 @@ def _identity(spec: ModelSpec) -> dict:
 
 def _tuned_responses(db: Path, run_id: str) -> dict[str, list[float]]:
     rows = Store(db).items([run_id])
-    return {r["item_id"]: [x["logprob"] for x in json.loads(r["response_json"])] for r in rows}
+    return {r.item_id: [x["logprob"] for x in r.response] for r in rows}
 
 
 def test_rewritten_adapter_at_the_same_path_is_a_new_run_and_an_unchanged_one_is_reused(
@@ -117,7 +117,7 @@ def test_rewritten_adapter_at_the_same_path_is_a_new_run_and_an_unchanged_one_is
     old, new = _tuned_responses(db_path, first["tuned_run"]), _tuned_responses(db_path, third["tuned_run"])
     assert old.keys() == new.keys() and all(old[k] != new[k] for k in old)
     store = Store(db_path)
-    assert all(not row["cached"] for row in store.items([third["tuned_run"]]))
+    assert all(not row.cached for row in store.items([third["tuned_run"]]))
     (cell,) = store.cells([third["tuned_run"]])
     assert cell.model_json["adapter"] == after["adapter"]
 
@@ -126,8 +126,8 @@ def test_rewritten_adapter_at_the_same_path_is_a_new_run_and_an_unchanged_one_is
 
     fresh = HFBackend(ModelSpec(model=str(tiny_model), adapter=str(adapter)))
     row = store.items([third["tuned_run"]])[0]
-    requests = [LoglikelihoodRequest(context=json.loads(row["prompt_json"]), continuation=c) for c in json.loads(row["continuations_json"])]
-    assert [r.logprob for r in fresh.loglikelihood(requests)] == pytest.approx(new[row["item_id"]], abs=1e-5)
+    requests = [LoglikelihoodRequest(context=row.prompt, continuation=c) for c in row.continuations]
+    assert [r.logprob for r in fresh.loglikelihood(requests)] == pytest.approx(new[row.item_id], abs=1e-5)
 
 
 def test_identity_covers_every_setting_and_file_that_changes_outputs(tmp_path: Path, tiny_model: Path) -> None:

@@ -90,8 +90,8 @@ def test_run_stores_label_indices_and_reports_codes(tmp_path: Path) -> None:
     spec = ExperimentSpec(tasks=[str(folder)], models=["scripted:m"])
     run = run_experiment(spec, store, show_progress=False).run_id
     rows = store.items([run])
-    assert sorted({json.loads(r["target_json"]) for r in rows}) == list(range(15))
+    assert sorted({r.target for r in rows}) == list(range(15))
     (cell,) = store.cells([run])
     references = {k: v.references for k, v in corpus_items(store, cell).items()}
     assert references["r3"] == ("103",) and references["r5"] == (str(CODES[5]),)
-    assert all(r["extracted"] in {str(c) for c in CODES} for r in rows)  # the predicted label is a code too
+    assert all(r.extracted in {str(c) for c in CODES} for r in rows)  # the predicted label is a code too

@@ -55,7 +55,7 @@ def test_mutual_info_adds_one_empty_context_request_per_choice_only_when_listed(
     backend = _backend()
     store, run = _run(tmp_path, plain, backend, db="a.db")
     assert len(backend.requests_seen) == 6 * 3 and all(prompt_text(r.context) for r in backend.requests_seen)  # type: ignore[attr-defined]
-    assert all(len(json.loads(r["response_json"])) == 3 for r in store.items([run]))
+    assert all(len(r.response) == 3 for r in store.items([run]))
     with pytest.raises(HarnessError, match="lists acc_mutual_info in its metrics"):  # cannot be made up afterwards
         rescore_run(store, run, ["acc_mutual_info"], write=False)
 
@@ -68,14 +68,14 @@ def test_mutual_info_adds_one_empty_context_request_per_choice_only_when_listed(
     assert sorted(r.continuation for r in empty) == sorted({c for r in seen for c in [r.continuation]})
     assert len(seen) == 6 * 3 + len(empty) and len(empty) == 6 * 2 + 1
     for row in store.items([run]):
-        continuations = json.loads(row["continuations_json"])
-        response = json.loads(row["response_json"])
+        continuations = row.continuations
+        response = row.response
         assert len(continuations) == 3 and len(response) == 6  # conditional, then unconditional, same order
         conditional = np.array([r["logprob"] for r in response[:3]])
         unconditional = np.array([-0.3 * len(c) for c in continuations])
         assert [r["logprob"] for r in response[3:]] == pytest.approx(unconditional.tolist())
-        scores = json.loads(row["scores_json"])
-        target = json.loads(row["target_json"])
+        scores = row.scores
+        target = row.target
         assert scores["acc_mutual_info"] == float(int(np.argmax(conditional - unconditional)) == target)
         assert scores["acc"] == float(int(np.argmax(conditional)) == target)  # acc ignores the extra results
 
@@ -102,7 +102,7 @@ def test_compare_show_diff_and_degenerate_check_read_only_the_choices_own_result
     db = tmp_path / "results" / "h.db"
     assert cli("run", "--task", folder, "--model", "scripted:m", "--db", db, "--shots", "0", "1", "--quiet") == 0
     store = Store(db)
-    (run,) = [r["id"] for r in store.db.execute("SELECT id FROM runs")]
+    (run,) = [r.id for r in store.runs()]
     zero, one = sorted(store.cells([run]), key=lambda c: c.shots)
     _, diffs, paired = item_diff(store, zero, one, "acc_norm")
     assert paired == 30 and diffs
@@ -128,7 +128,7 @@ def test_each_normalisation_picks_its_own_choice(tmp_path: Path) -> None:
     rows = [{"id": f"t{i}", "question": "q?", "options": ["a", "bbbbbbbbbb", "c c c c", "好好好"], "answer": i} for i in range(4)]
     (folder / "test.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     store, run = _run(tmp_path, folder, Fixed(ModelSpec(backend="scripted", model="m")))
-    right = {json.loads(r["target_json"]): [m for m, v in json.loads(r["scores_json"]).items() if v == 1.0] for r in store.items([run])}
+    right = {r.target: [m for m, v in r.scores.items() if v == 1.0] for r in store.items([run])}
     assert right == {0: ["acc"], 1: ["acc_norm"], 2: ["acc_norm_tokens"], 3: ["acc_norm_bytes"]}
 
 
@@ -156,17 +156,17 @@ def test_classification_labels_normalise_by_their_first_word(tmp_path: Path) -> 
     chars, utf8 = np.array([15.0, 2.0]), np.array([15.0, 6.0])
     differ = 0
     for row in store.items([run]):
-        response = [r["logprob"] for r in json.loads(row["response_json"])]
+        response = [r["logprob"] for r in row.response]
         assert len(response) == 8  # 4 words, then the same 4 after an empty context
         labels = np.array([np.logaddexp(response[0], response[1]), np.logaddexp(response[2], response[3])])
         free = np.array([np.logaddexp(response[4], response[5]), np.logaddexp(response[6], response[7])])
-        target = json.loads(row["target_json"])
+        target = row.target
         expected = {
             "acc": int(np.argmax(labels)) == target, "acc_norm": int(np.argmax(labels / chars)) == target,
             "acc_norm_tokens": int(np.argmax(labels / tokens)) == target, "acc_norm_bytes": int(np.argmax(labels / utf8)) == target,
             "acc_mutual_info": int(np.argmax(labels - free)) == target,
         }
-        scores = json.loads(row["scores_json"])
+        scores = row.scores
         assert scores == {k: float(v) for k, v in expected.items()}
         differ += len({expected["acc_norm"], expected["acc_norm_tokens"], expected["acc_norm_bytes"]}) > 1
     assert differ > 0  # the three normalisations really disagree on some items here
@@ -177,6 +177,5 @@ def test_calibrate_reads_the_stored_choices_of_a_mutual_info_run(tmp_path: Path)
     backend = _backend()
     store, run = _run(tmp_path, folder, backend)
     assert calibrate_run(store, run, backends={"scripted:m": backend}) == 24
-    stored = {r["item_id"]: json.loads(r["scores_json"])["acc"] for r in store.items([run])}
-    rows = list(store.db.execute("SELECT item_id, predicted, target FROM calibration"))
-    assert {r["item_id"]: float(r["predicted"] == r["target"]) for r in rows} == stored
+    stored = {r.item_id: r.scores["acc"] for r in store.items([run])}
+    assert {r.item_id: float(r.predicted == r.target) for r in store.calibration(run)} == stored

@@ -291,6 +291,6 @@ def test_calibration_refuses_per_choice_contexts_and_says_why(tmp_path: Path) ->
     with pytest.raises(HarnessError, match=r"task 'winogrande' gives each choice its own context .*no content-free prompt keeps the "
                        r"choices apart"):
         calibrate_run(store, run.run_id)
-    assert not store.db.execute("SELECT count(*) FROM calibration").fetchone()[0]  # refused before anything was scored
+    assert not store.calibration(run.run_id)  # refused before anything was scored
     with pytest.raises(HarnessError, match="item 'v0' gives each choice its own context"):
         content_free_item(winogrande(tmp_path).items()[0], "N/A", "{{ sentence }}")

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _scores(store: Store, run: str) -> dict[tuple[str, str], dict[str, float]]:
-    return {(r["cell_id"], r["item_id"]): json.loads(r["scores_json"]) for r in store.items([run])}
+    return {(r.cell_id, r.item_id): r.scores for r in store.items([run])}
 
 
 def forbid_models(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,7 +75,7 @@ def test_rescore_cli_when_the_task_is_gone(
     toy_task(tmp_path / "tasks", rows=30)
     assert cli("run", "--db", db_path, "--tasks-dir", tmp_path / "tasks", "--task", "toy", "--model", "skilled:0.7", "--quiet") == 0
     capsys.readouterr()
-    run = Store(db_path).runs()[-1]["id"]
+    run = Store(db_path).runs()[-1].id
     before = _scores(Store(db_path), run)
     shutil.rmtree(tmp_path / "tasks" / "toy")
     forbid_models(monkeypatch)
@@ -95,14 +95,14 @@ def test_rescore_generate_task_with_a_changed_filter(tmp_path: Path, db_path: Pa
                           models=["scripted:calc"], limit=30)
     store = Store(db_path)
     run = run_experiment(spec, store, show_progress=False).run_id
-    extracted = {r["item_id"]: r["extracted"] for r in store.items([run])}
+    extracted = {r.item_id: r.extracted for r in store.items([run])}
     assert rescore_run(store, run, write=False).reproduced  # dry run: unchanged and nothing written
     # a new extraction rule: keep only the first digit
     data = yaml.safe_load((task_dir / "task.yaml").read_text())
     data["filters"] = [{"regex": "([0-9])"}]
     (task_dir / "task.yaml").write_text(yaml.safe_dump(data))
     summary = rescore_run(store, run)
-    now = {r["item_id"]: r["extracted"] for r in store.items([run])}
+    now = {r.item_id: r.extracted for r in store.items([run])}
     assert all(now[i] == (extracted[i] or "")[:1] or now[i] is None for i in extracted)
     assert sum(now[i] != extracted[i] for i in extracted) > 10
     assert summary.checks[0].metric == "exact_match"

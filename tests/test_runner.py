@@ -40,9 +40,9 @@ def test_matrix_and_every_item_stored(tmp_path: Path) -> None:
     rows = store.items([summary.run_id])
     assert len(rows) == 6 * 12
     row = rows[0]
-    assert json.loads(row["scores_json"]).keys() == {"acc", "acc_norm"}
-    assert len(json.loads(row["response_json"])) == 3
-    two_shot = [r for r in rows if len(json.loads(r["demo_ids_json"])) == 2]
+    assert row.scores.keys() == {"acc", "acc_norm"}
+    assert len(row.response) == 3
+    two_shot = [r for r in rows if len(r.demo_ids) == 2]
     assert len(two_shot) == 4 * 12
     jsonl = (summary.run_dir / "items.jsonl").read_text().splitlines()
     assert len(jsonl) == 72 and json.loads(jsonl[0])["run_id"] == summary.run_id
@@ -70,9 +70,9 @@ def test_identical_rerun_hits_cache_for_every_request(tmp_path: Path) -> None:
     assert second.run_id != first.run_id and not second.resumed
     assert second.cache_hits == second.requests == first.requests
     assert second.backend_requests == 0 and backend.loglikelihood_calls == 0
-    scores = lambda run: [(r["cell_id"], r["item_id"], r["scores_json"]) for r in store.items([run])]  # noqa: E731
+    scores = lambda run: [(r.cell_id, r.item_id, r.scores) for r in store.items([run])]  # noqa: E731
     assert scores(first.run_id) == scores(second.run_id)
-    assert all(r["cached"] for r in store.items([second.run_id]))
+    assert all(r.cached for r in store.items([second.run_id]))
 
 
 def test_cache_distinguishes_models(tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ def test_results_do_not_depend_on_limit_or_order(tmp_path: Path) -> None:
     store = Store(tmp_path / "h.db")
     full = run_experiment(_spec(tmp_path), store, show_progress=False)
     part = run_experiment(_spec(tmp_path, limit=5), Store(tmp_path / "other.db"), show_progress=False)
-    demos = lambda db, run: {(r["cell_id"], r["item_id"]): r["demo_ids_json"] for r in Store(db).items([run])}  # noqa: E731
+    demos = lambda db, run: {(r.cell_id, r.item_id): r.demo_ids for r in Store(db).items([run])}  # noqa: E731
     whole, some = demos(tmp_path / "h.db", full.run_id), demos(tmp_path / "other.db", part.run_id)
     assert some and all(whole[key] == value for key, value in some.items())
 
@@ -140,7 +140,8 @@ def test_sigkill_then_rerun_completes_asking_only_for_missing(tmp_path: Path) ->
     import slow_backend  # registers 'slowscripted' in this process too
 
     store = Store(db)
-    done = store.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+    (killed,) = store.runs()
+    done = store.item_count(killed.id)
     spec = ExperimentSpec.model_validate({"tasks": [str(tmp_path / "toy")], "models": ["slowscripted:m"]})
     backend = slow_backend.SlowScripted(spec.models[0])
     summary = run_experiment(spec, store, show_progress=False, backends={spec.models[0].label: backend})
@@ -148,7 +149,7 @@ def test_sigkill_then_rerun_completes_asking_only_for_missing(tmp_path: Path) ->
     assert backend.loglikelihood_calls == (300 - done) * 3  # only the missing items, 3 choices each
     assert len(store.items([summary.run_id])) == 300
     fresh = run_experiment(spec, Store(tmp_path / "clean.db"), show_progress=False)
-    key = lambda rows: sorted((r["item_id"], r["scores_json"], r["response_json"]) for r in rows)  # noqa: E731
+    key = lambda rows: sorted((r.item_id, json.dumps(r.scores), json.dumps(r.response)) for r in rows)  # noqa: E731
     assert key(store.items([summary.run_id])) == key(Store(tmp_path / "clean.db").items([fresh.run_id]))
 
 
@@ -176,7 +177,7 @@ def test_resume_only_with_the_same_model_content_and_say_so(tmp_path: Path) -> N
     store = Store(tmp_path / "h.db")
     with pytest.raises(RuntimeError, match="killed"):
         run_experiment(spec, store, show_progress=False, backends={label: Versioned(spec.models[0], "v1", die_after=8 * 3)})
-    (killed,) = [r["id"] for r in store.runs()]
+    (killed,) = [r.id for r in store.runs()]
     assert store.run_config(killed)["models"] == [{**Versioned(spec.models[0], "v1").identity}]
 
     # other weights under the same spec: not the same model, so a new run (and no cached answer is reused)

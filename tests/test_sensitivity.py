@@ -16,7 +16,7 @@ from harness.backends import BACKENDS
 from harness.backends.scripted import ScriptedBackend
 from harness.prompts.messages import prompt_text
 from harness.requests import LoglikelihoodRequest, LoglikelihoodResult
-from harness.store.store import CellRecord, Store
+from harness.store import Store, StoredCell
 from tests.decide_support import toy_task, unit
 from tests.helpers import cli
 from tests.test_html_report import browse, chromium, has_colour, read_png  # noqa: F401  (chromium: the fixture)
@@ -40,8 +40,8 @@ if "fmtsens" not in BACKENDS:
     BACKENDS.add("fmtsens", lambda: FormatSensitive)
 
 
-def _cell(prompt: str, selector: str) -> CellRecord:
-    return CellRecord("r", "c", "t", "multiple_choice", prompt, "", 4, selector, "m", {}, ["acc"], 1)
+def _cell(prompt: str, selector: str) -> StoredCell:
+    return StoredCell("r", "c", "t", "multiple_choice", prompt, "", 4, selector, "m", {}, ["acc"], 1)
 
 
 def test_factor_values_come_from_cell_labels() -> None:
@@ -67,7 +67,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], Pat
     assert cli("run", *common, "--prompts-dir", root / "fmts", "--prompt", *[f"plain__fmt{i}" for i in range(4)], "--selector", "random") == 0
     mp.undo()
     store = Store(db)
-    run_ids = [r["id"] for r in store.runs()]
+    run_ids = [r.id for r in store.runs()]
     store.close()
     return db, run_ids, root
 

@@ -140,7 +140,7 @@ def test_a_sampled_run_is_a_different_run(tmp_path: Path) -> None:
     assert finished_run(store, specs[1]) is None  # `harness ab` never reuses a run of another subset
     sampled = run_experiment(specs[1], store, show_progress=False)
     assert sampled.run_id != limited.run_id and not sampled.resumed
-    stored = {r["item_id"] for r in store.items([sampled.run_id])}
+    stored = {r.item_id for r in store.items([sampled.run_id])}
     assert stored == set(_ids(folder, sample=20))
     # the stored spec re-plans the same cells (calibrate, contamination checks and ab rebuild cells from it)
     replanned = plan(ExperimentSpec.model_validate(store.run_config(sampled.run_id)["spec"]))
@@ -157,7 +157,7 @@ def test_limit_on_a_label_sorted_file_warns_and_sample_does_not(tmp_path: Path, 
     lines = [line for line in err.splitlines() if "label distribution" in line]
     assert len(lines) == 1 and "first 50" in lines[0] and "50 of 50" in lines[0], err
     store = Store(db)
-    (run,) = [r["id"] for r in store.runs()]
+    (run,) = [r.id for r in store.runs()]
     config = store.run_config(run)
     assert config["subsets"]["sorted"]["warnings"] and config["warnings"] == [lines[0].removeprefix("warning: ")]
     assert config["subsets"]["sorted"]["labels"] == {"neg": 50}
@@ -167,7 +167,7 @@ def test_limit_on_a_label_sorted_file_warns_and_sample_does_not(tmp_path: Path, 
     assert cli("run", "--task", folder, "--model", "scripted:m", "--sample", "50", "--db", db, "--quiet") == 0
     err = capsys.readouterr().err
     assert "label distribution" not in err, err
-    sampled = [r["id"] for r in store.runs() if r["id"] != run][0]
+    sampled = [r.id for r in store.runs() if r.id != run][0]
     assert store.run_config(sampled)["subsets"]["sorted"]["warnings"] == []
 
     # far from the split without being degenerate: 2/3 of the items of one class where the split has 1/3

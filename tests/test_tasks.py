@@ -139,9 +139,9 @@ def test_clusters_are_stored_per_item_and_exported(tmp_path: Path) -> None:
     store = Store(tmp_path / "h.db")
     summary = run_experiment(spec, store, show_progress=False)
     rows = store.items([summary.run_id])
-    assert [(r["item_id"], r["cluster"]) for r in rows] == [(f"t{i}", f"group-{i % 3 % 2}") for i in range(6)]
+    assert [(r.item_id, r.cluster) for r in rows] == [(f"t{i}", f"group-{i % 3 % 2}") for i in range(6)]
     exported = [json.loads(line) for line in (summary.run_dir / "items.jsonl").read_text().splitlines()]
-    assert [e["cluster"] for e in exported] == [r["cluster"] for r in rows]
+    assert [e["cluster"] for e in exported] == [r.cluster for r in rows]
 
 
 def test_shipped_passage_tasks_declare_their_clusters(shared_data: Path) -> None:

@@ -163,9 +163,9 @@ def test_selection_on_the_test_split_is_refused(tmp_path: Path, capsys: pytest.C
 def _summary(task: str, prompt: str, scores: list[float]):  # type: ignore[no-untyped-def]
     from harness.analysis.compare import CellSummary
     from harness.stats.basics import mean_interval
-    from harness.store.store import CellRecord
+    from harness.store import StoredCell
 
-    record = CellRecord("run", f"{task}-{prompt}", task, "multiple_choice", prompt, "sha", 0, "none", "m", {}, ["acc"], len(scores))
+    record = StoredCell("run", f"{task}-{prompt}", task, "multiple_choice", prompt, "sha", 0, "none", "m", {}, ["acc"], len(scores))
     return CellSummary(record, "acc", True, mean_interval(scores, True), {f"i{k}": v for k, v in enumerate(scores)})
 
 

@@ -19,7 +19,7 @@ import pytest
 import sacrebleu
 
 from harness.analysis.compare import compare_runs
-from harness.store.store import CellRecord, ItemRecord, Store
+from harness.store import ItemRecord, Store, StoredCell
 from tests.helpers import cli
 
 
@@ -30,7 +30,7 @@ def stored_run(store: Store, run_id: str, task: str, task_type: str, metric: str
     store.create_run(run_id, run_id, config, {}, 0)
     for prompt, items in cells.items():
         cell_id = f"{run_id}-{prompt}"
-        store.add_cell(CellRecord(run_id, cell_id, task, task_type, prompt, "sha", 0, "none", model, {}, [metric], len(items)))
+        store.add_cell(StoredCell(run_id, cell_id, task, task_type, prompt, "sha", 0, "none", model, {}, [metric], len(items)))
         store.write_items(run_id, [
             ItemRecord(cell_id, item["id"], position, "prompt", None, [], item.get("target", 0), [], item.get("extracted"),
                        item["scores"], 0.0, 1, False, item.get("cluster"))

@@ -177,10 +177,7 @@ def finished_run(store: Store, spec: Any) -> str | None:
 
     config = config_snapshot(spec, plan(spec))
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()  # = runner's config hash
-    row = store.db.execute(
-        "SELECT id FROM runs WHERE config_hash = ? AND status = 'finished' ORDER BY created_at DESC, rowid DESC LIMIT 1", (digest,)
-    ).fetchone()
-    return str(row["id"]) if row else None
+    return store.finished_run(digest)
 
 
 def run_pair(

@@ -15,7 +15,6 @@ for any stored run, and re-scoring never needs the model.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,26 +26,24 @@ from harness.scoring import CorpusItem, Metric, get_metric
 from harness.scoring.classification_metrics import per_class_report
 from harness.stats.basics import DEFAULT_RESAMPLES, Interval
 from harness.stats.difference import BCaEngine, cluster_codes, resample_weights
-from harness.store.store import CellRecord, Store
+from harness.store import Store, StoredCell
 from harness.tasks.kinds import task_kind
 from harness.tasks.task import target_references
 
 
-def _task_config(store: Store, cell: CellRecord) -> dict[str, Any]:
+def _task_config(store: Store, cell: StoredCell) -> dict[str, Any]:
     config = store.run_config(cell.run_id)
     return dict(config.get("tasks", {}).get(cell.task, {}))
 
 
-def corpus_items(store: Store, cell: CellRecord) -> dict[str, CorpusItem]:
+def corpus_items(store: Store, cell: StoredCell) -> dict[str, CorpusItem]:
     """Item id -> (prediction, references) for one cell. Classification golds are stored as
     label indices; the run config's label list turns them back into label names."""
     labels = _task_config(store, cell).get("labels")
     out: dict[str, CorpusItem] = {}
-    for row in store.items([cell.run_id]):
-        if row["cell_id"] != cell.cell_id:
-            continue
-        references = target_references(json.loads(row["target_json"]), labels)  # as Item.references, for per-item scores
-        out[row["item_id"]] = CorpusItem(prediction=row["extracted"], references=references)
+    for row in store.items([cell.run_id], cell.cell_id):
+        references = target_references(row.target, labels)  # as Item.references, for per-item scores
+        out[row.item_id] = CorpusItem(prediction=row.extracted, references=references)
     return out
 
 
@@ -224,7 +221,7 @@ def group_summaries(
 
 
 # -- classification --------------------------------------------------------------------------
-def class_reports(store: Store, cells: Sequence[CellRecord]) -> dict[str, dict[str, dict[str, float]]]:
+def class_reports(store: Store, cells: Sequence[StoredCell]) -> dict[str, dict[str, dict[str, float]]]:
     """Cell id -> label -> precision / recall / f1 / support, for classification cells."""
     return {
         cell.cell_id: per_class_report(list(corpus_items(store, cell).values()))

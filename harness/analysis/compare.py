@@ -10,7 +10,6 @@ with probability ≤ α across the cells of a task.
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -34,7 +33,7 @@ from harness.analysis.summaries import (
 from harness.core.errors import HarnessError
 from harness.stats.across_prompts import AcrossPrompts, across_prompts, tau_interval
 from harness.stats.basics import DEFAULT_RESAMPLES, kendall_tau
-from harness.store.store import CellRecord, Store
+from harness.store import Store, StoredCell, StoredItem
 
 __all__ = ["CellSummary", "Comparison", "ModelContrast", "RankedCell", "Spread", "Stability", "TaskRanking", "cell_scores", "compare_runs",
            "find_cell", "item_diff", "ranked", "spreads", "stability", "summarize"]
@@ -317,11 +316,11 @@ class ItemDiff:
     target: Any
 
 
-def _answer(row: Any) -> str:
+def _answer(row: StoredItem) -> str:
     """A readable answer from a stored item: the chosen continuation, or the generated text."""
-    responses = json.loads(row["response_json"])
-    if row["continuations_json"]:
-        continuations = json.loads(row["continuations_json"])
+    responses = row.response
+    if row.continuations:
+        continuations = row.continuations
         responses = responses[: len(continuations)]  # acc_mutual_info's unconditional results follow (runner.prepare)
         logprobs = [r.get("logprob", float("-inf")) for r in responses]
         if any(v != v for v in logprobs):  # NaN: the backend could not score it, so no choice was made
@@ -331,45 +330,39 @@ def _answer(row: Any) -> str:
             return f"{continuations[best].strip()} (choice {best})"
         return ""
     text = responses[0].get("text", "") if responses else ""
-    return f"{text!r} -> {row['extracted']!r}" if row["extracted"] is not None else repr(text)
+    return f"{text!r} -> {row.extracted!r}" if row.extracted is not None else repr(text)
 
 
-def _target(row: Any) -> Any:
-    target = json.loads(row["target_json"])
-    if row["continuations_json"] and isinstance(target, int):
-        continuations = json.loads(row["continuations_json"])
+def _target(row: StoredItem) -> Any:
+    target, continuations = row.target, row.continuations
+    if continuations and isinstance(target, int):
         return f"{continuations[target].strip()} (choice {target})" if 0 <= target < len(continuations) else target
-    if row["continuations_json"] and isinstance(target, list) and all(isinstance(t, int) for t in target):  # several correct choices
-        continuations = json.loads(row["continuations_json"])
+    if continuations and isinstance(target, list) and all(isinstance(t, int) for t in target):  # several correct choices
         if all(0 <= t < len(continuations) for t in target):
             return " | ".join(continuations[t].strip() for t in target) + f" (choices {', '.join(str(t) for t in target)})"
     return target
 
 
-def item_diff(store: Store, a: CellRecord, b: CellRecord, metric: str | None = None) -> tuple[str, list[ItemDiff], int]:
+def item_diff(store: Store, a: StoredCell, b: StoredCell, metric: str | None = None) -> tuple[str, list[ItemDiff], int]:
     """Items (in both cells) where the two cells' scores differ on ``metric``; also the paired count."""
     name = metric or a.metrics[0]
-    rows: dict[str, dict[str, Any]] = {a.cell_id + a.run_id: {}, b.cell_id + b.run_id: {}}
-    for row in store.items(sorted({a.run_id, b.run_id})):
-        key = row["cell_id"] + row["run_id"]
-        if key in rows:
-            rows[key][row["item_id"]] = row
-    ra, rb = rows[a.cell_id + a.run_id], rows[b.cell_id + b.run_id]
+    ra = {row.item_id: row for row in store.items([a.run_id], a.cell_id)}
+    rb = {row.item_id: row for row in store.items([b.run_id], b.cell_id)}
     shared = [i for i in ra if i in rb]
     out = []
     for item in shared:
-        sa = json.loads(ra[item]["scores_json"]).get(name, float("nan"))
-        sb = json.loads(rb[item]["scores_json"]).get(name, float("nan"))
+        sa = ra[item].scores.get(name, float("nan"))
+        sb = rb[item].scores.get(name, float("nan"))
         if sa != sb and not (sa != sa and sb != sb):
-            out.append(ItemDiff(item, sa, sb, json.loads(ra[item]["prompt_json"]), json.loads(rb[item]["prompt_json"]),
+            out.append(ItemDiff(item, sa, sb, ra[item].prompt, rb[item].prompt,
                                 _answer(ra[item]), _answer(rb[item]), _target(ra[item])))
     return name, out, len(shared)
 
 
-def find_cell(store: Store, ref: str, run_ids: Sequence[str] | None = None) -> CellRecord:
+def find_cell(store: Store, ref: str, run_ids: Sequence[str] | None = None) -> StoredCell:
     """A cell by id or unique id prefix, optionally written RUN:CELL, within ``run_ids`` or all runs."""
     run_part, sep, cell_part = ref.rpartition(":")
-    runs = [store.resolve_run(run_part)] if sep else list(run_ids or [r["id"] for r in store.runs()])
+    runs = [store.resolve_run(run_part)] if sep else list(run_ids or [r.id for r in store.runs()])
     matches = [c for c in store.cells(runs) if c.cell_id.startswith(cell_part)] if runs else []
     if len(matches) != 1:
         problem = "no cell" if not matches else f"{len(matches)} cells (in runs {', '.join(sorted({m.run_id for m in matches}))})"

@@ -5,7 +5,7 @@ BoolQ passage, one number for every GSM8K problem); its accuracy then measures t
 distribution, not the task, and an A/B against its base says little. From stored items:
 
 - multiple choice: the predicted choice, re-derived from the stored per-choice log-likelihoods
-  (``response_json``; the argmax as the cell's main metric takes it: length-normalised for
+  (the stored responses; the argmax as the cell's main metric takes it: length-normalised for
   ``acc_norm``), compared both by index (always the first option) and by the continuation's text
   (always " maybe" wherever it sits); the stronger of the two is reported;
 - classification: the predicted label (``extracted``);
@@ -19,13 +19,12 @@ to call).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.scoring.metrics import NO_CHOICE, Outcome, predicted_choice
-from harness.store.store import CellRecord, Store
+from harness.store import Store, StoredCell, StoredItem
 from harness.tasks.kinds import task_kind
 
 DEGENERATE_SHARE = 0.9
@@ -75,9 +74,9 @@ def is_degenerate(count: int, n: int, share: float = DEGENERATE_SHARE, min_items
 def degenerate_cells(store: Store, run_ids: Sequence[str], *, share: float = DEGENERATE_SHARE,
                      min_items: int = MIN_ITEMS) -> list[DegenerateCell]:
     """The degenerate cells of these runs, in the store's cell order."""
-    rows: dict[tuple[str, str], list] = {}
+    rows: dict[tuple[str, str], list[StoredItem]] = {}
     for row in store.items(run_ids):
-        rows.setdefault((row["run_id"], row["cell_id"]), []).append(row)
+        rows.setdefault((row.run_id, row.cell_id), []).append(row)
     out = []
     for cell in store.cells(run_ids):
         found = _cell(cell, rows.get((cell.run_id, cell.cell_id), []), share, min_items)
@@ -86,24 +85,25 @@ def degenerate_cells(store: Store, run_ids: Sequence[str], *, share: float = DEG
     return out
 
 
-def _predicted(row: Mapping[str, object], normalise: bool) -> tuple[int, str]:
+def _predicted(row: StoredItem, normalise: bool) -> tuple[int, str]:
     """(index, stripped text) of the choice a stored multiple-choice item predicts."""
-    continuations = tuple(json.loads(str(row["continuations_json"])) if row["continuations_json"] else ())
+    continuations = tuple(row.continuations or ())
     # [: n]: acc_mutual_info's unconditional results follow the choices' own (runner.prepare)
-    logprobs = tuple(float(r.get("logprob", float("nan"))) for r in json.loads(str(row["response_json"])))[: len(continuations)]
+    logprobs = tuple(float(r.get("logprob", float("nan"))) for r in row.response)[: len(continuations)]
     index = predicted_choice(Outcome(item=None, choice_logprobs=logprobs, continuations=continuations), normalise)  # type: ignore[arg-type]
     return index, (continuations[index].strip() if 0 <= index < len(continuations) else "(no choice)")
 
 
-def _cell(cell: CellRecord, rows: list, share: float, min_items: int) -> DegenerateCell | None:
+def _cell(cell: StoredCell, rows: list[StoredItem], share: float, min_items: int) -> DegenerateCell | None:
     kind = task_kind(cell.task_type)
     if kind.answer == "choice":  # not stored as text: the highest-scoring choice, read from the stored log-likelihoods
         normalise = bool(cell.metrics) and cell.metrics[0] == "acc_norm"
-        predicted = {row["item_id"]: _predicted(row, normalise) for row in rows}
-        candidates: list[tuple[str, Mapping[str, Hashable]]] = [("choice index", {i: p[0] for i, p in predicted.items()}),
-                                                                ("choice text", {i: p[1] for i, p in predicted.items()})]
+        predicted = {row.item_id: _predicted(row, normalise) for row in rows}
+        candidates: list[tuple[str, Mapping[str, Hashable]]] = [
+            ("choice index", {i: p[0] for i, p in predicted.items()}), ("choice text", {i: p[1] for i, p in predicted.items()}),
+        ]
     else:
-        answers = {row["item_id"]: (row["extracted"] or "").strip() or NOTHING for row in rows}
+        answers = {row.item_id: (row.extracted or "").strip() or NOTHING for row in rows}
         candidates = [(kind.answer, answers)]  # the predicted label or the extracted answer, both stored as 'extracted'
     found = [(by, top) for by, answers in candidates if (top := dominant_answer(answers)) is not None]
     if not found:

@@ -13,7 +13,6 @@ never the zero-width interval ``(mean, mean)``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,10 +74,10 @@ def draw_summaries(store: Store, run_ids: Sequence[str], metric: str | None = No
     """Group the few-shot cells of the runs by setting and summarise their per-draw means."""
     cells = {c.cell_id: c for c in store.cells(list(run_ids))}
     sums: dict[str, list[float]] = {}
-    for row in store.items(list(run_ids)):
-        cell = cells[row["cell_id"]]
+    for row in store.scores(list(run_ids)):
+        cell = cells[row.cell_id]
         name = metric or cell.metrics[0]
-        scores = json.loads(row["scores_json"])
+        scores = row.scores
         if name not in scores:
             raise HarnessError(f"metric '{name}' is not stored for cell {cell.cell_id} ({cell.task}); stored: {', '.join(scores)}")
         sums.setdefault(cell.cell_id, []).append(float(scores[name]))

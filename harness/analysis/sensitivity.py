@@ -41,7 +41,7 @@ from harness.runner.calibration import CALIBRATED_METRIC
 from harness.scoring import get_metric
 from harness.stats.basics import DEFAULT_RESAMPLES, Interval, holm, mean_interval
 from harness.stats.paired import PairedResult, compare_scores
-from harness.store.store import CellRecord, Store
+from harness.store import Store, StoredCell
 
 FACTORS = ("template", "format", "selector", "order", "draw", "calibration")
 PAIRED_FACTORS = ("selector", "calibration")
@@ -87,7 +87,7 @@ class Setting:
         return " · ".join(p for p in parts if p)
 
 
-def parse_cell(cell: CellRecord) -> Setting:
+def parse_cell(cell: StoredCell) -> Setting:
     """The factor values of a stored cell (see the module docstring)."""
     match = _FORMAT.fullmatch(cell.prompt)
     template, fmt = (match["template"], int(match["index"])) if match else (cell.prompt, NOT_A_FORMAT)

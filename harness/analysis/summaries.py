@@ -16,7 +16,6 @@ Intervals (all at ``confidence``):
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from harness.stats.difference import (
     design_effect,
     resample_weights,
 )
-from harness.store.store import CellRecord, Store
+from harness.store import Store, StoredCell
 
 Unscorable = Literal["wrong", "exclude"]
 UNSCORABLE_CHOICES = ("wrong", "exclude")
@@ -41,7 +40,7 @@ UNSCORABLE_CHOICES = ("wrong", "exclude")
 
 @dataclass(frozen=True)
 class CellSummary:
-    cell: CellRecord
+    cell: StoredCell
     metric: str
     higher_is_better: bool
     interval: Interval
@@ -90,12 +89,11 @@ def stored_items(store: Store, run_ids: Sequence[str]) -> tuple[Table, Table]:
     (for items stored with one)."""
     scores: Table = defaultdict(dict)
     clusters: Table = defaultdict(dict)
-    for row in store.items(run_ids):
-        key = (row["run_id"], row["cell_id"])
-        scores[key][row["item_id"]] = json.loads(row["scores_json"])
-        cluster = row["cluster"] if "cluster" in row.keys() else None
-        if cluster is not None:
-            clusters[key][row["item_id"]] = str(cluster)
+    for row in store.scores(run_ids):
+        key = (row.run_id, row.cell_id)
+        scores[key][row.item_id] = row.scores
+        if row.cluster is not None:
+            clusters[key][row.item_id] = row.cluster
     return scores, clusters
 
 

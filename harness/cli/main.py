@@ -260,7 +260,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.diff:
         return decide_cli.cmd_diff(args, store)
     if args.run is None:
-        rows = [{"id": r["id"], "created_at": r["created_at"], "status": r["status"]} for r in store.runs()]
+        rows: list[dict[str, Any]] = [{"id": r.id, "created_at": r.created_at, "status": r.status} for r in store.runs()]
     else:
         run = store.resolve_run(args.run)
         rows = [{"cell_id": c.cell_id, "task": c.task, "prompt": c.prompt, "shots": c.shots, "selector": c.selector,

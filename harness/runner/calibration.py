@@ -9,8 +9,8 @@ and predict ``argmax_i p_i / p_cf_i`` (the diagonal ``W = diag(p_cf)^-1`` of the
 This is a second pass over a stored run, not part of the runner: for every multiple-choice
 or classification item it renders the content-free variants with the item's *stored*
 demonstrations, scores them through the response cache (the model is loaded only on a
-miss), and stores per item ``p_cf`` and the calibrated prediction in a ``calibration``
-table of the same SQLite file, and the item score ``acc_calibrated`` into the run's items
+miss), and stores per item ``p_cf`` and the calibrated prediction in the ``calibration``
+table of the same SQLite file (migration ``004_calibration``), and the item score ``acc_calibrated`` into the run's items
 (so ``harness compare --metric acc_calibrated`` and ``harness sensitivity`` rank and
 pair-test it like any metric). Uncalibrated accuracy is recomputed from the stored
 responses, so both sit side by side with Wilson CIs and a McNemar test on the same items.
@@ -61,30 +61,18 @@ from jinja2 import nodes
 from harness.backends import Backend, backend_class
 from harness.core.errors import HarnessError
 from harness.core.templating import environment
-from harness.requests import (
-    LoglikelihoodRequest,
-    Result,
-    loglikelihood_requests,
-    result_from_json,
-)
-from harness.runner.execute import RunSummary, resolve
+from harness.requests import LoglikelihoodRequest, loglikelihood_requests
+from harness.runner.execute import CacheCounts, resolve
 from harness.runner.plan import plan
 from harness.runner.spec import ExperimentSpec
 from harness.scoring.metrics import NO_CHOICE, predicted_choice
 from harness.scoring.scorer import build_outcome
 from harness.stats.basics import Interval, mcnemar, wilson
-from harness.store.export import export_run
-from harness.store.store import Store
+from harness.store import CalibrationRow, Store, StoredItem, export_run
 from harness.tasks.task import Item
 
 CONTENT_FREE = ("N/A", "", "[MASK]")
 CALIBRATED_METRIC = "acc_calibrated"  # the item score calibrate adds, so compare/report/sensitivity can pair it
-
-_SCHEMA = """CREATE TABLE IF NOT EXISTS calibration (
-    run_id TEXT NOT NULL, cell_id TEXT NOT NULL, item_id TEXT NOT NULL,
-    content_free_json TEXT NOT NULL, p_cf_json TEXT NOT NULL,
-    predicted INTEGER NOT NULL, calibrated INTEGER NOT NULL, target INTEGER NOT NULL,
-    PRIMARY KEY (run_id, cell_id, item_id))"""
 
 
 # -- the arithmetic ---------------------------------------------------------------------
@@ -241,10 +229,6 @@ class CellCalibration:
         }
 
 
-def _ensure_table(store: Store) -> None:
-    store.db.execute(_SCHEMA)
-
-
 @dataclass(frozen=True)
 class _Pending:
     """One content-free rendering waiting for its scores (``requests`` is what ``resolve`` reads)."""
@@ -269,7 +253,6 @@ def calibrate_run(
 
     if not content_free:
         raise HarnessError("calibration needs at least one content-free input")
-    _ensure_table(store)
     spec = ExperimentSpec.model_validate(store.run_config(run_id)["spec"])
     stored_cells = {c.cell_id for c in store.cells([run_id])}
     cells = [c for c in plan(spec) if c.cell_id in stored_cells and c.task.kind.calibratable]
@@ -285,11 +268,11 @@ def calibrate_run(
             )
         if cell.task.spec.contexts is not None:
             raise HarnessError(per_choice_refusal(f"task '{cell.task.name}'"))
-    rows_by_cell: dict[str, list[Any]] = {}
-    for row in store.items([run_id]):
-        rows_by_cell.setdefault(row["cell_id"], []).append(row)
+    stored_by_cell: dict[str, list[StoredItem]] = {}
+    for stored in store.items([run_id]):
+        stored_by_cell.setdefault(stored.cell_id, []).append(stored)
     ready = dict(backends or {})
-    summary = RunSummary(run_id=run_id, resumed=True, cells=cells)
+    counts = CacheCounts()
     written = 0
     for cell in cells:
         model = cell.model
@@ -303,43 +286,37 @@ def calibrate_run(
 
         items = {item.id: item for item in cell.items}
         pool = {item.id: item for item in cell.pool}
-        rows = [r for r in rows_by_cell.get(cell.cell_id, []) if r["item_id"] in items and isinstance(items[r["item_id"]].target, int)]
+        rows = [r for r in stored_by_cell.get(cell.cell_id, []) if r.item_id in items and isinstance(items[r.item_id].target, int)]
         for start in range(0, len(rows), chunk_items):
             chunk = rows[start : start + chunk_items]
             pending = []
             for row in chunk:
-                item = items[row["item_id"]]
-                shots = [pool[d] for d in json.loads(row["demo_ids_json"])]
+                item = items[row.item_id]
+                shots = [pool[d] for d in row.demo_ids]
                 for text in content_free:
                     neutral = content_free_item(item, text, cell.task.spec.input)
                     rendered = cell.template.render(cell.task, neutral, shots)
                     requests = loglikelihood_requests(rendered)
                     pending.append(_Pending(item.id, neutral, rendered.continuations, requests))
-            resolved, fresh = resolve(pending, identity_json, store, backend, summary)  # type: ignore[arg-type]
+            resolved, fresh = resolve(pending, identity_json, store, backend, counts)
             content_free_scores: dict[str, list[tuple[float, ...]]] = {}
             for p, (results, _) in zip(pending, resolved):
                 outcome = build_outcome(p.neutral, p.continuations, results, [])
                 content_free_scores.setdefault(p.item_id, []).append(outcome.choice_logprobs)
             records = []
             for row in chunk:
-                item = items[row["item_id"]]
-                stored: list[Result] = [result_from_json(r) for r in json.loads(row["response_json"])]
-                outcome = build_outcome(item, json.loads(row["continuations_json"] or "[]"), stored, [])
+                item = items[row.item_id]
+                outcome = build_outcome(item, row.continuations or [], row.results(), [])
                 cf = content_free_scores[item.id]
                 # a content-free input the model could not score for this item is left out of its p_cf;
                 # none left (or the item's own scores unusable): NO_CHOICE, never argmax's choice 0
                 p_cf = content_free_probs(cf) if any(scorable(x) for x in cf) else None
-                records.append((run_id, cell.cell_id, item.id, json.dumps([list(x) for x in cf]),
-                                json.dumps(None if p_cf is None else p_cf.tolist()), predicted_choice(outcome),
-                                calibrated_choice(outcome.choice_logprobs, p_cf), int(item.target)))  # type: ignore[arg-type]
+                records.append(CalibrationRow(
+                    run_id, cell.cell_id, item.id, [list(x) for x in cf], None if p_cf is None else p_cf.tolist(),
+                    predicted_choice(outcome), calibrated_choice(outcome.choice_logprobs, p_cf), int(item.target),  # type: ignore[arg-type]
+                ))
             store.write_items(run_id, [], fresh)  # the new content-free scores go to the response cache
-            with store.transaction():  # the calibration rows and the items' acc_calibrated score together
-                store.db.executemany("INSERT OR REPLACE INTO calibration VALUES (?,?,?,?,?,?,?,?)", records)
-                store.db.executemany(
-                    f"UPDATE items SET scores_json = json_set(scores_json, '$.{CALIBRATED_METRIC}', ?) "
-                    "WHERE run_id = ? AND cell_id = ? AND item_id = ?",
-                    [(float(r[6] == r[7]), r[0], r[1], r[2]) for r in records],
-                )
+            store.write_calibration(records, CALIBRATED_METRIC)  # with the items' acc_calibrated score, in one transaction
             written += len(records)
     for label, loaded in ready.items():
         if backends is None or label not in backends:
@@ -352,24 +329,21 @@ def calibrate_run(
 def calibration_summary(store: Store, run_id: str) -> list[CellCalibration]:
     """Per calibrated cell: accuracy and calibrated accuracy (Wilson CIs), McNemar between them,
     and how many items were unscorable (counted wrong) or lost a content-free input."""
-    _ensure_table(store)
     cells = {c.cell_id: c for c in store.cells([run_id])}
-    rows = list(store.db.execute("SELECT * FROM calibration WHERE run_id = ? ORDER BY cell_id, item_id", (run_id,)))
-    by_cell: dict[str, list[Any]] = {}
-    for row in rows:
-        by_cell.setdefault(row["cell_id"], []).append(row)
+    by_cell: dict[str, list[CalibrationRow]] = {}
+    for row in store.calibration(run_id):
+        by_cell.setdefault(row.cell_id, []).append(row)
     out = []
     for cell_id, cell_rows in by_cell.items():
         cell = cells[cell_id]
-        plain = [float(r["predicted"] == r["target"]) for r in cell_rows]
-        calibrated = [float(r["calibrated"] == r["target"]) for r in cell_rows]
-        p_cfs = [p for p in (json.loads(r["p_cf_json"]) for r in cell_rows) if p is not None]
+        plain = [float(r.predicted == r.target) for r in cell_rows]
+        calibrated = [float(r.calibrated == r.target) for r in cell_rows]
+        p_cfs = [r.p_cf for r in cell_rows if r.p_cf is not None]
         p_cf = tuple(float(x) for x in np.mean(p_cfs, axis=0)) if p_cfs else ()
-        unscorable = [r for r in cell_rows if r["calibrated"] == NO_CHOICE]
-        dropped = sum(1 for r in cell_rows if r["calibrated"] != NO_CHOICE
-                      and not all(scorable(x) for x in json.loads(r["content_free_json"])))
+        unscorable = [r for r in cell_rows if r.calibrated == NO_CHOICE]
+        dropped = sum(1 for r in cell_rows if r.calibrated != NO_CHOICE and not all(scorable(x) for x in r.content_free))
         label = f"{cell.task} | {cell.prompt} | {cell.shots}-shot {cell.selector} | {cell.model}"
         out.append(CellCalibration(cell_id, label, len(cell_rows), wilson(sum(plain), len(plain)), wilson(sum(calibrated), len(calibrated)),
                                    mcnemar(calibrated, plain).p_value, p_cf, len(unscorable),
-                                   sum(1 for r in unscorable if json.loads(r["p_cf_json"]) is None), dropped))
+                                   sum(1 for r in unscorable if r.p_cf is None), dropped))
     return sorted(out, key=lambda c: c.label)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from harness.backends import Backend, ModelSpec, backend_class
 from harness.core.progress import progress_bar
@@ -42,8 +42,28 @@ from harness.runner.provenance import (
 from harness.runner.spec import ExperimentSpec
 from harness.scoring import build_filter
 from harness.scoring.scorer import build_outcome, score_outcome
-from harness.store.export import export_run
-from harness.store.store import CellRecord, ItemRecord, Store
+from harness.store import ItemRecord, Store, StoredCell, export_run
+
+
+@dataclass
+class CacheCounts:
+    """What ``resolve`` tallies: requests, cache hits (by the run that stored them) and backend requests.
+
+    ``RunSummary`` carries the same fields, so the runner passes its summary; a second pass over a
+    stored run (calibration) passes one of these.
+    """
+
+    requests: int = 0
+    cache_hits: int = 0
+    backend_requests: int = 0
+    cache_origins: Counter[str | None] = field(default_factory=Counter)
+
+
+class Requesting(Protocol):
+    """Anything that carries backend requests (``Prepared``, calibration's content-free renderings)."""
+
+    @property
+    def requests(self) -> Sequence[Request]: ...
 
 
 @dataclass
@@ -142,7 +162,7 @@ def run_model(
 
     for cell in cells:
         store.add_cell(
-            CellRecord(
+            StoredCell(
                 run_id=run_id, cell_id=cell.cell_id, task=cell.task.name, task_type=cell.task.spec.type,
                 prompt=cell.template.name, prompt_sha256=cell.template.sha256, shots=cell.shots, selector=cell.selector_label,
                 model=model.label, model_json=identity, metrics=list(cell.task.spec.metrics), n_planned=len(cell.items),
@@ -174,7 +194,7 @@ def _chunks(values: list[Any], size: int) -> Iterator[list[Any]]:
 
 
 def resolve(
-    prepared: list[Prepared], identity_json: str, store: Store, backend: Any, summary: RunSummary
+    prepared: Sequence[Requesting], identity_json: str, store: Store, backend: Any, summary: RunSummary | CacheCounts
 ) -> tuple[list[tuple[list[Result], bool]], dict[str, Result]]:
     """Per item: its results (in request order) and whether all came from the cache.
 

@@ -9,20 +9,17 @@ stored metric list, target and extracted answer are used instead.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessError
-from harness.requests import result_from_json
 from harness.scoring import build_filter, get_metric
 from harness.scoring.checks import check_task
 from harness.scoring.metrics import Outcome
 from harness.scoring.scorer import build_outcome, score_outcome
-from harness.store.export import export_run
-from harness.store.store import Store
+from harness.store import Store, StoredItem, export_run
 from harness.tasks.task import Item, Task, find_task
 
 
@@ -79,9 +76,9 @@ def _load_tasks(config: dict[str, Any], tasks_dirs: Sequence[Path], data_dirs: S
     return found
 
 
-def _stored_item(row: Any, target: Any) -> Item:
-    continuations = json.loads(row["continuations_json"]) if row["continuations_json"] else None
-    return Item(id=row["item_id"], row={}, input="", target=target, choices=tuple(continuations) if continuations is not None else None)
+def _stored_item(stored: StoredItem, target: Any) -> Item:
+    continuations = stored.continuations
+    return Item(id=stored.item_id, row={}, input="", target=target, choices=tuple(continuations) if continuations is not None else None)
 
 
 def rescore_run(
@@ -125,20 +122,19 @@ def rescore_run(
     changed_examples: list[dict[str, Any]] = []
     rows = store.items([run_id])
     for row in rows:
-        cell = cells[row["cell_id"]]
-        old: dict[str, float] = json.loads(row["scores_json"])
+        cell = cells[row.cell_id]
+        old = row.scores
         # metrics written by a later pass (acc_calibrated) are kept as stored, never recomputed
         names = [n for n in dict.fromkeys([*cell.metrics, *old, *metrics]) if not get_metric(n).written_by]
-        target = json.loads(row["target_json"])
-        target = target if isinstance(target, int) else tuple(target)
-        base = items_by_task[cell.task].get(row["item_id"])
+        target = row.target if isinstance(row.target, int) else tuple(row.target)
+        base = items_by_task[cell.task].get(row.item_id)
         item = dataclasses.replace(base, target=target) if base is not None else _stored_item(row, target)
-        results = [result_from_json(r) for r in json.loads(row["response_json"])]
-        continuations = json.loads(row["continuations_json"]) if row["continuations_json"] else []
+        results = row.results()
+        continuations = row.continuations or []
         filters = filters_by_task[cell.task]
         if filters is None and item.choices is None:
             text = results[0].text if results and hasattr(results[0], "text") else ""
-            outcome = Outcome(item=item, text=text, extracted=row["extracted"])
+            outcome = Outcome(item=item, text=text, extracted=row.extracted)
         else:
             outcome = build_outcome(item, continuations, results, filters or [])
         new = score_outcome(outcome, names)
@@ -149,11 +145,11 @@ def rescore_run(
                 if _same(old[name], new[name]):
                     tally[1] += 1
                 elif len(changed_examples) < examples:
-                    changed_examples.append({"cell_id": cell.cell_id, "item_id": row["item_id"], "metric": name,
+                    changed_examples.append({"cell_id": cell.cell_id, "item_id": row.item_id, "metric": name,
                                              "stored": old[name], "rescored": new[name]})
             else:
                 added.add(name)
-        updates.append((row["cell_id"], row["item_id"], {**old, **new}, outcome.extracted))
+        updates.append((row.cell_id, row.item_id, {**old, **new}, outcome.extracted))
     if write and updates:
         store.update_scores(run_id, updates)
 

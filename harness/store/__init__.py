@@ -1,1 +1,25 @@
-"""store."""
+"""The results store: one SQLite file of runs, cells, items and the response cache, read as frozen records."""
+
+from harness.store.export import export_run, item_row
+from harness.store.records import (
+    CalibrationRow,
+    ItemRecord,
+    ItemScores,
+    StoredCell,
+    StoredItem,
+    StoredRun,
+)
+from harness.store.store import DEFAULT_DB, Store
+
+__all__ = [
+    "DEFAULT_DB",
+    "CalibrationRow",
+    "ItemRecord",
+    "ItemScores",
+    "Store",
+    "StoredCell",
+    "StoredItem",
+    "StoredRun",
+    "export_run",
+    "item_row",
+]

@@ -1,9 +1,13 @@
-"""SQLite storage: runs, cells, items and the response cache, with named migrations.
+"""SQLite storage: runs, cells, items, calibration rows and the response cache.
 
 One database file (default ``results/harness.db``) holds everything, so a comparison can
 pair items across runs and a repeated run is served from the cache. Every batch of items is
 written in one transaction together with its cache entries: a run killed at any moment
 leaves whole items or nothing, and resuming re-queries only what is missing.
+
+This is the one module that speaks SQL: reads return the frozen records of
+``harness.store.records`` with their JSON columns decoded here, once (a test keeps SQL and
+column decoding out of every other module of ``harness/``).
 """
 
 from __future__ import annotations
@@ -13,123 +17,70 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessError
 from harness.requests import Result, result_from_json, result_to_json
+from harness.store.migrations import MIGRATIONS
+from harness.store.records import (
+    CalibrationRow,
+    ItemRecord,
+    ItemScores,
+    StoredCell,
+    StoredItem,
+    StoredRun,
+)
 
 DEFAULT_DB = Path("results") / "harness.db"
-
-MIGRATIONS: list[tuple[str, str]] = [
-    (
-        "001_initial",
-        """
-        CREATE TABLE runs (
-            id TEXT PRIMARY KEY,
-            created_at TEXT NOT NULL,
-            finished_at TEXT,
-            status TEXT NOT NULL,             -- running | finished
-            config_hash TEXT NOT NULL,
-            config_json TEXT NOT NULL,
-            versions_json TEXT NOT NULL,
-            seed INTEGER NOT NULL
-        );
-        CREATE INDEX runs_by_config ON runs(config_hash, status);
-        CREATE TABLE cells (
-            run_id TEXT NOT NULL REFERENCES runs(id),
-            cell_id TEXT NOT NULL,
-            task TEXT NOT NULL,
-            task_type TEXT NOT NULL,
-            prompt TEXT NOT NULL,
-            prompt_sha256 TEXT NOT NULL,
-            shots INTEGER NOT NULL,
-            selector TEXT NOT NULL,
-            model TEXT NOT NULL,
-            model_json TEXT NOT NULL,          -- backend identity + description, no secrets
-            metrics_json TEXT NOT NULL,        -- metric names, main metric first
-            n_planned INTEGER NOT NULL,
-            PRIMARY KEY (run_id, cell_id)
-        );
-        CREATE TABLE items (
-            run_id TEXT NOT NULL,
-            cell_id TEXT NOT NULL,
-            item_id TEXT NOT NULL,
-            position INTEGER NOT NULL,         -- order in the evaluated split
-            prompt_json TEXT NOT NULL,
-            continuations_json TEXT,
-            demo_ids_json TEXT NOT NULL,
-            target_json TEXT NOT NULL,
-            response_json TEXT NOT NULL,       -- raw backend results
-            extracted TEXT,
-            scores_json TEXT NOT NULL,
-            latency_s REAL NOT NULL,
-            n_tokens INTEGER NOT NULL,
-            cached INTEGER NOT NULL,
-            PRIMARY KEY (run_id, cell_id, item_id),
-            FOREIGN KEY (run_id, cell_id) REFERENCES cells(run_id, cell_id)
-        );
-        CREATE TABLE cache (
-            key TEXT PRIMARY KEY,              -- sha256(backend identity + request)
-            result_json TEXT NOT NULL,
-            created_at TEXT NOT NULL
-        );
-        """,
-    ),
-    (
-        # which run first stored each cache entry, so a served-from-cache run can name it (NULL: stored before this)
-        "002_cache_run_id",
-        "ALTER TABLE cache ADD COLUMN run_id TEXT",
-    ),
-    (
-        # the item's cluster (task.yaml 'cluster:', e.g. its passage): CIs and paired tests resample clusters; NULL = none declared
-        "003_item_cluster",
-        "ALTER TABLE items ADD COLUMN cluster TEXT",
-    ),
-]
 
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-@dataclass(frozen=True)
-class CellRecord:
-    run_id: str
-    cell_id: str
-    task: str
-    task_type: str
-    prompt: str
-    prompt_sha256: str
-    shots: int
-    selector: str
-    model: str
-    model_json: dict[str, Any]
-    metrics: list[str]
-    n_planned: int
+def _run(row: sqlite3.Row) -> StoredRun:
+    return StoredRun(
+        id=row["id"], created_at=row["created_at"], finished_at=row["finished_at"], status=row["status"],
+        config_hash=row["config_hash"], config=json.loads(row["config_json"]), versions=json.loads(row["versions_json"]),
+        seed=row["seed"],
+    )
 
 
-@dataclass(frozen=True)
-class ItemRecord:
-    cell_id: str
-    item_id: str
-    position: int
-    prompt: Any
-    continuations: list[str] | None
-    demo_ids: list[str]
-    target: Any
-    response: list[dict[str, Any]]
-    extracted: str | None
-    scores: dict[str, float]
-    latency_s: float
-    n_tokens: int
-    cached: bool
-    cluster: str | None = None  # the task's 'cluster:' value for this item (None when the task declares none)
+def _cell(row: sqlite3.Row) -> StoredCell:
+    return StoredCell(
+        run_id=row["run_id"], cell_id=row["cell_id"], task=row["task"], task_type=row["task_type"], prompt=row["prompt"],
+        prompt_sha256=row["prompt_sha256"], shots=row["shots"], selector=row["selector"], model=row["model"],
+        model_json=json.loads(row["model_json"]), metrics=json.loads(row["metrics_json"]), n_planned=row["n_planned"],
+    )
+
+
+def _item(row: sqlite3.Row) -> StoredItem:
+    return StoredItem(
+        run_id=row["run_id"], cell_id=row["cell_id"], item_id=row["item_id"], position=row["position"],
+        prompt=json.loads(row["prompt_json"]),
+        continuations=json.loads(row["continuations_json"]) if row["continuations_json"] else None,
+        demo_ids=json.loads(row["demo_ids_json"]), target=json.loads(row["target_json"]),
+        response=json.loads(row["response_json"]), extracted=row["extracted"], scores=json.loads(row["scores_json"]),
+        latency_s=row["latency_s"], n_tokens=row["n_tokens"], cached=bool(row["cached"]), cluster=row["cluster"],
+    )
+
+
+def _calibration(row: sqlite3.Row) -> CalibrationRow:
+    return CalibrationRow(
+        run_id=row["run_id"], cell_id=row["cell_id"], item_id=row["item_id"], content_free=json.loads(row["content_free_json"]),
+        p_cf=json.loads(row["p_cf_json"]), predicted=row["predicted"], calibrated=row["calibrated"], target=row["target"],
+    )
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
 
 
 class Store:
+    """The results database; opening it applies the migrations it has not seen yet."""
+
     def __init__(self, path: Path | str = DEFAULT_DB) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,6 +99,8 @@ class Store:
         for name, sql in MIGRATIONS:
             if name not in done:
                 with self.transaction():
+                    if self.db.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone():
+                        continue  # another process opening the same file applied it meanwhile
                     for statement in sql.split(";"):
                         if statement.strip():
                             self.db.execute(statement)
@@ -187,8 +140,17 @@ class Store:
         with self.transaction():
             self.db.execute("UPDATE runs SET status = 'finished', finished_at = ? WHERE id = ?", (now(), run_id))
 
-    def runs(self) -> list[sqlite3.Row]:
-        return list(self.db.execute("SELECT * FROM runs ORDER BY created_at, rowid"))
+    def runs(self) -> list[StoredRun]:
+        """Every run, oldest first (rowid breaks ties within one second)."""
+        return [_run(r) for r in self.db.execute("SELECT * FROM runs ORDER BY created_at, rowid")]
+
+    def finished_run(self, config_hash: str) -> str | None:
+        """The latest finished run with this configuration hash (``harness ab`` reuses it)."""
+        row = self.db.execute(
+            "SELECT id FROM runs WHERE config_hash = ? AND status = 'finished' ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (config_hash,),
+        ).fetchone()
+        return str(row["id"]) if row else None
 
     def resolve_run(self, ref: str) -> str:
         """A run id, a unique prefix of one, or 'latest'."""
@@ -199,17 +161,18 @@ class Store:
             return str(row["id"])
         rows = [r["id"] for r in self.db.execute("SELECT id FROM runs WHERE id LIKE ?", (ref + "%",))]
         if len(rows) != 1:
-            known = [r["id"] for r in self.runs()][-5:]
+            known = [r.id for r in self.runs()][-5:]
             problem = "no run" if not rows else f"{len(rows)} runs"
             raise HarnessError(f"{self.path}: {problem} matching '{ref}'. Recent runs: {', '.join(known) or '(none)'}")
         return str(rows[0])
 
     def run_config(self, run_id: str) -> dict[str, Any]:
+        """The run's configuration snapshot (its spec, tasks, model identities, warnings)."""
         row = self.db.execute("SELECT config_json FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return json.loads(row["config_json"])
+        return dict(json.loads(row["config_json"]))
 
     # -- cells and items ----------------------------------------------------------
-    def add_cell(self, cell: CellRecord) -> None:
+    def add_cell(self, cell: StoredCell) -> None:
         with self.transaction():
             self.db.execute(
                 "INSERT OR IGNORE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -219,17 +182,10 @@ class Store:
                 ),
             )
 
-    def cells(self, run_ids: Sequence[str]) -> list[CellRecord]:
-        marks = ",".join("?" * len(run_ids))
-        rows = self.db.execute(f"SELECT * FROM cells WHERE run_id IN ({marks}) ORDER BY rowid", list(run_ids))
-        return [
-            CellRecord(
-                run_id=r["run_id"], cell_id=r["cell_id"], task=r["task"], task_type=r["task_type"], prompt=r["prompt"],
-                prompt_sha256=r["prompt_sha256"], shots=r["shots"], selector=r["selector"], model=r["model"],
-                model_json=json.loads(r["model_json"]), metrics=json.loads(r["metrics_json"]), n_planned=r["n_planned"],
-            )
-            for r in rows
-        ]
+    def cells(self, run_ids: Sequence[str]) -> list[StoredCell]:
+        """The runs' cells in the order they were added."""
+        rows = self.db.execute(f"SELECT * FROM cells WHERE run_id IN ({_marks(run_ids)}) ORDER BY rowid", list(run_ids))
+        return [_cell(r) for r in rows]
 
     def done_item_ids(self, run_id: str, cell_id: str) -> set[str]:
         rows = self.db.execute("SELECT item_id FROM items WHERE run_id = ? AND cell_id = ?", (run_id, cell_id))
@@ -265,13 +221,43 @@ class Store:
                 [(json.dumps(scores), extracted, run_id, cell, item) for cell, item, scores, extracted in rows],
             )
 
-    def items(self, run_ids: Sequence[str]) -> list[sqlite3.Row]:
-        marks = ",".join("?" * len(run_ids))
-        return list(
-            self.db.execute(
-                f"SELECT * FROM items WHERE run_id IN ({marks}) ORDER BY run_id, cell_id, position", list(run_ids)
-            )
+    def items(self, run_ids: Sequence[str], cell_id: str | None = None) -> list[StoredItem]:
+        """The runs' items (only cell ``cell_id``'s when given), ordered by run, cell and position."""
+        where = f"run_id IN ({_marks(run_ids)})" + ("" if cell_id is None else " AND cell_id = ?")
+        params = [*run_ids] + ([] if cell_id is None else [cell_id])
+        rows = self.db.execute(f"SELECT * FROM items WHERE {where} ORDER BY run_id, cell_id, position", params)
+        return [_item(r) for r in rows]
+
+    def scores(self, run_ids: Sequence[str]) -> list[ItemScores]:
+        """The runs' item scores and clusters, in ``items`` order, without decoding prompts and responses."""
+        rows = self.db.execute(
+            f"SELECT run_id, cell_id, item_id, scores_json, cluster FROM items WHERE run_id IN ({_marks(run_ids)}) "
+            "ORDER BY run_id, cell_id, position",
+            list(run_ids),
         )
+        return [ItemScores(r["run_id"], r["cell_id"], r["item_id"], json.loads(r["scores_json"]), r["cluster"]) for r in rows]
+
+    # -- calibration --------------------------------------------------------------
+    def write_calibration(self, rows: Sequence[CalibrationRow], metric: str) -> None:
+        """Calibration rows and, on their items, the score ``metric`` (1.0 when the calibrated choice is the
+        target, else 0.0; other scores kept), in one transaction: replaced on a second pass."""
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO calibration VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (r.run_id, r.cell_id, r.item_id, json.dumps(r.content_free), json.dumps(r.p_cf), r.predicted, r.calibrated, r.target)
+                    for r in rows
+                ],
+            )
+            self.db.executemany(
+                "UPDATE items SET scores_json = json_set(scores_json, '$.' || ?, ?) WHERE run_id = ? AND cell_id = ? AND item_id = ?",
+                [(metric, float(r.calibrated == r.target), r.run_id, r.cell_id, r.item_id) for r in rows],
+            )
+
+    def calibration(self, run_id: str) -> list[CalibrationRow]:
+        """The run's calibration rows, by cell and item id."""
+        rows = self.db.execute("SELECT * FROM calibration WHERE run_id = ? ORDER BY cell_id, item_id", (run_id,))
+        return [_calibration(r) for r in rows]
 
     # -- cache --------------------------------------------------------------------
     def cached(self, keys: Sequence[str], origins: Counter[str | None] | None = None) -> dict[str, Result]:
@@ -280,8 +266,7 @@ class Store:
         found: dict[str, Result] = {}
         for start in range(0, len(keys), 500):
             chunk = list(keys[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            for row in self.db.execute(f"SELECT key, result_json, run_id FROM cache WHERE key IN ({marks})", chunk):
+            for row in self.db.execute(f"SELECT key, result_json, run_id FROM cache WHERE key IN ({_marks(chunk)})", chunk):
                 found[row["key"]] = result_from_json(json.loads(row["result_json"]))
                 if origins is not None:
                     origins[row["run_id"]] += 1
@@ -290,6 +275,10 @@ class Store:
     def cache_stats(self) -> dict[str, int]:
         row = self.db.execute("SELECT COUNT(*) AS n FROM cache").fetchone()
         return {"entries": int(row["n"])}
+
+    def migrations(self) -> list[str]:
+        """The names of the migrations applied to this database, in name order."""
+        return [str(r["name"]) for r in self.db.execute("SELECT name FROM migrations ORDER BY name")]
 
     def clear_cache(self) -> int:
         with self.transaction():

@@ -237,7 +237,7 @@ def check_overlap_runs(store: Store, base_run: str | None, tuned_run: str, *, tu
 
     def keys(run: str) -> set[tuple[str, str]]:
         tasks = {c.cell_id: c.task for c in store.cells([run])}
-        return {(tasks[r["cell_id"]], r["item_id"]) for r in store.items([run])}
+        return {(tasks[r.cell_id], r.item_id) for r in store.scores([run])}
 
     wanted = keys(tuned_run)
     if base_run is not None and base_run != tuned_run:

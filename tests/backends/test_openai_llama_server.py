@@ -50,11 +50,11 @@ def stored(db: Path, run_id: str) -> dict[tuple[str, str, str], dict[str, Any]]:
     cells = {c.cell_id: c for c in store.cells([run_id])}
     out = {}
     for row in store.items([run_id]):
-        cell = cells[row["cell_id"]]
-        response = [{k: v for k, v in r.items() if k != "latency_s"} for r in json.loads(row["response_json"])]
-        key = (cell.task, cell.prompt, row["item_id"])
+        cell = cells[row.cell_id]
+        response = [{k: v for k, v in r.items() if k != "latency_s"} for r in row.response]
+        key = (cell.task, cell.prompt, row.item_id)
         assert key not in out, f"duplicated item {key}"
-        out[key] = {"response": response, "extracted": row["extracted"], "scores": json.loads(row["scores_json"])}
+        out[key] = {"response": response, "extracted": row.extracted, "scores": row.scores}
     return out
 
 
@@ -164,5 +164,8 @@ def _count_items(db: Path) -> int:
 
 
 def _stored_prompts(db: Path) -> set[str]:
-    with sqlite3.connect(db) as conn:
-        return {json.loads(p) for (p,) in conn.execute("SELECT prompt_json FROM items")}
+    store = Store(db)
+    try:
+        return {str(item.prompt) for item in store.items([run.id for run in store.runs()])}
+    finally:
+        store.close()

@@ -141,13 +141,13 @@ def test_run_stores_every_correct_choice_and_scores_mc1_mc2(tmp_path: Path) -> N
     items = {i.id: i for i in load_task(folder).items()}
     seen_multi = 0
     for row in store.items([run]):
-        item = items[row["item_id"]]
-        target = json.loads(row["target_json"])
+        item = items[row.item_id]
+        target = row.target
         assert target == (list(item.correct) if item.correct else 0)
         seen_multi += isinstance(target, list)
-        logprobs = np.array([r["logprob"] for r in json.loads(row["response_json"])])
+        logprobs = np.array([r["logprob"] for r in row.response])
         p = np.exp(logprobs) / np.exp(logprobs).sum()  # lm-eval's process_results_mc2, written out
-        scores = json.loads(row["scores_json"])
+        scores = row.scores
         assert scores["mc2"] == pytest.approx(float(p[list(item.correct_choices)].sum()), abs=1e-12)
         assert scores["mc1"] == scores["acc"] == float(int(np.argmax(logprobs)) in item.correct_choices)
     assert seen_multi == 8  # 8 of the 12 rows have 2 or 3 true answers
@@ -168,7 +168,7 @@ def test_rescore_reproduces_mc2_with_and_without_the_task(tmp_path: Path) -> Non
 def test_demonstrations_and_tune_use_the_first_correct_choice(tmp_path: Path) -> None:
     folder = write(tmp_path)
     store, run = _run(tmp_path, folder, shots=3)
-    prompt = json.loads(store.items([run])[0]["prompt_json"])
+    prompt = store.items([run])[0].prompt
     # fewshot rows 1 and 2 have 2 and 3 true answers: a demonstration shows the first
     assert "Q: question 1?\nA: true 1.0\n" in prompt and "Q: question 2?\nA: true 2.0\n" in prompt
     task = load_task(folder)
@@ -178,9 +178,9 @@ def test_demonstrations_and_tune_use_the_first_correct_choice(tmp_path: Path) ->
 
 def test_compare_shows_every_correct_choice(tmp_path: Path) -> None:
     store, run = _run(tmp_path, write(tmp_path))
-    row = next(r for r in store.items([run]) if r["item_id"] == "q2")
+    row = next(r for r in store.items([run]) if r.item_id == "q2")
     assert _target(row) == "true 2.0 | true 2.1 | true 2.2 (choices 0, 1, 2)"
-    single = next(r for r in store.items([run]) if r["item_id"] == "q0")
+    single = next(r for r in store.items([run]) if r.item_id == "q0")
     assert _target(single) == "true 0.0 (choice 0)"
 
 
@@ -188,14 +188,14 @@ def test_calibrate_refuses_items_with_several_correct_choices(tmp_path: Path) ->
     store, run = _run(tmp_path, write(tmp_path))
     with pytest.raises(HarnessError, match="item 'q1' has several correct choices \\[0, 1\\].*one correct choice"):
         calibrate_run(store, run)
-    assert not list(store.db.execute("SELECT * FROM calibration"))  # refused before anything was scored
+    assert not store.calibration(run)  # refused before anything was scored
 
 
 def test_mc1_task_in_the_truthfulqa_form_is_acc_on_the_first_choice(tmp_path: Path) -> None:
     folder = write(tmp_path, {"choices": "{{ mc1_targets.choices }}", "target": "0", "target_format": "choice"})
     store, run = _run(tmp_path, folder)
     for row in store.items([run]):
-        logprobs = [r["logprob"] for r in json.loads(row["response_json"])]
-        scores = json.loads(row["scores_json"])
-        assert json.loads(row["target_json"]) == 0
+        logprobs = [r["logprob"] for r in row.response]
+        scores = row.scores
+        assert row.target == 0
         assert scores["mc1"] == scores["acc"] == float(int(np.argmax(logprobs)) == 0)

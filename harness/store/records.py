@@ -1,0 +1,118 @@
+"""What the store hands out and takes in: frozen records, their JSON columns decoded once.
+
+Readers (analysis, rescore, calibration, reports, the API) see these, never ``sqlite3.Row``s
+or ``*_json`` columns, so the schema can change in ``store/`` alone. Decoded JSON values stay
+the lists and dicts ``json.loads`` gives (the exported rows are those values, byte for byte).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from harness.requests import Result, result_from_json
+
+StoredPrompt = str | list[dict[str, str]]  # plain text, or chat messages ({"role", "content"}), as prompt_to_json writes them
+StoredTarget = int | list[Any]  # a choice index, a list of correct indices, or the references (Item.stored_target)
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """One row of ``runs``: the run's identity and its configuration snapshot."""
+
+    id: str
+    created_at: str
+    finished_at: str | None
+    status: str  # running | finished
+    config_hash: str
+    config: dict[str, Any]
+    versions: dict[str, Any]
+    seed: int
+
+
+@dataclass(frozen=True)
+class StoredCell:
+    """One cell of a run (task x prompt x shots x selector x model); written by the runner, read by everyone."""
+
+    run_id: str
+    cell_id: str
+    task: str
+    task_type: str
+    prompt: str
+    prompt_sha256: str
+    shots: int
+    selector: str
+    model: str
+    model_json: dict[str, Any]  # backend identity + description, no secrets
+    metrics: list[str]  # metric names, main metric first
+    n_planned: int
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    """An evaluated item as the runner writes it (``Store.write_items`` adds the run id)."""
+
+    cell_id: str
+    item_id: str
+    position: int
+    prompt: Any
+    continuations: list[str] | None
+    demo_ids: list[str]
+    target: Any
+    response: list[dict[str, Any]]
+    extracted: str | None
+    scores: dict[str, float]
+    latency_s: float
+    n_tokens: int
+    cached: bool
+    cluster: str | None = None  # the task's 'cluster:' value for this item (None when the task declares none)
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """One row of ``items``, every column decoded."""
+
+    run_id: str
+    cell_id: str
+    item_id: str
+    position: int  # order in the evaluated split
+    prompt: StoredPrompt
+    continuations: list[str] | None  # the scored choices (None: a generation task)
+    demo_ids: list[str]
+    target: StoredTarget
+    response: list[dict[str, Any]]  # raw backend results (result_to_json), in request order
+    extracted: str | None
+    scores: dict[str, float]
+    latency_s: float
+    n_tokens: int
+    cached: bool
+    cluster: str | None  # None: the task declares no 'cluster:' (or the item was stored before clusters)
+
+    def results(self) -> list[Result]:
+        """The stored backend results as Result objects (rescoring and calibration rebuild outcomes from them)."""
+        return [result_from_json(r) for r in self.response]
+
+
+@dataclass(frozen=True)
+class ItemScores:
+    """An item's scores and cluster alone: what summaries and tallies read, without decoding prompts and responses."""
+
+    run_id: str
+    cell_id: str
+    item_id: str
+    scores: dict[str, float]
+    cluster: str | None
+
+
+@dataclass(frozen=True)
+class CalibrationRow:
+    """One row of ``calibration`` (contextual calibration of one item, ``harness calibrate``)."""
+
+    run_id: str
+    cell_id: str
+    item_id: str
+    content_free: list[list[float]]  # each content-free input's choice log-probabilities
+    p_cf: list[float] | None  # the averaged content-free distribution; None when no input was scorable
+    predicted: int  # the uncalibrated choice (NO_CHOICE when unscorable)
+    calibrated: int
+    target: int
