@@ -16,7 +16,8 @@ from harness.core.errors import HarnessError
 from harness.runner.execute import run_experiment
 from harness.runner.spec import ExperimentSpec
 from harness.store.store import Store
-from harness.tasks.task import PROJECT_ROOT, find_task
+from harness.tasks.task import find_task
+from tests.conftest import ROOT as PROJECT_ROOT
 
 TASKS_DIR = PROJECT_ROOT / "tasks"
 BENCHMARKS = [
