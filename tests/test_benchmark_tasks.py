@@ -17,7 +17,8 @@ from harness.runner.execute import run_experiment
 from harness.runner.spec import ExperimentSpec
 from harness.scoring.checks import check_task
 from harness.store.store import Store
-from harness.tasks.task import PROJECT_ROOT, find_task
+from harness.tasks.task import find_task
+from tests.conftest import ROOT as PROJECT_ROOT
 
 TASKS_DIR = PROJECT_ROOT / "tasks"
 BENCHMARKS = [

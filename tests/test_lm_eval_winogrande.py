@@ -20,7 +20,7 @@ import pytest
 from harness.runner.execute import run_experiment
 from harness.runner.spec import ExperimentSpec
 from harness.store.store import Store
-from harness.tasks.task import PROJECT_ROOT
+from tests.conftest import ROOT as PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 LM_EVAL_TASKS = PROJECT_ROOT / "bench" / "lm_eval_tasks"

@@ -28,7 +28,8 @@ from harness.runner.execute import run_experiment
 from harness.runner.plan import plan
 from harness.runner.spec import ExperimentSpec
 from harness.store.store import Store
-from harness.tasks.task import PROJECT_ROOT, Task, find_task
+from harness.tasks.task import Task, find_task
+from tests.conftest import ROOT as PROJECT_ROOT
 from tests.helpers import cli, write_task
 
 WINOGRANDE = PROJECT_ROOT / "tasks" / "winogrande"

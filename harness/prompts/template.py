@@ -32,6 +32,7 @@ from typing import Any
 import jinja2
 
 from harness.core.errors import HarnessError, did_you_mean
+from harness.core.paths import bundled_prompts
 from harness.core.templating import (
     JINJA_ERRORS,
     compile_template,
@@ -204,9 +205,15 @@ def default_prompt_dirs() -> list[Path]:
 
 
 def _search_folders(task: Task, extra_dirs: Iterable[Path]) -> list[Path]:
-    folders = [task.folder / "prompts", task.folder]
+    """The task folder's own prompts/ and the folder itself; a bundled task's prompts/<task>/
+    (its own variants, so they keep their place); then <dir>/<task name> for each prompts dir."""
+    own = bundled_prompts(task.folder)
+    folders = [task.folder / "prompts", task.folder, *([own] if own is not None else [])]
     folders += [Path(d) / task.name for d in [*extra_dirs, *default_prompt_dirs()]]
-    return folders
+    unique: dict[Path, Path] = {}
+    for folder in folders:
+        unique.setdefault(folder.resolve(), folder)
+    return list(unique.values())
 
 
 def available_prompts(task: Task, extra_dirs: Iterable[Path] = ()) -> dict[str, Path]:

@@ -20,11 +20,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.core.errors import HarnessError, did_you_mean
+from harness.core.paths import bundled_dir
 from harness.core.templating import JINJA_ERRORS, compile_expression, explain
 from harness.core.yamlfile import read_yaml_mapping, validate
 from harness.tasks.kinds import TaskKind, TaskType, kind_names, task_kind
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
 TASKS_DIR_ENV = "HARNESS_TASKS_DIR"
 
@@ -540,9 +540,9 @@ def data_dirs_from_env() -> tuple[Path, ...]:
 
 
 def search_dirs(variable: str, folder: str) -> list[Path]:
-    """$variable's folders, then ./<folder> and the project's own <folder>, without repeats."""
+    """$variable's folders, then ./<folder> and the bundled <folder> (harness.core.paths), without repeats."""
     dirs = env_paths(variable)
-    for candidate in (Path.cwd() / folder, PROJECT_ROOT / folder):
+    for candidate in (Path.cwd() / folder, bundled_dir(folder)):
         if candidate.is_dir() and candidate.resolve() not in [d.resolve() for d in dirs]:
             dirs.append(candidate)
     return dirs

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from harness.scoring import apply_filters, build_filter
-from harness.tasks.task import PROJECT_ROOT, load_task
+from harness.tasks.task import load_task
+from tests.conftest import ROOT as PROJECT_ROOT
 
 CASES = json.loads((Path(__file__).parents[1] / "cases" / "gsm8k_extraction.json").read_text(encoding="utf-8"))
 TASK = load_task(PROJECT_ROOT / "tasks" / "gsm8k")
