@@ -8,4 +8,9 @@ bash scripts/setup.sh
 python -c "import llama_cpp.server" 2>/dev/null || CMAKE_ARGS="-DLLAVA_BUILD=OFF" python -m pip install -q "llama-cpp-python[server]==0.3.36"
 # the slow agreement tests run lm-evaluation-harness itself on the embedded model (pyproject extra "bench")
 python -c "import lm_eval" 2>/dev/null || python -m pip install -q "lm-eval==0.4.13"
+# the house rules: layers in flow order (import-linter), types (mypy --strict on harness/), lint (ruff)
+(python -c "import importlinter, mypy, ruff" && python -m pip show -q types-PyYAML) >/dev/null 2>&1 || python -m pip install -q -e ".[lint]"
+lint-imports
+mypy
+ruff check harness tests bench
 python -m pytest -q --durations=20 "$@"
