@@ -1,4 +1,4 @@
-"""Backends. Each registers a lazy loader; importing this package imports no ML library."""
+"""Backends. Each built-in is a "module:attr" reference imported on first use; importing this package imports no ML library."""
 
 from harness.backends.base import (
     BACKENDS,
@@ -10,26 +10,8 @@ from harness.backends.base import (
     parse_model,
 )
 
-
-@BACKENDS.register("hf")
-def _hf() -> type[Backend]:
-    from harness.backends.hf.backend import HFBackend
-
-    return HFBackend
-
-
-@BACKENDS.register("openai")
-def _openai() -> type[Backend]:
-    from harness.backends.openai.backend import OpenAIBackend
-
-    return OpenAIBackend
-
-
-@BACKENDS.register("scripted")
-def _scripted() -> type[Backend]:
-    from harness.backends.scripted import ScriptedBackend
-
-    return ScriptedBackend
-
+BACKENDS.add_reference("hf", "harness.backends.hf.backend:HFBackend")
+BACKENDS.add_reference("openai", "harness.backends.openai.backend:OpenAIBackend")
+BACKENDS.add_reference("scripted", "harness.backends.scripted:ScriptedBackend")
 
 __all__ = ["BACKENDS", "EMBEDDED_MODEL", "Backend", "ModelSpec", "backend_class", "load_backend", "parse_model"]

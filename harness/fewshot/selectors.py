@@ -48,7 +48,14 @@ class Selector(ABC):
         """Pick ``k`` of ``candidates`` (which already exclude the item itself)."""
 
 
-SELECTORS: Registry[type[Selector]] = Registry("selector")
+def plugin_selector(value: object, name: str) -> type[Selector]:
+    """A ``harness.selectors`` entry point's object: a Selector subclass (built once per pool)."""
+    if not (isinstance(value, type) and issubclass(value, Selector)):
+        raise TypeError(f"expected a subclass of harness.fewshot.selectors.Selector, got {value!r}")
+    return value
+
+
+SELECTORS: Registry[type[Selector]] = Registry("selector", "harness.selectors", plugin_selector)
 
 
 def item_rng(seed: int, item_id: str) -> random.Random:
@@ -171,6 +178,7 @@ def arrange(picked: list[int], sims: list[float], candidates: list[Item], order:
     return [candidates[i] for i in ordered]
 
 
+@SELECTORS.register("knn")
 class KNN(_Similarity):
     """The k pool rows most similar to the evaluated input (ties: pool order)."""
 
@@ -180,6 +188,7 @@ class KNN(_Similarity):
         return [int(i) for i in np.argsort(-sims, kind="stable")[:k]]
 
 
+@SELECTORS.register("mmr")
 class MMR(_Similarity):
     """Maximal marginal relevance: similar to the input but not to each other.
 
@@ -205,16 +214,47 @@ class MMR(_Similarity):
         return chosen
 
 
-def _register_similarity_selectors() -> None:
-    """``knn`` / ``mmr`` (selection order) and one name per other order, e.g. ``knn_similar_last``."""
-    for base, prefix in ((KNN, "knn"), (MMR, "mmr")):
-        for order in ORDERS:
-            name = prefix if order == "selected" else f"{prefix}_{order}"
-            cls = type(f"{base.__name__}_{order}", (base,), {"order": order, "__doc__": f"{base.__doc__} Order: {order}."})
-            SELECTORS.add(name, cls)
+# ``knn`` / ``mmr`` keep the selection order; one class per other order, e.g. ``knn_similar_last``
+@SELECTORS.register("knn_similar_last")
+class KNNSimilarLast(KNN):
+    """The k pool rows most similar to the evaluated input, the most similar right before it."""
+
+    order = "similar_last"
 
 
-_register_similarity_selectors()
+@SELECTORS.register("knn_shuffled")
+class KNNShuffled(KNN):
+    """The k pool rows most similar to the evaluated input, in the item's seeded random order."""
+
+    order = "shuffled"
+
+
+@SELECTORS.register("knn_label_alternating")
+class KNNLabelAlternating(KNN):
+    """The k pool rows most similar to the evaluated input, alternating over their labels."""
+
+    order = "label_alternating"
+
+
+@SELECTORS.register("mmr_similar_last")
+class MMRSimilarLast(MMR):
+    """Maximal marginal relevance, the most similar row right before the item."""
+
+    order = "similar_last"
+
+
+@SELECTORS.register("mmr_shuffled")
+class MMRShuffled(MMR):
+    """Maximal marginal relevance, in the item's seeded random order."""
+
+    order = "shuffled"
+
+
+@SELECTORS.register("mmr_label_alternating")
+class MMRLabelAlternating(MMR):
+    """Maximal marginal relevance, alternating over the labels."""
+
+    order = "label_alternating"
 
 
 # -- what a k-shot setting does not say by itself ---------------------------------------------
