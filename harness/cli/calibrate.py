@@ -64,4 +64,5 @@ def _notes(c: CellCalibration) -> list[str]:
     return notes
 
 
-register_verb(Verb("calibrate", "contextual calibration (content-free inputs) of a run's multiple-choice/classification cells", _arguments, cmd_calibrate, ("db",)))
+register_verb(Verb("calibrate", "contextual calibration (content-free inputs) of a run's multiple-choice/classification cells", _arguments,
+                   cmd_calibrate, ("db",)))

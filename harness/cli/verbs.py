@@ -36,10 +36,6 @@ def dirs_options(parser: argparse.ArgumentParser) -> None:
 SHARED: dict[Shared, Callable[[argparse.ArgumentParser], None]] = {"db": db_options, "dirs": dirs_options}
 
 
-def no_arguments(parser: argparse.ArgumentParser) -> None:
-    """For a verb whose options are all shared ones."""
-
-
 @dataclass(frozen=True)
 class Verb:
     """One ``harness VERB``: its shared option sets (in order), then its own ``arguments``."""
@@ -50,7 +46,7 @@ class Verb:
     handler: Callable[[argparse.Namespace], int]
     shared: tuple[Shared, ...] = ()
 
-    def add_to(self, verbs: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    def add_to(self, verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = verbs.add_parser(self.name, help=self.help)
         for options in self.shared:
             SHARED[options](parser)

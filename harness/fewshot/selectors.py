@@ -13,7 +13,7 @@ import hashlib
 import random
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from harness.core.errors import HarnessError
@@ -58,6 +58,11 @@ def plugin_selector(value: object, name: str) -> type[Selector]:
 SELECTORS: Registry[type[Selector]] = Registry("selector", "harness.selectors", plugin_selector)
 
 
+def register_selector(name: str) -> Callable[[type[Selector]], type[Selector]]:
+    """Class decorator: a built-in selector under ``name`` (third parties use the entry-point group)."""
+    return SELECTORS.register(name)
+
+
 def item_rng(seed: int, item_id: str) -> random.Random:
     """An RNG private to one item, stable across processes (no Python hash randomisation)."""
     digest = hashlib.sha256(f"{seed}\x00{item_id}".encode()).digest()
@@ -70,7 +75,7 @@ def draw_rng(seed: int, item_id: str, draw: int) -> random.Random:
     return item_rng(seed, item_id) if draw == 0 else item_rng(seed, f"{item_id}\x00draw\x00{draw}")
 
 
-@SELECTORS.register("first_k")
+@register_selector("first_k")
 class FirstK(Selector):
     """The first k pool rows, in file order: the classic fixed prompt."""
 
@@ -78,7 +83,7 @@ class FirstK(Selector):
         return candidates[:k]
 
 
-@SELECTORS.register("random")
+@register_selector("random")
 class RandomK(Selector):
     """k rows drawn without replacement with the item's seeded RNG."""
 
@@ -86,7 +91,7 @@ class RandomK(Selector):
         return rng.sample(candidates, k)
 
 
-@SELECTORS.register("balanced")
+@register_selector("balanced")
 class LabelBalanced(Selector):
     """As many demonstrations of each label as possible (round robin), in shuffled order.
 
@@ -178,7 +183,7 @@ def arrange(picked: list[int], sims: list[float], candidates: list[Item], order:
     return [candidates[i] for i in ordered]
 
 
-@SELECTORS.register("knn")
+@register_selector("knn")
 class KNN(_Similarity):
     """The k pool rows most similar to the evaluated input (ties: pool order)."""
 
@@ -188,7 +193,7 @@ class KNN(_Similarity):
         return [int(i) for i in np.argsort(-sims, kind="stable")[:k]]
 
 
-@SELECTORS.register("mmr")
+@register_selector("mmr")
 class MMR(_Similarity):
     """Maximal marginal relevance: similar to the input but not to each other.
 
@@ -215,42 +220,42 @@ class MMR(_Similarity):
 
 
 # ``knn`` / ``mmr`` keep the selection order; one class per other order, e.g. ``knn_similar_last``
-@SELECTORS.register("knn_similar_last")
+@register_selector("knn_similar_last")
 class KNNSimilarLast(KNN):
     """The k pool rows most similar to the evaluated input, the most similar right before it."""
 
     order = "similar_last"
 
 
-@SELECTORS.register("knn_shuffled")
+@register_selector("knn_shuffled")
 class KNNShuffled(KNN):
     """The k pool rows most similar to the evaluated input, in the item's seeded random order."""
 
     order = "shuffled"
 
 
-@SELECTORS.register("knn_label_alternating")
+@register_selector("knn_label_alternating")
 class KNNLabelAlternating(KNN):
     """The k pool rows most similar to the evaluated input, alternating over their labels."""
 
     order = "label_alternating"
 
 
-@SELECTORS.register("mmr_similar_last")
+@register_selector("mmr_similar_last")
 class MMRSimilarLast(MMR):
     """Maximal marginal relevance, the most similar row right before the item."""
 
     order = "similar_last"
 
 
-@SELECTORS.register("mmr_shuffled")
+@register_selector("mmr_shuffled")
 class MMRShuffled(MMR):
     """Maximal marginal relevance, in the item's seeded random order."""
 
     order = "shuffled"
 
 
-@SELECTORS.register("mmr_label_alternating")
+@register_selector("mmr_label_alternating")
 class MMRLabelAlternating(MMR):
     """Maximal marginal relevance, alternating over the labels."""
 
