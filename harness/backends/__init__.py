@@ -1,4 +1,4 @@
-"""Backends. Each built-in is a "module:attr" reference imported on first use; importing this package imports no ML library."""
+"""Backends. Each registers a lazy loader; importing this package imports no ML library."""
 
 from harness.backends.base import (
     BACKENDS,

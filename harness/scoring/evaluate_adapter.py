@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessError
-from harness.scoring.metrics import METRICS, CorpusItem, Metric, Outcome
+from harness.scoring.metrics import CorpusItem, Metric, Outcome, register_family
 
 LOWER_IS_BETTER = {"ter", "wer", "cer", "loss", "perplexity", "mae", "mse", "rmse"}
 
@@ -84,4 +84,4 @@ def _factory(match: re.Match[str]) -> Metric:
     )
 
 
-METRICS.add_family(r"evaluate:([^#]+)(?:#(\w+))?", _factory)
+register_family(r"evaluate:([^#]+)(?:#(\w+))?", _factory)

@@ -99,11 +99,16 @@ def plugin_metric(value: object, name: str) -> Metric:
 
 
 METRICS: Registry[Metric] = Registry("metric", "harness.metrics", plugin_metric)
-# parametrised names (``pass@5``, ``evaluate:./my_metric.py``) are families: ``METRICS.add_family(pattern, build)``
 
 
 def register_metric(metric: Metric) -> Metric:
     return METRICS.add(metric.name, metric)
+
+
+def register_family(pattern: str, build: Callable[[re.Match[str]], Metric]) -> None:
+    """Parametrised names (``pass@5``, ``evaluate:./my_metric.py``): each name ``pattern`` fully matches
+    builds its Metric on first lookup; built members are cached by the registry, never added as names."""
+    METRICS.add_family(pattern, build)
 
 
 def get_metric(name: str, where: str = "") -> Metric:

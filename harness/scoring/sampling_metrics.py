@@ -13,7 +13,7 @@ from collections import Counter
 
 import numpy as np
 
-from harness.scoring.metrics import METRICS, Metric, Outcome, normalise_answer
+from harness.scoring.metrics import Metric, Outcome, normalise_answer, register_family
 
 
 def _correct(answer: str | None, outcome: Outcome) -> bool:
@@ -73,5 +73,5 @@ def samples_needed(name: str) -> int:
     return int(match.group(1)) if match else 1
 
 
-METRICS.add_family(r"maj@([1-9][0-9]*)", _maj)
-METRICS.add_family(r"pass@([1-9][0-9]*)", _pass)
+register_family(r"maj@([1-9][0-9]*)", _maj)
+register_family(r"pass@([1-9][0-9]*)", _pass)
