@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +29,6 @@ from harness.core.errors import HarnessError
 from harness.core.registry import Registry
 from harness.fewshot.selectors import SELECTORS
 from harness.scoring import FILTERS, METRICS, get_metric
-from harness.store.store import Store
 from tests.helpers import cli as run_cli
 from tests.helpers import write_task
 
@@ -61,6 +63,13 @@ def _chars(outcome):
 
 answer_chars = Metric("answer_chars", "characters in the extracted answer", True, "continuous", ("generate",), _chars)
 '''
+
+
+def _stored(db: Path, query: str, *params: str) -> list[dict[str, Any]]:
+    """Rows of the results file as plain dicts (the columns, not the store's record types)."""
+    with closing(sqlite3.connect(db)) as con:
+        con.row_factory = sqlite3.Row
+        return [dict(row) for row in con.execute(query, params)]
 
 
 def cli(*args: object) -> int:
@@ -164,10 +173,9 @@ def test_pip_installed_backend_and_metric_work_from_run_and_compare(site: Site, 
     assert run.returncode == 0, run.stderr
     run_id = json.loads(run.stdout)["run_id"]
 
-    store = Store(db)
-    rows = store.items([run_id])
-    cells = {c.cell_id: c.prompt for c in store.cells([run_id])}
-    assert len(rows) == 16 and {c.model for c in store.cells([run_id])} == {"echo:x"}
+    rows = _stored(db, "SELECT cell_id, item_id, extracted, scores_json FROM items WHERE run_id = ?", run_id)
+    cells = {c["cell_id"]: c["prompt"] for c in _stored(db, "SELECT cell_id, prompt, model FROM cells WHERE run_id = ?", run_id)}
+    assert len(rows) == 16 and {c["model"] for c in _stored(db, "SELECT model FROM cells WHERE run_id = ?", run_id)} == {"echo:x"}
     for row in rows:
         q = QUESTIONS[int(row["item_id"][1:])]
         prompt = q if cells[row["cell_id"]] == "short" else f"{q} {q}"
@@ -203,7 +211,7 @@ def test_plugin_selector_from_an_entry_point(site: Site, tmp_path: Path, capsys:
     assert cli("run", "--tasks-dir", tmp_path / "tasks", "--task", "toy", "--shots", "2", "--selector", "last_k", "--model", "scripted:m",
                "--db", db, "--quiet", "--json") == 0
     run_id = json.loads(capsys.readouterr().out)["run_id"]
-    rows = Store(db).items([run_id])
+    rows = _stored(db, "SELECT demo_ids_json FROM items WHERE run_id = ?", run_id)
     assert len(rows) == 4 and all(json.loads(r["demo_ids_json"]) == ["f4", "f5"] for r in rows)
 
     assert cli("run", "--tasks-dir", tmp_path / "tasks", "--task", "toy", "--shots", "2", "--selector", "last_kk",

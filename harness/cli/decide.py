@@ -7,6 +7,7 @@ without touching the rest of the command line.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -205,8 +206,6 @@ def cmd_ab(args: argparse.Namespace) -> int:
 
 def with_checks(report, store: Store, overlap=None):  # type: ignore[no-untyped-def]
     """The A/B report with its loud flags: overlap with the tuned model's training/selection items, degenerate cells."""
-    import dataclasses
-
     flags = overlap.flag_lines() if overlap is not None else []
     warnings = overlap.warning_lines() if overlap is not None else []
     notes = overlap.note_lines() if overlap is not None else []
