@@ -21,7 +21,7 @@ HARNESS = Path(__file__).resolve().parents[1] / "harness"
 TABLE = HARNESS / "tasks" / "kinds.py"
 # comparisons with a kind's name that are about something else: the API backend's ``mc_fallback: generate``
 # (generate text and parse a choice out of it) is a fallback mode, not a task type
-NOT_A_TASK_TYPE = {("backends/openai/backend.py", "spec.mc_fallback"), ("backends/openai/backend.py", "self.spec.mc_fallback")}
+NOT_A_TASK_TYPE = {("backends/openai/backend.py", "options.mc_fallback"), ("backends/openai/backend.py", "self.options.mc_fallback")}
 
 
 def _is_kind(node: ast.AST) -> bool:
@@ -67,12 +67,12 @@ if cell.task_type in ("multiple_choice", "classification"): pass
 TYPES = ("classification",)
 match kind:
     case "multiple_choice": pass
-if spec.mc_fallback == "generate": pass
+if options.mc_fallback == "generate": pass
 payload["type"] = "generate"
 '''
     found = kind_branches(snippet)
     assert [line.split(":")[1] for line in found] == ["2", "3", "4", "6", "7"]
-    assert kind_branches('if spec.mc_fallback == "generate": pass', "backends/openai/backend.py") == []
+    assert kind_branches('if options.mc_fallback == "generate": pass', "backends/openai/backend.py") == []
 
 
 # -- the table ------------------------------------------------------------------------------

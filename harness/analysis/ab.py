@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -189,8 +190,6 @@ def run_pair(
     A reused run, a resumed one and answers served from the response cache are each said in
     one line through ``log`` (a callable taking the line; default: print to stderr, so
     ``--json`` stdout stays JSON)."""
-    import sys
-
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     if base.label == tuned.label:
         raise HarnessError(f"harness ab: base and tuned are the same model ({base.label})")

@@ -19,27 +19,9 @@ from harness.backends.hf.options import HFOptions
 from harness.backends.openai.options import OpenAIOptions
 from harness.backends.scripted import ScriptedOptions
 
-
-@BACKENDS.register("hf")
-def _hf() -> type[Backend]:
-    from harness.backends.hf.backend import HFBackend
-
-    return HFBackend
-
-
-@BACKENDS.register("openai")
-def _openai() -> type[Backend]:
-    from harness.backends.openai.backend import OpenAIBackend
-
-    return OpenAIBackend
-
-
-@BACKENDS.register("scripted")
-def _scripted() -> type[Backend]:
-    from harness.backends.scripted import ScriptedBackend
-
-    return ScriptedBackend
-
+BACKENDS.add_reference("hf", "harness.backends.hf.backend:HFBackend")
+BACKENDS.add_reference("openai", "harness.backends.openai.backend:OpenAIBackend")
+BACKENDS.add_reference("scripted", "harness.backends.scripted:ScriptedBackend")
 
 BACKEND_OPTIONS.add("hf", HFOptions)
 BACKEND_OPTIONS.add("openai", OpenAIOptions)

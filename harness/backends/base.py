@@ -276,9 +276,19 @@ class Backend(ABC):
         """Release resources (servers, GPU memory)."""
 
 
-# name -> a function that imports and returns the backend class (imports stay lazy)
+# name -> a function that returns the backend class; built-ins are "module:attr" references and
+# plugins entry points, both imported on first lookup (imports stay lazy)
 BackendLoader = Callable[[], type[Backend]]
-BACKENDS: Registry[BackendLoader] = Registry("backend")
+
+
+def backend_loader(value: object, name: str) -> BackendLoader:
+    """A reference's or ``harness.backends`` entry point's object: a Backend subclass."""
+    if not (isinstance(value, type) and issubclass(value, Backend)):
+        raise TypeError(f"expected a subclass of harness.backends.Backend, got {value!r}")
+    return lambda: value
+
+
+BACKENDS: Registry[BackendLoader] = Registry("backend", "harness.backends", backend_loader)
 
 
 def backend_class(spec: ModelSpec) -> type[Backend]:

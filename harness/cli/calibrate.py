@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
+from harness.cli.verbs import Verb, register_verb
 from harness.report.terminal import console, print_json
 from harness.runner.calibration import (
     CONTENT_FREE,
@@ -14,12 +14,8 @@ from harness.runner.calibration import (
 )
 from harness.store.store import Store
 
-Adder = Callable[[argparse.ArgumentParser], None]
 
-
-def add_verb(verbs: argparse._SubParsersAction, common: Adder) -> None:  # type: ignore[type-arg]
-    p = verbs.add_parser("calibrate", help="contextual calibration (content-free inputs) of a run's multiple-choice/classification cells")
-    common(p)
+def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", nargs="?", default="latest", help="run id or prefix (default: latest)")
     p.add_argument("--content-free", nargs="+", default=list(CONTENT_FREE), metavar="TEXT",
                    help="content-free inputs whose choice probabilities estimate the bias (default: 'N/A' '' '[MASK]')")
@@ -66,3 +62,7 @@ def _notes(c: CellCalibration) -> list[str]:
         notes.append(f"{c.content_free_dropped} of {c.n} items had a content-free input the model could not score: "
                      "left out of their p_cf, estimated from the others")
     return notes
+
+
+register_verb(Verb("calibrate", "contextual calibration (content-free inputs) of a run's multiple-choice/classification cells", _arguments,
+                   cmd_calibrate, ("db",)))

@@ -1,21 +1,22 @@
-"""CLI verbs for deciding: ``compare``, ``show``, ``ab``, ``rescore``, ``report``.
+"""CLI verbs for deciding: ``compare``, ``ab``, ``rescore``, ``report`` (and ``show --diff``).
 
-cli.py owns the parser; this module adds these verbs' options and handlers, so the
-statistics side can grow without touching the rest of the command line.
+Each registers in the verb registry (harness/cli/verbs.py), so the statistics side can grow
+without touching the rest of the command line.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from harness.analysis.ab import ab_compare, cell_pairs, run_pair, tuned_spec
 from harness.analysis.compare import compare_runs, find_cell, item_diff
 from harness.analysis.degenerate import degenerate_cells
 from harness.backends import parse_model
+from harness.cli.verbs import Verb, register_verb
 from harness.core.errors import HarnessError
 from harness.core.yamlfile import validate
 from harness.report.ab import print_ab
@@ -34,8 +35,6 @@ from harness.stats.basics import DEFAULT_RESAMPLES
 from harness.store.store import DEFAULT_DB, Store
 from harness.tune.card import load_card
 from harness.tune.overlap import check_overlap, check_overlap_runs
-
-Adder = Callable[[argparse.ArgumentParser], None]
 
 
 def _positive(text: str) -> float:
@@ -69,8 +68,14 @@ def _stat_options(p: argparse.ArgumentParser) -> None:
     _verdict_options(p)
 
 
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="*", default=["latest"], help="run ids or prefixes (default: latest)")
+    p.add_argument("--metric", help="metric to rank by (default: each task's first)")
+    add_compare_options(p)
+
+
 def add_compare_options(p: argparse.ArgumentParser) -> None:
-    """Extra options for ``compare`` (cli.py already adds --db, --json, runs and --metric)."""
+    """The options of ``compare`` after --db, --json, runs and --metric."""
     p.add_argument("--csv", action="store_true", help="print the ranked cells as CSV")
     p.add_argument("--full", action="store_true", help="with --json: an object with cells, the possibly-best sets with every "
                    "pair's adjusted p, spread, rank stability and warnings")
@@ -85,10 +90,7 @@ def add_show_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=20, help="--diff: items shown (default: %(default)s)")
 
 
-def add_verbs(verbs: argparse._SubParsersAction, common: Adder, dirs: Adder) -> None:  # type: ignore[type-arg]
-    p = verbs.add_parser("ab", help="A/B a tuned model (checkpoint or --adapter) against its base on identical prompts and items")
-    common(p)
-    dirs(p)
+def _ab_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", help="base model BACKEND:MODEL (default: the embedded Gemma 3 270M)")
     p.add_argument("--tuned", help="tuned checkpoint BACKEND:MODEL")
     p.add_argument("--adapter", help="PEFT/LoRA adapter folder applied to the base (the tuned model)")
@@ -112,14 +114,14 @@ def add_verbs(verbs: argparse._SubParsersAction, common: Adder, dirs: Adder) -> 
     p.add_argument("--quiet", action="store_true")
     _stat_options(p)
 
-    p = verbs.add_parser("rescore", help="recompute a run's scores from stored responses (no model), optionally adding metrics")
-    common(p)
-    dirs(p)
+
+def _rescore_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", nargs="?", default="latest")
     p.add_argument("--metric", nargs="+", default=[], help="metrics to add (the run's own are always recomputed)")
     p.add_argument("--dry-run", action="store_true", help="check only; do not write the new scores")
 
-    p = verbs.add_parser("report", help="write one self-contained HTML report (plots, ranked table, disagreeing items)")
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", type=Path, default=Path(os.environ.get("HARNESS_DB", DEFAULT_DB)), help="SQLite results file")
     p.add_argument("runs", nargs="*", help="runs to compare (default: latest; none when only --tune is given)")
     p.add_argument("-o", "--output", type=Path, default=Path("report.html"))
@@ -204,8 +206,6 @@ def cmd_ab(args: argparse.Namespace) -> int:
 
 def with_checks(report, store: Store, overlap=None):  # type: ignore[no-untyped-def]
     """The A/B report with its loud flags: overlap with the tuned model's training/selection items, degenerate cells."""
-    import dataclasses
-
     flags = overlap.flag_lines() if overlap is not None else []
     warnings = overlap.warning_lines() if overlap is not None else []
     notes = overlap.note_lines() if overlap is not None else []
@@ -287,4 +287,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-VERBS = {"ab": cmd_ab, "rescore": cmd_rescore, "report": cmd_report}
+register_verb(Verb("compare", "rank the cells of stored runs with 95%% CIs", _compare_arguments, cmd_compare, ("db",)))
+register_verb(Verb("ab", "A/B a tuned model (checkpoint or --adapter) against its base on identical prompts and items", _ab_arguments,
+                   cmd_ab, ("db", "dirs")))
+register_verb(Verb("rescore", "recompute a run's scores from stored responses (no model), optionally adding metrics", _rescore_arguments,
+                   cmd_rescore, ("db", "dirs")))
+register_verb(Verb("report", "write one self-contained HTML report (plots, ranked table, disagreeing items)", _report_arguments,
+                   cmd_report))

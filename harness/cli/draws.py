@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 from rich.table import Table
 
 from harness.analysis.draws import ONE_DRAW, draw_summaries
+from harness.cli.verbs import Verb, register_verb
 from harness.core.errors import HarnessError
 from harness.report.terminal import console, print_json
 from harness.store.store import Store
 
-Adder = Callable[[argparse.ArgumentParser], None]
 
-
-def add_verb(verbs: argparse._SubParsersAction, common: Adder) -> None:  # type: ignore[type-arg]
-    p = verbs.add_parser("draws", help="few-shot settings over demonstration draws (run --draws N): mean, spread, CI over draws")
-    common(p)
+def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="*", default=["latest"], help="run ids or prefixes (default: latest)")
     p.add_argument("--metric", help="metric (default: each task's first)")
 
@@ -50,3 +46,6 @@ def cmd_draws(args: argparse.Namespace) -> int:
         out.print(f"{ONE_DRAW} (—): a setting evaluated once has no spread over draws; run with --draws N (N ≥ 2), "
                   "or see `harness compare` for its CI over items", highlight=False)
     return 0
+
+
+register_verb(Verb("draws", "few-shot settings over demonstration draws (run --draws N): mean, spread, CI over draws", _arguments, cmd_draws, ("db",)))

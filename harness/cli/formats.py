@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
+from harness.cli.verbs import Verb, register_verb
 from harness.core.errors import HarnessError
 from harness.core.templating import compile_template
 from harness.prompts.formats import (
@@ -19,9 +19,7 @@ from harness.prompts.template import load_prompt
 from harness.tasks.task import find_task
 
 
-def add_verb(verbs: argparse._SubParsersAction, dirs: Callable[[argparse.ArgumentParser], None]) -> None:  # type: ignore[type-arg]
-    p = verbs.add_parser("formats", help="write K format perturbations of a prompt variant (FormatSpread) as new variants")
-    dirs(p)
+def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("task")
     p.add_argument("--prompt", required=True, help="the variant to perturb")
     p.add_argument("-k", type=int, default=8, help="number of variants, the original included (default: %(default)s)")
@@ -50,3 +48,6 @@ def cmd_formats(args: argparse.Namespace) -> int:
     names = " ".join(name for name, _ in written)
     print(f"\nrun them: harness run --task {args.task} --prompts-dir {args.out} --prompt {names}")
     return 0
+
+
+register_verb(Verb("formats", "write K format perturbations of a prompt variant (FormatSpread) as new variants", _arguments, cmd_formats, ("dirs",)))

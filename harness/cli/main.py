@@ -1,4 +1,5 @@
-"""The ``harness`` command: thin verbs over the modules that do the work.
+"""The ``harness`` command: thin verbs over the modules that do the work. The parser is built
+from the verb registry (harness/cli/verbs.py), which every harness/cli/<group>.py fills.
 
 User errors (HarnessError) print one paragraph and exit 2, never a traceback.
 """
@@ -6,7 +7,6 @@ User errors (HarnessError) print one paragraph and exit 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,12 +14,17 @@ from typing import Any
 
 from harness.analysis.compare import compare_runs
 from harness.backends import option_problem
-from harness.cli import calibrate as calibration_cli
-from harness.cli import decide as decide_cli
-from harness.cli import draws, formats
-from harness.cli import plan as plan_cli
-from harness.cli import sensitivity as sensitivity_report
-from harness.cli import tune as tune_cli
+from harness.cli import (  # noqa: F401  (registration: each module registers its verbs)
+    calibrate,
+    decide,
+    draws,
+    formats,
+    plan,
+    sensitivity,
+    tune,
+)
+from harness.cli.decide import add_show_options, cmd_diff
+from harness.cli.verbs import VERBS, Verb, register_verb
 from harness.core.errors import HarnessError
 from harness.core.yamlfile import read_yaml_mapping, validate
 from harness.fewshot.selectors import SELECTORS, demonstration_warnings, item_rng
@@ -31,32 +36,29 @@ from harness.report.terminal import console as make_console
 from harness.runner.execute import run_experiment
 from harness.runner.spec import ExperimentSpec
 from harness.scoring.checks import check_task
-from harness.store.store import DEFAULT_DB, Store
+from harness.store.store import Store
 from harness.tasks.subsets import select_items
 from harness.tasks.task import discover_tasks, find_task, load_task
 
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, default=Path(os.environ.get("HARNESS_DB", DEFAULT_DB)), help="SQLite results file (default: %(default)s)")
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
-
-
-def _dirs(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks-dir", action="append", default=[], type=Path, help="extra folder of task folders")
-    parser.add_argument("--prompts-dir", action="append", default=[], type=Path, help="extra folder of prompts/<task>/*.jinja")
-    parser.add_argument("--data-dir", action="append", default=[], type=Path, help="folder where task data paths are looked up")
+# the order of ``harness --help``; verbs not listed follow by name
+HELP_ORDER = ("tasks", "validate", "run", "compare", "show", "ab", "rescore", "report", "tune", "calibrate", "draws", "formats",
+              "sensitivity", "plan", "cache")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description="Which prompt, few-shot setup or checkpoint is better, and is the difference real?")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    rank = {name: i for i, name in enumerate(HELP_ORDER)}
+    for verb in sorted(VERBS.values(), key=lambda v: (rank.get(v.name, len(rank)), v.name)):
+        verb.add_to(verbs)
+    return parser
 
-    p = verbs.add_parser("tasks", help="list the tasks found")
-    _dirs(p)
+
+def _tasks_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
-    p = verbs.add_parser("validate", help="check a task and render example prompts from real rows")
-    _dirs(p)
+
+def _validate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("task")
     p.add_argument("-n", type=int, default=2, help="example prompts per variant (default: %(default)s)")
     p.add_argument("--prompt", nargs="+", help="variants to render (default: all found)")
@@ -68,9 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stratify", metavar="EXPR", help="with --sample (or -n): spread the rows over this field or expression, e.g. label")
     p.add_argument("--seed", type=int, default=1234, help="seed of --sample and of the demonstrations, as in `run` (default: %(default)s)")
 
-    p = verbs.add_parser("run", help="evaluate a matrix of tasks x prompts x shots x selectors x models")
-    _common(p)
-    _dirs(p)
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment", nargs="?", type=Path, help="experiment YAML file (flags below override its fields)")
     p.add_argument("--task", "-t", nargs="+", dest="tasks", help="task names or folders")
     p.add_argument("--prompt", "-p", nargs="+", dest="prompts", help="prompt variants (default: each task's own)")
@@ -95,29 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--new", action="store_true", help="start a new run even if an identical one is unfinished")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = verbs.add_parser("compare", help="rank the cells of stored runs with 95%% CIs")
-    _common(p)
-    p.add_argument("runs", nargs="*", default=["latest"], help="run ids or prefixes (default: latest)")
-    p.add_argument("--metric", help="metric to rank by (default: each task's first)")
-    decide_cli.add_compare_options(p)
 
-    p = verbs.add_parser("show", help="list stored runs, or the cells of one run; --diff A B: items where two cells disagree")
-    _common(p)
+def _show_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", nargs="?")
-    decide_cli.add_show_options(p)
+    add_show_options(p)
 
-    decide_cli.add_verbs(verbs, _common, _dirs)
-    tune_cli.add_verb(verbs, _dirs)
-    calibration_cli.add_verb(verbs, _common)
-    draws.add_verb(verbs, _common)
-    formats.add_verb(verbs, _dirs)
-    sensitivity_report.add_verb(verbs, _common)
-    plan_cli.add_verb(verbs, _common)
 
-    p = verbs.add_parser("cache", help="response cache statistics, or clear it")
-    _common(p)
+def _cache_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["stats", "clear"])
-    return parser
 
 
 # -- verbs ---------------------------------------------------------------------------
@@ -251,14 +237,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    return decide_cli.cmd_compare(args)
-
-
 def cmd_show(args: argparse.Namespace) -> int:
     store = Store(args.db)
     if args.diff:
-        return decide_cli.cmd_diff(args, store)
+        return cmd_diff(args, store)
     if args.run is None:
         rows: list[dict[str, Any]] = [{"id": r.id, "created_at": r.created_at, "status": r.status} for r in store.runs()]
     else:
@@ -282,16 +264,18 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
-VERBS = {"tasks": cmd_tasks, "validate": cmd_validate, "run": cmd_run, "compare": cmd_compare, "show": cmd_show, "cache": cmd_cache,
-         **decide_cli.VERBS, "tune": tune_cli.cmd_tune, "plan": plan_cli.cmd_plan,
-         "calibrate": calibration_cli.cmd_calibrate,
-         "draws": draws.cmd_draws, "formats": formats.cmd_formats, "sensitivity": sensitivity_report.cmd_sensitivity}
+register_verb(Verb("tasks", "list the tasks found", _tasks_arguments, cmd_tasks, ("dirs",)))
+register_verb(Verb("validate", "check a task and render example prompts from real rows", _validate_arguments, cmd_validate, ("dirs",)))
+register_verb(Verb("run", "evaluate a matrix of tasks x prompts x shots x selectors x models", _run_arguments, cmd_run, ("db", "dirs")))
+register_verb(Verb("show", "list stored runs, or the cells of one run; --diff A B: items where two cells disagree", _show_arguments,
+                   cmd_show, ("db",)))
+register_verb(Verb("cache", "response cache statistics, or clear it", _cache_arguments, cmd_cache, ("db",)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return VERBS[args.verb](args)
+        return VERBS.get(args.verb).handler(args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from collections.abc import Callable
 from dataclasses import asdict
 from itertools import combinations
 
 import numpy as np
 
 from harness.analysis.summaries import CellSummary, aligned, clusters_for, summarize
+from harness.cli.verbs import Verb, register_verb
 from harness.core.errors import HarnessError
 from harness.report.terminal import print_json
 from harness.stats.difference import cluster_sums, design_effect
@@ -30,12 +30,8 @@ from harness.stats.power import (
 )
 from harness.store.store import Store
 
-Adder = Callable[[argparse.ArgumentParser], None]
 
-
-def add_verb(verbs: argparse._SubParsersAction, common: Adder) -> None:  # type: ignore[type-arg]
-    p = verbs.add_parser("plan", help="items needed to detect a difference (or show equivalence), from assumptions or a pilot run")
-    common(p)
+def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mde", type=float, required=True, help="smallest difference worth detecting, in metric units (0.03 = 3 points)")
     p.add_argument("--baseline", type=float, help="0/1 metrics: expected score of the cells (e.g. 0.6)")
     p.add_argument("--discordance", type=float, help="0/1 metrics: share of items on which two cells disagree (from a pilot)")
@@ -133,3 +129,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
                   f"{plan.items_equivalence:,} items")
         print(f"{head}  from {spread} ({plan.source})" + (f", design effect {plan.deff:.2f}" if plan.deff > 1 else ""))
     return 0
+
+
+register_verb(Verb("plan", "items needed to detect a difference (or show equivalence), from assumptions or a pilot run", _arguments, cmd_plan, ("db",)))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
 from harness.analysis.sensitivity import (
     analyse,
 )
+from harness.cli.verbs import Verb, register_verb
 from harness.core.errors import HarnessError
 from harness.report.sensitivity import print_tables, write_html
 from harness.report.terminal import print_json
@@ -16,9 +16,7 @@ from harness.stats.basics import DEFAULT_RESAMPLES
 from harness.store.store import Store
 
 
-def add_verb(verbs: argparse._SubParsersAction, common: Callable[[argparse.ArgumentParser], None]) -> None:  # type: ignore[type-arg]
-    p = verbs.add_parser("sensitivity", help="how much the score moves with template, format, selector, draw, order, calibration")
-    common(p)
+def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="*", default=["latest"], help="run ids or prefixes (default: latest)")
     p.add_argument("--metric", help="metric (default: each task's first; acc also pairs with acc_calibrated)")
     p.add_argument("--task", nargs="+", dest="only_tasks", help="only these tasks")
@@ -46,3 +44,6 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
         if args.html:
             print(f"wrote {args.html}")
     return 0
+
+
+register_verb(Verb("sensitivity", "how much the score moves with template, format, selector, draw, order, calibration", _arguments, cmd_sensitivity, ("db",)))

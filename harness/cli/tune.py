@@ -7,19 +7,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 
 from harness.backends import parse_model
+from harness.cli.verbs import Verb, register_verb
 from harness.core.errors import HarnessError
 from harness.tune.card import CARD_JSON, CARD_MD
 from harness.tune.train import TuneConfig, tune
 
-Adder = Callable[[argparse.ArgumentParser], None]
 
-
-def add_verb(verbs: argparse._SubParsersAction, dirs: Adder) -> None:  # type: ignore[type-arg]
-    p = verbs.add_parser("tune", help="fine-tune a model (LoRA by default) on tasks' train splits rendered through a template")
-    dirs(p)
+def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", "-t", action="append", dest="tasks", required=True, help="task to train on (repeat for a mixture)")
     p.add_argument("--prompt", "-p", action="append", dest="prompts", help="template(s) to render with (repeat; default: each task's first)")
     p.add_argument("--weight", action="append", type=float, dest="weights", help="sampling weight per --task, in order (default: 1 each)")
@@ -90,3 +86,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
           f"(card: {result.output / CARD_MD}) in {result.seconds:.0f}s")
     print((result.output / CARD_MD).read_text().strip().splitlines()[-1])
     return 0
+
+
+register_verb(Verb("tune", "fine-tune a model (LoRA by default) on tasks' train splits rendered through a template", _arguments, cmd_tune, ("dirs",)))

@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
+from jinja2 import meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from harness.core.choice_labels import choice_key, choice_label
@@ -97,8 +98,6 @@ def reads_variable(source: str, name: str, filename: str) -> bool:
     """Whether a template reads the context variable ``name`` anywhere (top level, loops, macros, even a macro
     it never calls), found with ``jinja2.meta`` on its AST; a variable it sets itself does not count. A template
     that includes, imports or extends another cannot be checked here and counts as reading it."""
-    from jinja2 import meta, nodes
-
     try:
         ast = environment().parse(source, name=filename, filename=filename)
     except jinja2.TemplateSyntaxError as exc:

@@ -13,7 +13,7 @@ import hashlib
 import random
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from harness.core.errors import HarnessError
@@ -48,7 +48,19 @@ class Selector(ABC):
         """Pick ``k`` of ``candidates`` (which already exclude the item itself)."""
 
 
-SELECTORS: Registry[type[Selector]] = Registry("selector")
+def plugin_selector(value: object, name: str) -> type[Selector]:
+    """A ``harness.selectors`` entry point's object: a Selector subclass (built once per pool)."""
+    if not (isinstance(value, type) and issubclass(value, Selector)):
+        raise TypeError(f"expected a subclass of harness.fewshot.selectors.Selector, got {value!r}")
+    return value
+
+
+SELECTORS: Registry[type[Selector]] = Registry("selector", "harness.selectors", plugin_selector)
+
+
+def register_selector(name: str) -> Callable[[type[Selector]], type[Selector]]:
+    """Class decorator: a built-in selector under ``name`` (third parties use the entry-point group)."""
+    return SELECTORS.register(name)
 
 
 def item_rng(seed: int, item_id: str) -> random.Random:
@@ -63,7 +75,7 @@ def draw_rng(seed: int, item_id: str, draw: int) -> random.Random:
     return item_rng(seed, item_id) if draw == 0 else item_rng(seed, f"{item_id}\x00draw\x00{draw}")
 
 
-@SELECTORS.register("first_k")
+@register_selector("first_k")
 class FirstK(Selector):
     """The first k pool rows, in file order: the classic fixed prompt."""
 
@@ -71,7 +83,7 @@ class FirstK(Selector):
         return candidates[:k]
 
 
-@SELECTORS.register("random")
+@register_selector("random")
 class RandomK(Selector):
     """k rows drawn without replacement with the item's seeded RNG."""
 
@@ -79,7 +91,7 @@ class RandomK(Selector):
         return rng.sample(candidates, k)
 
 
-@SELECTORS.register("balanced")
+@register_selector("balanced")
 class LabelBalanced(Selector):
     """As many demonstrations of each label as possible (round robin), in shuffled order.
 
@@ -171,6 +183,7 @@ def arrange(picked: list[int], sims: list[float], candidates: list[Item], order:
     return [candidates[i] for i in ordered]
 
 
+@register_selector("knn")
 class KNN(_Similarity):
     """The k pool rows most similar to the evaluated input (ties: pool order)."""
 
@@ -180,6 +193,7 @@ class KNN(_Similarity):
         return [int(i) for i in np.argsort(-sims, kind="stable")[:k]]
 
 
+@register_selector("mmr")
 class MMR(_Similarity):
     """Maximal marginal relevance: similar to the input but not to each other.
 
@@ -205,16 +219,47 @@ class MMR(_Similarity):
         return chosen
 
 
-def _register_similarity_selectors() -> None:
-    """``knn`` / ``mmr`` (selection order) and one name per other order, e.g. ``knn_similar_last``."""
-    for base, prefix in ((KNN, "knn"), (MMR, "mmr")):
-        for order in ORDERS:
-            name = prefix if order == "selected" else f"{prefix}_{order}"
-            cls = type(f"{base.__name__}_{order}", (base,), {"order": order, "__doc__": f"{base.__doc__} Order: {order}."})
-            SELECTORS.add(name, cls)
+# ``knn`` / ``mmr`` keep the selection order; one class per other order, e.g. ``knn_similar_last``
+@register_selector("knn_similar_last")
+class KNNSimilarLast(KNN):
+    """The k pool rows most similar to the evaluated input, the most similar right before it."""
+
+    order = "similar_last"
 
 
-_register_similarity_selectors()
+@register_selector("knn_shuffled")
+class KNNShuffled(KNN):
+    """The k pool rows most similar to the evaluated input, in the item's seeded random order."""
+
+    order = "shuffled"
+
+
+@register_selector("knn_label_alternating")
+class KNNLabelAlternating(KNN):
+    """The k pool rows most similar to the evaluated input, alternating over their labels."""
+
+    order = "label_alternating"
+
+
+@register_selector("mmr_similar_last")
+class MMRSimilarLast(MMR):
+    """Maximal marginal relevance, the most similar row right before the item."""
+
+    order = "similar_last"
+
+
+@register_selector("mmr_shuffled")
+class MMRShuffled(MMR):
+    """Maximal marginal relevance, in the item's seeded random order."""
+
+    order = "shuffled"
+
+
+@register_selector("mmr_label_alternating")
+class MMRLabelAlternating(MMR):
+    """Maximal marginal relevance, alternating over the labels."""
+
+    order = "label_alternating"
 
 
 # -- what a k-shot setting does not say by itself ---------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from harness.core.errors import HarnessError
 from harness.core.registry import Registry
@@ -18,7 +18,15 @@ from harness.core.registry import Registry
 Filter = Callable[[str], "str | None"]
 FilterFactory = Callable[[Any], Filter]
 
-FILTERS: Registry[FilterFactory] = Registry("filter")
+
+def plugin_filter(value: object, name: str) -> FilterFactory:
+    """A ``harness.filters`` entry point's object: a factory taking the step's argument (None for a bare name)."""
+    if not callable(value):
+        raise TypeError(f"expected a filter factory (argument -> filter function), got {type(value).__name__}")
+    return cast(FilterFactory, value)  # its signature is the plugin's promise
+
+
+FILTERS: Registry[FilterFactory] = Registry("filter", "harness.filters", plugin_filter)
 
 
 def build_filter(step: str | dict[str, Any]) -> Filter:

@@ -95,27 +95,30 @@ class Metric:
         return float(self.corpus(items)) if items else float("nan")
 
 
-METRICS: Registry[Metric] = Registry("metric")
-# Parametrised metric names (``pass@5``, ``evaluate:./my_metric.py``): a pattern -> a factory
-# that builds the Metric on first use and registers it under the full name.
-METRIC_FAMILIES: dict[str, Callable[[re.Match[str]], Metric]] = {}
+def plugin_metric(value: object, name: str) -> Metric:
+    """A ``harness.metrics`` entry point's object: a Metric named as its entry point (scores are stored by name)."""
+    if not isinstance(value, Metric):
+        raise TypeError(f"expected a harness.scoring.Metric, got {type(value).__name__}")
+    if value.name != name:
+        raise ValueError(f"its Metric is named '{value.name}', not '{name}'")
+    return value
+
+
+METRICS: Registry[Metric] = Registry("metric", "harness.metrics", plugin_metric)
 
 
 def register_metric(metric: Metric) -> Metric:
     return METRICS.add(metric.name, metric)
 
 
-def register_family(pattern: str, factory: Callable[[re.Match[str]], Metric]) -> None:
-    METRIC_FAMILIES[pattern] = factory
+def register_family(pattern: str, build: Callable[[re.Match[str]], Metric]) -> None:
+    """Parametrised names (``pass@5``, ``evaluate:./my_metric.py``): each name ``pattern`` fully matches
+    builds its Metric on first lookup; built members are cached by the registry, never added as names."""
+    METRICS.add_family(pattern, build)
 
 
 def get_metric(name: str, where: str = "") -> Metric:
-    """A metric by name, building parametrised ones (``maj@8``, ``evaluate:...``) on demand."""
-    if name not in METRICS:
-        for pattern, factory in METRIC_FAMILIES.items():
-            match = re.fullmatch(pattern, name)
-            if match:
-                return register_metric(factory(match))
+    """A metric by name: a built-in, a plugin, or a family member (``maj@8``, ``evaluate:...``) built on first use."""
     return METRICS.get(name, where)
 
 
