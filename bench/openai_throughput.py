@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness.backends import ModelSpec  # noqa: E402
 from harness.runner.execute import run_experiment  # noqa: E402
-from harness.runner.spec import ExperimentSpec
+from harness.runner.spec import ExperimentSpec  # noqa: E402
 from harness.store.store import Store  # noqa: E402
 
 PERF = re.compile(r"llama_perf_context_print:\s+total time =\s+([0-9.]+) ms")

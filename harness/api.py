@@ -1,10 +1,10 @@
 """The Python API for notebooks and scripts: stored items as a DataFrame, comparisons as data.
 
-    import harness
-    df = harness.load_results("results/harness.db", run="latest")
-    comp = harness.compare("results/harness.db", runs=["latest"])
-    comp.rows()   # or pandas.DataFrame(comp.rows())
-    summary = harness.run({"tasks": ["capitals"], "shots": [0, 3], "limit": 50})
+import harness
+df = harness.load_results("results/harness.db", run="latest")
+comp = harness.compare("results/harness.db", runs=["latest"])
+comp.rows()   # or pandas.DataFrame(comp.rows())
+summary = harness.run({"tasks": ["capitals"], "shots": [0, 3], "limit": 50})
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Union
 
 from harness.prompts.messages import Prompt, prompt_to_json
 from harness.prompts.template import Rendered
@@ -53,7 +52,7 @@ class GenerateRequest:
         return _digest(payload)
 
 
-Request = Union[LoglikelihoodRequest, GenerateRequest]
+Request = LoglikelihoodRequest | GenerateRequest
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ class GenerateResult:
     token_logprobs: tuple[float, ...] | None = field(default=None)
 
 
-Result = Union[LoglikelihoodResult, GenerateResult]
+Result = LoglikelihoodResult | GenerateResult
 
 
 def result_to_json(result: Result) -> dict[str, object]:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import find_chromium
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
@@ -46,3 +48,9 @@ def tiny_gemma(tmp_path_factory: pytest.TempPathFactory, embedded_model: Path) -
     from tests.tiny_gemma import build_tiny_gemma
 
     return build_tiny_gemma(tmp_path_factory.mktemp("tiny-gemma"), embedded_model)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The headless Chromium binary (tests/browser.py opens pages with it)."""
+    return find_chromium()

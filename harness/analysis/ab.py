@@ -27,7 +27,7 @@ import hashlib
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,7 +163,6 @@ class ABReport:
 
 def tuned_spec(base: ModelSpec, tuned: str | None, adapter: str | None) -> ModelSpec:
     """The tuned model: a full checkpoint (BACKEND:MODEL) or the base plus a PEFT adapter."""
-
     if bool(tuned) == bool(adapter):
         raise HarnessError("harness ab: give the tuned model as exactly one of --tuned BACKEND:MODEL or --adapter PATH")
     if adapter:
@@ -175,7 +174,6 @@ def finished_run(store: Store, spec: Any) -> str | None:
     """The latest finished run of exactly this experiment, if any: same config snapshot, which
     holds each model's identity (content fingerprints of weights, adapter, tokenizer and chat
     template, dtype, max_length...), so a model rewritten at the same path is not reused."""
-
     config = config_snapshot(spec, plan(spec))
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()  # = runner's config hash
     return store.finished_run(digest)
@@ -230,7 +228,7 @@ def _cell_result(base: CellSummary, tuned: CellSummary, o: _Options) -> PairedRe
     labels = [base.cluster_of(i) for i in pairing.item_ids] if base.clusters else None
     if base.corpus is None:
         d = difference(np.asarray(pairing.a), np.asarray(pairing.b), base.kind, labels, o.confidence, o.resamples, o.seed)
-        mean = (lambda x: float(np.mean(x)) if len(x) else float("nan"))
+        mean: Callable[[Any], float] = (lambda x: float(np.mean(x)) if len(x) else float("nan"))
         return result_of(d, pairing, base.higher_is_better, mean(pairing.a), mean(pairing.b))
     return _corpus_pool([(base, tuned)], list(pairing.item_ids), pairing, o)
 
@@ -244,7 +242,7 @@ def _corpus_pool(pairs: Sequence[tuple[CellSummary, CellSummary]], ids: list[str
     weights = resample_weights(units, o.resamples, o.seed)
     columns = [[s.corpus[i] for i in ids] for b, t in pairs for s in (t, b)]  # type: ignore[index]
     point, reps, jack = corpus_replicates(metric, columns, labels, weights)
-    delta = (lambda x: np.mean(x[..., 0::2] - x[..., 1::2], axis=-1))
+    delta: Callable[[np.ndarray], Any] = (lambda x: np.mean(x[..., 0::2] - x[..., 1::2], axis=-1))
     diffs = np.asarray(pairing.a) - np.asarray(pairing.b)
     d = corpus_difference(float(delta(point)), delta(reps), delta(jack), len(ids), units, int(np.sum(diffs != 0)), o.confidence)
     return result_of(d, pairing, base0.higher_is_better, float(np.mean(point[0::2])), float(np.mean(point[1::2])))
@@ -285,7 +283,7 @@ def _pooled(cells: list[ABCell], o: _Options) -> tuple[PairedResult, str]:
         labels.extend(c.base.cluster_of(i) for i in p.item_ids)
     pairing = Pairing(tuple(ids), tuple(a_values), tuple(b_values), dict(dropped))
     d = pooled_difference(np.asarray(a_values), np.asarray(b_values), labels, first.kind, o.confidence, o.resamples, o.seed)
-    mean = (lambda x: float(np.mean(x)) if len(x) else float("nan"))
+    mean: Callable[[Any], float] = (lambda x: float(np.mean(x)) if len(x) else float("nan"))
     result = result_of(d, pairing, first.higher_is_better, mean(a_values), mean(b_values))
     return result, (f"{d.units} {unit} as units, {len(cells)} cell(s) each"
                     + (f", design effect {d.deff:.2f}" if d.deff > 1 else ""))

@@ -2,7 +2,7 @@
 verdicts (harness/analysis/ranking.py), prompt spread, and rank stability of prompt variants with a CI;
 plus item-level diffs. report.py and html_report.py present it.
 
-Guarantees (each measured by a seeded simulation in tests/test_simulation.py, see docs/compare.md):
+Guarantees (each measured by a seeded simulation in tests/stats/test_simulation.py, see docs/compare.md):
 the possibly-best set misses the true best with probability ≤ α; a "worse" verdict is a false
 claim with probability ≤ α across all pairs of a task; an "equivalent ±m" verdict is a false claim
 with probability ≤ α across the cells of a task.
@@ -248,11 +248,8 @@ def model_contrasts(summaries: Sequence[CellSummary], confidence: float = 0.95, 
             continue
         hib = next(iter(next(iter(by_model.values())).values())).higher_is_better
 
-        def score(model: str) -> float:
-            values = [c.interval.mean for c in by_model[model].values()]
-            return float(np.mean(values)) * (1 if hib else -1)
-
-        leader = max(sorted(by_model), key=score)
+        sign = 1 if hib else -1
+        leader = max(sorted(by_model), key=lambda model: sign * float(np.mean([c.interval.mean for c in by_model[model].values()])))
         for other in sorted(m for m in by_model if m != leader):
             prompts = sorted(by_model[leader].keys() & by_model[other].keys())
             if len(prompts) < 2:
@@ -337,9 +334,9 @@ def _target(row: StoredItem) -> Any:
     target, continuations = row.target, row.continuations
     if continuations and isinstance(target, int):
         return f"{continuations[target].strip()} (choice {target})" if 0 <= target < len(continuations) else target
-    if continuations and isinstance(target, list) and all(isinstance(t, int) for t in target):  # several correct choices
-        if all(0 <= t < len(continuations) for t in target):
-            return " | ".join(continuations[t].strip() for t in target) + f" (choices {', '.join(str(t) for t in target)})"
+    if (continuations and isinstance(target, list) and all(isinstance(t, int) for t in target)  # several correct choices
+            and all(0 <= t < len(continuations) for t in target)):
+        return " | ".join(continuations[t].strip() for t in target) + f" (choices {', '.join(str(t) for t in target)})"
     return target
 
 

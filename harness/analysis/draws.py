@@ -54,7 +54,7 @@ class DrawSummary:
         return float(np.std(self.draw_means, ddof=1)) if len(self.draw_means) > 1 else float("nan")
 
     def interval(self, confidence: float = 0.95) -> tuple[float, float] | None:
-        """t interval of the mean over draws; None with a single draw (no spread to estimate it from)."""
+        """T interval of the mean over draws; None with a single draw (no spread to estimate it from)."""
         n = len(self.draw_means)
         if n < 2:
             return None

@@ -294,7 +294,7 @@ def analyse(store: Store, run_ids: Sequence[str], metric: str | None = None, *, 
     for factor in FACTORS:
         groups: dict[Setting, dict[str, Level]] = defaultdict(dict)
         for setting, level in settings_for(factor).items():
-            blank = dataclasses.replace(setting, **{factor: -2 if factor in ("format", "draw") else ""})
+            blank = dataclasses.replace(setting, **{factor: -2 if factor in ("format", "draw") else ""})  # type: ignore[arg-type]
             groups[blank][level.name] = level
         factor_tests: list[tuple[str, str, str, str, PairedResult]] = []
         for blank, levels in sorted(groups.items()):

@@ -26,7 +26,7 @@ import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -38,6 +38,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
+from typing_extensions import Self
 
 from harness.core.errors import HarnessError, did_you_mean
 from harness.core.registry import Registry
@@ -76,7 +77,7 @@ RECORD: Mapping[str, Any] = {
     "mc_fallback": "error",
 }  # fmt: skip
 
-O = TypeVar("O", bound=ModelOptions)
+OptionsT = TypeVar("OptionsT", bound=ModelOptions)
 
 
 def options_model(backend: str) -> type[ModelOptions]:
@@ -193,7 +194,7 @@ class ModelSpec(BaseModel):
         return f"{base}+{self.adapter}" if self.adapter else base
 
 
-def options_of(spec: ModelSpec, kind: type[O]) -> O:
+def options_of(spec: ModelSpec, kind: type[OptionsT]) -> OptionsT:
     """A backend's view of its own options: ``spec.options`` as ``kind`` (another backend's spec is a bug)."""
     if not isinstance(spec.options, kind):
         raise TypeError(f"model '{spec.label}' has {type(spec.options).__name__}, not {kind.__name__}")
@@ -262,7 +263,7 @@ class Backend(ABC):
 
     @abstractmethod
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
-        """log P(continuation | context) for each request."""
+        """Log P(continuation | context) for each request."""
 
     @abstractmethod
     def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:

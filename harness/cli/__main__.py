@@ -1,3 +1,5 @@
+"""``python -m harness.cli``: the same as the ``harness`` command."""
+
 import sys
 
 from harness.cli.main import main

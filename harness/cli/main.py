@@ -116,7 +116,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
                 count: Any = len(task.items("test"))
             except HarnessError:
                 count = "data missing"
-            kind = task.spec.type
+            kind: str = task.spec.type
             if task.spec.subtasks is not None and isinstance(count, int):  # a group task: mmlu -> mmlu_<subject>
                 kind += f" (group of {len(task.subtask_keys())})"
             rows.append({"name": name, "type": kind, "rows": count, "prompts": sorted(available_prompts(task, args.prompts_dir)),

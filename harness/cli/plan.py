@@ -5,7 +5,7 @@ metrics) or how much their item scores differ (the sd of the differences, for co
 ones), far more than on the accuracy itself. A pilot run measures it; without one, 0/1 plans
 assume independent errors, which overstates the discordance of two prompts of one model, so
 the plan errs towards more items. The formulas (harness/stats/power.py) are those of the tests
-harness runs, and tests/test_simulation.py checks that a plan reaches its power.
+harness runs, and tests/stats/test_simulation.py checks that a plan reaches its power.
 """
 
 from __future__ import annotations

@@ -19,6 +19,6 @@ def require(module: str, extra: str, package: str | None = None, what: str = "th
 
 
 def require_transformers() -> None:
-    """torch and transformers, for the local Hugging Face backend and tuning."""
+    """Torch and transformers, for the local Hugging Face backend and tuning."""
     require("torch", "hf")
     require("transformers", "hf")

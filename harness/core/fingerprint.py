@@ -31,7 +31,6 @@ def stat_key(stat: os.stat_result) -> tuple[int, int, int, int]:
 
 def open_memo() -> sqlite3.Connection | None:
     """The memo of file hashes under harness's cache dir; None where it cannot be opened (read-only home...)."""
-
     try:
         folder = cache_dir()
         folder.mkdir(parents=True, exist_ok=True)

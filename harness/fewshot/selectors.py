@@ -277,7 +277,6 @@ def pool_is_split_warning(task: Any, split: str, fewshot_split: str) -> str | No
 
 def unshown_shots_warning(template: Any, shots: Sequence[int]) -> str | None:
     """One line when k > 0 and the template never reads ``shots``: such cells render their zero-shot prompt."""
-
     few = sorted(k for k in shots if k > 0)
     if not few or reads_shots(template):
         return None

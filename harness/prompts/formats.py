@@ -180,7 +180,6 @@ def read_instructions(path: Path) -> list[str]:
 def write_variants(task_name: str, template_name: str, source: str, out: Path, k: int, seed: int = 0,
                    instructions: Sequence[str] = ()) -> list[tuple[str, FormatChoice]]:
     """Write the K variants as templates of ``task_name`` under ``out``; returns (variant name, format)."""
-
     variants = perturb(source, k, seed, instructions)
     for choice, text in variants:  # a paraphrase is Jinja too: fail before writing anything
         compile_template(text, f"{template_name} variant with instruction {choice.instruction}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal, Union
+from typing import Literal
 
 Role = Literal["system", "user", "assistant"]
 
@@ -14,7 +14,7 @@ class Message:
     content: str
 
 
-Prompt = Union[str, tuple[Message, ...]]
+Prompt = str | tuple[Message, ...]
 
 
 def prompt_to_json(prompt: Prompt) -> object:
@@ -24,7 +24,9 @@ def prompt_to_json(prompt: Prompt) -> object:
 def prompt_from_json(value: object) -> Prompt:
     if isinstance(value, str):
         return value
-    return tuple(Message(role=m["role"], content=m["content"]) for m in value)  # type: ignore[index]
+    if not isinstance(value, list):
+        raise TypeError(f"a stored prompt is a string or a list of messages, not {type(value).__name__}")
+    return tuple(Message(role=m["role"], content=m["content"]) for m in value)
 
 
 def prompt_text(prompt: Prompt) -> str:

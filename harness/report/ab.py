@@ -15,7 +15,6 @@ from harness.report.terminal import console
 
 def print_ab(report: ABReport, out: Any = None) -> None:
     """Per task: each cell, the pooled row (the task's verdict) and the across-prompt row; then the verdict."""
-
     out = out or console()
     for t in report.tasks:
         fmt = AbFormat(t.percent)

@@ -264,7 +264,8 @@ def ab_section(report: ABReport) -> str:
     for t in report.tasks:
         head = ["cells", "n", "base", "tuned", f"Δ [{report.confidence:.0%} CI]", "p", "verdict"]
         rows = "".join(
-            f"<tr class='{'pooled' if bold else 'cell'}'>" + "".join(f"<td>{'<b>' if bold else ''}{escape(v)}{'</b>' if bold else ''}</td>" for v in row[:7]) + "</tr>"
+            f"<tr class='{'pooled' if bold else 'cell'}'>"
+            + "".join(f"<td>{'<b>' if bold else ''}{escape(v)}{'</b>' if bold else ''}</td>" for v in row[:7]) + "</tr>"
             for *row, bold in ab_rows(t, report)
         )
         notes = "".join(f"<li>{escape(line.strip())}</li>" for line in ab_notes(t, report, AbFormat(t.percent)))

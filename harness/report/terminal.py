@@ -18,6 +18,7 @@ from harness.analysis.compare import (
     CellSummary,
     Comparison,
     ItemDiff,
+    RankedCell,
     Stability,
     TaskRanking,
 )
@@ -188,7 +189,7 @@ def tau_text(st: Stability) -> str:
 
 def ranking_notes(comp: Comparison, ranking: TaskRanking, varying: set[str]) -> list[str]:
     """What the table's verdicts rest on, in plain lines under it."""
-    name = (lambda rc: cell_name(rc.summary, varying))
+    name: Callable[[RankedCell], str] = (lambda rc: cell_name(rc.summary, varying))
     best = ", ".join(name(rc) for rc in ranking.best_set)
     units = f"{ranking.units} clusters of {ranking.n} items" if ranking.clustered else f"{ranking.n} items"
     pairs = len(ranking.cells) * (len(ranking.cells) - 1) // 2

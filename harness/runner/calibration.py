@@ -103,7 +103,7 @@ def content_free_probs(choice_logprobs: Sequence[Sequence[float]]) -> np.ndarray
 
 
 def calibrated_choice(choice_logprobs: Sequence[float], p_cf: np.ndarray | None) -> int:
-    """argmax of W p with W = diag(p_cf)^-1 (b = 0), i.e. of log p_i - log p_cf_i; ties: first.
+    """Argmax of W p with W = diag(p_cf)^-1 (b = 0), i.e. of log p_i - log p_cf_i; ties: first.
 
     ``NO_CHOICE`` when the item's own scores are not :func:`scorable` or there is no usable
     ``p_cf`` (None, or not finite): argmax would silently answer choice 0.
@@ -126,7 +126,6 @@ def input_reads(expression: str) -> tuple[ReadPath, ...]:
     ``(('Title',), ('Description',))``; a field read whole, or through a computed key, is a
     path of its field alone. Template globals (``letters``...) are not fields.
     """
-
     source = expression.strip()
     if source.startswith("{{") and source.endswith("}}"):
         source = source[2:-2].strip()
@@ -250,7 +249,6 @@ def calibrate_run(
     and resolves them through the response cache (new scores are cached, so a second pass is
     free and the model is never loaded when everything is cached).
     """
-
     if not content_free:
         raise HarnessError("calibration needs at least one content-free input")
     spec = ExperimentSpec.model_validate(store.run_config(run_id)["spec"])

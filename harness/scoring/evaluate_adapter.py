@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from harness.scoring.metrics import (
 LOWER_IS_BETTER = {"ter", "wer", "cer", "loss", "perplexity", "mae", "mse", "rmse"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_module(source: str) -> Any:
     require("evaluate", "metrics", what=f"metric 'evaluate:{source}'")
     import evaluate

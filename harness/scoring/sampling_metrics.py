@@ -73,7 +73,7 @@ def _pass(match: re.Match[str]) -> Metric:
 
 
 def samples_needed(name: str) -> int:
-    """k for ``maj@k`` / ``pass@k`` names, else 1 (used to check ``repeats`` >= k)."""
+    """K for ``maj@k`` / ``pass@k`` names, else 1 (used to check ``repeats`` >= k)."""
     match = re.fullmatch(r"(?:maj|pass)@([1-9][0-9]*)", name)
     return int(match.group(1)) if match else 1
 

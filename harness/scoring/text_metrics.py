@@ -38,7 +38,7 @@ def _references(outcome: Outcome) -> list[str]:
 
 
 def _streams(items: Sequence[CorpusItem]) -> tuple[list[str], list[list[str]]]:
-    """sacrebleu wants hypotheses plus reference *streams* (one stream per reference slot)."""
+    """Sacrebleu wants hypotheses plus reference *streams* (one stream per reference slot)."""
     hyps = [item.prediction or "" for item in items]
     width = max((len(item.references) for item in items), default=1)
     # items with fewer references repeat their first one: a duplicate reference changes no score
@@ -88,7 +88,7 @@ def _bleu(tokenize: str, effective_order: bool = False) -> Callable[[], Any]:
 
     def make() -> Any:
         require("sacrebleu", "metrics", "sacrebleu", "this metric")
-        from sacrebleu.metrics import BLEU
+        from sacrebleu.metrics import BLEU  # type: ignore[attr-defined]
 
         return BLEU(tokenize=tokenize, effective_order=effective_order)
 
@@ -98,7 +98,7 @@ def _bleu(tokenize: str, effective_order: bool = False) -> Callable[[], Any]:
 def _chrf(word_order: int) -> Callable[[], Any]:
     def make() -> Any:
         require("sacrebleu", "metrics", "sacrebleu", "this metric")
-        from sacrebleu.metrics import CHRF
+        from sacrebleu.metrics import CHRF  # type: ignore[attr-defined]
 
         return CHRF(word_order=word_order)
 
@@ -108,7 +108,7 @@ def _chrf(word_order: int) -> Callable[[], Any]:
 def _ter(asian: bool) -> Callable[[], Any]:
     def make() -> Any:
         require("sacrebleu", "metrics", "sacrebleu", "this metric")
-        from sacrebleu.metrics import TER
+        from sacrebleu.metrics import TER  # type: ignore[attr-defined]
 
         return TER(asian_support=asian)
 

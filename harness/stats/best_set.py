@@ -16,7 +16,7 @@ Romano–Wolf step-down max-T procedure (Romano & Wolf 2005, Econometrica 73:123
 
 Guarantee: the probability of any false pairwise claim is at most α (strong control), so the
 true best cell is left out of the set with probability at most α, and under the global null the
-set is all cells with probability at least 1 − α. tests/test_simulation.py measures both.
+set is all cells with probability at least 1 − α. tests/stats/test_simulation.py measures both.
 A cell is outside the set when some cell beats it with adjusted p < α: the set is always
 explained by a named witness, so there are no non-transitive "groups".
 """

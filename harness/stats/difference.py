@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import product
 
@@ -268,7 +268,7 @@ class BCaEngine(Engine):
     def _level_excluding(self, delta: float, side: int) -> float:
         """Smallest one-sided tail level α at which the α-bound passes ``delta`` (bisection)."""
         low, high = 1e-9, 0.5
-        passes = (lambda a: self._bound(self._quantile_level(z_of(1 - 2 * a))) < delta) if side < 0 else \
+        passes: Callable[[float], bool] = (lambda a: self._bound(self._quantile_level(z_of(1 - 2 * a))) < delta) if side < 0 else \
             (lambda a: self._bound(self._quantile_level(-z_of(1 - 2 * a))) > delta)
         if not passes(high):
             return 1.0

@@ -10,7 +10,7 @@ that ranks the cells is the number that is tested). Declared clusters are resamp
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -100,7 +100,7 @@ def compare_pairing(
     """A − B on the paired item scores (mean metrics)."""
     a, b = np.asarray(pairing.a), np.asarray(pairing.b)
     d = difference(a, b, kind, clusters, confidence, resamples, seed)
-    mean = (lambda x: float(x.mean()) if x.size else float("nan"))
+    mean: Callable[[np.ndarray], float] = (lambda x: float(x.mean()) if x.size else float("nan"))
     return result_of(d, pairing, higher_is_better, mean(a), mean(b))
 
 

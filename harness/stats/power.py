@@ -1,7 +1,7 @@
 """How many items a comparison needs, and what it can detect with the items it has.
 
 The formulas match the tests harness runs, so a plan is a promise the simulation tests check
-(tests/test_simulation.py: the planned n reaches the planned power):
+(tests/stats/test_simulation.py: the planned n reaches the planned power):
 
 - **0/1 metrics, paired**: the McNemar/Tango statistic with its ½-count continuity correction.
   With discordance ψ = P(the two cells disagree on an item) and true difference δ, the
@@ -149,7 +149,7 @@ def plan_binary(mde: float, discordance: float, *, alpha: float = 0.05, power: f
     level = pairs_alpha(alpha, cells)
     detect = mcnemar_items(mde, discordance, level, power)
     equivalent = equivalence_items(margin, math.sqrt(discordance), level, power) if margin else None
-    scale = (lambda n: min(MAX_ITEMS, math.ceil(n * deff)))
+    scale: Callable[[float], int] = (lambda n: min(MAX_ITEMS, math.ceil(n * deff)))
     return Plan("binary", mde, level, power, cells, scale(detect), scale(equivalent) if equivalent else None,
                 baseline, discordance, None, deff, source)
 
@@ -159,6 +159,6 @@ def plan_continuous(mde: float, sd: float, *, alpha: float = 0.05, power: float 
     level = pairs_alpha(alpha, cells)
     detect = normal_items(mde, sd, level, power)
     equivalent = equivalence_items(margin, sd, level, power) if margin else None
-    scale = (lambda n: min(MAX_ITEMS, math.ceil(n * deff)))
+    scale: Callable[[float], int] = (lambda n: min(MAX_ITEMS, math.ceil(n * deff)))
     return Plan("continuous", mde, level, power, cells, scale(detect), scale(equivalent) if equivalent else None,
                 None, None, sd, deff, source)

@@ -91,7 +91,7 @@ def pair_verdict(
     diff: Difference, higher_is_better: bool, *, alpha: float = 0.05, margin: float | None = None, p: float | None = None,
     p_equivalence: float | None = None, percent: bool = True, looks: int = 1,
 ) -> Verdict:
-    """better / worse / equivalent / inconclusive for A − B. ``p`` and ``p_equivalence`` may be
+    """Better / worse / equivalent / inconclusive for A − B. ``p`` and ``p_equivalence`` may be
     adjusted values (Holm across tasks, ...); by default the difference's own."""
     p_value = diff.p_value if p is None else p
     res = resolution(diff, alpha, margin, looks=looks)

@@ -7,7 +7,7 @@ from and what ``target:`` gives (spec validation, item building), whether items 
 builds and the outcome ``scoring.scorer.build_outcome`` makes of their results), which metrics
 apply (``kind_names``), and whether ``harness calibrate`` and ``repeats`` make sense. The stages
 above this layer act on those attributes (``kind.scoring == "loglikelihood"``), never on
-``kind.name``; ``tests/test_task_kinds.py`` fails when a module outside this one compares a task
+``kind.name``; ``tests/tasks/test_kinds.py`` fails when a module outside this one compares a task
 type with a literal.
 
 Adding a kind: add its name to ``TaskType`` and its row to ``KINDS``, both here (the table's order

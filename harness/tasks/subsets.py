@@ -1,4 +1,4 @@
-"""Which items of a split a run evaluates, and whether they represent the split.
+r"""Which items of a split a run evaluates, and whether they represent the split.
 
 - ``limit: N`` (``--limit``): the first N rows, in file order.
 - ``sample: N`` (``--sample``): a seeded random sample of N rows. Items are ranked by

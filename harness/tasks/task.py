@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -59,7 +59,7 @@ class SubtaskSpec(_Strict):
     aggregate: list[Literal["micro", "macro"]] = Field(default=["micro", "macro"], min_length=1)
 
 
-FilterStep = Union[str, dict[str, Any]]
+FilterStep = str | dict[str, Any]
 
 
 class TaskSpec(_Strict):
@@ -99,7 +99,7 @@ class TaskSpec(_Strict):
     metrics: list[str] = Field(min_length=1)
     generation: GenerationSpec = Field(default_factory=GenerationSpec)
     filters: list[FilterStep] = Field(default_factory=list)
-    verbalizers: dict[str, Union[str, list[str]]] | None = Field(
+    verbalizers: dict[str, str | list[str]] | None = Field(
         default=None, description="classification: label -> word(s) scored by log-likelihood (a label scores the logsumexp of its words)"
     )
     repeats: int = Field(default=1, ge=1, le=1000, description="generate: samples per item (use a temperature > 0)")
@@ -415,7 +415,7 @@ def _choice_index(raw: Any, choices: tuple[str, ...], where: str) -> int:
     raise HarnessError(f"{where}: target {raw!r} is neither a choice index nor one of the choices {list(choices)}")
 
 
-_FLAGS = {True: 1, False: 0, 1: 1, 0: 0, "1": 1, "0": 0, "true": 1, "false": 0}
+_FLAGS = {True: 1, False: 0, "1": 1, "0": 0, "true": 1, "false": 0}  # the ints 1/0 hash as True/False
 
 
 def _flag(value: Any) -> int | None:

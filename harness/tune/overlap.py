@@ -201,7 +201,6 @@ class OverlapReport:
 def check_overlap(spec: Any, tuned: ModelSpec, *, allow: bool = False) -> OverlapReport:
     """Overlap of the tuned model's training and selection items with the items ``spec``
     (a runner.ExperimentSpec) scores. Raises HarnessError on id or content overlap unless ``allow``."""
-
     card, notes = card_for_model(tuned)
     if card is None:
         return OverlapReport(tuned.label, None, 0, notes=tuple(notes), allowed=allow)
@@ -219,7 +218,6 @@ def check_overlap_runs(store: Store, base_run: str | None, tuned_run: str, *, tu
     model is the one of ``tuned_run`` (``tuned_label`` picks it among several) whose folder holds a
     card. Content and near-duplicate checks re-read the items from the run's tasks; when they can no
     longer be read, ids are still compared and a note says what was skipped."""
-
     config = store.run_config(tuned_run)
     models = [ModelSpec.model_validate(m) for m in config.get("spec", {}).get("models", [])]
     if tuned_label is not None:

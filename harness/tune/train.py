@@ -279,6 +279,7 @@ def target_text(task: Task, template: PromptTemplate, item: Item) -> Example:
             index = sum(len(words) for words in item.verbalizers[: item.target])
         target = rendered.continuations[index]
     else:
+        assert not isinstance(item.target, int)  # a generate item's target is its references
         target = item.target[0] if item.target else ""
         prompt = rendered.prompt
         if isinstance(prompt, str) and target and not prompt[-1:].isspace() and not target[:1].isspace():
@@ -307,7 +308,7 @@ def mixture(srcs: list[Source], n: int, seed: int) -> list[Example]:
 
 def check_examples(srcs: list[Source]) -> int:
     """Render every training item once (fail fast on empty targets); returns the count."""
-    return sum(1 for s in srcs for item in s.items if target_text(s.task, s.template, item))
+    return sum(1 for s in srcs for item in s.items if target_text(s.task, s.template, item) is not None)
 
 
 def check_target_modules(model: Any, wanted: tuple[str, ...]) -> None:
@@ -389,7 +390,7 @@ def _collate(pad_id: int, trim: bool = True) -> Any:
             answer = (labels != -100).int().argmax(dim=1)
             keep = int(width - answer.min().item() + 1)
             if keep < width:
-                batch["logits_to_keep"] = keep
+                batch["logits_to_keep"] = keep  # type: ignore[assignment]  # an int argument, not a tensor
                 labels = labels[:, -keep:]
         batch["labels"] = labels
         return batch
@@ -399,7 +400,6 @@ def _collate(pad_id: int, trim: bool = True) -> Any:
 
 def _eval_cells(config: TuneConfig, srcs: list[Source], model: ModelSpec) -> list[Any]:
     """One zero-shot cell per (task, template) on exactly the task's selection items; each renders (fail fast)."""
-
     cells = [Cell(s.task, s.template, 0, "none", model, config.seed, s.selection.items, ()) for s in srcs]
     for cell in cells:
         prepare(cell, 0, cell.items[0], None)
@@ -459,7 +459,6 @@ def curve_point(summaries: list[Any], resamples: int = DEFAULT_RESAMPLES, seed: 
 
 def _evaluator(config: TuneConfig, srcs: list[Source], backend: Any, workdir: Path) -> Any:
     """A function(step) -> curve point (mean, n, CI) of the selection items, scored by harness's own cells."""
-
     store = Store(workdir / "eval.sqlite")
     label = f"tuning-{uuid.uuid4().hex[:8]}"
     model = ModelSpec(name=label, model=config.base.model)
@@ -569,7 +568,7 @@ def tune(config: TuneConfig) -> TuneResult:
         use_cpu=backend.device == "cpu", bf16=precision.bf16, fp16=precision.fp16,
         dataloader_num_workers=0, save_only_model=True,
     )
-    callbacks = [EarlyStoppingCallback(early_stopping_patience=config.patience)] if config.patience > 0 else []
+    callbacks: list[Any] = [EarlyStoppingCallback(early_stopping_patience=config.patience)] if config.patience > 0 else []
     trainer = HarnessTrainer(model=model, args=args, train_dataset=train, eval_dataset=train[:1],
                              data_collator=_collate(pad), callbacks=callbacks)
     if config.quiet:  # with tqdm disabled Trainer prints every log dict to stdout; --quiet/--json want it silent
@@ -582,7 +581,7 @@ def tune(config: TuneConfig) -> TuneResult:
     trainer.train()
     seconds = time.perf_counter() - start
     best_step = _best_step(trainer.state.best_model_checkpoint)
-    trainer.model.save_pretrained(str(out))
+    trainer.model.save_pretrained(str(out))  # type: ignore[union-attr,operator]  # a PEFT/HF model after training
     if config.full:  # a whole model folder: `harness ab --tuned hf:OUT` loads it like any checkpoint
         backend.tokenizer.save_pretrained(str(out))
     shutil.rmtree(workdir, ignore_errors=True)
@@ -613,7 +612,6 @@ def write_card(config: TuneConfig, result: TuneResult, losses: list[dict[str, An
     mixture's real proportions are on record, not only its weights. ``selection`` and
     ``training`` hold, per task, the split, how it was made and the ids and content hashes of
     the items, so later checks (harness.tune.overlap) can find overlap with what is scored."""
-
     chosen = result.selections
     card = {
         "kind": "full" if config.full else "lora", "base_model": config.base.label, "tasks": list(config.tasks),

@@ -16,7 +16,7 @@ transformers = pytest.importorskip("transformers")
 
 from harness.backends.hf.packed import PackedScorer  # noqa: E402
 from harness.backends.hf.prefix_cache import SharedPrefixScorer  # noqa: E402
-from harness.requests import loglikelihood_requests
+from harness.requests import loglikelihood_requests  # noqa: E402
 from tests.backends.test_packed import MODELS, _plain  # noqa: E402
 from tests.backends.tiny_models import VOCAB  # noqa: E402
 
@@ -62,7 +62,7 @@ def test_hf_backend_scores_a_rendered_per_choice_task_alike_on_every_path(tiny_g
     from harness.backends import ModelSpec
     from harness.backends.hf.backend import HFBackend
     from harness.prompts.template import load_prompt
-    from tests.test_per_choice_contexts import winogrande
+    from tests.runner.test_plan_per_choice_contexts import winogrande
 
     task = winogrande(tmp_path)
     template = load_prompt(task, "lm_eval")

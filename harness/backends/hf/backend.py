@@ -86,7 +86,6 @@ def folder_fingerprint(path: Path) -> dict[str, str | None]:
     memoised (``base.content_sha256``), so a 1 GB model costs a few ``stat`` calls on every
     later start. A part with no files is None.
     """
-
     parts: dict[str, Any] = {}
     memo = open_memo()
     try:
@@ -214,7 +213,7 @@ class HFBackend(Backend):
         except OSError as exc:
             raise HarnessError(f"cannot load HF model '{spec.model}': {exc}") from None
         if not getattr(model, "hf_device_map", None):
-            model.to(self.device)
+            model.to(self.device)  # type: ignore[arg-type]  # transformers types .to() for modules, a device string is valid
         if options.adapter:
             model = self._with_adapter(model, options.adapter)
         self.model = model.eval()
@@ -311,7 +310,7 @@ class HFBackend(Backend):
                 "(*.chat.jinja); use a plain-text template (*.jinja) with it"
             )
         messages = [{"role": m.role, "content": m.content} for m in prompt]
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False), False
+        return str(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)), False
 
     def _encode(self, text: str, special: bool) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=special).input_ids)
@@ -469,7 +468,7 @@ class HFBackend(Backend):
         return encoded[-max(1, self.max_length - request.max_tokens) :]
 
     def _decode(self, tokens: list[int]) -> str:
-        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return str(self.tokenizer.decode(tokens, skip_special_tokens=True))
 
     def _generate_greedy(
         self, chosen: list[int], encoded: list[list[int]], requests: Sequence[GenerateRequest], results: list[GenerateResult | None]

@@ -140,5 +140,5 @@ def append_cache(kv: list[tuple[Any, Any]], config: Any | None, spare: int) -> D
     if not layers and kv:  # no config: one plain layer per cached layer
         layers.extend(AppendLayer(spare) for _ in kv)
     for layer, (keys, values) in zip(layers, kv):
-        layer.update(keys, values)
+        layer.update(keys, values)  # type: ignore[union-attr]  # every layer here is an Append*Layer
     return cache

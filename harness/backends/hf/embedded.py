@@ -13,9 +13,9 @@ import fcntl
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from harness.core.deps import require_transformers
 from harness.core.errors import HarnessError
@@ -60,7 +60,6 @@ def _gguf_file(workdir: Path) -> Path:
 
 def _convert(target: Path) -> None:
     """GGUF -> dequantized HF folder (config, safetensors, tokenizer)."""
-
     require_transformers()
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer

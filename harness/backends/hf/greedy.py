@@ -162,7 +162,8 @@ class GreedyDecoder:
                 running = None
         elapsed = (time.perf_counter() - started) / len(live)
         for i in live:  # wall time shared out over the rows
-            results[i] = replace(results[i], latency_s=elapsed) if results[i] is not None else None
+            done = results[i]
+            results[i] = replace(done, latency_s=elapsed) if done is not None else None
 
     def _take(self, waiting: list[int], group_of: dict[int, PrefixGroup], free: int, rows: Sequence[GreedyRow]) -> list[int]:
         """The next waiting rows of the first waiting row's group, for one prefill pass: at most

@@ -222,6 +222,7 @@ class OpenAIBackend(Backend):
             retry_after: float | None = None
             await self.limiter.acquire()
             started = time.perf_counter()
+            error: BaseException
             try:
                 self.call_stats.attempts += 1
                 response = await asyncio.wait_for(send(), timeout=self.options.timeout_s + 5)

@@ -12,7 +12,7 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "harness"
 ALLOWED = {PACKAGE / "core" / "fingerprint.py"}  # the file-hash memo database, not the results store
 SQL_CALLS = {"execute", "executemany", "executescript"}

@@ -1,5 +1,5 @@
 """Tuning curves in the HTML report: a real (tiny-model) tuning card, rendered by `harness report`
-and opened in headless Chromium with tests/test_html_report.py's helpers."""
+and opened in headless Chromium with tests/report/test_html.py's helpers."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from harness.report.tune import EVAL_COLOUR, LOSS_COLOUR
+from tests.browser import browse, has_colour, read_png
 from tests.helpers import cli
-from tests.test_html_report import browse, chromium, has_colour, read_png  # noqa: F401  (chromium is a fixture)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from harness.runner.spec import ExperimentSpec
 from harness.store.store import Store
 from tests.helpers import write_task
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _spec(tmp_path: Path, **fields) -> ExperimentSpec:

@@ -76,7 +76,7 @@ def test_group_errors_and_pool_too_small(tmp_path: Path) -> None:
 def test_shipped_passage_tasks_declare_their_group(shared_data: Path) -> None:
     """XQuAD and BoolQ draw demonstrations from the evaluated file, several questions per passage."""
     for name, field in (("xquad", "context"), ("xquad_zh", "context"), ("boolq", "title")):
-        task = load_task(Path(__file__).resolve().parents[1] / "tasks" / name, [shared_data])
+        task = load_task(Path(__file__).resolve().parents[2] / "tasks" / name, [shared_data])
         assert task.spec.group == f"{{{{ {field} }}}}"
         items = task.items("test")
         selector = SELECTORS.get("first_k")(task.items("fewshot"))

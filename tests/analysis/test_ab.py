@@ -18,7 +18,7 @@ from harness.store.store import Store
 from tests.decide_support import toy_task
 from tests.helpers import cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_ab_cli_reports_a_paired_verdict_and_reuses_runs(tmp_path: Path, db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,9 +17,9 @@ from harness.backends.scripted import ScriptedBackend
 from harness.prompts.messages import prompt_text
 from harness.requests import LoglikelihoodRequest, LoglikelihoodResult
 from harness.store import Store, StoredCell
+from tests.browser import browse, has_colour, read_png
 from tests.decide_support import toy_task, unit
 from tests.helpers import cli
-from tests.test_html_report import browse, chromium, has_colour, read_png  # noqa: F401  (chromium: the fixture)
 
 
 class FormatSensitive(ScriptedBackend):

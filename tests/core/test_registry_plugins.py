@@ -32,7 +32,7 @@ from harness.scoring import FILTERS, METRICS, get_metric
 from tests.helpers import cli as run_cli
 from tests.helpers import write_task
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REGISTRIES: tuple[Registry[object], ...] = (BACKENDS, METRICS, SELECTORS, FILTERS)  # type: ignore[assignment]
 
 ECHO_BACKEND = '''

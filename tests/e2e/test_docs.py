@@ -20,7 +20,7 @@ from harness.store.store import Store
 from harness.tasks.task import load_task
 from tests.helpers import cli, write_task
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 

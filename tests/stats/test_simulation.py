@@ -3,7 +3,7 @@
 Each test draws data under a known truth, runs harness's own procedure on every draw and
 measures the error rate (or coverage) it promises, against the promise plus Monte Carlo error
 (2.5 standard errors of the simulated proportion). The figures are printed: run
-``python -m tests.test_simulation`` (or ``pytest -s tests/test_simulation.py``) to see the table
+``python -m tests.stats.test_simulation`` (or ``pytest -s tests/stats/test_simulation.py``) to see the table
 recorded in docs/compare.md. Everything is vectorised numpy; the whole file runs in well under
 a minute.
 """

@@ -1,6 +1,6 @@
 """Where the bundled tasks, prompts and metric cases are found (harness.core.paths), and the
 prompt layout: a task folder's own prompts/, a bundled task's top-level prompts/<task>/, then
-the prompts directories. The wheel itself is built and installed in tests/test_wheel.py (slow)."""
+the prompts directories. The wheel itself is built and installed in tests/e2e/test_wheel.py (slow)."""
 
 from __future__ import annotations
 

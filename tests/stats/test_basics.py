@@ -11,7 +11,7 @@ import pytest
 
 from harness.stats import basics as stats
 
-CASES = json.loads((Path(__file__).parent / "cases" / "stats.json").read_text())
+CASES = json.loads((Path(__file__).resolve().parents[1] / "cases" / "stats.json").read_text())
 
 
 @pytest.mark.parametrize("case", CASES["wilson"])

@@ -18,7 +18,7 @@ from harness.store.store import Store
 from tests.decide_support import toy_task
 from tests.helpers import cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _scores(store: Store, run: str) -> dict[tuple[str, str], dict[str, float]]:

@@ -28,7 +28,7 @@ from harness.runner.spec import ExperimentSpec
 from harness.store.store import Store
 from tests.helpers import cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = "{% for s in shots %}{{ s.text }} ->{{ s.answer }}\n{% endfor %}{{ text }} ->"
 
 

@@ -11,7 +11,7 @@ from harness.runner.spec import ExperimentSpec
 from harness.store.store import Store
 
 pytestmark = pytest.mark.slow
-TASK = Path(__file__).parent / "tasks" / "arc_easy"
+TASK = Path(__file__).resolve().parents[1] / "tasks" / "arc_easy"
 
 
 def test_arc_easy_zero_and_five_shot_well_above_chance(tmp_path: Path, shared_data: Path, embedded_model: Path) -> None:

@@ -17,7 +17,7 @@ from harness.tasks.kinds import KINDS, TaskType, kind_names, task_kind
 from harness.tasks.task import Item, TaskSpec, load_task, target_references
 from tests.helpers import write_task
 
-HARNESS = Path(__file__).resolve().parents[1] / "harness"
+HARNESS = Path(__file__).resolve().parents[2] / "harness"
 TABLE = HARNESS / "tasks" / "kinds.py"
 # comparisons with a kind's name that are about something else: the API backend's ``mc_fallback: generate``
 # (generate text and parse a choice out of it) is a fallback mode, not a task type
