@@ -34,13 +34,7 @@ from typing import Any
 import numpy as np
 
 from harness.analysis.aggregates import corpus_replicates
-from harness.analysis.summaries import (
-    CellSummary,
-    Unscorable,
-    aligned,
-    describe_unscorable,
-    summarize,
-)
+from harness.analysis.summaries import CellSummary, Unscorable, aligned, describe_unscorable, summarize
 from harness.backends import ModelSpec, parse_model
 from harness.core.errors import HarnessError
 from harness.runner.execute import run_experiment
@@ -49,13 +43,7 @@ from harness.runner.provenance import config_snapshot
 from harness.scoring import get_metric
 from harness.stats.across_prompts import AcrossPrompts, across_prompts
 from harness.stats.basics import DEFAULT_RESAMPLES, holm
-from harness.stats.difference import (
-    Difference,
-    cluster_codes,
-    corpus_difference,
-    difference,
-    resample_weights,
-)
+from harness.stats.difference import Difference, cluster_codes, corpus_difference, difference, resample_weights
 from harness.stats.paired import PairedResult, Pairing, pair, result_of
 from harness.stats.verdicts import Verdict, pair_verdict, points
 from harness.store.store import Store

@@ -21,15 +21,7 @@ import numpy as np
 
 from harness.analysis.degenerate import degenerate_cells
 from harness.analysis.ranking import RankedCell, TaskRanking, order_key, rank_task
-from harness.analysis.summaries import (
-    CellSummary,
-    Unscorable,
-    aligned,
-    cell_scores,
-    describe_unscorable,
-    json_safe,
-    summarize,
-)
+from harness.analysis.summaries import CellSummary, Unscorable, aligned, cell_scores, describe_unscorable, json_safe, summarize
 from harness.core.errors import HarnessError
 from harness.stats.across_prompts import AcrossPrompts, across_prompts, tau_interval
 from harness.stats.basics import DEFAULT_RESAMPLES, kendall_tau

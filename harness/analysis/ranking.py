@@ -27,28 +27,10 @@ from harness.analysis.summaries import CellSummary, aligned, clusters_for
 from harness.core.errors import HarnessError
 from harness.scoring import get_metric
 from harness.stats.basics import DEFAULT_RESAMPLES, holm
-from harness.stats.best_set import (
-    BestSet,
-    best_set,
-    mean_replicates,
-    null_se,
-    stepdown_maxt,
-)
-from harness.stats.difference import (
-    Difference,
-    cluster_codes,
-    cluster_sums,
-    corpus_difference,
-    difference,
-    resample_weights,
-)
+from harness.stats.best_set import BestSet, best_set, mean_replicates, null_se, stepdown_maxt
+from harness.stats.difference import Difference, cluster_codes, cluster_sums, corpus_difference, difference, resample_weights
 from harness.stats.paired import PairedResult, Pairing, result_of
-from harness.stats.verdicts import (
-    Verdict,
-    inconclusive_detail,
-    pair_verdict,
-    resolution,
-)
+from harness.stats.verdicts import Verdict, inconclusive_detail, pair_verdict, resolution
 
 LARGE_DEFF = 1.5  # design effects above this are worth a line under the table
 

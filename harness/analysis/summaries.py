@@ -26,12 +26,7 @@ import numpy as np
 from harness.analysis.aggregates import corpus_interval, corpus_items
 from harness.scoring import CorpusItem, Metric, get_metric
 from harness.stats.basics import DEFAULT_RESAMPLES, Interval, wilson
-from harness.stats.difference import (
-    BootstrapTEngine,
-    cluster_sums,
-    design_effect,
-    resample_weights,
-)
+from harness.stats.difference import BootstrapTEngine, cluster_sums, design_effect, resample_weights
 from harness.store import Store, StoredCell
 
 Unscorable = Literal["wrong", "exclude"]

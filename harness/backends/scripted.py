@@ -13,12 +13,7 @@ from pydantic import Field
 
 from harness.backends.base import Backend, ModelOptions, ModelSpec
 from harness.prompts.messages import prompt_text
-from harness.requests import (
-    GenerateRequest,
-    GenerateResult,
-    LoglikelihoodRequest,
-    LoglikelihoodResult,
-)
+from harness.requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
 
 
 def _unit(*parts: str) -> float:

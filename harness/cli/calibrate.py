@@ -6,12 +6,7 @@ import argparse
 
 from harness.cli.verbs import Verb, register_verb
 from harness.report.terminal import console, print_json
-from harness.runner.calibration import (
-    CONTENT_FREE,
-    CellCalibration,
-    calibrate_run,
-    calibration_summary,
-)
+from harness.runner.calibration import CONTENT_FREE, CellCalibration, calibrate_run, calibration_summary
 from harness.store.store import Store
 
 

@@ -21,13 +21,7 @@ from harness.core.errors import HarnessError
 from harness.core.yamlfile import validate
 from harness.report.ab import print_ab
 from harness.report.html import write_ab_report, write_report
-from harness.report.terminal import (
-    comparison_csv,
-    comparison_tables,
-    diff_view,
-    pair_tables,
-    print_json,
-)
+from harness.report.terminal import comparison_csv, comparison_tables, diff_view, pair_tables, print_json
 from harness.report.tune import cards_for_runs, tuning_section, write_tuning_report
 from harness.runner.rescore import rescore_run
 from harness.runner.spec import ExperimentSpec

@@ -8,13 +8,7 @@ from pathlib import Path
 from harness.cli.verbs import Verb, register_verb
 from harness.core.errors import HarnessError
 from harness.core.templating import compile_template
-from harness.prompts.formats import (
-    NO_INSTRUCTION,
-    instruction_span,
-    read_instructions,
-    with_instruction,
-    write_variants,
-)
+from harness.prompts.formats import NO_INSTRUCTION, instruction_span, read_instructions, with_instruction, write_variants
 from harness.prompts.template import load_prompt
 from harness.tasks.task import find_task
 

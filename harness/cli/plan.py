@@ -22,12 +22,7 @@ from harness.cli.verbs import Verb, register_verb
 from harness.core.errors import HarnessError
 from harness.report.terminal import print_json
 from harness.stats.difference import cluster_sums, design_effect
-from harness.stats.power import (
-    Plan,
-    independent_discordance,
-    plan_binary,
-    plan_continuous,
-)
+from harness.stats.power import Plan, independent_discordance, plan_binary, plan_continuous
 from harness.store.store import Store
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.analysis.sensitivity import (
-    analyse,
-)
+from harness.analysis.sensitivity import analyse
 from harness.cli.verbs import Verb, register_verb
 from harness.core.errors import HarnessError
 from harness.report.sensitivity import print_tables, write_html

@@ -14,6 +14,7 @@ import random
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from harness.core.errors import HarnessError
@@ -55,12 +56,19 @@ def plugin_selector(value: object, name: str) -> type[Selector]:
     return value
 
 
-SELECTORS: Registry[type[Selector]] = Registry("selector", "harness.selectors", plugin_selector)
+# a selector class, or any callable that builds one from the pool (``partial(KNN, order=...)``)
+SelectorFactory = Callable[[Sequence[Item]], Selector]
+SELECTORS: Registry[SelectorFactory] = Registry("selector", "harness.selectors", plugin_selector)
 
 
 def register_selector(name: str) -> Callable[[type[Selector]], type[Selector]]:
     """Class decorator: a built-in selector under ``name`` (third parties use the entry-point group)."""
-    return SELECTORS.register(name)
+
+    def decorate(cls: type[Selector]) -> type[Selector]:
+        SELECTORS.add(name, cls)
+        return cls
+
+    return decorate
 
 
 def item_rng(seed: int, item_id: str) -> random.Random:
@@ -128,11 +136,11 @@ class _Similarity(Selector):
     over labels, each label's rows in selection order).
     """
 
-    order: str = "selected"
     encoder_preference: str = "auto"
 
-    def __init__(self, pool: Sequence[Item]) -> None:
+    def __init__(self, pool: Sequence[Item], order: str = "selected") -> None:
         super().__init__(pool)
+        self.order = order
         texts = [p.input for p in self.pool]
         self.encoder = encoder_for(texts, self.encoder_preference)
         self.vectors = pool_embeddings(texts, self.encoder) if self.pool else None
@@ -219,47 +227,10 @@ class MMR(_Similarity):
         return chosen
 
 
-# ``knn`` / ``mmr`` keep the selection order; one class per other order, e.g. ``knn_similar_last``
-@register_selector("knn_similar_last")
-class KNNSimilarLast(KNN):
-    """The k pool rows most similar to the evaluated input, the most similar right before it."""
-
-    order = "similar_last"
-
-
-@register_selector("knn_shuffled")
-class KNNShuffled(KNN):
-    """The k pool rows most similar to the evaluated input, in the item's seeded random order."""
-
-    order = "shuffled"
-
-
-@register_selector("knn_label_alternating")
-class KNNLabelAlternating(KNN):
-    """The k pool rows most similar to the evaluated input, alternating over their labels."""
-
-    order = "label_alternating"
-
-
-@register_selector("mmr_similar_last")
-class MMRSimilarLast(MMR):
-    """Maximal marginal relevance, the most similar row right before the item."""
-
-    order = "similar_last"
-
-
-@register_selector("mmr_shuffled")
-class MMRShuffled(MMR):
-    """Maximal marginal relevance, in the item's seeded random order."""
-
-    order = "shuffled"
-
-
-@register_selector("mmr_label_alternating")
-class MMRLabelAlternating(MMR):
-    """Maximal marginal relevance, alternating over the labels."""
-
-    order = "label_alternating"
+# ``knn`` / ``mmr`` keep the selection order; each other order is a name of its own, e.g. ``knn_similar_last``
+for _name, _kind in (("knn", KNN), ("mmr", MMR)):
+    for _order in ORDERS[1:]:
+        SELECTORS.add(f"{_name}_{_order}", partial(_kind, order=_order))
 
 
 # -- what a k-shot setting does not say by itself ---------------------------------------------

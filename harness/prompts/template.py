@@ -33,12 +33,7 @@ import jinja2
 
 from harness.core.errors import HarnessError, did_you_mean
 from harness.core.paths import bundled_prompts
-from harness.core.templating import (
-    JINJA_ERRORS,
-    compile_template,
-    explain,
-    reads_variable,
-)
+from harness.core.templating import JINJA_ERRORS, compile_template, explain, reads_variable
 from harness.prompts.messages import Message, Prompt
 from harness.tasks.task import Item, Task, search_dirs
 

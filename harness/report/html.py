@@ -15,34 +15,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.analysis.ab import ABReport
-from harness.analysis.compare import (
-    Comparison,
-    ItemDiff,
-    RankedCell,
-    TaskRanking,
-    item_diff,
-)
+from harness.analysis.compare import Comparison, ItemDiff, RankedCell, TaskRanking, item_diff
 from harness.core.files import write_atomic
 from harness.prompts.messages import prompt_from_json, prompt_text
 from harness.report.ab import AbFormat, ab_notes, ab_rows
 from harness.report.numbers import p_value, percent
-from harness.report.svg import (
-    LABEL_W,
-    PAD,
-    PLOT_W,
-    ROW_H,
-    axis,
-    bounds,
-    escape,
-    figure,
-    short_label,
-)
-from harness.report.terminal import (
-    number_formats,
-    ranking_notes,
-    tau_text,
-    varying_fields,
-)
+from harness.report.svg import LABEL_W, PAD, PLOT_W, ROW_H, axis, bounds, escape, figure, short_label
+from harness.report.terminal import number_formats, ranking_notes, tau_text, varying_fields
 from harness.store.store import Store
 
 

@@ -12,27 +12,11 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.analysis.sensitivity import (
-    DESCRIPTIONS,
-    FACTORS,
-    PairedTest,
-    Sensitivity,
-    Slice,
-)
+from harness.analysis.sensitivity import DESCRIPTIONS, FACTORS, PairedTest, Sensitivity, Slice
 from harness.core.files import write_atomic
 from harness.report.html import CSS, html_p
 from harness.report.numbers import percent
-from harness.report.svg import (
-    LABEL_W,
-    PAD,
-    PLOT_W,
-    ROW_H,
-    axis,
-    bounds,
-    escape,
-    figure,
-    short_label,
-)
+from harness.report.svg import LABEL_W, PAD, PLOT_W, ROW_H, axis, bounds, escape, figure, short_label
 from harness.report.terminal import console
 from harness.stats.basics import Interval
 

@@ -14,14 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from harness.analysis.compare import (
-    CellSummary,
-    Comparison,
-    ItemDiff,
-    RankedCell,
-    Stability,
-    TaskRanking,
-)
+from harness.analysis.compare import CellSummary, Comparison, ItemDiff, RankedCell, Stability, TaskRanking
 from harness.analysis.summaries import json_safe
 from harness.prompts.messages import prompt_from_json, prompt_text
 from harness.report.numbers import percent

@@ -32,13 +32,7 @@ from harness.core.progress import progress_bar
 from harness.prompts.messages import prompt_to_json
 from harness.requests import LoglikelihoodRequest, Request, Result, result_to_json
 from harness.runner.plan import Cell, Prepared, plan, prepare, selector_for
-from harness.runner.provenance import (
-    cache_key,
-    config_snapshot,
-    model_identities,
-    stable_hash,
-    versions,
-)
+from harness.runner.provenance import cache_key, config_snapshot, model_identities, stable_hash, versions
 from harness.runner.spec import ExperimentSpec
 from harness.scoring import build_filter
 from harness.scoring.scorer import build_outcome, score_outcome

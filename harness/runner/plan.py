@@ -15,12 +15,7 @@ from harness.backends import ModelSpec, backend_class
 from harness.core.errors import HarnessError
 from harness.fewshot.selectors import SELECTORS, Selector, draw_rng
 from harness.prompts.template import PromptTemplate, Rendered, load_prompt
-from harness.requests import (
-    GenerateRequest,
-    LoglikelihoodRequest,
-    Request,
-    loglikelihood_requests,
-)
+from harness.requests import GenerateRequest, LoglikelihoodRequest, Request, loglikelihood_requests
 from harness.runner.spec import ExperimentSpec
 from harness.scoring import build_filter
 from harness.scoring.checks import check_task

@@ -15,15 +15,7 @@ from typing import Any
 import numpy as np
 
 from harness.core.errors import HarnessError
-from harness.scoring.metrics import (
-    LABEL_KINDS,
-    CorpusItem,
-    Metric,
-    Outcome,
-    is_correct,
-    predicted_choice,
-    register_metric,
-)
+from harness.scoring.metrics import LABEL_KINDS, CorpusItem, Metric, Outcome, is_correct, predicted_choice, register_metric
 
 _TYPES = LABEL_KINDS
 MISSING = "<none>"

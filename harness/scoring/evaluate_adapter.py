@@ -19,13 +19,7 @@ from typing import Any
 
 from harness.core.deps import require
 from harness.core.errors import HarnessError
-from harness.scoring.metrics import (
-    TEXT_ANSWER_KINDS,
-    CorpusItem,
-    Metric,
-    Outcome,
-    register_family,
-)
+from harness.scoring.metrics import TEXT_ANSWER_KINDS, CorpusItem, Metric, Outcome, register_family
 
 LOWER_IS_BETTER = {"ter", "wer", "cer", "loss", "perplexity", "mae", "mse", "rmse"}
 

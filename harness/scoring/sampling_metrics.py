@@ -13,13 +13,7 @@ from collections import Counter
 
 import numpy as np
 
-from harness.scoring.metrics import (
-    GENERATION_KINDS,
-    Metric,
-    Outcome,
-    normalise_answer,
-    register_family,
-)
+from harness.scoring.metrics import GENERATION_KINDS, Metric, Outcome, normalise_answer, register_family
 
 
 def _correct(answer: str | None, outcome: Outcome) -> bool:

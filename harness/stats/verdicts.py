@@ -18,13 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from harness.stats.difference import Difference, TangoEngine
-from harness.stats.power import (
-    equivalence_items,
-    mcnemar_items,
-    mcnemar_mde,
-    normal_items,
-    normal_mde,
-)
+from harness.stats.power import equivalence_items, mcnemar_items, mcnemar_mde, normal_items, normal_mde
 
 Code = Literal["best", "better", "worse", "equivalent", "inconclusive"]
 POWER = 0.8

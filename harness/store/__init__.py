@@ -1,14 +1,7 @@
 """The results store: one SQLite file of runs, cells, items and the response cache, read as frozen records."""
 
 from harness.store.export import export_run, item_row
-from harness.store.records import (
-    CalibrationRow,
-    ItemRecord,
-    ItemScores,
-    StoredCell,
-    StoredItem,
-    StoredRun,
-)
+from harness.store.records import CalibrationRow, ItemRecord, ItemScores, StoredCell, StoredItem, StoredRun
 from harness.store.store import DEFAULT_DB, Store
 
 __all__ = [

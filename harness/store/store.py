@@ -24,14 +24,7 @@ from typing import Any
 from harness.core.errors import HarnessError
 from harness.requests import Result, result_from_json, result_to_json
 from harness.store.migrations import MIGRATIONS
-from harness.store.records import (
-    CalibrationRow,
-    ItemRecord,
-    ItemScores,
-    StoredCell,
-    StoredItem,
-    StoredRun,
-)
+from harness.store.records import CalibrationRow, ItemRecord, ItemScores, StoredCell, StoredItem, StoredRun
 
 DEFAULT_DB = Path("results") / "harness.db"
 

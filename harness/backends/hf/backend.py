@@ -45,12 +45,7 @@ from harness.core.deps import require, require_transformers
 from harness.core.errors import HarnessError
 from harness.core.fingerprint import content_sha256, open_memo, read_sha256
 from harness.prompts.messages import Prompt
-from harness.requests import (
-    GenerateRequest,
-    GenerateResult,
-    LoglikelihoodRequest,
-    LoglikelihoodResult,
-)
+from harness.requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
 
 T = TypeVar("T")
 MIN_BATCH_TOKENS = 64

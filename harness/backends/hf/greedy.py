@@ -35,15 +35,7 @@ from itertools import takewhile
 from typing import Any
 
 from harness.backends.hf.argmax_head import ArgmaxHead
-from harness.backends.hf.prefix_cache import (
-    KV,
-    PrefixGroup,
-    budget_batches,
-    extend_rows,
-    left_align,
-    prefix_groups,
-    prefix_kv,
-)
+from harness.backends.hf.prefix_cache import KV, PrefixGroup, budget_batches, extend_rows, left_align, prefix_groups, prefix_kv
 from harness.backends.stops import truncate_at_stop
 
 DECODE_SPARE = 64  # decode steps between re-allocations of a cache layer's buffer

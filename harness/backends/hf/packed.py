@@ -27,14 +27,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from harness.backends.hf.prefix_cache import (
-    PrefixGroup,
-    Scored,
-    SharedPrefixScorer,
-    Tokens,
-    budget_batches,
-    prefix_kv,
-)
+from harness.backends.hf.prefix_cache import PrefixGroup, Scored, SharedPrefixScorer, Tokens, budget_batches, prefix_kv
 
 MASK_KINDS = {"full_attention", "sliding_attention"}
 # A cluster of contexts gets its own cached prefix only if sharing saves this many tokens:

@@ -31,32 +31,14 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from harness.backends.base import Backend, Capabilities, ModelSpec
-from harness.backends.openai.mc_fallback import (
-    choice_logprobs,
-    parse_choice,
-    question_prompt,
-)
-from harness.backends.openai.options import (
-    OpenAIOptions,
-    mask_url_credentials,
-    openai_options,
-)
-from harness.backends.openai.ratelimit import (
-    AdaptiveLimiter,
-    CallStats,
-    RetryPolicy,
-    parse_retry_after,
-)
+from harness.backends.openai.mc_fallback import choice_logprobs, parse_choice, question_prompt
+from harness.backends.openai.options import OpenAIOptions, mask_url_credentials, openai_options
+from harness.backends.openai.ratelimit import AdaptiveLimiter, CallStats, RetryPolicy, parse_retry_after
 from harness.backends.stops import truncate_at_stop
 from harness.core.deps import require
 from harness.core.errors import HarnessError
 from harness.prompts.messages import Prompt
-from harness.requests import (
-    GenerateRequest,
-    GenerateResult,
-    LoglikelihoodRequest,
-    LoglikelihoodResult,
-)
+from harness.requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
 
 OPENAI_URL = "https://api.openai.com/v1"
 T = TypeVar("T")
