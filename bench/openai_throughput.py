@@ -47,7 +47,7 @@ def harness_run(db: Path, url: str, items: int, concurrency: int, task: str, pro
 
 def request_bodies(items: int, task: str, prompt: str) -> list[dict[str, Any]]:
     """The exact completions bodies harness sends for these items."""
-    from harness.runner.plan import plan, prepare
+    from harness.runner.planning import plan, prepare
 
     spec = ExperimentSpec(tasks=[task], prompts=[prompt], limit=items)
     cell = plan(spec)[0]

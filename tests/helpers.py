@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from harness.cli.main import main
+from harness.cli.app import main
 
 MC_TEMPLATE = """{% macro answer(choice, index) %} {{ choice }}{% endmacro %}
 {% for s in shots %}

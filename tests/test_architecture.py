@@ -53,7 +53,7 @@ def test_the_layer_contracts_hold() -> None:
 
 
 @pytest.mark.parametrize(("module", "upward"), [
-    ("core/errors.py", "import harness.cli.main"),           # the kernel reaching the top
+    ("core/errors.py", "import harness.cli.app"),           # the kernel reaching the top
     ("scoring/scorer.py", "from harness.store import store"),  # a stage importing a later one
     ("analysis/ranking.py", "import harness.report.terminal"),  # analysis printing
 ])
@@ -122,3 +122,18 @@ def test_the_cli_starts_and_lists_tasks_without_torch() -> None:
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-2000:]
     assert '"capitals"' in result.stdout
+
+
+def test_no_public_name_of_a_package_hides_one_of_its_modules() -> None:
+    """``harness.runner.planning`` must stay the module: a face exporting a function of the same name would replace it
+    (``import harness.runner.X as m`` would then bind the function), the trick that made ``harness.compare`` a callable module."""
+    import importlib
+    import pkgutil
+
+    clashes = []
+    for info in pkgutil.walk_packages([str(PACKAGE)], "harness."):
+        if not info.ispkg:
+            continue
+        package = importlib.import_module(info.name)
+        clashes += [f"{info.name}.{sub.name}" for sub in pkgutil.iter_modules(package.__path__) if sub.name in getattr(package, "__all__", ())]
+    assert clashes == []

@@ -38,7 +38,7 @@ from harness.analysis.summaries import CellSummary, Unscorable, aligned, describ
 from harness.backends import ModelSpec, parse_model
 from harness.core.errors import HarnessError
 from harness.runner.execute import run_experiment
-from harness.runner.plan import plan
+from harness.runner.planning import plan
 from harness.runner.provenance import config_snapshot
 from harness.scoring import get_metric
 from harness.stats.across_prompts import AcrossPrompts, across_prompts

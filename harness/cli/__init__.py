@@ -1,5 +1,5 @@
 """The ``harness`` command: one module per verb group over the packages that do the work."""
 
-from harness.cli.main import build_parser, main
+from harness.cli.app import build_parser, main
 
 __all__ = ["build_parser", "main"]

@@ -2,7 +2,7 @@
 
 from harness.runner.calibration import calibrate_run
 from harness.runner.execute import RunSummary, run_experiment
-from harness.runner.plan import Cell, plan
+from harness.runner.planning import Cell, plan
 from harness.runner.provenance import config_snapshot
 from harness.runner.rescore import rescore_run
 from harness.runner.spec import ExperimentSpec

@@ -63,7 +63,7 @@ from harness.core.errors import HarnessError
 from harness.core.templating import environment
 from harness.requests import LoglikelihoodRequest, loglikelihood_requests
 from harness.runner.execute import CacheCounts, resolve
-from harness.runner.plan import plan
+from harness.runner.planning import plan
 from harness.runner.spec import ExperimentSpec
 from harness.scoring.metrics import NO_CHOICE, predicted_choice
 from harness.scoring.scorer import build_outcome

@@ -31,7 +31,7 @@ from harness.backends import Backend, ModelSpec, backend_class
 from harness.core.progress import progress_bar
 from harness.prompts.messages import prompt_to_json
 from harness.requests import LoglikelihoodRequest, Request, Result, result_to_json
-from harness.runner.plan import Cell, Prepared, plan, prepare, selector_for
+from harness.runner.planning import Cell, Prepared, plan, prepare, selector_for
 from harness.runner.provenance import cache_key, config_snapshot, model_identities, stable_hash, versions
 from harness.runner.spec import ExperimentSpec
 from harness.scoring import build_filter

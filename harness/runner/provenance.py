@@ -14,7 +14,7 @@ from harness.backends import Backend, backend_class
 from harness.core.fingerprint import content_sha256
 from harness.fewshot.selectors import pool_is_split_warning, unshown_shots_warning
 from harness.requests import Request
-from harness.runner.plan import Cell
+from harness.runner.planning import Cell
 from harness.runner.spec import ExperimentSpec
 from harness.tasks.subsets import describe, subset_record
 from harness.tasks.task import Task

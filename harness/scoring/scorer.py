@@ -17,7 +17,7 @@ from harness.tasks.task import Item
 def split_unconditional(continuations: Sequence[str], results: Sequence[Result]) -> tuple[list[LoglikelihoodResult], list[LoglikelihoodResult]]:
     """The conditional results (one per continuation) and, when the task lists acc_mutual_info, the
     unconditional ones that follow them (each continuation after an empty context, same order; see
-    ``harness.runner.plan.prepare``); otherwise the second list is empty."""
+    ``harness.runner.planning.prepare``); otherwise the second list is empty."""
     scored = [r for r in results if isinstance(r, LoglikelihoodResult)]
     n = len(continuations)
     if n and len(scored) == 2 * n:

@@ -3,7 +3,7 @@
 Each ``TaskKind`` says what the stages need to know about its tasks: where an item's choices come
 from and what ``target:`` gives (spec validation, item building), whether items fall into classes
 (label distributions of subsets, per-class reports, degenerate cells), how items are scored
-(log-likelihood of each continuation or generated text: the requests ``runner.plan.prepare``
+(log-likelihood of each continuation or generated text: the requests ``runner.planning.prepare``
 builds and the outcome ``scoring.scorer.build_outcome`` makes of their results), which metrics
 apply (``kind_names``), and whether ``harness calibrate`` and ``repeats`` make sense. The stages
 above this layer act on those attributes (``kind.scoring == "loglikelihood"``), never on

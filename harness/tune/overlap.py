@@ -37,7 +37,7 @@ from typing import Any
 
 from harness.backends import ModelSpec
 from harness.core.errors import HarnessError
-from harness.runner.plan import plan
+from harness.runner.planning import plan
 from harness.runner.spec import ExperimentSpec
 from harness.store.store import Store
 from harness.tasks.task import Item, Task, find_task

@@ -44,7 +44,7 @@ from harness.core.errors import HarnessError
 from harness.prompts.template import PromptTemplate, load_prompt
 from harness.requests import LoglikelihoodRequest
 from harness.runner.execute import RunSummary, run_model
-from harness.runner.plan import Cell, prepare
+from harness.runner.planning import Cell, prepare
 from harness.runner.provenance import versions
 from harness.scoring import get_metric
 from harness.scoring.checks import check_task

@@ -14,7 +14,7 @@ from harness.backends import ModelSpec
 from harness.backends.scripted import ScriptedBackend
 from harness.fewshot.selectors import draw_rng, item_rng
 from harness.runner.execute import run_experiment
-from harness.runner.plan import plan
+from harness.runner.planning import plan
 from harness.runner.spec import ExperimentSpec
 from harness.store.store import Store
 from tests.helpers import cli, write_task

@@ -16,7 +16,7 @@ import pytest
 
 from harness.backends.hf.backend import HFBackend
 from harness.backends.openai.backend import OpenAIBackend
-from harness.runner.plan import plan
+from harness.runner.planning import plan
 from harness.runner.provenance import config_snapshot, stable_hash
 from harness.runner.spec import ExperimentSpec
 from tests.helpers import write_task

@@ -18,7 +18,7 @@ from harness.backends import parse_model
 from harness.backends.openai.backend import OpenAIBackend
 from harness.backends.openai.mc_fallback import parse_choice, question_prompt
 from harness.backends.openai.ratelimit import RetryPolicy, parse_retry_after
-from harness.cli.main import main
+from harness.cli.app import main
 from harness.core.errors import HarnessError
 from harness.prompts.messages import Message
 from harness.requests import GenerateRequest, LoglikelihoodRequest

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from harness.backends import ModelSpec
-from harness.cli.main import main
+from harness.cli.app import main
 from harness.runner.execute import RunSummary, run_experiment
 from harness.runner.spec import ExperimentSpec
 from harness.store.store import Store

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from harness.backends import BACKENDS
-from harness.cli.main import HELP_ORDER, build_parser
+from harness.cli.app import HELP_ORDER, build_parser
 from harness.cli.verbs import VERBS
 from harness.core.errors import HarnessError
 from harness.core.registry import Registry

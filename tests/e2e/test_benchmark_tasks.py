@@ -11,7 +11,7 @@ import sacrebleu
 import yaml
 
 from harness.analysis.compare import summarize
-from harness.cli.main import main
+from harness.cli.app import main
 from harness.core.errors import HarnessError
 from harness.runner.execute import run_experiment
 from harness.runner.spec import ExperimentSpec

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.cli.main import build_parser
+from harness.cli.app import build_parser
 from harness.core.templating import compile_template, environment
 from harness.store.store import Store
 from harness.tasks.task import load_task

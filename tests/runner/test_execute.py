@@ -13,7 +13,7 @@ from harness.backends import ModelSpec
 from harness.backends.scripted import ScriptedBackend
 from harness.core.errors import HarnessError
 from harness.runner.execute import run_experiment
-from harness.runner.plan import plan
+from harness.runner.planning import plan
 from harness.runner.spec import ExperimentSpec
 from harness.store.store import Store
 from tests.helpers import write_task
@@ -117,7 +117,7 @@ def test_sigkill_then_rerun_completes_asking_only_for_missing(tmp_path: Path) ->
     db = tmp_path / "h.db"
     args = ["run", "--task", str(tmp_path / "toy"), "--model", "slowscripted:m", "--db", str(db), "--quiet"]
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests' / 'plugins'}{os.pathsep}{ROOT}"}
-    code = "import slow_backend, sys; from harness.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    code = "import slow_backend, sys; from harness.cli.app import main; sys.exit(main(sys.argv[1:]))"
     process = subprocess.Popen([sys.executable, "-c", code, *args], env=env)
     deadline = time.time() + 120
     stored = 0

@@ -20,7 +20,7 @@ from harness.backends.hf.backend import HFBackend, has_chat_template
 from harness.backends.scripted import ScriptedBackend
 from harness.core.errors import HarnessError
 from harness.runner.execute import run_experiment
-from harness.runner.plan import plan
+from harness.runner.planning import plan
 from harness.runner.spec import ExperimentSpec
 from harness.store.store import Store
 from tests.helpers import MC_TEMPLATE, write_task

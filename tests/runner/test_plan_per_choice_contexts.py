@@ -25,7 +25,7 @@ from harness.requests import (
     loglikelihood_requests,
 )
 from harness.runner.execute import run_experiment
-from harness.runner.plan import plan
+from harness.runner.planning import plan
 from harness.runner.spec import ExperimentSpec
 from harness.store.store import Store
 from harness.tasks.task import Task, find_task

@@ -29,7 +29,7 @@ def forbid_models(monkeypatch: pytest.MonkeyPatch) -> None:
     """From here on, any attempt to build or call a backend fails the test."""
     import harness.backends.base as base
     import harness.runner.execute as execute
-    import harness.runner.plan as planning
+    import harness.runner.planning as planning
     import harness.runner.provenance as provenance
     from harness.backends.scripted import ScriptedBackend
 

@@ -22,7 +22,7 @@ import yaml
 from harness.analysis.ab import finished_run
 from harness.core.errors import HarnessError
 from harness.runner.execute import run_experiment
-from harness.runner.plan import plan
+from harness.runner.planning import plan
 from harness.runner.provenance import config_snapshot, stable_hash
 from harness.runner.spec import ExperimentSpec
 from harness.store.store import Store
@@ -77,7 +77,7 @@ def test_sample_is_seeded_and_independent_of_row_order(tmp_path: Path) -> None:
 
 def test_sample_is_stable_across_processes(tmp_path: Path) -> None:
     folder = write_sorted_task(tmp_path)
-    code = ("import sys; from harness.runner.spec import ExperimentSpec; from harness.runner.plan import plan; "
+    code = ("import sys; from harness.runner.spec import ExperimentSpec; from harness.runner.planning import plan; "
             "spec = ExperimentSpec.model_validate({'tasks': [sys.argv[1]], 'sample': 25, 'seed': 7, 'models': ['scripted:m']}); "
             "print(','.join(i.id for i in plan(spec)[0].items))")
     outputs = {subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True, cwd=ROOT,
@@ -193,8 +193,8 @@ def test_experiment_file_and_flags(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_ab_spec_takes_sample_and_stratify(tmp_path: Path) -> None:
+    from harness.cli.app import build_parser
     from harness.cli.decide import _ab_spec
-    from harness.cli.main import build_parser
 
     args = build_parser().parse_args(["ab", "--task", "x", "--adapter", "a", "--sample", "30", "--stratify", "label"])
     spec = _ab_spec(args)
