@@ -43,8 +43,8 @@ from harness.store import ItemRecord, Store, StoredCell, export_run
 class CacheCounts:
     """What ``resolve`` tallies: requests, cache hits (by the run that stored them) and backend requests.
 
-    ``RunSummary`` carries the same fields, so the runner passes its summary; a second pass over a
-    stored run (calibration) passes one of these.
+    A ``RunSummary`` is one (the runner passes its summary); a second pass over a stored run
+    (calibration) passes a bare one.
     """
 
     requests: int = 0
@@ -60,18 +60,14 @@ class Requesting(Protocol):
     def requests(self) -> Sequence[Request]: ...
 
 
-@dataclass
-class RunSummary:
+@dataclass(kw_only=True)
+class RunSummary(CacheCounts):
     run_id: str
     resumed: bool
     cells: list[Cell]
     items_written: int = 0
-    requests: int = 0
-    cache_hits: int = 0
-    backend_requests: int = 0
     run_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    cache_origins: Counter[str | None] = field(default_factory=Counter)  # cache hits by the run that stored them
 
     def cache_line(self) -> str | None:
         """'N of M requests served from the response cache (first stored by run X)', or None without hits."""
@@ -188,7 +184,7 @@ def _chunks(values: list[Any], size: int) -> Iterator[list[Any]]:
 
 
 def resolve(
-    prepared: Sequence[Requesting], identity_json: str, store: Store, backend: Any, summary: RunSummary | CacheCounts
+    prepared: Sequence[Requesting], identity_json: str, store: Store, backend: Any, summary: CacheCounts
 ) -> tuple[list[tuple[list[Result], bool]], dict[str, Result]]:
     """Per item: its results (in request order) and whether all came from the cache.
 

@@ -473,7 +473,7 @@ def _evaluator(config: TuneConfig, srcs: list[Source], backend: Any, workdir: Pa
         run_id = f"step-{step}-{uuid.uuid4().hex[:8]}"
         try:
             store.create_run(run_id, run_id, snapshot, versions(), config.seed)
-            run_model(model, cells, store, run_id, {label: backend}, RunSummary(run_id, False, cells), lambda n: None)
+            run_model(model, cells, store, run_id, {label: backend}, RunSummary(run_id=run_id, resumed=False, cells=cells), lambda n: None)
             store.finish_run(run_id)
         finally:
             backend.model.train(was_training)
