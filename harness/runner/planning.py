@@ -17,7 +17,6 @@ from harness.fewshot.selectors import SELECTORS, Selector, draw_rng
 from harness.prompts.template import PromptTemplate, Rendered, load_prompt
 from harness.requests import GenerateRequest, LoglikelihoodRequest, Request, loglikelihood_requests
 from harness.runner.spec import ExperimentSpec
-from harness.scoring import build_filter
 from harness.scoring.checks import check_task
 from harness.tasks.subsets import select_items
 from harness.tasks.task import Item, Task, find_task
@@ -76,11 +75,10 @@ def plan(spec: ExperimentSpec) -> list[Cell]:
     data_dirs = [Path(d) for d in spec.data_dirs]
     prompt_dirs = [Path(d) for d in spec.prompts_dirs]
     cells: list[Cell] = []
-    # a group task (e.g. mmlu) expands into its members (mmlu_anatomy, ...), one set of cells each
+    # a group task (e.g. mmlu) expands into its members (mmlu_anatomy, ...), one set of cells each;
+    # check_task has built every metric and filter of the task (its members share them)
     tasks = [member for ref in spec.tasks for member in check_task(find_task(ref, task_dirs, data_dirs)).members()]
     for task in tasks:
-        for step in task.spec.filters:
-            build_filter(step)
         items = tuple(select_items(task, task.items(spec.split), limit=spec.limit, sample=spec.sample, stratify=spec.stratify,
                                    seed=spec.seed))
         if not items:
