@@ -23,8 +23,6 @@ The overall verdict: tuned is *better* (better somewhere, worse nowhere), *worse
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -39,7 +37,7 @@ from harness.backends import ModelSpec, parse_model
 from harness.core.errors import HarnessError
 from harness.runner.execute import run_experiment
 from harness.runner.planning import plan
-from harness.runner.provenance import config_snapshot
+from harness.runner.provenance import config_snapshot, stable_hash
 from harness.scoring import get_metric
 from harness.stats.across_prompts import AcrossPrompts, across_prompts
 from harness.stats.basics import DEFAULT_RESAMPLES, holm
@@ -163,8 +161,7 @@ def finished_run(store: Store, spec: Any) -> str | None:
     holds each model's identity (content fingerprints of weights, adapter, tokenizer and chat
     template, dtype, max_length...), so a model rewritten at the same path is not reused."""
     config = config_snapshot(spec, plan(spec))
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()  # = runner's config hash
-    return store.finished_run(digest)
+    return store.finished_run(stable_hash(config))  # the runner's config hash
 
 
 def run_pair(
