@@ -1,4 +1,4 @@
-"""The verb registry: each ``harness/cli/<group>.py`` registers its verbs here, and main.py builds
+"""The verb registry: each ``harness/cli/<group>.py`` registers its verbs here, and app.py builds
 the parser from it, so a verb is declared in one place (name, help, options, handler).
 
 The options many verbs share (``--db``/``--json``, the task/prompt/data folders) are added from
