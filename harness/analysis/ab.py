@@ -35,7 +35,7 @@ from harness.analysis.aggregates import corpus_replicates
 from harness.analysis.summaries import CellSummary, Unscorable, aligned, describe_unscorable, summarize
 from harness.backends import ModelSpec, parse_model
 from harness.core.errors import HarnessError
-from harness.runner.execute import run_experiment
+from harness.runner.execute import announce, run_experiment
 from harness.runner.planning import plan
 from harness.runner.provenance import config_snapshot, stable_hash
 from harness.scoring import get_metric
@@ -177,6 +177,7 @@ def run_pair(
     if base.label == tuned.label:
         raise HarnessError(f"harness ab: base and tuned are the same model ({base.label})")
     runs = []
+    announce([base, tuned])  # vllm: keeps the base's engine for the tuned adapter
     for model in (base, tuned):
         model_spec = spec.model_copy(update={"models": [model]})
         existing = finished_run(store, model_spec) if reuse else None

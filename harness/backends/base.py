@@ -256,6 +256,13 @@ class Backend(ABC):
     def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
         """Generated text for each request."""
 
+    @classmethod
+    def expect(cls, specs: Sequence[ModelSpec]) -> None:
+        """The models a caller is about to run, one after the other (all of them, of any backend).
+        A backend whose load is costly uses it to load once what several of them share (vllm:
+        keeps one engine for a base and its LoRA adapters); by default nothing."""
+        return None
+
     def stats(self) -> dict[str, Any]:
         """Counters worth reporting with a run (requests, retries...); empty when none."""
         return {}

@@ -78,9 +78,9 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shots", "-k", nargs="+", type=int, help="shot counts, e.g. --shots 0 5")
     p.add_argument("--selector", nargs="+", dest="selectors", help="few-shot selectors (first_k, random, balanced, ...)")
     p.add_argument("--model", "-m", action="append", nargs="?", const="", dest="models",
-                   help="BACKEND:MODEL (hf:<id-or-path>, openai:<name>, scripted:<name>); no value = the embedded Gemma 3 270M")
-    p.add_argument("--adapter", help="PEFT adapter folder applied to every --model (hf: models)")
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="hf: models")
+                   help="BACKEND:MODEL (hf:<id-or-path>, vllm:<id-or-path>, openai:<name>, scripted:<name>); no value = the embedded Gemma 3 270M")
+    p.add_argument("--adapter", help="PEFT adapter folder applied to every --model (hf: and vllm: models)")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="hf: and vllm: models")
     p.add_argument("--device", help="hf: models: cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--base-url", help="OpenAI-compatible server for openai:MODEL (default: $OPENAI_BASE_URL, else OpenAI)")
     p.add_argument("--concurrency", type=int, help="requests in flight per API model (openai: models; default: 4)")

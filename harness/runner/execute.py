@@ -116,6 +116,7 @@ def run_experiment(
         log(f"resuming run {run_id}: {store.item_count(run_id)} of {total} items already stored (same config and model content)")
     summary = RunSummary(run_id=run_id, resumed=resumed, cells=cells)
     ready = dict(backends or {})
+    announce(spec.models)
     with progress_bar("evaluating", total, enabled=show_progress) as advance:
         for model, identity in zip(spec.models, identities):
             model_cells = [c for c in cells if c.model == model]
@@ -130,6 +131,13 @@ def run_experiment(
     if log is not None and line:
         log(line)
     return summary
+
+
+def announce(models: Sequence[ModelSpec]) -> None:
+    """Tell each backend class the models about to run (``Backend.expect``), so one that can share a
+    load between them (a vLLM engine for a base and its adapters) loads it once."""
+    for name in dict.fromkeys(m.backend for m in models):
+        backend_class(next(m for m in models if m.backend == name)).expect(models)
 
 
 def run_model(

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from harness.backends import BACKENDS, Capabilities, ModelSpec
-from harness.backends.hf import backend as hf_backend
+from harness.backends.hf import files as hf_files
 from harness.backends.hf.backend import HFBackend, has_chat_template
 from harness.backends.scripted import ScriptedBackend
 from harness.core.errors import HarnessError
@@ -69,7 +69,7 @@ def test_a_model_with_a_chat_template_takes_chat_prompts(tmp_path: Path, where: 
 
 def test_the_embedded_base_model_is_refused_chat_prompts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     converted = hf_folder(tmp_path / "gemma")  # the converted embedded model's tokenizer_config.json holds no chat_template
-    monkeypatch.setattr(hf_backend, "embedded_model_path", lambda: converted)
+    monkeypatch.setattr(hf_files, "embedded_model_path", lambda: converted)
     with pytest.raises(HarnessError, match=r"template 'chat' .* model 'hf:gemma-3-270m' has no chat template \(none in the embedded base model"):
         plan(_spec(tmp_path, [None], ["chat"]))
 
@@ -95,7 +95,7 @@ def test_a_downloaded_hub_id_is_told_from_the_local_cache(tmp_path: Path, monkey
         hf_folder(cache / "snapshots" / commit, **({"chat_template": template} if template else {}))
         if repo != "unknown":  # "unknown": whether the hub has chat_template.jinja was never asked
             (cache / ".no_exist" / commit).mkdir(parents=True)
-            for name in hf_backend.CHAT_TEMPLATE_FILES:
+            for name in hf_files.CHAT_TEMPLATE_FILES:
                 (cache / ".no_exist" / commit / name).touch()
     assert [has_chat_template(ModelSpec(model=f"org/{r}")) for r in ("base", "chat", "unknown")] == [False, True, None]
     with pytest.raises(HarnessError, match="model 'hf:org/base' has no chat template"):

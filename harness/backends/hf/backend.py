@@ -25,8 +25,6 @@ plus dtype, max_length, trust_remote_code and the device kind; see its docstring
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
@@ -35,7 +33,14 @@ from typing import Any, TypeVar
 
 from harness.backends.base import EMBEDDED_MODEL, Backend, Capabilities, ModelSpec
 from harness.backends.hf.argmax_head import ArgmaxHead
-from harness.backends.hf.embedded import embedded_model_path
+from harness.backends.hf.encoding import context_text, encode, encode_pair
+from harness.backends.hf.files import (
+    device_kind,
+    folder_fingerprint,
+    has_chat_template,
+    hub_commit,
+    model_source,
+)
 from harness.backends.hf.greedy import GreedyDecoder, GreedyRow
 from harness.backends.hf.options import HFOptions, hf_options
 from harness.backends.hf.packed import PackedScorer, packing_verified
@@ -43,82 +48,11 @@ from harness.backends.hf.prefix_cache import Scored, SharedPrefixScorer
 from harness.backends.stops import truncate_at_stop
 from harness.core.deps import require, require_transformers
 from harness.core.errors import HarnessError
-from harness.core.fingerprint import content_sha256, open_memo, read_sha256
 from harness.prompts.messages import Prompt
 from harness.requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
 
 T = TypeVar("T")
 MIN_BATCH_TOKENS = 64
-
-
-# Top-level files of a model or adapter folder that never change outputs: notes, licences,
-# harness's tuning card, Trainer state. Every other top-level file is part of the fingerprint
-# (from_pretrained reads only the top level; checkpoint-*/ subfolders are not the model).
-_INERT_FILES = {"tune_card.json", "training_args.bin", "trainer_state.json", "optimizer.pt", "scheduler.pt", "scaler.pt"}
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".npz", ".index.json")
-_TOKENIZER_PREFIXES = ("tokenizer", "special_tokens_map", "added_tokens", "chat_template", "vocab", "merges", "spiece", "sentencepiece")
-_SMALL_FILE = 1 << 20  # read directly; larger files go through the on-disk memo
-
-
-def _fingerprint_part(name: str) -> str | None:
-    """Which part of a folder's fingerprint a file belongs to; None for files that never change outputs."""
-    if name.startswith(".") or name.lower().endswith(".md") or name in _INERT_FILES or name.startswith("rng_state"):
-        return None
-    if name.upper().startswith(("LICENSE", "NOTICE", "USE_POLICY")):
-        return None
-    if name.endswith(_WEIGHT_SUFFIXES):
-        return "weights"
-    if name.startswith(_TOKENIZER_PREFIXES) or name.endswith((".model", ".tiktoken")):
-        return "tokenizer"  # tokenizer.json/_config.json (chat template, max length), sentencepiece, chat_template.jinja/json
-    return "config"  # config.json, generation_config.json (eos ids), adapter_config.json, remote code (*.py)
-
-
-def folder_fingerprint(path: Path) -> dict[str, str | None]:
-    """Full-content sha256 of a local model/adapter folder, in three parts: weights, tokenizer
-    (tokenizer files and chat template) and config (everything else that is loaded).
-
-    Each part hashes its files' names and full-content sha256; weight files are read once and
-    memoised (``base.content_sha256``), so a 1 GB model costs a few ``stat`` calls on every
-    later start. A part with no files is None.
-    """
-    parts: dict[str, Any] = {}
-    memo = open_memo()
-    try:
-        for file in sorted(path.iterdir()):
-            part = _fingerprint_part(file.name)
-            if part is None or not file.is_file():
-                continue
-            digest = read_sha256(file) if file.stat().st_size < _SMALL_FILE else content_sha256(file, memo)
-            parts.setdefault(part, hashlib.sha256()).update(f"{file.name}\x00{digest}\n".encode())
-    finally:
-        if memo is not None:
-            memo.close()
-    return {part: parts[part].hexdigest() if part in parts else None for part in ("weights", "tokenizer", "config")}
-
-
-def hub_commit(model: str, revision: str | None) -> str | None:
-    """The commit a hub id (at ``revision``, default main) resolves to in the local Hugging Face
-    cache, without any network access; None where it is not cached there."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(model, "config.json", revision=revision)
-    except Exception:  # not a valid repo id, no huggingface_hub: nothing to resolve
-        return None
-    return Path(found).parent.name if isinstance(found, str) else None
-
-
-def device_kind(device: str) -> str:
-    """'cuda:1' -> 'cuda': the kind of device decides the numerics, not its index."""
-    return device.partition(":")[0]
-
-
-def model_source(spec: ModelSpec) -> str:
-    """Local folder or hub id to load; the embedded model is converted on first use."""
-    if spec.model == EMBEDDED_MODEL:
-
-        return str(embedded_model_path())
-    return spec.model
 
 
 def resolve_device(spec: ModelSpec) -> str:
@@ -140,46 +74,6 @@ def resolve_dtype(spec: ModelSpec) -> str:
     if resolve_device(spec).startswith("cuda") and torch.cuda.is_bf16_supported():
         return "bfloat16"
     return "float32"
-
-
-# Where a tokenizer's chat template can be: a key of tokenizer_config.json, or (transformers >= 4.51
-# saves it so) a file beside it; named extra templates in a folder of their own.
-CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
-CHAT_TEMPLATE_FOLDER = "additional_chat_templates"
-
-
-def _config_declares_template(path: Path) -> bool:
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and bool(config.get("chat_template"))
-
-
-def has_chat_template(spec: ModelSpec) -> bool | None:
-    """Whether the model's tokenizer has a chat template, told from its files without loading
-    weights or tokenizer (a base model such as the embedded Gemma 3 270M has none). None when it
-    cannot be told: a hub id whose tokenizer files are not in the local Hugging Face cache."""
-    source = Path(model_source(spec))
-    if source.is_dir():
-        return (
-            _config_declares_template(source / "tokenizer_config.json")
-            or any((source / name).is_file() for name in CHAT_TEMPLATE_FILES)
-            or (source / CHAT_TEMPLATE_FOLDER).is_dir()
-        )
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        revision = hub_commit(spec.model, spec.revision) or spec.revision
-        found = {name: try_to_load_from_cache(spec.model, name, revision=revision) for name in ("tokenizer_config.json", *CHAT_TEMPLATE_FILES)}
-    except (ImportError, ValueError):  # no huggingface_hub, not a valid repo id: nothing to tell
-        return None
-    if isinstance(found["tokenizer_config.json"], str) and _config_declares_template(Path(found["tokenizer_config.json"])):
-        return True
-    if any(isinstance(found[name], str) for name in CHAT_TEMPLATE_FILES):
-        return True
-    known_missing = all(value is not None and not isinstance(value, str) for name, value in found.items() if name != "tokenizer_config.json")
-    return False if isinstance(found["tokenizer_config.json"], str) and known_missing else None
 
 
 class HFBackend(Backend):
@@ -294,36 +188,15 @@ class HFBackend(Backend):
             )})  # fmt: skip
         return Capabilities()
 
-    # -- tokenisation -------------------------------------------------------------
+    # -- tokenisation (encoding.py, shared with vllm:) ----------------------------
     def _context_text(self, prompt: Prompt) -> tuple[str, bool]:
-        """Text of the prompt and whether special tokens still need adding."""
-        if isinstance(prompt, str):
-            return prompt, True
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise HarnessError(
-                f"model '{self.spec.label}' has no chat template, so it cannot take a chat prompt "
-                "(*.chat.jinja); use a plain-text template (*.jinja) with it"
-            )
-        messages = [{"role": m.role, "content": m.content} for m in prompt]
-        return str(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)), False
+        return context_text(self.tokenizer, prompt, self.spec.label)
 
     def _encode(self, text: str, special: bool) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=special).input_ids)
+        return encode(self.tokenizer, text, special)
 
     def _encode_pair(self, request: LoglikelihoodRequest) -> tuple[list[int], list[int]]:
-        """lm-eval's convention: trailing context spaces move to the continuation, and the
-        continuation tokens are the tail of the whole string's tokens (merges are honoured)."""
-        context, special = self._context_text(request.context)
-        continuation = request.continuation
-        spaces = len(context) - len(context.rstrip())
-        if spaces:
-            context, continuation = context[:-spaces], context[-spaces:] + continuation
-        whole = self._encode(context + continuation, special)
-        context_ids = self._encode(context, special)
-        cont_ids = whole[len(context_ids) :]
-        if not cont_ids:
-            raise HarnessError(f"empty continuation after tokenisation: {request.continuation!r}")
-        return whole[: len(context_ids)], cont_ids
+        return encode_pair(self.tokenizer, request, self.spec.label)
 
     # -- batching ---------------------------------------------------------------
     def _batches(self, lengths: list[int], extra: list[int]) -> Iterator[list[int]]:
