@@ -6,6 +6,8 @@ bash scripts/setup.sh
 . .venv/bin/activate
 # the API backend's tests run a real llama.cpp server (pyproject extra "server"; compiled once)
 python -c "import llama_cpp.server" 2>/dev/null || CMAKE_ARGS="-DLLAVA_BUILD=OFF" python -m pip install -q "llama-cpp-python[server]==0.3.36"
+# the vllm: backend's tests (and `vllm serve`) use vLLM's CPU build in its own venv, .venv-vllm (prints its cost)
+bash scripts/vllm_venv.sh
 # the slow agreement tests run lm-evaluation-harness itself on the embedded model (pyproject extra "bench")
 python -c "import lm_eval" 2>/dev/null || python -m pip install -q "lm-eval==0.4.13"
 # the house rules: layers in flow order (import-linter), types (mypy --strict on harness/), lint (ruff)
