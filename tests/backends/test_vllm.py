@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from harness.backends import ModelSpec
 from harness.cli.app import main as cli_main
 from harness.runner.execute import run_experiment
 from harness.runner.spec import ExperimentSpec

@@ -376,6 +376,16 @@ def _prompt_key(prompt: Prompt) -> Any:
     return prompt if isinstance(prompt, str) else [[m.role, m.content] for m in prompt]
 
 
+def offset_shift(tokens: list[str], offsets: list[int], text: str) -> int:
+    """Where the prompt starts in the server's ``text_offset`` coordinates. vLLM counts the text of
+    the BOS token it echoes (``<bos>``: offsets start at 5) though the prompt does not hold it;
+    llama.cpp does not. The first token the prompt starts with tells: its offset is the shift."""
+    for token, offset in zip(tokens[:4], offsets[:4]):
+        if token and text.startswith(token):
+            return offset
+    return 0
+
+
 def continuation_score(logprobs: Any, text: str, boundary: int, prompt_tokens: int | None) -> LoglikelihoodResult:
     """Sum the logprobs of the echoed prompt tokens that end after ``boundary``.
 
@@ -393,6 +403,8 @@ def continuation_score(logprobs: Any, text: str, boundary: int, prompt_tokens: i
         for token in tokens:
             offsets.append(position)
             position += len(token)
+    shift = offset_shift(tokens, offsets, text)
+    offsets = [o - shift for o in offsets]
     n_prompt = prompt_tokens if prompt_tokens and prompt_tokens <= len(tokens) else len(tokens)
     picked = [i for i in range(n_prompt) if offsets[i] < len(text) and offsets[i] + max(len(tokens[i]), 1) > boundary]
     if not picked:
