@@ -54,6 +54,17 @@ def _ready(url: str) -> bool:
         return False
 
 
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path, startup_s: float, what: str) -> None:
+    """Poll ``url``/models until the server answers; a server that exits or overruns ``startup_s``
+    is an error carrying the tail of its log."""
+    deadline = time.monotonic() + startup_s
+    while not _ready(url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{what} did not start (exit {process.returncode}):\n{tail}")
+        time.sleep(0.5)
+
+
 @contextmanager
 def llama_server(
     n_threads: int = 2, n_ctx: int = 2048, n_batch: int = 1, startup_s: float = 180.0, log_path: Path | None = None
@@ -75,12 +86,7 @@ def llama_server(
     ]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + startup_s
-        while not _ready(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = Path(log.name).read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"llama-cpp-python server did not start (exit {process.returncode}):\n{tail}")
-            time.sleep(0.5)
+        wait_until_ready(url, process, Path(log.name), startup_s, "llama-cpp-python server")
         yield url
     finally:
         stop(process)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from harness.backends.hf.embedded import embedded_model_path
-from tests.backends.llama_server import _ready, free_port, stop
+from tests.backends.llama_server import free_port, stop, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVED_NAME = "gemma-3-270m"
@@ -45,12 +44,7 @@ def vllm_server(startup_s: float = 600.0, extra: tuple[str, ...] = ()) -> Iterat
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
-        deadline = time.monotonic() + startup_s
-        while not _ready(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = Path(log.name).read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"vllm serve did not start (exit {process.returncode}):\n{tail}")
-            time.sleep(1.0)
+        wait_until_ready(url, process, Path(log.name), startup_s, "vllm serve")
         yield url, process
     finally:
         stop(process)

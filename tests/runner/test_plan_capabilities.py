@@ -16,7 +16,8 @@ import pytest
 
 from harness.backends import BACKENDS, Capabilities, ModelSpec
 from harness.backends.hf import files as hf_files
-from harness.backends.hf.backend import HFBackend, has_chat_template
+from harness.backends.hf.backend import HFBackend
+from harness.backends.hf.files import has_chat_template
 from harness.backends.scripted import ScriptedBackend
 from harness.core.errors import HarnessError
 from harness.runner.execute import run_experiment

@@ -31,13 +31,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.backends.base import EMBEDDED_MODEL, Backend, Capabilities, ModelSpec
+from harness.backends.base import Backend, Capabilities, ModelSpec
 from harness.backends.hf.argmax_head import ArgmaxHead
 from harness.backends.hf.encoding import context_text, encode, encode_pair
 from harness.backends.hf.files import (
+    chat_capabilities,
+    content_identity,
     device_kind,
-    folder_fingerprint,
-    has_chat_template,
     hub_commit,
     model_source,
 )
@@ -158,35 +158,17 @@ class HFBackend(Backend):
           out, as are batch budgets (padding and batching do not change results, see above).
         """
         options = hf_options(spec)
-        source = Path(model_source(spec))
-        adapter = Path(options.adapter) if options.adapter else None
-        if adapter is not None and not adapter.is_dir():
-            raise HarnessError(f"adapter '{options.adapter}' is not a folder")
-        identity: dict[str, Any] = {"backend": "hf", "model": spec.model}
-        if source.is_dir():
-            identity["model_content"] = folder_fingerprint(source)
-        else:
-            commit = hub_commit(spec.model, spec.revision)
-            identity["revision"] = commit or spec.revision or "main"
-            if commit is None:
-                identity["revision_note"] = "not in the local Hugging Face cache: the requested revision, not a resolved commit"
+        identity = content_identity(spec, options.adapter)
         identity.update(
-            adapter=folder_fingerprint(adapter) if adapter else None, dtype=resolve_dtype(spec), max_length=options.max_length,
+            dtype=resolve_dtype(spec), max_length=options.max_length,
             trust_remote_code=options.trust_remote_code, device=device_kind(resolve_device(spec)),
         )
         return identity
 
     @classmethod
     def capabilities(cls, spec: ModelSpec, *, chat: bool) -> Capabilities:
-        """Everything, except chat prompts on a model whose tokenizer has no chat template (told from
-        its files, ``has_chat_template``; where that cannot be told, loading the model says so)."""
-        if chat and has_chat_template(spec) is False:
-            where = "the embedded base model" if spec.model == EMBEDDED_MODEL else model_source(spec)
-            return Capabilities(prompt=False, why={"prompt": (
-                f"has no chat template (none in {where}: no 'chat_template' in tokenizer_config.json, no chat_template.jinja), "
-                "so it cannot take a chat prompt; use a plain-text template (*.jinja) with it, or a model that has a chat template"
-            )})  # fmt: skip
-        return Capabilities()
+        """Everything, except chat prompts on a model whose tokenizer has no chat template (``chat_capabilities``)."""
+        return chat_capabilities(spec, chat=chat)
 
     # -- tokenisation (encoding.py, shared with vllm:) ----------------------------
     def _context_text(self, prompt: Prompt) -> tuple[str, bool]:

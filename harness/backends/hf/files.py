@@ -11,8 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import EMBEDDED_MODEL, ModelSpec
+from harness.backends.base import EMBEDDED_MODEL, Capabilities, ModelSpec
 from harness.backends.hf.embedded import embedded_model_path
+from harness.core.errors import HarnessError
 from harness.core.fingerprint import content_sha256, open_memo, read_sha256
 
 # Top-level files of a model or adapter folder that never change outputs: notes, licences,
@@ -123,3 +124,35 @@ def has_chat_template(spec: ModelSpec) -> bool | None:
         return True
     known_missing = all(value is not None and not isinstance(value, str) for name, value in found.items() if name != "tokenizer_config.json")
     return False if isinstance(found["tokenizer_config.json"], str) and known_missing else None
+
+
+def content_identity(spec: ModelSpec, adapter: str | None) -> dict[str, Any]:
+    """The part of an identity that names what is loaded: the backend, the model as given, the
+    folder's content (``folder_fingerprint``) or a hub id's commit in the local HF cache, and the
+    adapter folder's content. The backends add the settings that change their numbers."""
+    source = Path(model_source(spec))
+    folder = Path(adapter) if adapter else None
+    if folder is not None and not folder.is_dir():
+        raise HarnessError(f"adapter '{adapter}' is not a folder")
+    identity: dict[str, Any] = {"backend": spec.backend, "model": spec.model}
+    if source.is_dir():
+        identity["model_content"] = folder_fingerprint(source)
+    else:
+        commit = hub_commit(spec.model, spec.revision)
+        identity["revision"] = commit or spec.revision or "main"
+        if commit is None:
+            identity["revision_note"] = "not in the local Hugging Face cache: the requested revision, not a resolved commit"
+    identity["adapter"] = folder_fingerprint(folder) if folder else None
+    return identity
+
+
+def chat_capabilities(spec: ModelSpec, *, chat: bool) -> Capabilities:
+    """Everything, except chat prompts on a model whose tokenizer has no chat template (told from
+    its files, ``has_chat_template``; where that cannot be told, loading the model says so)."""
+    if chat and has_chat_template(spec) is False:
+        where = "the embedded base model" if spec.model == EMBEDDED_MODEL else model_source(spec)
+        return Capabilities(prompt=False, why={"prompt": (
+            f"has no chat template (none in {where}: no 'chat_template' in tokenizer_config.json, no chat_template.jinja), "
+            "so it cannot take a chat prompt; use a plain-text template (*.jinja) with it, or a model that has a chat template"
+        )})  # fmt: skip
+    return Capabilities()

@@ -30,14 +30,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import EMBEDDED_MODEL, Backend, Capabilities, ModelSpec
+from harness.backends.base import Backend, Capabilities, ModelSpec
 from harness.backends.hf.encoding import context_text, encode, encode_pair
-from harness.backends.hf.files import folder_fingerprint, has_chat_template, hub_commit, model_source
+from harness.backends.hf.files import chat_capabilities, content_identity, folder_fingerprint
 from harness.backends.stops import truncate_at_stop
 from harness.backends.vllm.engine import POOL, engine_kwargs, on_gpu, resolve_dtype
 from harness.backends.vllm.options import VLLMOptions, vllm_options
 from harness.core.errors import HarnessError
-from harness.core.fingerprint import read_sha256
 from harness.requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
 
 INSTALL = (
@@ -85,12 +84,11 @@ class VLLMBackend(Backend):
             return None
         from vllm.lora.request import LoRARequest
 
-        weights = sorted(Path(adapter).glob("adapter_model.*"))
-        if not weights:
+        digest = folder_fingerprint(Path(adapter))["weights"]
+        if digest is None:
             raise HarnessError(f"adapter '{adapter}' has no adapter_model.safetensors (or .bin)")
         # vLLM keys its adapter cache by the integer id: derive it from the content, so a
         # rewritten adapter at the same path is never served from the old one
-        digest = read_sha256(weights[0])
         return LoRARequest(lora_name=f"adapter-{digest[:12]}", lora_int_id=int(digest[:7], 16) + 1, lora_path=str(Path(adapter).resolve()))
 
     # -- identity -----------------------------------------------------------------
@@ -105,20 +103,9 @@ class VLLMBackend(Backend):
         eager mode. They change only the last bits of a log-prob, as batch composition does
         (vLLM batches whatever is in flight); see docs/engines.md for the measured size."""
         options = vllm_options(spec)
-        source = Path(model_source(spec))
-        adapter = Path(options.adapter) if options.adapter else None
-        if adapter is not None and not adapter.is_dir():
-            raise HarnessError(f"adapter '{options.adapter}' is not a folder")
-        identity: dict[str, Any] = {"backend": "vllm", "model": spec.model}
-        if source.is_dir():
-            identity["model_content"] = folder_fingerprint(source)
-        else:
-            commit = hub_commit(spec.model, spec.revision)
-            identity["revision"] = commit or spec.revision or "main"
-            if commit is None:
-                identity["revision_note"] = "not in the local Hugging Face cache: the requested revision, not a resolved commit"
+        identity = content_identity(spec, options.adapter)
         identity.update(
-            adapter=folder_fingerprint(adapter) if adapter else None, dtype=resolve_dtype(spec), max_model_len=options.max_model_len,
+            dtype=resolve_dtype(spec), max_model_len=options.max_model_len,
             tensor_parallel_size=options.tensor_parallel_size, pipeline_parallel_size=options.pipeline_parallel_size,
             quantization=options.quantization, trust_remote_code=options.trust_remote_code, engine_args=options.engine_args,
             device="cuda" if on_gpu() else "cpu", engine=vllm_version(),
@@ -127,14 +114,8 @@ class VLLMBackend(Backend):
 
     @classmethod
     def capabilities(cls, spec: ModelSpec, *, chat: bool) -> Capabilities:
-        """As hf: everything, except chat prompts on a model whose tokenizer has no chat template."""
-        if chat and has_chat_template(spec) is False:
-            where = "the embedded base model" if spec.model == EMBEDDED_MODEL else model_source(spec)
-            return Capabilities(prompt=False, why={"prompt": (
-                f"has no chat template (none in {where}), so it cannot take a chat prompt; use a plain-text template (*.jinja) "
-                "with it, or a model that has a chat template"
-            )})  # fmt: skip
-        return Capabilities()
+        """As hf: everything, except chat prompts on a model without a chat template."""
+        return chat_capabilities(spec, chat=chat)
 
     @classmethod
     def expect(cls, specs: Sequence[ModelSpec]) -> None:
