@@ -82,7 +82,9 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter", help="PEFT adapter folder applied to every --model (hf: and vllm: models)")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="hf: and vllm: models")
     p.add_argument("--device", help="hf: models: cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--base-url", help="OpenAI-compatible server for openai:MODEL (default: $OPENAI_BASE_URL, else OpenAI)")
+    p.add_argument("--base-url", action="append", dest="base_urls", metavar="URL",
+                   help="OpenAI-compatible server for openai:MODEL (default: $OPENAI_BASE_URL, else OpenAI); "
+                   "repeat it for replicas: requests are spread over them")
     p.add_argument("--concurrency", type=int, help="requests in flight per API model (openai: models; default: 4)")
     p.add_argument("--limit", type=int, help="first N items of each task")
     p.add_argument("--sample", type=int, help="a seeded random sample of N items of each task (seed: --seed; independent of row order)")
@@ -194,7 +196,7 @@ def _experiment(args: argparse.Namespace) -> Any:
     if args.concurrency is not None and args.concurrency < 1:
         raise HarnessError("--concurrency must be at least 1")
     flags = {"adapter": "--adapter", "dtype": "--dtype", "device": "--device", "base_url": "--base-url", "concurrency": "--concurrency"}
-    given = {"adapter": args.adapter or None, "dtype": args.dtype or None, "device": args.device or None, "base_url": args.base_url,
+    given = {"adapter": args.adapter or None, "dtype": args.dtype or None, "device": args.device or None, "base_url": _one_or_many(args.base_urls),
              "concurrency": args.concurrency}
     changes = {k: v for k, v in given.items() if v is not None}
     for model in spec.models:  # a flag applies to every model, so each must take it
@@ -204,6 +206,13 @@ def _experiment(args: argparse.Namespace) -> Any:
     if changes:
         spec = spec.model_copy(update={"models": [m.model_copy(update=changes) for m in spec.models]})
     return spec
+
+
+def _one_or_many(urls: list[str] | None) -> str | list[str] | None:
+    """One --base-url is a string (the identity runs made before lists existed have), several a list."""
+    if not urls:
+        return None
+    return urls[0] if len(urls) == 1 else sorted(urls)  # sorted as the options model sorts a list
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -126,9 +126,15 @@ def test_fault_injected_run_stores_exactly_what_a_clean_run_stores(llama_url: st
 
 
 def test_resume_after_sigkill_requests_only_the_missing_items(llama_url: str, tmp_path: Path) -> None:
+    check_resume_after_sigkill(llama_url, tmp_path)
+
+
+def check_resume_after_sigkill(url: str, tmp_path: Path) -> None:
+    """A run SIGKILLed after 3 items, run again: it resumes and asks the server for exactly the
+    items it had not stored (shared with the vllm serve tests)."""
     db, n = tmp_path / "resume.db", 8
     experiment = tmp_path / "experiment.yaml"
-    with FaultProxy(llama_url.removesuffix("/v1")) as proxy:
+    with FaultProxy(url.removesuffix("/v1")) as proxy:
         models = [{"backend": "openai", "model": "gemma-3-270m", "base_url": proxy.base_url, "concurrency": 1}]
         experiment.write_text(yaml.safe_dump({"tasks": ["arithmetic"], "prompts": ["question"], "limit": n, "chunk_items": 1, "models": models}))
         command = [sys.executable, "-m", "harness.cli", "run", str(experiment), "--db", str(db), "--quiet"]

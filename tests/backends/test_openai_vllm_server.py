@@ -1,7 +1,8 @@
 """The openai: backend against a real `vllm serve` (vLLM's CPU build, .venv-vllm) on the embedded
 Gemma 3 270M: multiple choice through echoed prompt log-probs, chat through a chat template given
-to the server, concurrency that raises throughput (vLLM batches what is in flight), and retries
-under injected faults that store exactly what a clean run stores."""
+to the server, concurrency that raises throughput (vLLM batches what is in flight), retries
+under injected faults that store exactly what a clean run stores, and a SIGKILLed run that resumes
+asking only for what it had not stored."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from harness.backends.openai.backend import OpenAIBackend
 from harness.cli.app import main
 from harness.requests import GenerateRequest
 from tests.backends.fault_proxy import FaultProxy
-from tests.backends.test_openai_llama_server import PROMPTS, predicted, run, stored
+from tests.backends.test_openai_llama_server import PROMPTS, check_resume_after_sigkill, predicted, run, stored
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -91,3 +92,7 @@ def test_fault_injected_run_stores_exactly_what_a_clean_run_stores(vllm_url: str
         faulty = run(tmp_path / "faulty.db", [api_model(proxy.base_url, concurrency=1, timeout_s=5.0)], tasks, limit, prompts)
     assert proxy.log.fault_total > 0
     assert stored(tmp_path / "faulty.db", faulty.run_id) == stored(tmp_path / "clean.db", clean.run_id)
+
+
+def test_resume_after_sigkill_requests_only_the_missing_items(vllm_url: str, tmp_path: Path) -> None:
+    check_resume_after_sigkill(vllm_url, tmp_path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -51,7 +52,15 @@ def chat(body: dict[str, Any]) -> dict[str, Any]:
 
 
 class ToyUpstream:
-    def __init__(self) -> None:
+    """``delay_s`` slows every answer; ``die_after=N`` makes the server die on its N+1th call, as a
+    SIGKILLed one does: that call's connection is dropped without an answer and the port is closed;
+    ``hang`` holds every call (a stopped process). ``calls`` counts the POSTs that arrived."""
+
+    def __init__(self, *, delay_s: float = 0.0, die_after: int | None = None) -> None:
+        self.delay_s, self.die_after, self.hang, self.calls, self.dead = delay_s, die_after, False, 0, False
+        self._lock = threading.Lock()
+        toy = self
+
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *_: Any) -> None:
                 pass
@@ -69,11 +78,29 @@ class ToyUpstream:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                with toy._lock:
+                    toy.calls += 1
+                    dies = toy.dead or (toy.die_after is not None and toy.calls > toy.die_after)
+                    if dies and not toy.dead:
+                        toy.dead = True
+                        threading.Thread(target=toy.kill, daemon=True).start()
+                if dies:
+                    self.close_connection = True
+                    return
+                while toy.hang:
+                    time.sleep(0.05)
+                time.sleep(toy.delay_s)
                 self._send(chat(body) if self.path.endswith("/chat/completions") else completion(body))
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def kill(self) -> None:
+        """Stop accepting connections (later calls are refused); in-flight ones are dropped."""
+        self.dead = True
+        self._server.shutdown()
+        self._server.server_close()
 
     @property
     def url(self) -> str:
@@ -84,5 +111,6 @@ class ToyUpstream:
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.hang = False
+        if not self.dead:
+            self.kill()

@@ -12,8 +12,10 @@ How requests map onto the API:
   raises a clear error, or with ``mc_fallback: generate`` asks for the answer letter.
 
 The runner calls ``loglikelihood``/``generate`` synchronously per chunk; the backend's own
-event loop (a daemon thread, one client for the backend's life) sends the chunk with bounded, adaptive concurrency and retries (``ratelimit``), and the
-results come back in request order. The API key is handed to the client only: it is not in
+event loop (a daemon thread, one client per server for the backend's life) sends the chunk with
+bounded, adaptive concurrency and retries (``ratelimit``), spread over one or many servers
+(``base_url`` a list, ``--base-url`` repeated: ``endpoints``), and the results come back in
+request order. The API key is handed to the client only: it is not in
 the identity (cache keys, DB), and every error message is scrubbed of it.
 """
 
@@ -31,9 +33,10 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from harness.backends.base import Backend, Capabilities, ModelSpec
+from harness.backends.openai.endpoints import SERVER_FAULTS, Endpoint, EndpointPool
 from harness.backends.openai.mc_fallback import choice_logprobs, parse_choice, question_prompt
 from harness.backends.openai.options import OpenAIOptions, mask_url_credentials, openai_options
-from harness.backends.openai.ratelimit import AdaptiveLimiter, CallStats, RetryPolicy, parse_retry_after
+from harness.backends.openai.ratelimit import CallStats, RetryPolicy, parse_retry_after
 from harness.backends.stops import truncate_at_stop
 from harness.core.deps import require
 from harness.core.errors import HarnessError
@@ -52,15 +55,33 @@ class NoPromptLogprobs(Exception):
     """The server answered but returned no prompt logprobs: echo is unsupported there."""
 
 
-def resolve_base_url(spec: ModelSpec) -> str:
-    """``base_url`` from the spec, else ``$OPENAI_BASE_URL``, else OpenAI; without any
-    user:password part (it would otherwise land in cache keys and the DB)."""
-    raw = (openai_options(spec).base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
+def resolve_base_urls(spec: ModelSpec) -> list[str]:
+    """The servers: ``base_url`` (one or a list) from the spec, else ``$OPENAI_BASE_URL``, else
+    OpenAI; each without any user:password part (it would otherwise land in cache keys and the
+    DB). The same server twice is refused: it would silently double its concurrency."""
+    given = openai_options(spec).base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+    urls: list[str] = []
+    for raw in [given] if isinstance(given, str) else given:
+        url = normalise_url(raw)
+        if url in urls:
+            raise HarnessError(f"--base-url {mask_url_credentials(url)!r} is given twice; name each server once "
+                               "(--concurrency is per server)")
+        urls.append(url)
+    return urls
+
+
+def normalise_url(raw: str) -> str:
+    raw = raw.strip().rstrip("/")
     parts = urlsplit(raw)
-    if not parts.scheme or not parts.hostname:
-        raise HarnessError(f"--base-url {raw!r} is not an http(s) URL (e.g. http://127.0.0.1:8000/v1)")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HarnessError(f"--base-url {mask_url_credentials(raw)!r} is not an http(s) URL (e.g. http://127.0.0.1:8000/v1)")
     host = parts.hostname + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+
+
+def resolve_base_url(spec: ModelSpec) -> str:
+    """How the servers are named in messages: the URL, or the URLs joined."""
+    return ", ".join(resolve_base_urls(spec))
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
@@ -77,27 +98,30 @@ class OpenAIBackend(Backend):
         super().__init__(spec)
         require("openai", "openai")
         options = self.options = openai_options(spec)
-        self.base_url = resolve_base_url(spec)
+        self.base_urls = resolve_base_urls(spec)
+        self.base_url = ", ".join(self.base_urls)
         key = os.environ.get(options.api_key_env, "")
-        if not key and self.base_url == OPENAI_URL:
+        if not key and OPENAI_URL in self.base_urls:
             raise HarnessError(f"model '{spec.label}': set ${options.api_key_env} to your API key (or --base-url for a local server)")
         self._key = key or "EMPTY"  # local servers ignore the key, the client insists on one
         self._secrets = [key, *[v for k, v in options.extra_headers.items() if k.lower() in {"authorization", "api-key", "x-api-key"}]]
         self.policy = RetryPolicy(max_retries=options.max_retries)
         self.call_stats = CallStats()
-        self.limiter = AdaptiveLimiter(options.concurrency, self.call_stats)
+        self.pool = EndpointPool(self.base_urls, options.concurrency, self.call_stats)
         self._rng = random.Random(0)  # jitter only; answers never depend on it
         self._echo_supported: bool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._client: Any = None
+        self._bound = False
 
     # -- identity -----------------------------------------------------------------
     @classmethod
     def identity_of(cls, spec: ModelSpec) -> dict[str, Any]:
         """What changes answers: server (URL, its query such as Azure's api-version), served model
         name, endpoint choice, extra request parameters (sampling settings, ``seed``...), the
-        multiple-choice fallback, and ``revision`` when the user declares one.
+        multiple-choice fallback, and ``revision`` when the user declares one. One server is its
+        URL (as before lists existed, so old caches still hit); several are their sorted URLs: which
+        replica answered a request is not recorded, the set of replicas is.
 
         Never a secret: not the key, no header values (any header may carry a credential: only
         the header *names* are kept), no user:password in the URL, and query values whose name
@@ -107,8 +131,9 @@ class OpenAIBackend(Backend):
         change with ``revision:`` (or use ``--new`` / ``harness cache clear``).
         """
         options = openai_options(spec)
+        urls = [mask_url_credentials(url) for url in resolve_base_urls(spec)]
         identity: dict[str, Any] = {
-            "backend": "openai", "model": spec.model, "base_url": mask_url_credentials(resolve_base_url(spec)), "endpoint": options.endpoint,
+            "backend": "openai", "model": spec.model, "base_url": urls[0] if len(urls) == 1 else sorted(urls), "endpoint": options.endpoint,
             "extra_params": options.extra_params, "mc_fallback": options.mc_fallback,
         }
         if spec.revision:
@@ -157,10 +182,13 @@ class OpenAIBackend(Backend):
         return Capabilities(prompt=takes, loglikelihood=scores, mc_fallback=fallback, per_choice_contexts=scores and not fallback, why=why)
 
     def stats(self) -> dict[str, Any]:
-        return self.call_stats.as_dict()
+        stats = self.call_stats.as_dict()
+        if self.pool.many:
+            stats["endpoints"] = self.pool.report(mask_url_credentials)
+        return stats
 
     # -- plumbing -------------------------------------------------------------------
-    def _run(self, make: Callable[[Any], Awaitable[T]]) -> T:
+    def _run(self, make: Callable[[], Awaitable[T]]) -> T:
         """Run one chunk on the backend's own event loop (a daemon thread), so the client and
         its connection pool live as long as the backend, and callers that already run a loop
         (notebooks) are not disturbed."""
@@ -170,49 +198,56 @@ class OpenAIBackend(Backend):
             self._thread.start()
 
         async def main() -> T:
-            if self._client is None:
+            if not self._bound:
                 from openai import AsyncOpenAI
 
-                self.limiter.bind()
-                self._client = AsyncOpenAI(
-                    api_key=self._key, base_url=self.base_url, timeout=self.options.timeout_s, max_retries=0,
-                    default_headers=self.options.extra_headers or None,
-                )
-            return await make(self._client)
+                self.pool.bind()
+                for endpoint in self.pool.endpoints:
+                    endpoint.client = AsyncOpenAI(
+                        api_key=self._key, base_url=endpoint.url, timeout=self.options.timeout_s, max_retries=0,
+                        default_headers=self.options.extra_headers or None,
+                    )
+                self._bound = True
+            return await make()
 
         return asyncio.run_coroutine_threadsafe(main(), self._loop).result()
 
     def close(self) -> None:
         if self._loop is None:
             return
-        if self._client is not None:
-            asyncio.run_coroutine_threadsafe(self._client.close(), self._loop).result(timeout=10)
-            self._client = None
+        for endpoint in self.pool.endpoints:
+            if endpoint.client is not None:
+                asyncio.run_coroutine_threadsafe(endpoint.client.close(), self._loop).result(timeout=10)
+                endpoint.client = None
+        self._bound = False
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._loop.close()
         self._loop = None
 
-    async def _call(self, send: Callable[[], Awaitable[Any]], check: Callable[[Any], T]) -> tuple[T, float]:
-        """Send with retries; ``check`` turns the response into a value or raises
-        MalformedResponse. Returns the value and the latency of the successful attempt."""
+    async def _call(self, send: Callable[[Any], Awaitable[Any]], check: Callable[[Any], T]) -> tuple[T, float]:
+        """Send (``send(client)``) with retries, on the endpoint with the most room; ``check`` turns
+        the response into a value or raises MalformedResponse. Returns the value and the latency
+        of the successful attempt. A retry after a dead or hung server, or a 429, goes at once to
+        another endpoint when one is up; otherwise it waits its backoff."""
         import openai
 
         self.call_stats.requests += 1
+        failed_on: Endpoint | None = None
         for attempt in range(self.policy.max_retries + 1):
             retry_after: float | None = None
-            await self.limiter.acquire()
+            endpoint = await self.pool.acquire(avoid=failed_on)
             started = time.perf_counter()
             error: BaseException
             try:
                 self.call_stats.attempts += 1
-                response = await asyncio.wait_for(send(), timeout=self.options.timeout_s + 5)
+                response = await asyncio.wait_for(send(endpoint.client), timeout=self.options.timeout_s + 5)
                 value = check(response)
             except openai.RateLimitError as exc:
                 reason, error = "429", exc
                 retry_after = parse_retry_after(dict(exc.response.headers))
-                self.limiter.rate_limited(retry_after)
+                endpoint.limiter.rate_limited(retry_after)
             except openai.APIStatusError as exc:
                 if exc.status_code < 500 and exc.status_code not in (408, 409):
                     raise HarnessError(self._describe_error(exc)) from None
@@ -224,16 +259,20 @@ class OpenAIBackend(Backend):
             except (openai.APIResponseValidationError, json.JSONDecodeError, MalformedResponse, UnicodeDecodeError) as exc:
                 reason, error = "malformed", exc
             else:
-                self.limiter.succeeded()
+                self.pool.succeeded(endpoint)
                 return value, time.perf_counter() - started
             finally:
-                await self.limiter.release()
+                await self.pool.release(endpoint)
+            self.pool.failed(endpoint, reason)
             if attempt == self.policy.max_retries:
                 raise HarnessError(
-                    f"{self.spec.label} at {self.base_url}: giving up after {attempt + 1} attempts; last error ({reason}): "
-                    f"{self._describe_error(error)}"
+                    f"{self.spec.label} at {mask_url_credentials(endpoint.url)}: giving up after {attempt + 1} attempts; "
+                    f"last error ({reason}): {self._describe_error(error)}"
                 )
             self.call_stats.retries[reason] += 1
+            failed_on = endpoint
+            if (reason in SERVER_FAULTS or reason == "429") and self.pool.others_up(endpoint):
+                continue  # another server takes it now; this one is marked down (or paused by its 429)
             delay = self.policy.delay(attempt, self._rng, retry_after)
             self.call_stats.waited_s += delay
             await asyncio.sleep(delay)
@@ -262,12 +301,12 @@ class OpenAIBackend(Backend):
 
     # -- generation -----------------------------------------------------------------
     def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
-        async def all_of(client: Any) -> list[GenerateResult]:
-            return await _gather([self._generate_one(client, r) for r in requests])
+        async def all_of() -> list[GenerateResult]:
+            return await _gather([self._generate_one(r) for r in requests])
 
         return self._run(all_of)
 
-    async def _generate_one(self, client: Any, request: GenerateRequest) -> GenerateResult:
+    async def _generate_one(self, request: GenerateRequest) -> GenerateResult:
         params: dict[str, Any] = {"model": self.spec.model, "max_tokens": request.max_tokens, "temperature": request.temperature}
         if request.stop:
             params["stop"] = list(request.stop)[:4]
@@ -290,9 +329,9 @@ class OpenAIBackend(Backend):
             return text, int(getattr(usage, "completion_tokens", 0) or 0), str(choice.finish_reason or "stop")
 
         if chat:
-            send = lambda: client.chat.completions.create(messages=self._messages(request.prompt), **params)  # noqa: E731
+            send = lambda client: client.chat.completions.create(messages=self._messages(request.prompt), **params)  # noqa: E731
         else:
-            send = lambda: client.completions.create(prompt=request.prompt, **params)  # noqa: E731
+            send = lambda client: client.completions.create(prompt=request.prompt, **params)  # noqa: E731
         (text, n_tokens, finish), latency = await self._call(send, check)
         text, stopped = truncate_at_stop(text, request.stop)
         return GenerateResult(text=text, n_tokens=n_tokens, finish_reason="stop" if stopped else finish, latency_s=latency)
@@ -303,8 +342,8 @@ class OpenAIBackend(Backend):
         if needs_fallback:
             return self._fallback(requests, "chat prompts have no prompt log-probabilities")
 
-        async def all_of(client: Any) -> list[LoglikelihoodResult]:
-            return await _gather([self._score_one(client, r) for r in requests])
+        async def all_of() -> list[LoglikelihoodResult]:
+            return await _gather([self._score_one(r) for r in requests])
 
         try:
             results = self._run(all_of)
@@ -314,7 +353,7 @@ class OpenAIBackend(Backend):
         self._echo_supported = True
         return results
 
-    async def _score_one(self, client: Any, request: LoglikelihoodRequest) -> LoglikelihoodResult:
+    async def _score_one(self, request: LoglikelihoodRequest) -> LoglikelihoodResult:
         assert isinstance(request.context, str)
         context = request.context
         boundary = len(context.rstrip(" "))  # trailing context spaces belong to the continuation
@@ -331,7 +370,7 @@ class OpenAIBackend(Backend):
                 raise NoPromptLogprobs()
             return continuation_score(logprobs, text, boundary, getattr(getattr(response, "usage", None), "prompt_tokens", None))
 
-        result, latency = await self._call(lambda: client.completions.create(prompt=text, **params), check)
+        result, latency = await self._call(lambda client: client.completions.create(prompt=text, **params), check)
         return LoglikelihoodResult(logprob=result.logprob, is_greedy=result.is_greedy, n_tokens=result.n_tokens, latency_s=latency)
 
     def _fallback(self, requests: Sequence[LoglikelihoodRequest], why: str) -> list[LoglikelihoodResult]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, field_serializer
+from pydantic import Field, field_serializer, field_validator
 
 from harness.backends.base import ModelOptions, ModelSpec, options_of
 
@@ -29,7 +29,8 @@ def mask_url_credentials(url: str) -> str:
 class OpenAIOptions(ModelOptions):
     """OpenAI-compatible endpoints: where, how requests are sent, and multiple choice without logprobs."""
 
-    base_url: str | None = None
+    # one server, or several replicas of it: requests are spread over them (endpoints.py)
+    base_url: str | list[str] | None = None
     api_key_env: str = "OPENAI_API_KEY"
     endpoint: Literal["auto", "chat", "completions"] = "auto"
     concurrency: int = Field(default=4, ge=1)
@@ -45,12 +46,28 @@ class OpenAIOptions(ModelOptions):
         secret = ("auth", "key", "token", "secret", "cookie")
         return {k: ("***" if any(s in k.lower() for s in secret) else v) for k, v in headers.items()}
 
+    @field_validator("base_url")
+    @classmethod
+    def _some_url(cls, url: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(url, list) and not url:
+            raise ValueError("give at least one URL (or leave base_url out for $OPENAI_BASE_URL / OpenAI)")
+        # replicas are a set (which one answers is not recorded): sorted, so the order they are named in
+        # does not make another run
+        return sorted(url) if isinstance(url, list) else url
+
     @field_serializer("base_url")
-    def _hide_userinfo(self, url: str | None) -> str | None:
-        if url and "@" in url.partition("://")[2].partition("/")[0]:
-            scheme, _, rest = url.partition("://")
-            url = f"{scheme}://{rest.partition('@')[2]}"
-        return mask_url_credentials(url) if url else url
+    def _hide_userinfo(self, url: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(url, list):
+            return [hide_userinfo(u) for u in url]
+        return hide_userinfo(url) if url else url
+
+
+def hide_userinfo(url: str) -> str:
+    """The URL without a user:password part, and with credential-like query values masked."""
+    if "@" in url.partition("://")[2].partition("/")[0]:
+        scheme, _, rest = url.partition("://")
+        url = f"{scheme}://{rest.partition('@')[2]}"
+    return mask_url_credentials(url)
 
 
 def openai_options(spec: ModelSpec) -> OpenAIOptions:

@@ -9,7 +9,6 @@ with full jitter so that many clients hitting one server do not retry in lock-st
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import random
 import time
@@ -78,11 +77,8 @@ class CallStats:
 
 
 class AdaptiveLimiter:
-    """At most ``limit`` requests in flight; ``limit`` adapts between 1 and ``maximum``.
-
-    Created outside any event loop; ``bind`` makes the condition variable inside the loop
-    that will use it (the backend's own loop thread).
-    """
+    """How many requests one endpoint may have in flight: ``limit`` adapts between 1 and
+    ``maximum``. The state only; ``EndpointPool`` (endpoints.py) waits on it."""
 
     def __init__(self, maximum: int, stats: CallStats) -> None:
         self.maximum = maximum
@@ -91,33 +87,6 @@ class AdaptiveLimiter:
         self.active = 0
         self.resume_at = 0.0
         self._successes = 0
-        self._cond: asyncio.Condition | None = None
-
-    def bind(self) -> None:
-        self.active = 0
-        self._cond = asyncio.Condition()
-
-    async def acquire(self) -> None:
-        assert self._cond is not None, "bind() first, inside the event loop"
-        async with self._cond:
-            while True:
-                pause = self.resume_at - time.monotonic()
-                if pause > 0:
-                    try:
-                        await asyncio.wait_for(self._cond.wait(), timeout=pause)
-                    except asyncio.TimeoutError:
-                        pass
-                    continue
-                if self.active < self.limit:
-                    self.active += 1
-                    return
-                await self._cond.wait()
-
-    async def release(self) -> None:
-        assert self._cond is not None
-        async with self._cond:
-            self.active -= 1
-            self._cond.notify_all()
 
     def succeeded(self) -> None:
         self._successes += 1
