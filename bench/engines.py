@@ -50,13 +50,16 @@ SETS = {  # name -> (task, template, shots, items)
 }
 
 
-def engines(url: str, concurrency: int = 8) -> dict[str, ModelSpec]:
+def engines(url: str, concurrency: int = 8, adapter: str | None = None) -> dict[str, ModelSpec]:
+    """The three engines on the embedded model; with ``adapter``, hf: and vllm: with that LoRA."""
     model = str(embedded_model_path())
-    return {
-        "hf": ModelSpec(backend="hf", model=model, dtype="float32"),
-        "vllm": ModelSpec(backend="vllm", model=model, dtype="float32", max_model_len=2048),
-        "openai": ModelSpec(backend="openai", model="gemma-3-270m", base_url=url, endpoint="completions", concurrency=concurrency),
+    local = {
+        "hf": ModelSpec(backend="hf", model=model, dtype="float32", adapter=adapter),
+        "vllm": ModelSpec(backend="vllm", model=model, dtype="float32", max_model_len=2048, adapter=adapter),
     }
+    if adapter:
+        return local
+    return {**local, "openai": ModelSpec(backend="openai", model="gemma-3-270m", base_url=url, endpoint="completions", concurrency=concurrency)}
 
 
 def load() -> str:
@@ -70,17 +73,22 @@ def stored(db: Path, run_id: str) -> dict[str, dict[str, Any]]:
 
 def agreement(args: argparse.Namespace, url: str) -> None:
     work = Path(tempfile.mkdtemp(prefix="engines-"))
-    for name, (task, template, shots, items) in SETS.items():
+    sets = [(name, spec, None) for name, spec in SETS.items()]
+    if args.adapter:  # the LoRA on hf: and on vllm: (LoRARequest), ARC-Easy 5-shot
+        sets.append(("arc_easy 5-shot + LoRA", SETS["arc_easy 5-shot"], args.adapter))
+    for name, (task, template, shots, items), adapter in sets:
         if args.only and name.split()[0] not in args.only:
             continue
         rows: dict[str, dict[str, dict[str, Any]]] = {}
-        for engine, model in engines(url).items():
-            spec = ExperimentSpec(tasks=[task], prompts=[template], shots=[shots], models=[model], limit=items, data_dirs=[str(DATA)])
+        for engine, model in engines(url, adapter=adapter).items():
+            spec = ExperimentSpec(tasks=[task], prompts=[template], shots=[shots], models=[model], limit=args.limit or items,
+                                  data_dirs=[str(DATA)], max_tokens=args.max_tokens if args.limit else None)
             started = time.perf_counter()
-            summary = run_experiment(spec, Store(work / f"{task}-{engine}.db"), show_progress=False)
-            rows[engine] = stored(work / f"{task}-{engine}.db", summary.run_id)
+            db = work / f"{task}-{engine}{'-lora' if adapter else ''}.db"
+            summary = run_experiment(spec, Store(db), show_progress=False)
+            rows[engine] = stored(db, summary.run_id)
             print(f"  {name}: {engine} {time.perf_counter() - started:.0f}s, {len(rows[engine])} items (load {load()})", flush=True)
-        for engine in ("vllm", "openai"):
+        for engine in rows.keys() - {"hf"}:
             report_pair(name, engine, rows["hf"], rows[engine])
 
 
@@ -157,6 +165,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["agreement", "throughput"])
     parser.add_argument("--only", nargs="+", help="agreement: arc_easy, hellaswag, gsm8k")
+    parser.add_argument("--adapter", help="agreement: also ARC-Easy 5-shot with this PEFT LoRA (from harness tune) on hf: and vllm:")
+    parser.add_argument("--limit", type=int, help="agreement: a smoke test on N items each (and --max-tokens)")
     parser.add_argument("--items", type=int, default=40, help="throughput: items per workload")
     parser.add_argument("--max-tokens", type=int, default=64, help="throughput: generated tokens per GSM8K item")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])

@@ -29,6 +29,7 @@ import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -53,6 +54,17 @@ class MalformedResponse(Exception):
 
 class NoPromptLogprobs(Exception):
     """The server answered but returned no prompt logprobs: echo is unsupported there."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One attempt on one endpoint: its value, or why it failed (retryable)."""
+
+    endpoint: Endpoint
+    value: Any = None
+    latency_s: float = 0.0
+    failure: tuple[str, BaseException] | None = None
+    retry_after: float | None = None
 
 
 def resolve_base_urls(spec: ModelSpec) -> list[str]:
@@ -231,52 +243,93 @@ class OpenAIBackend(Backend):
         the response into a value or raises MalformedResponse. Returns the value and the latency
         of the successful attempt. A retry after a dead or hung server, or a 429, goes at once to
         another endpoint when one is up; otherwise it waits its backoff."""
-        import openai
-
         self.call_stats.requests += 1
         failed_on: Endpoint | None = None
         for attempt in range(self.policy.max_retries + 1):
-            retry_after: float | None = None
             endpoint = await self.pool.acquire(avoid=failed_on)
-            started = time.perf_counter()
-            error: BaseException
-            try:
-                self.call_stats.attempts += 1
-                response = await asyncio.wait_for(send(endpoint.client), timeout=self.options.timeout_s + 5)
-                value = check(response)
-            except openai.RateLimitError as exc:
-                reason, error = "429", exc
-                retry_after = parse_retry_after(dict(exc.response.headers))
-                endpoint.limiter.rate_limited(retry_after)
-            except openai.APIStatusError as exc:
-                if exc.status_code < 500 and exc.status_code not in (408, 409):
-                    raise HarnessError(self._describe_error(exc)) from None
-                reason, error = str(exc.status_code), exc
-            except (openai.APITimeoutError, asyncio.TimeoutError) as exc:
-                reason, error = "timeout", exc
-            except openai.APIConnectionError as exc:
-                reason, error = "connection", exc
-            except (openai.APIResponseValidationError, json.JSONDecodeError, MalformedResponse, UnicodeDecodeError) as exc:
-                reason, error = "malformed", exc
-            else:
-                self.pool.succeeded(endpoint)
-                return value, time.perf_counter() - started
-            finally:
-                await self.pool.release(endpoint)
-            self.pool.failed(endpoint, reason)
+            outcome = await self._hedged(endpoint, send, check)
+            if outcome.failure is None:
+                return outcome.value, outcome.latency_s
+            reason, error = outcome.failure
             if attempt == self.policy.max_retries:
                 raise HarnessError(
-                    f"{self.spec.label} at {mask_url_credentials(endpoint.url)}: giving up after {attempt + 1} attempts; "
+                    f"{self.spec.label} at {mask_url_credentials(outcome.endpoint.url)}: giving up after {attempt + 1} attempts; "
                     f"last error ({reason}): {self._describe_error(error)}"
                 )
             self.call_stats.retries[reason] += 1
-            failed_on = endpoint
-            if (reason in SERVER_FAULTS or reason == "429") and self.pool.others_up(endpoint):
+            failed_on = outcome.endpoint
+            if (reason in SERVER_FAULTS or reason == "429") and self.pool.others_up(outcome.endpoint):
                 continue  # another server takes it now; this one is marked down (or paused by its 429)
-            delay = self.policy.delay(attempt, self._rng, retry_after)
+            delay = self.policy.delay(attempt, self._rng, outcome.retry_after)
             self.call_stats.waited_s += delay
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
+
+    async def _hedged(self, endpoint: Endpoint, send: Callable[[Any], Awaitable[Any]], check: Callable[[Any], Any]) -> Outcome:
+        """One attempt on ``endpoint``; with several endpoints, if it is still running after the
+        pool's hedge delay (3x the median latency, at least 1 s) and another endpoint has a slot no
+        queued request is waiting for, the same request is sent there too and the first answer wins
+        (the other is cancelled). So a slow server's requests move to idle ones instead of holding
+        up the end of every chunk; requests are idempotent, and replicas give the same answer."""
+        first = asyncio.ensure_future(self._try(endpoint, send, check))
+        pending, failure, hedged = {first}, None, False
+        try:
+            while pending:
+                wait = None if hedged or not self.pool.many else self.pool.hedge_delay()
+                done, pending = await asyncio.wait(pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    outcome = task.result()  # a HarnessError (a 4xx: the request is wrong) propagates
+                    if outcome.failure is None:
+                        self.call_stats.hedge_wins += task is not first
+                        return outcome
+                    failure = failure or outcome
+                if not done and not hedged:
+                    spare = self.pool.try_acquire(avoid=endpoint)
+                    if spare is not None:
+                        hedged = True
+                        self.call_stats.hedged += 1
+                        pending.add(asyncio.ensure_future(self._try(spare, send, check)))
+            assert failure is not None
+            return failure
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _try(self, endpoint: Endpoint, send: Callable[[Any], Awaitable[Any]], check: Callable[[Any], Any]) -> Outcome:
+        """One attempt on an endpoint whose slot the caller holds (released here): the value, or
+        why it failed (retryable). Non-retryable answers (4xx) raise HarnessError."""
+        import openai
+
+        started = time.perf_counter()
+        retry_after: float | None = None
+        error: BaseException
+        try:
+            self.call_stats.attempts += 1
+            response = await asyncio.wait_for(send(endpoint.client), timeout=self.options.timeout_s + 5)
+            value = check(response)
+        except openai.RateLimitError as exc:
+            reason, error = "429", exc
+            retry_after = parse_retry_after(dict(exc.response.headers))
+            endpoint.limiter.rate_limited(retry_after)
+        except openai.APIStatusError as exc:
+            if exc.status_code < 500 and exc.status_code not in (408, 409):
+                raise HarnessError(self._describe_error(exc)) from None
+            reason, error = str(exc.status_code), exc
+        except (openai.APITimeoutError, asyncio.TimeoutError) as exc:
+            reason, error = "timeout", exc
+        except openai.APIConnectionError as exc:
+            reason, error = "connection", exc
+        except (openai.APIResponseValidationError, json.JSONDecodeError, MalformedResponse, UnicodeDecodeError) as exc:
+            reason, error = "malformed", exc
+        else:
+            latency = time.perf_counter() - started
+            self.pool.succeeded(endpoint, latency)
+            return Outcome(endpoint, value=value, latency_s=latency)
+        finally:
+            await self.pool.release(endpoint)
+        self.pool.failed(endpoint, reason)
+        return Outcome(endpoint, failure=(reason, error), retry_after=retry_after)
 
     def _describe_error(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}"

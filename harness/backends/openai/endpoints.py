@@ -18,6 +18,10 @@ sent again to another (every request here is idempotent: greedy or seeded, no si
   fleet that is gone fails within the retry budget instead of waiting out the backoffs. Its failed
   requests are retried at once on the others, so a dead server costs the run one failed
   attempt per request it held, and a hung one at most ``timeout_s``.
+- Hedging: an attempt still running after 3x the median latency (at least 1 s) is sent again to
+  an endpoint with a slot that no queued request is waiting for; the first answer wins, the
+  other is cancelled. So a slow server's requests move to idle ones at the end of each chunk,
+  and no extra load lands where there is a queue.
 - With one endpoint nothing is ever marked down: there is nowhere else to go, and each failed
   request waits its own jittered backoff (``RetryPolicy``), as before.
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +49,7 @@ class HealthPolicy:
     first_down_s: float = 1.0
     max_down_s: float = 30.0
     failures_to_mark_down: int = 3  # of any kind, in a row
+    hedge_floor_s: float = 1.0
 
     def down_for(self, times_marked: int) -> float:
         return min(self.max_down_s, self.first_down_s * 2 ** max(0, times_marked - 1))
@@ -88,6 +94,8 @@ class EndpointPool:
         self.endpoints = [Endpoint(url, AdaptiveLimiter(concurrency, stats)) for url in urls]
         self.health = health or HealthPolicy()
         self.stats = stats
+        self.waiting = 0  # requests blocked in acquire: a hedge never takes a slot one of them could use
+        self.latencies: deque[float] = deque(maxlen=64)  # of recent successes, for the hedge delay
         self._cond: asyncio.Condition | None = None
 
     @property
@@ -104,22 +112,51 @@ class EndpointPool:
         just failed) is taken only when no other endpoint has room."""
         assert self._cond is not None, "bind() first, inside the event loop"
         async with self._cond:
-            while True:
-                now = time.monotonic()
-                # every endpoint down: waiting for one to come back could take minutes, so behave as one
-                # server does: requests go on, each retry after its own backoff, until one gives up
-                health = not all(e.is_down(now) for e in self.endpoints)
-                free = [e for e in self.endpoints if e.room(now, health=health) > 0]
-                if avoid is not None and len(free) > 1:
-                    free = [e for e in free if e is not avoid]
-                if free:
-                    chosen = max(free, key=lambda e: (e.room(now, health=health), -e.served - e.limiter.active))
-                    chosen.limiter.active += 1
-                    return chosen
-                try:  # woken by a release; or when the first pause or down period ends
-                    await asyncio.wait_for(self._cond.wait(), timeout=self._next_change(now))
-                except asyncio.TimeoutError:
-                    pass
+            self.waiting += 1
+            try:
+                return await self._wait_for_room(avoid)
+            finally:
+                self.waiting -= 1
+
+    async def _wait_for_room(self, avoid: Endpoint | None) -> Endpoint:
+        assert self._cond is not None
+        while True:
+            now = time.monotonic()
+            # every endpoint down: waiting for one to come back could take minutes, so behave as one
+            # server does: requests go on, each retry after its own backoff, until one gives up
+            health = not all(e.is_down(now) for e in self.endpoints)
+            free = [e for e in self.endpoints if e.room(now, health=health) > 0]
+            if avoid is not None and len(free) > 1:
+                free = [e for e in free if e is not avoid]
+            if free:
+                chosen = max(free, key=lambda e: (e.room(now, health=health), -e.served - e.limiter.active))
+                chosen.limiter.active += 1
+                return chosen
+            try:  # woken by a release; or when the first pause or down period ends
+                await asyncio.wait_for(self._cond.wait(), timeout=self._next_change(now))
+            except asyncio.TimeoutError:
+                pass
+
+    def try_acquire(self, avoid: Endpoint) -> Endpoint | None:
+        """A slot for a hedge: on another endpoint that is up and has room no queued request is
+        waiting for; else None. Never waits."""
+        if self.waiting:
+            return None
+        now = time.monotonic()
+        free = [e for e in self.endpoints if e is not avoid and e.room(now) > 0]
+        if not free:
+            return None
+        chosen = max(free, key=lambda e: e.room(now))
+        chosen.limiter.active += 1
+        return chosen
+
+    def hedge_delay(self) -> float:
+        """How long an attempt runs before a hedge may be sent: 3x the median recent latency, at
+        least ``hedge_floor_s`` (so ordinary requests are not doubled)."""
+        if not self.latencies:
+            return self.health.hedge_floor_s
+        ordered = sorted(self.latencies)
+        return max(self.health.hedge_floor_s, 3 * ordered[len(ordered) // 2])
 
     def _next_change(self, now: float) -> float | None:
         waits = [t - now for e in self.endpoints for t in (e.down_until, e.limiter.resume_at) if t > now]
@@ -131,7 +168,8 @@ class EndpointPool:
             endpoint.limiter.active -= 1
             self._cond.notify_all()
 
-    def succeeded(self, endpoint: Endpoint) -> None:
+    def succeeded(self, endpoint: Endpoint, latency_s: float = 0.0) -> None:
+        self.latencies.append(latency_s)
         endpoint.served += 1
         endpoint.failures_in_a_row = 0
         endpoint.times_marked = 0

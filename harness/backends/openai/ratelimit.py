@@ -66,6 +66,8 @@ class CallStats:
     min_concurrency: int | None = None
     mc_fallback_items: int = 0
     mc_parse_failures: int = 0
+    hedged: int = 0  # attempts also sent to a second endpoint (several servers only)
+    hedge_wins: int = 0  # of those, answered first by the second
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +75,7 @@ class CallStats:
             "retries_by_reason": dict(sorted(self.retries.items())), "retry_wait_s": round(self.waited_s, 3),
             "rate_limited": self.rate_limited, "min_concurrency": self.min_concurrency,
             "mc_fallback_items": self.mc_fallback_items, "mc_parse_failures": self.mc_parse_failures,
+            **({"hedged": self.hedged, "hedge_wins": self.hedge_wins} if self.hedged else {}),
         }
 
 
