@@ -77,7 +77,7 @@ def agreement(args: argparse.Namespace, url: str) -> None:
     if args.adapter:  # the LoRA on hf: and on vllm: (LoRARequest), ARC-Easy 5-shot
         sets.append(("arc_easy 5-shot + LoRA", SETS["arc_easy 5-shot"], args.adapter))
     for name, (task, template, shots, items), adapter in sets:
-        if args.only and name.split()[0] not in args.only:
+        if args.only and not set(args.only) & set(name.split()):
             continue
         rows: dict[str, dict[str, dict[str, Any]]] = {}
         for engine, model in engines(url, adapter=adapter).items():
@@ -164,7 +164,7 @@ def measure(label: str, model: ModelSpec, workloads: dict[str, tuple[list[Any], 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["agreement", "throughput"])
-    parser.add_argument("--only", nargs="+", help="agreement: arc_easy, hellaswag, gsm8k")
+    parser.add_argument("--only", nargs="+", help="agreement: sets whose name has one of these words (arc_easy, hellaswag, gsm8k, LoRA)")
     parser.add_argument("--adapter", help="agreement: also ARC-Easy 5-shot with this PEFT LoRA (from harness tune) on hf: and vllm:")
     parser.add_argument("--limit", type=int, help="agreement: a smoke test on N items each (and --max-tokens)")
     parser.add_argument("--items", type=int, default=40, help="throughput: items per workload")
