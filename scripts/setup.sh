@@ -11,6 +11,6 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[hf,openai,test,metrics,fewshot]"
+python -m pip install -q -e ".[hf,openai,test,metrics,fewshot,data]"
 # Headless Chromium (Debian's package): the HTML-report test renders the report in a real browser.
 command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)

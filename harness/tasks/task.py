@@ -1,4 +1,5 @@
-"""Tasks: a folder with ``task.yaml`` plus JSONL data, validated strictly, turned into Items.
+"""Tasks: a folder with ``task.yaml`` plus data (JSONL, JSON, CSV/TSV, parquet, a save_to_disk
+folder: ``sources``), validated strictly, turned into Items.
 
 The YAML is parsed with ``yaml.safe_load`` and validated by pydantic with unknown keys
 rejected, so a typo (``metric:`` for ``metrics:``) is an error naming the field with a
@@ -7,7 +8,6 @@ did-you-mean rather than a silently ignored setting.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -24,6 +24,7 @@ from harness.core.paths import bundled_dir
 from harness.core.templating import JINJA_ERRORS, compile_expression, explain
 from harness.core.yamlfile import read_yaml_mapping, validate
 from harness.tasks.kinds import TaskKind, TaskType, kind_names, task_kind
+from harness.tasks.sources import is_data, position, read_rows
 
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
 TASKS_DIR_ENV = "HARNESS_TASKS_DIR"
@@ -34,7 +35,8 @@ class _Strict(BaseModel):
 
 
 class DataSpec(_Strict):
-    """Split name -> JSONL path (relative to the task folder or a data directory)."""
+    """Split name -> data file or folder (relative to the task folder or a data directory): .jsonl, .json
+    (an array), .csv, .tsv, .parquet, or a folder written by datasets' save_to_disk."""
 
     test: str = Field(description="the evaluated split")
     fewshot: str | None = Field(default=None, description="pool of demonstrations")
@@ -296,7 +298,7 @@ class Task:
     def items(self, split: str = "test") -> list[Item]:
         if split not in self._cache:
             path = self.split_path(split)
-            rows = read_jsonl(path)
+            rows = read_rows(path)
             if self.subset is not None:
                 by = compile_expression(self.subset[0], f"{self.yaml_path}: field 'subtasks.by'")
                 rows = [(line, row) for line, row in rows if str(by(row)) == self.subset[1]]
@@ -319,7 +321,7 @@ class Task:
                 return exprs[name](row)
             except JINJA_ERRORS as exc:
                 raise HarnessError(
-                    f"{self.yaml_path}: field '{name}' ({getattr(self.spec, name)!r}) failed on {path} line {line}: "
+                    f"{self.yaml_path}: field '{name}' ({getattr(self.spec, name)!r}) failed on {path} {position(path, line)}: "
                     f"{explain(exc, '')}. Fields in that row: {', '.join(row)}."
                 ) from None
 
@@ -332,7 +334,7 @@ class Task:
             # the choices are the labels; the target is a label name or an index into them
             choices = self.labels
             verbalizers = tuple(tuple(_as_list(words)) for words in (self.spec.verbalizers or {}).values())
-        where = f"{self.yaml_path}: field 'target' ({self.spec.target!r}) on {path} line {line}"
+        where = f"{self.yaml_path}: field 'target' ({self.spec.target!r}) on {path} {position(path, line)}"
         correct: tuple[int, ...] = ()
         if gold == "label":
             target: int | tuple[str, ...] = _label_index(raw_target, choices or (), self.label_codes, where)
@@ -353,7 +355,7 @@ class Task:
             raw = value(name)
             if raw is None or str(raw) == "":
                 raise HarnessError(
-                    f"{self.yaml_path}: field '{name}' ({getattr(self.spec, name)!r}) gave no value on {path} line {line}; "
+                    f"{self.yaml_path}: field '{name}' ({getattr(self.spec, name)!r}) gave no value on {path} {position(path, line)}; "
                     f"every item needs its {name} (e.g. the passage it is about)"
                 )
             return str(raw)
@@ -367,7 +369,7 @@ class Task:
     def _per_choice_contexts(self, value: Any, choices: tuple[str, ...], path: Path, line: int) -> tuple[tuple[str, ...], str]:
         """``contexts:`` (a list, one string per choice) and ``continuation:`` (non-empty text) of one row."""
         raw = value("contexts")
-        where = f"{self.yaml_path}: field 'contexts' ({self.spec.contexts!r}) on {path} line {line}"
+        where = f"{self.yaml_path}: field 'contexts' ({self.spec.contexts!r}) on {path} {position(path, line)}"
         if not isinstance(raw, (list, tuple)):
             raise HarnessError(f"{where}: expected a list with one context per choice, got {type(raw).__name__} {str(raw)[:60]!r}")
         if len(raw) != len(choices):
@@ -377,7 +379,7 @@ class Task:
         continuation = value("continuation")
         if not isinstance(continuation, (str, int, float)) or isinstance(continuation, bool) or not str(continuation).strip():
             raise HarnessError(
-                f"{self.yaml_path}: field 'continuation' ({self.spec.continuation!r}) on {path} line {line}: gave "
+                f"{self.yaml_path}: field 'continuation' ({self.spec.continuation!r}) on {path} {position(path, line)}: gave "
                 f"{continuation!r}; it must be non-empty text (the part every choice's context is scored on)"
             )
         return tuple(str(c) for c in raw), str(continuation)
@@ -513,23 +515,6 @@ def _check_unique_ids(items: list[Item], path: Path) -> None:
         seen[item.id] = number
 
 
-def read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    """Yield (line number, row); a broken line is an error naming file and line."""
-    with open(path, encoding="utf-8") as handle:
-        rows = []
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise HarnessError(f"{path} line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(row, dict):
-                raise HarnessError(f"{path} line {number}: expected a JSON object, got {type(row).__name__}")
-            rows.append((number, row))
-    return rows
-
-
 def env_paths(variable: str) -> list[Path]:
     """Folders listed in an environment variable (os.pathsep-separated)."""
     return [Path(p).expanduser() for p in os.environ.get(variable, "").split(os.pathsep) if p]
@@ -552,7 +537,7 @@ def resolve_data_path(value: str, folder: Path, data_dirs: Iterable[Path], where
     path = Path(value).expanduser()
     candidates = [path] if path.is_absolute() else [folder / path, *(Path(d) / path for d in data_dirs)]
     for candidate in candidates:
-        if candidate.is_file():
+        if is_data(candidate):
             return candidate
     tried = ", ".join(str(c) for c in candidates)
     hint = f" To get it: {source.strip()}" if source.strip() else ""

@@ -1,0 +1,196 @@
+"""Where a split's rows come from: JSONL (the simple default), a JSON array, CSV/TSV, parquet, or a
+folder written by ``datasets``' ``save_to_disk``; one reader per format, chosen by the file's
+suffix (or the folder's ``dataset_info.json``) through one registry (``READERS``), so a plugin adds
+a format under the ``harness.data_formats`` entry-point group.
+
+Every reader yields (number, row): the line of a JSONL file (as always: default item ids are
+``<file stem>:<line>``), else the 1-based row (a CSV's header is not a row, so a CSV written from a
+JSONL without blank lines gives the same default ids). ``position`` says which, for messages;
+errors name the file, that position and the field, as JSONL's always have.
+
+CSV cells are text; a cell that is a JSON number, list, object, ``true``/``false`` or ``null``
+becomes that value, so a CSV exported from the JSONL (or by pandas with JSON-encoded lists) gives
+the same items: ``label`` 1 is the number 1 in both. To keep such a cell text, write it as a JSON
+string: the cell's value ``"1"`` (in the CSV file, with CSV's own quoting, three double quotes each side).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.core.deps import require
+from harness.core.errors import HarnessError
+from harness.core.fingerprint import content_sha256
+from harness.core.registry import Registry
+
+Rows = list[tuple[int, dict[str, Any]]]
+Reader = Callable[[Path], Rows]
+
+READERS: Registry[Reader] = Registry("data format", group="harness.data_formats")
+ARROW_FOLDER = "save_to_disk"  # the reader of a folder written by datasets' save_to_disk
+MAX_CSV_FIELD = 64 * 1024 * 1024  # a cell larger than this is refused rather than read into memory
+
+
+def format_of(path: Path) -> str:
+    """The reader's name for a path: the folder kind, else the suffix (``.csv.`` -> ``csv``)."""
+    if path.is_dir():
+        return ARROW_FOLDER
+    return path.suffix.lower().lstrip(".")
+
+
+def read_rows(path: Path) -> Rows:
+    """The rows of a split's file or folder, by its format."""
+    kind = format_of(path)
+    if kind not in READERS:
+        known = ", ".join(f".{n}" for n in READERS.names() if n != ARROW_FOLDER)
+        raise HarnessError(f"{path}: no reader for '.{kind}' files; data files may be {known}, or a folder written by "
+                           "datasets' save_to_disk")
+    return READERS.get(kind)(path)
+
+
+def position(path: Path, number: int) -> str:
+    """How a message names row ``number`` of ``path``: ``line 3`` (JSONL) or ``row 3``."""
+    return f"line {number}" if format_of(path) == "jsonl" else f"row {number}"
+
+
+def fingerprint(path: Path) -> str:
+    """What the run's provenance records for a split: the file's sha256, or for a folder the
+    sha256 of its files' names and sha256s (a folder's content, not its mtime)."""
+    if not path.is_dir():
+        return content_sha256(path)
+    parts = [f"{p.relative_to(path).as_posix()}\x00{content_sha256(p)}" for p in sorted(path.rglob("*")) if p.is_file()]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _as_row(value: Any, path: Path, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise HarnessError(f"{path} {where}: expected an object (a mapping of field names to values), got {type(value).__name__}")
+    return value
+
+
+@READERS.register("jsonl")
+def read_jsonl(path: Path) -> Rows:
+    """Yield (line number, row); a broken line is an error naming file and line."""
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise HarnessError(f"{path} line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(row, dict):
+                raise HarnessError(f"{path} line {number}: expected a JSON object, got {type(row).__name__}")
+            rows.append((number, row))
+    return rows
+
+
+@READERS.register("json")
+def read_json_array(path: Path) -> Rows:
+    """A JSON array of objects, or an object holding one under ``data`` / ``rows`` / ``examples``
+    (how several exporters wrap it)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise HarnessError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if isinstance(document, dict):
+        held = [k for k in ("data", "rows", "examples") if isinstance(document.get(k), list)]
+        if not held:
+            raise HarnessError(f"{path}: expected a JSON array of objects (or an object with a 'data' list); got an object with "
+                               f"keys {', '.join(list(document)[:8])}. A file of one object per line should be named .jsonl")
+        document = document[held[0]]
+    if not isinstance(document, list):
+        raise HarnessError(f"{path}: expected a JSON array of objects, got {type(document).__name__}")
+    return [(number, _as_row(row, path, f"item {number}")) for number, row in enumerate(document, start=1)]
+
+
+def _cell(text: str) -> Any:
+    stripped = text.strip()
+    if stripped[:1] in ("[", "{", "\"", "-", "t", "f", "n") or stripped[:1].isdigit():
+        try:
+            return json.loads(stripped)
+        except (json.JSONDecodeError, RecursionError):
+            return text
+    return text
+
+
+def _read_delimited(path: Path, delimiter: str) -> Rows:
+    csv.field_size_limit(MAX_CSV_FIELD)
+    rows: Rows = []
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:  # utf-8-sig: Excel's BOM is not part of the first name
+            reader = csv.reader(handle, delimiter=delimiter, strict=True)
+            header = next(reader, None)
+            if header is None:
+                raise HarnessError(f"{path}: empty file; expected a header line naming the fields")
+            names = [h.strip() for h in header]
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated or "" in names:
+                what = f"names {', '.join(repeated)} more than once" if repeated else "has an empty field name"
+                raise HarnessError(f"{path} line 1: the header {what}; each column needs its own name")
+            for cells in reader:
+                if not cells or cells == [""]:
+                    continue
+                if len(cells) != len(names):
+                    raise HarnessError(f"{path} line {reader.line_num} (row {len(rows) + 1}): {len(cells)} fields, but the header "
+                                       f"(line 1) names {len(names)} ({', '.join(names[:8])}); a field holding "
+                                       f"'{delimiter}' or a line break must be quoted")
+                rows.append((len(rows) + 1, {n: _cell(c) for n, c in zip(names, cells)}))
+    except csv.Error as exc:
+        raise HarnessError(f"{path} line {getattr(reader, 'line_num', '?')}: not valid {'TSV' if delimiter == chr(9) else 'CSV'} ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise HarnessError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    return rows
+
+
+@READERS.register("csv")
+def read_csv(path: Path) -> Rows:
+    return _read_delimited(path, ",")
+
+
+@READERS.register("tsv")
+def read_tsv(path: Path) -> Rows:
+    return _read_delimited(path, "\t")
+
+
+@READERS.register("parquet")
+def read_parquet(path: Path) -> Rows:
+    require("pyarrow", "data", what="reading parquet files")
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid/OSError variants for a damaged file
+        raise HarnessError(f"{path}: not a readable parquet file ({type(exc).__name__}: {str(exc)[:200]})") from None
+    return [(number, row) for number, row in enumerate(table.to_pylist(), start=1)]
+
+
+@READERS.register(ARROW_FOLDER)
+def read_saved_dataset(path: Path) -> Rows:
+    """A ``Dataset`` folder from ``save_to_disk``; a ``DatasetDict`` folder must be narrowed to a split."""
+    if (path / "dataset_dict.json").is_file():
+        splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
+        choices = ", ".join(f"{path}/{s}" for s in splits)
+        raise HarnessError(f"{path}: a DatasetDict folder (splits {', '.join(splits)}); name one split's folder: {choices}")
+    if not (path / "dataset_info.json").is_file() and not (path / "state.json").is_file():
+        raise HarnessError(f"{path}: a folder, but not one written by datasets' save_to_disk (no dataset_info.json or state.json); "
+                           "data may be a .jsonl/.json/.csv/.tsv/.parquet file or such a folder")
+    require("datasets", "data", what="reading a save_to_disk folder")
+    import datasets
+
+    try:
+        dataset = datasets.load_from_disk(str(path))
+    except Exception as exc:  # datasets raises FileNotFoundError/ValueError variants for a damaged folder
+        raise HarnessError(f"{path}: not a readable save_to_disk folder ({type(exc).__name__}: {str(exc)[:200]})") from None
+    return [(number, dict(row)) for number, row in enumerate(dataset, start=1)]
+
+
+def is_data(path: Path) -> bool:
+    """Whether ``path`` is something a split can name: a file, or a save_to_disk folder."""
+    return path.is_file() or (path.is_dir() and any((path / n).is_file() for n in ("dataset_info.json", "state.json", "dataset_dict.json")))
