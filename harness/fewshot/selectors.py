@@ -238,11 +238,11 @@ def pool_is_split_warning(task: Any, split: str, fewshot_split: str) -> str | No
     """One line when the few-shot pool is the evaluated split itself (the same file): allowed, but said."""
     if not (task.has_split(split) and task.has_split(fewshot_split)):
         return None
-    if split != fewshot_split and task.split_path(split).resolve() != task.split_path(fewshot_split).resolve():
+    if split != fewshot_split and task.split_label(split) != task.split_label(fewshot_split):
         return None
     name = task.group or task.name  # members of a group task (mmlu_<subject>) share the group's files: one line
     guard = f" nor one of its group `{task.spec.group}`" if task.spec.group else ""
-    return (f"task '{name}': the few-shot pool is the evaluated split itself ({task.split_path(split)}): demonstrations are other "
+    return (f"task '{name}': the few-shot pool is the evaluated split itself ({task.split_label(split)}): demonstrations are other "
             f"evaluated items (never the item itself{guard}), so their gold answers appear in other items' prompts")
 
 

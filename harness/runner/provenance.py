@@ -16,7 +16,6 @@ from harness.fewshot.selectors import pool_is_split_warning, unshown_shots_warni
 from harness.requests import Request
 from harness.runner.planning import Cell
 from harness.runner.spec import ExperimentSpec
-from harness.tasks.sources import fingerprint as data_fingerprint
 from harness.tasks.subsets import describe, subset_record
 from harness.tasks.task import Task
 
@@ -38,7 +37,7 @@ def config_snapshot(spec: ExperimentSpec, cells: Sequence[Cell], identities: Seq
         entry = tasks.setdefault(task.name, {"yaml_sha256": content_sha256(task.yaml_path), "data": {}, "templates": {}})
         for split in {spec.split, spec.fewshot_split}:
             if task.has_split(split) and (split == spec.split or cell.shots > 0):
-                entry["data"][split] = data_fingerprint(task.split_path(split))
+                entry["data"][split] = task.split_fingerprint(split)
         entry["templates"][cell.template.name] = cell.template.sha256
         if task.labels:  # classification: corpus metrics (macro-F1, per-class report) map gold indices to labels
             entry["labels"] = list(task.labels)

@@ -19,9 +19,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.core.deps import require
 from harness.core.errors import HarnessError
@@ -34,6 +38,86 @@ Reader = Callable[[Path], Rows]
 READERS: Registry[Reader] = Registry("data format", group="harness.data_formats")
 ARROW_FOLDER = "save_to_disk"  # the reader of a folder written by datasets' save_to_disk
 MAX_CSV_FIELD = 64 * 1024 * 1024  # a cell larger than this is refused rather than read into memory
+
+
+class HubDataset(BaseModel):
+    """A split of a Hugging Face hub dataset, loaded through ``datasets`` (``pip install
+    'harness[data]'``); offline (``HF_DATASETS_OFFLINE=1``) it comes from the local cache."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(pattern=r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$", description="the dataset's hub id, e.g. allenai/ai2_arc")
+    name: str | None = Field(default=None, description="its configuration (subset), e.g. ARC-Easy")
+    split: str = Field(description="e.g. test")
+    revision: str | None = Field(default=None, description="a commit, tag or branch; pin it for reproducible runs")
+
+    def label(self) -> str:
+        config = f" ({self.name})" if self.name else ""
+        return f"hub dataset {self.path}{config} split {self.split!r}" + (f" at revision {self.revision}" if self.revision else "")
+
+
+class HubSplit(BaseModel):
+    """A split given as ``{hf: {path: ..., name: ..., split: ..., revision: ...}}`` in ``data:``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hf: HubDataset
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where rows came from, for messages (``label`` + ``line``/``row`` N) and default item ids
+    (``<stem>:<N>``)."""
+
+    label: str
+    stem: str
+    unit: str = "row"
+
+    def at(self, number: int) -> str:
+        return f"{self.label} {self.unit} {number}"
+
+
+class DataSource(ABC):
+    """A split's data: what it is called, what the provenance records, and its rows."""
+
+    @abstractmethod
+    def label(self) -> str: ...
+
+    @abstractmethod
+    def fingerprint(self) -> str: ...
+
+    @abstractmethod
+    def load(self) -> tuple[Origin, Rows]: ...
+
+
+@dataclass(frozen=True)
+class FileSource(DataSource):
+    """A file or a save_to_disk folder, read by its format's reader."""
+
+    path: Path
+
+    def label(self) -> str:
+        return str(self.path.resolve())
+
+    def fingerprint(self) -> str:
+        return fingerprint(self.path)
+
+    def load(self) -> tuple[Origin, Rows]:
+        return Origin(str(self.path), self.path.stem, "line" if format_of(self.path) == "jsonl" else "row"), read_rows(self.path)
+
+
+@dataclass(frozen=True)
+class HubSource(DataSource):
+    ref: HubDataset
+
+    def label(self) -> str:
+        return self.ref.label()
+
+    def fingerprint(self) -> str:
+        return hub_fingerprint(self.ref)
+
+    def load(self) -> tuple[Origin, Rows]:
+        return Origin(self.ref.label(), self.ref.split), read_hub(self.ref)
 
 
 def format_of(path: Path) -> str:
@@ -51,11 +135,6 @@ def read_rows(path: Path) -> Rows:
         raise HarnessError(f"{path}: no reader for '.{kind}' files; data files may be {known}, or a folder written by "
                            "datasets' save_to_disk")
     return READERS.get(kind)(path)
-
-
-def position(path: Path, number: int) -> str:
-    """How a message names row ``number`` of ``path``: ``line 3`` (JSONL) or ``row 3``."""
-    return f"line {number}" if format_of(path) == "jsonl" else f"row {number}"
 
 
 def fingerprint(path: Path) -> str:
@@ -194,3 +273,31 @@ def read_saved_dataset(path: Path) -> Rows:
 def is_data(path: Path) -> bool:
     """Whether ``path`` is something a split can name: a file, or a save_to_disk folder."""
     return path.is_file() or (path.is_dir() and any((path / n).is_file() for n in ("dataset_info.json", "state.json", "dataset_dict.json")))
+
+
+def _load_hub(ref: HubDataset) -> Any:
+    require("datasets", "data", what=f"the {ref.label()}")
+    import datasets
+
+    try:
+        return datasets.load_dataset(ref.path, ref.name, split=ref.split, revision=ref.revision)
+    except ValueError as exc:  # an unknown split or configuration: datasets names the ones there are
+        raise HarnessError(f"{ref.label()}: {str(exc)[:300]}") from None
+    except (ConnectionError, FileNotFoundError) as exc:
+        raise HarnessError(
+            f"{ref.label()}: not found on the hub nor in the local cache ({type(exc).__name__}: {str(exc)[:200]}). Offline, "
+            "set HF_DATASETS_OFFLINE=1 and load it once where the hub is reachable, or save the split as a file "
+            "(dataset.to_json('test.jsonl')) and name that"
+        ) from None
+
+
+def read_hub(ref: HubDataset) -> Rows:
+    return [(number, dict(row)) for number, row in enumerate(_load_hub(ref), start=1)]
+
+
+def hub_fingerprint(ref: HubDataset) -> str:
+    """The reference (with its revision) and the loaded content's fingerprint (datasets' own hash
+    of its Arrow cache files), so a silently updated unpinned dataset is a different provenance."""
+    dataset = _load_hub(ref)
+    described = {**ref.model_dump(), "content": getattr(dataset, "_fingerprint", None), "rows": len(dataset)}
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()

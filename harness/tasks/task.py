@@ -24,7 +24,7 @@ from harness.core.paths import bundled_dir
 from harness.core.templating import JINJA_ERRORS, compile_expression, explain
 from harness.core.yamlfile import read_yaml_mapping, validate
 from harness.tasks.kinds import TaskKind, TaskType, kind_names, task_kind
-from harness.tasks.sources import is_data, position, read_rows
+from harness.tasks.sources import DataSource, FileSource, HubSource, HubSplit, Origin, is_data
 
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
 TASKS_DIR_ENV = "HARNESS_TASKS_DIR"
@@ -34,14 +34,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Split = str | HubSplit
+
+
 class DataSpec(_Strict):
     """Split name -> data file or folder (relative to the task folder or a data directory): .jsonl, .json
-    (an array), .csv, .tsv, .parquet, or a folder written by datasets' save_to_disk."""
+    (an array), .csv, .tsv, .parquet, a folder written by datasets' save_to_disk; or a hub dataset's
+    split, ``{hf: {path, name, split, revision}}``."""
 
-    test: str = Field(description="the evaluated split")
-    fewshot: str | None = Field(default=None, description="pool of demonstrations")
-    validation: str | None = None
-    train: str | None = None
+    test: Split = Field(description="the evaluated split")
+    fewshot: Split | None = Field(default=None, description="pool of demonstrations")
+    validation: Split | None = None
+    train: Split | None = None
 
 
 class GenerationSpec(_Strict):
@@ -289,21 +293,31 @@ class Task:
     def has_split(self, split: str) -> bool:
         return getattr(self.spec.data, split, None) is not None
 
-    def split_path(self, split: str) -> Path:
+    def split_source(self, split: str) -> DataSource:
+        """The split's data: a file or folder (resolved against the task folder and data dirs), or a hub dataset."""
         value = getattr(self.spec.data, split, None)
         if value is None:
             raise HarnessError(f"{self.yaml_path}: task '{self.name}' has no '{split}' split under 'data'")
-        return resolve_data_path(value, self.folder, self.data_dirs, f"{self.yaml_path}: data.{split}", self.spec.source or "")
+        if isinstance(value, HubSplit):  # the one place a split's two spellings in task.yaml are told apart
+            return HubSource(value.hf)
+        return FileSource(resolve_data_path(value, self.folder, self.data_dirs, f"{self.yaml_path}: data.{split}", self.spec.source or ""))
+
+    def split_label(self, split: str) -> str:
+        """What the split is, for messages and for telling two splits apart."""
+        return self.split_source(split).label()
+
+    def split_fingerprint(self, split: str) -> str:
+        """What the run's provenance records for the split's data."""
+        return self.split_source(split).fingerprint()
 
     def items(self, split: str = "test") -> list[Item]:
         if split not in self._cache:
-            path = self.split_path(split)
-            rows = read_rows(path)
+            origin, rows = self.split_source(split).load()
             if self.subset is not None:
                 by = compile_expression(self.subset[0], f"{self.yaml_path}: field 'subtasks.by'")
                 rows = [(line, row) for line, row in rows if str(by(row)) == self.subset[1]]
-            self._cache[split] = [self._make_item(row, path, line) for line, row in rows]
-            _check_unique_ids(self._cache[split], path)
+            self._cache[split] = [self._make_item(row, origin, line) for line, row in rows]
+            _check_unique_ids(self._cache[split], origin.label)
         return self._cache[split]
 
     @cached_property
@@ -313,7 +327,7 @@ class Task:
                  "cluster": spec.cluster, "contexts": spec.contexts, "continuation": spec.continuation, "group": spec.group}
         return {k: compile_expression(v, f"{where}: field '{k}'") for k, v in names.items() if v}
 
-    def _make_item(self, row: dict[str, Any], path: Path, line: int) -> Item:
+    def _make_item(self, row: dict[str, Any], origin: Origin, line: int) -> Item:
         exprs = self._expressions
 
         def value(name: str) -> Any:
@@ -321,11 +335,11 @@ class Task:
                 return exprs[name](row)
             except JINJA_ERRORS as exc:
                 raise HarnessError(
-                    f"{self.yaml_path}: field '{name}' ({getattr(self.spec, name)!r}) failed on {path} {position(path, line)}: "
+                    f"{self.yaml_path}: field '{name}' ({getattr(self.spec, name)!r}) failed on {origin.at(line)}: "
                     f"{explain(exc, '')}. Fields in that row: {', '.join(row)}."
                 ) from None
 
-        item_id = str(value("id")) if "id" in exprs else str(row.get("id", f"{path.stem}:{line}"))
+        item_id = str(value("id")) if "id" in exprs else str(row.get("id", f"{origin.stem}:{line}"))
         choices = tuple(str(c) for c in _as_list(value("choices"))) if "choices" in exprs else None
         raw_target = value("target")
         verbalizers = None
@@ -334,7 +348,7 @@ class Task:
             # the choices are the labels; the target is a label name or an index into them
             choices = self.labels
             verbalizers = tuple(tuple(_as_list(words)) for words in (self.spec.verbalizers or {}).values())
-        where = f"{self.yaml_path}: field 'target' ({self.spec.target!r}) on {path} {position(path, line)}"
+        where = f"{self.yaml_path}: field 'target' ({self.spec.target!r}) on {origin.at(line)}"
         correct: tuple[int, ...] = ()
         if gold == "label":
             target: int | tuple[str, ...] = _label_index(raw_target, choices or (), self.label_codes, where)
@@ -355,21 +369,21 @@ class Task:
             raw = value(name)
             if raw is None or str(raw) == "":
                 raise HarnessError(
-                    f"{self.yaml_path}: field '{name}' ({getattr(self.spec, name)!r}) gave no value on {path} {position(path, line)}; "
+                    f"{self.yaml_path}: field '{name}' ({getattr(self.spec, name)!r}) gave no value on {origin.at(line)}; "
                     f"every item needs its {name} (e.g. the passage it is about)"
                 )
             return str(raw)
 
         cluster, group = required("cluster"), required("group")
-        contexts, continuation = self._per_choice_contexts(value, choices or (), path, line) if "contexts" in exprs else (None, None)
+        contexts, continuation = self._per_choice_contexts(value, choices or (), origin, line) if "contexts" in exprs else (None, None)
         return Item(id=item_id, row=row, input=str(value("input")), target=target, choices=choices, label=label, verbalizers=verbalizers,
                     cluster=cluster, correct=correct if len(correct) > 1 else None, contexts=contexts, continuation=continuation,
                     group=group)
 
-    def _per_choice_contexts(self, value: Any, choices: tuple[str, ...], path: Path, line: int) -> tuple[tuple[str, ...], str]:
+    def _per_choice_contexts(self, value: Any, choices: tuple[str, ...], origin: Origin, line: int) -> tuple[tuple[str, ...], str]:
         """``contexts:`` (a list, one string per choice) and ``continuation:`` (non-empty text) of one row."""
         raw = value("contexts")
-        where = f"{self.yaml_path}: field 'contexts' ({self.spec.contexts!r}) on {path} {position(path, line)}"
+        where = f"{self.yaml_path}: field 'contexts' ({self.spec.contexts!r}) on {origin.at(line)}"
         if not isinstance(raw, (list, tuple)):
             raise HarnessError(f"{where}: expected a list with one context per choice, got {type(raw).__name__} {str(raw)[:60]!r}")
         if len(raw) != len(choices):
@@ -379,7 +393,7 @@ class Task:
         continuation = value("continuation")
         if not isinstance(continuation, (str, int, float)) or isinstance(continuation, bool) or not str(continuation).strip():
             raise HarnessError(
-                f"{self.yaml_path}: field 'continuation' ({self.spec.continuation!r}) on {path} {position(path, line)}: gave "
+                f"{self.yaml_path}: field 'continuation' ({self.spec.continuation!r}) on {origin.at(line)}: gave "
                 f"{continuation!r}; it must be non-empty text (the part every choice's context is scored on)"
             )
         return tuple(str(c) for c in raw), str(continuation)
@@ -504,7 +518,7 @@ def _codes_text(codes: dict[int, int]) -> str:
     return ", ".join(str(c) for c in ordered[:12]) + (", ..." if len(ordered) > 12 else "")
 
 
-def _check_unique_ids(items: list[Item], path: Path) -> None:
+def _check_unique_ids(items: list[Item], path: str) -> None:
     seen: dict[str, int] = {}
     for number, item in enumerate(items, start=1):
         if item.id in seen:

@@ -170,3 +170,94 @@ def test_the_cli_refuses_a_bad_csv_with_exit_2_and_no_traceback(tmp_path: Path, 
     code = main(["run", "--task", str(folder), "--data-dir", str(tmp_path / "data"), "--model", "scripted:x", "--db", str(tmp_path / "h.db"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "validation.csv line 3 (row 2): 3 fields" in err and "Traceback" not in err
+
+
+# -- a hub dataset, offline from a local cache -------------------------------------------------
+HUB_SPLITS = {"test": "arc_easy/test.jsonl", "validation": "arc_easy/validation.jsonl"}
+
+
+def hub_cache(tmp_path: Path) -> Path:
+    """The cache a `load_dataset("allenai/ai2_arc", "ARC-Easy")` leaves behind, made here: the
+    parquet builder prepares the Arrow files, which are laid out as the hub dataset's (what
+    datasets' offline mode reads: <cache>/allenai___ai2_arc/ARC-Easy/0.0.0/<hash>/)."""
+    import shutil
+
+    import datasets
+
+    files = {}
+    for split, relative in HUB_SPLITS.items():
+        files[split] = str(tmp_path / f"{split}.parquet")
+        write(jsonl_rows(relative), Path(files[split]))
+    build = tmp_path / "build"
+    datasets.load_dataset("parquet", data_files=files, cache_dir=str(build))
+    prepared = next(build.rglob("dataset_info.json")).parent
+    cache = tmp_path / "hf-cache"
+    target = cache / "allenai___ai2_arc" / "ARC-Easy" / "0.0.0" / "210d026faf9955653af8916fad021475a3f00453"
+    target.mkdir(parents=True)
+    for file in prepared.iterdir():
+        shutil.copy(file, target / file.name.replace("parquet-", "ai2_arc-"))
+    info = json.loads((target / "dataset_info.json").read_text(encoding="utf-8"))
+    info.update(builder_name="ai2_arc", config_name="ARC-Easy", dataset_name="ai2_arc")
+    (target / "dataset_info.json").write_text(json.dumps(info), encoding="utf-8")
+    return cache
+
+
+def hub_task(tmp_path: Path, split: str = "test") -> Path:
+    spec = yaml.safe_load((bundled_dir("tasks") / "arc_easy" / "task.yaml").read_text(encoding="utf-8"))
+    hub = {"path": "allenai/ai2_arc", "name": "ARC-Easy"}
+    spec["data"] = {"test": {"hf": {**hub, "split": split}}, "fewshot": {"hf": {**hub, "split": "validation"}}}
+    folder = tmp_path / "tasks" / f"arc_hub_{split}"
+    folder.mkdir(parents=True)
+    (folder / "task.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return folder
+
+
+def offline(cache: Path) -> dict[str, str]:
+    import os
+
+    return {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_hub_dataset_from_the_local_cache_gives_the_items_and_prompts_of_the_jsonl(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.tasks.hub_items import described
+
+    env = offline(hub_cache(tmp_path))
+    done = subprocess.run([sys.executable, "-m", "tests.tasks.hub_items", str(hub_task(tmp_path)), str(tmp_path)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    via_hub = json.loads(done.stdout.strip().splitlines()[-1])
+    reference = limited_jsonl(tmp_path / "ref", "arc_easy")
+    assert via_hub == json.loads(json.dumps(described(str(bundled_dir("tasks") / "arc_easy"), str(reference))))
+    assert len(via_hub) == 8 and all(len(row[5]) == 3 for row in via_hub)
+    run = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--task", str(hub_task(tmp_path / "b")), "--model", "scripted:x",
+                          "--shots", "1", "--limit", "4", "--db", str(tmp_path / "h.db"), "--quiet", "--json"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    config = json.loads(subprocess.run([sys.executable, "-c", "import json,sys; from harness.store.store import Store; "
+                                        f"s=Store({str(tmp_path / 'h.db')!r}); print(json.dumps(s.run_config(s.runs()[0].id)))"],
+                                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120).stdout)
+    data = next(iter(config["tasks"].values()))["data"]
+    assert set(data) == {"test", "fewshot"} and all(len(v) == 64 for v in data.values())  # the hub splits' provenance
+
+
+@pytest.mark.parametrize(("split", "path", "message"), [
+    ("nope", "allenai/ai2_arc", 'Unknown split "nope". Should be one of'),
+    ("test", "allenai/not_cached", "not found on the hub nor in the local cache"),
+])
+def test_a_hub_split_or_dataset_that_is_not_there_is_one_clear_error(tmp_path: Path, split: str, path: str, message: str) -> None:
+    import subprocess
+    import sys
+
+    folder = hub_task(tmp_path, split)
+    text = (folder / "task.yaml").read_text(encoding="utf-8").replace("allenai/ai2_arc", path)
+    (folder / "task.yaml").write_text(text, encoding="utf-8")
+    run = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--task", str(folder), "--model", "scripted:x", "--limit", "2",
+                          "--db", str(tmp_path / "h.db"), "--quiet"], cwd=ROOT, env=offline(hub_cache(tmp_path)), capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr[-2000:]
