@@ -1,13 +1,14 @@
 """Scoring: extraction filters then per-item metrics (and corpus aggregations).
 
 Importing this package registers every built-in metric: the per-item ones in ``metrics``,
-and the library-backed ones (sacrebleu, rouge-score, SQuAD, scikit-learn, ``maj@k`` /
+and the library-backed ones (sacrebleu, rouge-score, SQuAD, scikit-learn, METEOR, ``maj@k`` /
 ``pass@k``, ``evaluate:<name>``) whose libraries are imported only when first used.
 """
 
 from harness.scoring import (  # noqa: F401,E402  (registration)
     classification_metrics,
     evaluate_adapter,
+    meteor,
     qa_metrics,
     sampling_metrics,
     text_metrics,

@@ -28,6 +28,11 @@ def metric_problem(task: Task, name: str) -> str | None:
                 "(and a generation temperature > 0)")
     if spec.type not in metric.task_types:
         return f"metric '{name}' does not apply to a {spec.type} task (it is for: {', '.join(metric.task_types)})"
+    if metric.requires is not None:
+        try:
+            metric.requires()
+        except HarnessError as exc:
+            return str(exc)
     return None
 
 

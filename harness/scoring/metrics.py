@@ -83,6 +83,9 @@ class Metric:
     # unbounded), so such items are excluded and counted. 0/1 metrics default to 0 (or 1 when
     # lower is better), see harness.analysis.summaries.worst_value.
     worst: float | None = None
+    # what must be present to score at all (data files such as WordNet), checked when a task is
+    # planned so a run stops before it starts, not at its first item: raises HarnessError saying why
+    requires: Callable[[], object] | None = None
 
     def __post_init__(self) -> None:
         if (self.aggregation == "corpus") != (self.corpus is not None):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.scoring import apply_filters, build_filter
+from harness.tasks.sources import Origin
 from harness.tasks.task import load_task
 from tests.conftest import ROOT as PROJECT_ROOT
 
@@ -43,5 +44,5 @@ def test_extraction(case: dict) -> None:
 
 @pytest.mark.parametrize("case", CASES["targets"])
 def test_target_is_the_final_number(case: dict) -> None:
-    item = TASK._make_item({"question": "q", "answer": case["answer"]}, Path("test.jsonl"), 1)
+    item = TASK._make_item({"question": "q", "answer": case["answer"]}, Origin("test.jsonl", "test", "line"), 1)
     assert item.target == (case["expected"],)
