@@ -6,11 +6,12 @@ The Python API for notebooks and scripts (see ``harness.api``)::
     summary = harness.run({"tasks": ["capitals"], "shots": [0, 3]})
     df = harness.load_results("results/harness.db", run=summary.run_id)
     comp = harness.compare("results/harness.db", runs=[summary.run_id])
+    task = harness.Task(name="my_qa", type="generate", data={"test": "qa.csv"}, ...)   # a task.yaml as code
 
 The packages follow the flow (docs/architecture.md): tasks -> prompts -> fewshot -> requests ->
 backends -> scoring -> store -> runner -> analysis -> report, with the CLI on top.
 """
 
-from harness.api import compare, load_results, run
+from harness.api import Task, compare, load_results, run
 
-__all__ = ["compare", "load_results", "run"]
+__all__ = ["Task", "compare", "load_results", "run"]
