@@ -19,6 +19,7 @@ from harness.cli import (  # noqa: F401  (registration: each module registers it
     decide,
     draws,
     formats,
+    imports,
     plan,
     sensitivity,
     tune,

@@ -1,0 +1,83 @@
+"""``harness import promptsource DATASET -o prompts/TASK``: bring prompt variants users already have."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.cli.verbs import Verb, register_verb
+from harness.core.errors import HarnessError
+from harness.core.paths import cache_dir
+from harness.prompts.promptsource import ARCHIVE, archive_path, import_templates
+from harness.prompts.template import load_prompt
+from harness.report.terminal import console, print_json
+from harness.tasks.task import Task, find_task
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", choices=["promptsource"], help="what to import")
+    p.add_argument("dataset", help="PromptSource dataset[/subset], e.g. glue/sst2, super_glue/boolq, ag_news")
+    p.add_argument("-o", "--out", type=Path, required=True, help="folder for the variants, e.g. prompts/sst2")
+    p.add_argument("--from", dest="source", type=Path, help=f"PromptSource's source archive ({ARCHIVE}), its templates folder, or a "
+                   "templates.yaml (default: the archive, fetched once from the package registry into harness's cache)")
+    p.add_argument("--field", action="append", default=[], metavar="NAME=EXPR",
+                   help="a PromptSource variable the task's rows lack, as an expression over their fields, "
+                   "e.g. --field \"text=Title ~ '. ' ~ Description\" (repeatable)")
+    p.add_argument("--task", help="check every variant renders on this task's first items; those that do not are not kept")
+    p.add_argument("--json", action="store_true")
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    source = args.source or archive_path(cache_dir() / "promptsource")
+    task = find_task(args.task, args.tasks_dir, args.data_dir) if args.task else None
+    result = import_templates(args.dataset, args.out, source, _fields(args.field))
+    kept, skipped = list(result.written), list(result.skipped)
+    if task is not None:
+        for path in list(kept):
+            problem = _fails_on(task, path)
+            if problem:
+                path.unlink()
+                kept.remove(path)
+                skipped.append((path.stem, f"does not render on task '{task.name}': {problem}"))
+    if not kept:
+        raise HarnessError(f"no PromptSource template of '{args.dataset}' could be imported: "
+                           + "; ".join(f"{name}: {why}" for name, why in skipped))
+    if args.json:
+        print_json({"written": [str(p) for p in kept], "skipped": [{"name": n, "why": w} for n, w in skipped]})
+        return 0
+    out = console()
+    out.print(f"{len(kept)} variants written to {args.out}: {', '.join(p.stem for p in kept)}", highlight=False)
+    for name, why in skipped:
+        out.print(f"  skipped {name}: {why}", highlight=False)
+    target = f" --task {args.task}" if args.task else ""
+    out.print(f"compare them: harness run{target} --prompts-dir {args.out.parent} --prompt {' '.join(p.stem for p in kept[:3])} ...",
+              highlight=False)
+    return 0
+
+
+def _fields(given: list[str]) -> dict[str, str]:
+    fields = {}
+    for entry in given:
+        name, sep, expression = entry.partition("=")
+        if not sep or not name.strip().isidentifier() or not expression.strip():
+            raise HarnessError(f"--field {entry!r}: expected NAME=EXPR, e.g. --field \"text=Title ~ '. ' ~ Description\"")
+        fields[name.strip()] = expression.strip()
+    return fields
+
+
+def _fails_on(task: Task, path: Path) -> str | None:
+    """Why the template at ``path`` does not render the task's first items (with demonstrations), or None."""
+    template = load_prompt(task, str(path))
+    items = task.items("test")[:3]
+    try:
+        for item in items:
+            rendered = template.render(task, item, [i for i in items if i is not item][:2])
+            if task.labels and len(rendered.continuations) != len(task.labels):
+                return (f"the task scores {len(rendered.continuations)} verbalizer words for its {len(task.labels)} labels, a "
+                        "PromptSource template one answer per label: use a task with one verbalizer per label")
+    except HarnessError as exc:
+        return str(exc)
+    return None
+
+
+register_verb(Verb("import", "import prompt variants: PromptSource templates as harness templates", _arguments, cmd_import, ("dirs",)))
