@@ -18,6 +18,7 @@ from harness.cli import (  # noqa: F401  (registration: each module registers it
     calibrate,
     decide,
     draws,
+    export,
     formats,
     imports,
     plan,
@@ -42,7 +43,7 @@ from harness.tasks.subsets import select_items
 from harness.tasks.task import discover_tasks, find_task, load_task
 
 # the order of ``harness --help``; verbs not listed follow by name
-HELP_ORDER = ("tasks", "validate", "import", "run", "compare", "show", "ab", "rescore", "report", "tune", "calibrate", "draws", "formats",
+HELP_ORDER = ("tasks", "validate", "import", "run", "compare", "show", "ab", "rescore", "report", "tune", "calibrate", "draws", "export", "formats",
               "sensitivity", "plan", "cache")
 
 
