@@ -10,8 +10,8 @@ python -c "import llama_cpp.server" 2>/dev/null || CMAKE_ARGS="-DLLAVA_BUILD=OFF
 bash scripts/vllm_venv.sh
 # the slow agreement tests run lm-evaluation-harness itself on the embedded model (pyproject extra "bench")
 python -c "import lm_eval" 2>/dev/null || python -m pip install -q "lm-eval==0.4.13"
-# harness export --format mlflow is read back with MLflow's own client (pyproject extra "mlflow")
-python -c "import mlflow" 2>/dev/null || python -m pip install -q "mlflow-skinny>=2.10"
+# harness export --format mlflow / wandb are read back with MLflow's client and W&B's protobuf records (extras "mlflow", "wandb")
+python -c "import mlflow, wandb" 2>/dev/null || python -m pip install -q "mlflow-skinny>=2.10" "wandb>=0.19"
 # the house rules: layers in flow order (import-linter), types (mypy --strict on harness/), lint (ruff)
 (python -c "import importlinter, mypy, ruff" && python -m pip show -q types-PyYAML) >/dev/null 2>&1 || python -m pip install -q -e ".[lint]"
 lint-imports

@@ -1,4 +1,4 @@
-"""``harness export RUN --format lm-eval|mlflow``: a stored run in another tool's own format."""
+"""``harness export RUN --format lm-eval|mlflow|wandb``: a stored run in another tool's own format."""
 
 from __future__ import annotations
 
@@ -10,17 +10,19 @@ from harness.core.errors import HarnessError
 from harness.report.lm_eval_format import export_lm_eval
 from harness.report.mlflow_format import export_mlflow
 from harness.report.terminal import console, print_json
+from harness.report.wandb_format import export_wandb
 from harness.store.store import Store
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", nargs="?", default="latest", help="run id or prefix (default: latest)")
-    p.add_argument("--format", choices=["lm-eval", "mlflow"], default="lm-eval",
+    p.add_argument("--format", choices=["lm-eval", "mlflow", "wandb"], default="lm-eval",
                    help="lm-eval: results_<date>.json and samples_<task>_<date>.jsonl per model folder, as lm-eval writes them; "
-                   "mlflow: one MLflow run per cell (params, metrics, items.jsonl artifact)")
+                   "mlflow: one MLflow run per cell (params, metrics, items.jsonl artifact); wandb: one W&B run per cell "
+                   "(config, summary, items table; WANDB_MODE=offline writes them under OUT/wandb)")
     p.add_argument("-o", "--out", type=Path, help="output folder (lm-eval; mlflow: the default file:// store is <out>/mlruns)")
     p.add_argument("--tracking-uri", help="mlflow: where to log (default: file://<out>/mlruns)")
-    p.add_argument("--experiment", default="harness", help="mlflow: the experiment's name (default: %(default)s)")
+    p.add_argument("--experiment", default="harness", help="mlflow: the experiment's name; wandb: the project's (default: %(default)s)")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -32,10 +34,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.format == "mlflow":
             uri = args.tracking_uri or (args.out.resolve() / "mlruns").as_uri()
             logged = export_mlflow(store, run_id, uri, args.experiment)
+        elif args.format == "wandb":
+            runs = export_wandb(store, run_id, args.out, args.experiment)
         else:
             written = export_lm_eval(store, run_id, args.out)
     finally:
         store.close()
+    if args.format == "wandb":
+        if args.json:
+            print_json({"run_id": run_id, "wandb_runs": runs.run_ids, "folder": str(runs.folder)})
+        else:
+            console().print(f"run {run_id}: {len(runs.run_ids)} W&B runs in project '{args.experiment}' ({runs.folder})", highlight=False)
+        return 0
     if args.format == "mlflow":
         if args.json:
             print_json({"run_id": run_id, "tracking_uri": uri, "experiment_id": logged.experiment_id, "mlflow_runs": logged.run_ids})
