@@ -41,6 +41,7 @@ def promptsource(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     sys.path.insert(0, str(next(root.glob("promptsource-*"))))
     stand_in = types.ModuleType("pkg_resources")
     stand_in.resource_filename = lambda package, name: str(Path(importlib.import_module(package).__file__).parent / name)  # type: ignore[attr-defined]
+    added = "pkg_resources" not in sys.modules
     sys.modules.setdefault("pkg_resources", stand_in)
     try:
         yield importlib.import_module("promptsource.templates")
@@ -48,6 +49,8 @@ def promptsource(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         sys.path.pop(0)
         for name in [n for n in sys.modules if n == "promptsource" or n.startswith("promptsource.")]:
             del sys.modules[name]
+        if added:  # the stand-in must not outlive PromptSource: other code imports the real one
+            del sys.modules["pkg_resources"]
 
 
 def single_word_ag_news(tmp_path: Path) -> Task:
