@@ -1,4 +1,5 @@
-"""``harness import promptsource DATASET -o prompts/TASK``: bring prompt variants users already have."""
+"""``harness import promptsource DATASET -o prompts/TASK`` and ``harness import lm-eval TASK.yaml -o tasks/NAME``:
+bring the prompt variants and tasks users already have."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from harness.cli.verbs import Verb, register_verb
 from harness.core.errors import HarnessError
 from harness.core.paths import cache_dir
+from harness.prompts.lm_eval_import import convert, lm_eval_yaml
 from harness.prompts.promptsource import ARCHIVE, archive_path, import_templates
 from harness.prompts.template import load_prompt
 from harness.report.terminal import console, print_json
@@ -15,9 +17,11 @@ from harness.tasks.task import Task, find_task
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("kind", choices=["promptsource"], help="what to import")
-    p.add_argument("dataset", help="PromptSource dataset[/subset], e.g. glue/sst2, super_glue/boolq, ag_news")
-    p.add_argument("-o", "--out", type=Path, required=True, help="folder for the variants, e.g. prompts/sst2")
+    p.add_argument("kind", choices=["promptsource", "lm-eval"], help="what to import")
+    p.add_argument("dataset", help="promptsource: a dataset[/subset], e.g. glue/sst2, super_glue/boolq, ag_news; "
+                   "lm-eval: a task YAML, or the name of a task shipped with the installed lm-eval (arc_easy)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="promptsource: the folder for the variants, e.g. prompts/sst2; "
+                   "lm-eval: the task folder to write, e.g. tasks/arc_easy_lm")
     p.add_argument("--from", dest="source", type=Path, help=f"PromptSource's source archive ({ARCHIVE}), its templates folder, or a "
                    "templates.yaml (default: the archive, fetched once from the package registry into harness's cache)")
     p.add_argument("--field", action="append", default=[], metavar="NAME=EXPR",
@@ -28,6 +32,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    if args.kind == "lm-eval":
+        return _import_lm_eval(args)
     source = args.source or archive_path(cache_dir() / "promptsource")
     task = find_task(args.task, args.tasks_dir, args.data_dir) if args.task else None
     result = import_templates(args.dataset, args.out, source, _fields(args.field))
@@ -51,6 +57,22 @@ def cmd_import(args: argparse.Namespace) -> int:
         out.print(f"  skipped {name}: {why}", highlight=False)
     target = f" --task {args.task}" if args.task else ""
     out.print(f"compare them: harness run{target} --prompts-dir {args.out.parent} --prompt {' '.join(p.stem for p in kept[:3])} ...",
+              highlight=False)
+    return 0
+
+
+def _import_lm_eval(args: argparse.Namespace) -> int:
+    converted = convert(lm_eval_yaml(args.dataset), args.out)
+    if args.json:
+        print_json({"folder": str(converted.folder), "task": converted.task, "num_fewshot": converted.num_fewshot,
+                    "warnings": converted.warnings})
+        return 0
+    out = console()
+    out.print(f"task '{converted.task['name']}' written to {converted.folder} (task.yaml, prompts/lm_eval.jinja)", highlight=False)
+    for warning in converted.warnings:
+        out.print(f"  warning: {warning}", highlight=False)
+    shots = f" --shots {converted.num_fewshot}" if converted.num_fewshot is not None else ""
+    out.print(f"run it: harness run --task {converted.folder}{shots} (hub data: set HF_DATASETS_OFFLINE=1 to use the local cache)",
               highlight=False)
     return 0
 
@@ -80,4 +102,5 @@ def _fails_on(task: Task, path: Path) -> str | None:
     return None
 
 
-register_verb(Verb("import", "import prompt variants: PromptSource templates as harness templates", _arguments, cmd_import, ("dirs",)))
+register_verb(Verb("import", "import PromptSource templates as prompt variants, or an lm-eval task YAML as a task folder", _arguments,
+                   cmd_import, ("dirs",)))

@@ -37,6 +37,7 @@ import yaml
 
 from harness.core.errors import HarnessError
 from harness.core.templating import environment
+from harness.prompts.foreign import keep_whitespace, row_scope, template_variables
 
 VERSION = "0.2.3"
 ARCHIVE = f"promptsource-{VERSION}.tar.gz"
@@ -139,22 +140,6 @@ def _templates_text(source: Path, dataset: str) -> tuple[str, str]:
     return path.read_text(encoding="utf-8"), str(path)
 
 
-def _keep_whitespace(jinja: str) -> str:
-    """PromptSource renders without trim_blocks/lstrip_blocks; harness's environment has both:
-    mark every block tag so they do not apply to it."""
-    jinja = re.sub(r"\{%(?![-+])", "{%+", jinja)
-    return re.sub(r"(?<![-+])%\}", "+%}", jinja)
-
-
-def _variables(source: str) -> list[str]:
-    env = environment()
-    try:
-        names = jinja2.meta.find_undeclared_variables(env.parse(source))
-    except jinja2.TemplateSyntaxError as exc:
-        raise HarnessError(f"syntax error (line {exc.lineno}): {exc.message}") from None
-    return sorted(n for n in names if n not in env.globals and n != "answer_choices")
-
-
 _TAG = re.compile(r"\{%[-+]?\s*(\w+)")
 _OPENS = {"if", "for", "macro", "with", "block", "filter", "call", "raw", "autoescape"}
 
@@ -172,16 +157,6 @@ def input_source(jinja: str) -> str:
     return jinja[:at] if at >= 0 and depth == 0 else jinja
 
 
-def _row_scope(names: list[str], fields: dict[str, str]) -> tuple[str, str]:
-    """Opening and closing ``with`` tags that give the template its variables from the row ``r``:
-    a field of the same name, or the expression ``fields`` maps the name to (over the row's fields:
-    ``text`` = ``Title ~ '. ' ~ Description``)."""
-    used = sorted({v for n in names if n in fields for v in _variables(f"{{{{ {fields[n]} }}}}")})
-    inner = ", ".join(f"{n}=({fields[n]})" if n in fields else f"{n}=r[{n!r}]" for n in names)
-    opening = (f"{{% with {', '.join(f'{v}=r[{v!r}]' for v in used)} +%}}" if used else "{% with +%}") + f"{{% with {inner} +%}}"
-    return opening, "{%+ endwith %}{%+ endwith %}"  # +%} / {%+: no trimming next to the original text
-
-
 def convert(template: PSTemplate, dataset: str, fields: dict[str, str] | None = None) -> str:
     """The harness template for one PromptSource template; HarnessError saying why it cannot be.
     ``fields`` maps a PromptSource variable to an expression over the task's row fields."""
@@ -192,10 +167,10 @@ def convert(template: PSTemplate, dataset: str, fields: dict[str, str] | None = 
     if "|||" not in template.jinja:
         raise HarnessError("has no ||| between input and target")
     source = input_source(template.jinja)
-    text = _keep_whitespace(source.replace("}}", f" | string | truncate({TEXT_VAR_LENGTH}) }}}}"))
-    choices = _keep_whitespace(template.answer_choices)
-    names = sorted(set(_variables(source)) | set(_variables(template.answer_choices)))
-    with_row, end_row = _row_scope(names, fields or {})
+    text = keep_whitespace(source.replace("}}", f" | string | truncate({TEXT_VAR_LENGTH}) }}}}"))
+    choices = keep_whitespace(template.answer_choices)
+    names = sorted(set(template_variables(source)) | set(template_variables(template.answer_choices)))
+    with_row, end_row = row_scope(names, fields or {})
     meta = ", ".join(f"{k}: {v}" for k, v in sorted(template.metadata.items()) if k in ("original_task", "choices_in_prompt", "metrics", "languages"))
     header = (f"{{# PromptSource {dataset} \"{template.name}\" (id {template.id}){'; ' + meta if meta else ''}. Imported by harness import "
               "promptsource: the prompt is PromptSource's apply() before |||, choice i is scored as \" \" + answer_choices[i] #}\n")

@@ -1,0 +1,103 @@
+"""``harness import lm-eval``: the task YAMLs that ship inside lm-eval 0.4.13, converted, render
+exactly the prompts, continuations and targets lm-eval's own ``ConfigurableTask`` renders for the
+same rows (hub-shaped rows made from ../shared/data; the first-n sampler on both sides), and
+what cannot be converted (``!function``, ``process_docs``) is refused naming the line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.cli.app import main
+from harness.runner.planning import plan, prepare, selector_for
+from harness.runner.spec import ExperimentSpec
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is installed by scripts/test.sh")
+
+
+def jsonl(relative: str, n: int, start: int = 0, keep: Callable[[dict[str, Any]], bool] = lambda r: True) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in (DATA / relative).read_text(encoding="utf-8").split("\n") if line.strip()]  # not splitlines: \u2028 in text
+    return [r for r in rows if keep(r)][start:start + n]
+
+
+def arc(row: dict[str, Any]) -> dict[str, Any]:  # the AI2 rows as the hub's allenai/ai2_arc has them
+    return {"id": row["id"], "question": row["question"]["stem"], "answerKey": row["answerKey"],
+            "choices": {"text": [c["text"] for c in row["question"]["choices"]], "label": [c["label"] for c in row["question"]["choices"]]}}
+
+
+def boolq(row: dict[str, Any]) -> dict[str, Any]:  # as aps/super_glue's boolq
+    return {"question": row["question"], "passage": row["passage"], "idx": 0, "label": int(row["answer"])}
+
+
+CASES = {  # task -> (test rows, few-shot rows, shots)
+    "arc_easy": (lambda: [arc(r) for r in jsonl("arc_easy/test.jsonl", 12)], lambda: [arc(r) for r in jsonl("arc_easy/validation.jsonl", 5)], 3),
+    "arc_challenge": (lambda: [arc(r) for r in jsonl("arc_challenge/test.jsonl", 12)],
+                      lambda: [arc(r) for r in jsonl("arc_challenge/validation.jsonl", 5)], 2),
+    "boolq": (lambda: [boolq(r) for r in jsonl("boolq/validation.jsonl", 10, 10)], lambda: [boolq(r) for r in jsonl("boolq/validation.jsonl", 5)], 2),
+    "mmlu_anatomy": (lambda: jsonl("mmlu/test.jsonl", 12, keep=lambda r: r["subject"] == "anatomy"),
+                     lambda: jsonl("mmlu/dev.jsonl", 5, keep=lambda r: r["subject"] == "anatomy"), 5),
+    "gsm8k": (lambda: jsonl("gsm8k/test.jsonl", 8, 10), lambda: jsonl("gsm8k/test.jsonl", 5), 3),
+}
+
+
+def write(rows: list[dict[str, Any]], path: Path) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_converted_task_renders_what_lm_eval_renders(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lm_eval.api.task import ConfigurableTask
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from harness.prompts.lm_eval_import import lm_eval_yaml
+
+    make_tests, make_pool, shots = CASES[name]
+    tests, pool = make_tests(), make_pool()
+    files = {"test": write(tests, tmp_path / "test.jsonl"), "fewshot": write(pool, tmp_path / "fewshot.jsonl")}
+    folder = tmp_path / "converted" / name
+    assert main(["import", "lm-eval", name, "-o", str(folder), "--json"]) == 0
+    capsys.readouterr()
+    spec = yaml.safe_load((folder / "task.yaml").read_text(encoding="utf-8"))
+    spec["data"] = files  # the same rows for both sides (the hub sources are tested in tests/tasks/test_sources.py)
+    (folder / "task.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+
+    config = load_yaml(lm_eval_yaml(name))  # lm-eval's own loader: its include chain
+    config = {k: v for k, v in config.items() if k not in ("include", "tag", "group")}
+    config.update(dataset_path="json", dataset_name=None, dataset_kwargs={"data_files": {"test": files["test"], "train": files["fewshot"]}},
+                  test_split="test", validation_split=None, training_split="train", fewshot_split="train", fewshot_config={"sampler": "first_n"})
+    theirs = ConfigurableTask(config=config)
+    docs = list(theirs.test_docs())
+
+    for k in (0, shots):
+        experiment = ExperimentSpec(tasks=[str(folder)], shots=[k], selectors=["first_k"], prompts=["lm_eval"], limit=len(tests))
+        cell = plan(experiment)[0]
+        selector = selector_for(cell)
+        for pos, (item, doc) in enumerate(zip(cell.items, docs)):
+            rendered = prepare(cell, pos, item, selector).rendered
+            assert rendered.prompt == theirs.fewshot_context(doc, k), (name, k, item.id)
+            if theirs.OUTPUT_TYPE == "multiple_choice":
+                delimiter = theirs.config.target_delimiter
+                assert rendered.continuations == tuple(delimiter + c for c in theirs.doc_to_choice(doc)), (name, item.id)
+                assert item.target == theirs.doc_to_target(doc), (name, item.id)
+            else:
+                assert item.target == (theirs.doc_to_target(doc),)
+
+
+def test_python_code_and_process_docs_are_refused_naming_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["import", "lm-eval", "hellaswag", "-o", str(tmp_path / "h")]) == 2
+    err = capsys.readouterr().err
+    assert "hellaswag.yaml line 10" in err and "!function utils.process_docs" in err and "Traceback" not in err
+    path = tmp_path / "mine.yaml"
+    path.write_text("task: mine\ndataset_path: x/y\noutput_type: multiple_choice\ntest_split: test\n"
+                    "doc_to_text: !function utils.text\ndoc_to_choice: [a, b]\ndoc_to_target: 0\n", encoding="utf-8")
+    assert main(["import", "lm-eval", str(path), "-o", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "mine.yaml line 5" in err and "never runs it" in err
+    assert not (tmp_path / "m").exists()  # nothing half-written
