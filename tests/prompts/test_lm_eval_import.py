@@ -101,3 +101,46 @@ def test_python_code_and_process_docs_are_refused_naming_the_line(tmp_path: Path
     err = capsys.readouterr().err
     assert "mine.yaml line 5" in err and "never runs it" in err
     assert not (tmp_path / "m").exists()  # nothing half-written
+
+
+@pytest.mark.slow
+def test_the_converted_arc_easy_predicts_what_lm_eval_predicts_on_the_embedded_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Acceptance story (b): lm-eval's arc_easy YAML converted; on the embedded model, 100 items,
+    the same predictions as lm-eval itself (HFLM, float32, CPU) on the same rows, 0-shot."""
+    from lm_eval import simple_evaluate
+    from lm_eval.api.task import ConfigurableTask
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from harness.backends import ModelSpec
+    from harness.backends.hf.embedded import embedded_model_path
+    from harness.prompts.lm_eval_import import lm_eval_yaml
+    from harness.runner.execute import run_experiment
+    from harness.store.store import Store
+
+    n = 100
+    rows = [arc(r) for r in jsonl("arc_easy/test.jsonl", n)]
+    files = {"test": write(rows, tmp_path / "test.jsonl"), "fewshot": write([arc(r) for r in jsonl("arc_easy/validation.jsonl", 5)],
+                                                                          tmp_path / "fewshot.jsonl")}
+    folder = tmp_path / "arc_easy_lm"
+    assert main(["import", "lm-eval", "arc_easy", "-o", str(folder), "--json"]) == 0
+    capsys.readouterr()
+    spec = yaml.safe_load((folder / "task.yaml").read_text(encoding="utf-8"))
+    (folder / "task.yaml").write_text(yaml.safe_dump({**spec, "data": files}), encoding="utf-8")
+    experiment = ExperimentSpec(tasks=[str(folder)], shots=[0], prompts=["lm_eval"], limit=n, models=[ModelSpec(dtype="float32")])
+    store = Store(tmp_path / "h.db")
+    run = run_experiment(experiment, store, show_progress=False).run_id
+    ours = {r.position: [x["logprob"] for x in r.response] for r in store.items([run])}
+
+    config = {k: v for k, v in load_yaml(lm_eval_yaml("arc_easy")).items() if k not in ("include", "tag", "group")}
+    config.update(dataset_path="json", dataset_name=None, dataset_kwargs={"data_files": {"test": files["test"]}}, test_split="test",
+                  validation_split=None, training_split=None)
+    model = HFLM(pretrained=str(embedded_model_path()), dtype="float32", batch_size=8, device="cpu")
+    output = simple_evaluate(model=model, tasks=[ConfigurableTask(config=config)], limit=n, log_samples=True, bootstrap_iters=0)
+    samples = sorted(output["samples"]["arc_easy"], key=lambda s: s["doc_id"])  # type: ignore[index]
+    theirs = {s["doc_id"]: [float(r[0]) for r in s["filtered_resps"]] for s in samples}
+    argmax = lambda v: max(range(len(v)), key=v.__getitem__)  # noqa: E731
+    same = sum(argmax(ours[i]) == argmax(theirs[i]) for i in theirs)
+    worst = max(abs(a - b) for i in theirs for a, b in zip(ours[i], theirs[i]))
+    assert len(theirs) == len(ours) == n
+    assert same == n and worst < 1e-3, f"{same}/{n} predictions equal to lm-eval's, max |Δ log-prob| {worst:.1e}"
