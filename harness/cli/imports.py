@@ -9,7 +9,7 @@ from pathlib import Path
 from harness.cli.verbs import Verb, register_verb
 from harness.core.errors import HarnessError
 from harness.core.paths import cache_dir
-from harness.prompts.lm_eval_import import convert, lm_eval_yaml
+from harness.prompts.lm_eval_import import convert, read_config, task_files
 from harness.prompts.promptsource import ARCHIVE, archive_path, import_templates
 from harness.prompts.template import load_prompt
 from harness.report.terminal import console, print_json
@@ -62,7 +62,17 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def _import_lm_eval(args: argparse.Namespace) -> int:
-    converted = convert(lm_eval_yaml(args.dataset), args.out)
+    files = task_files(args.dataset)
+    if len(files) > 1:  # a group or tag: one task folder per member, under OUT
+        done = [convert(path, args.out / str(read_config(path).get("task", path.stem))) for path in files]
+        if args.json:
+            print_json({"group": args.dataset, "tasks": [{"folder": str(c.folder), "num_fewshot": c.num_fewshot, "warnings": c.warnings}
+                                                         for c in done]})
+        else:
+            console().print(f"'{args.dataset}': {len(done)} tasks written under {args.out}: "
+                            f"{', '.join(c.task['name'] for c in done[:8])}{' ...' if len(done) > 8 else ''}", highlight=False)
+        return 0
+    converted = convert(files[0], args.out)
     if args.json:
         print_json({"folder": str(converted.folder), "task": converted.task, "num_fewshot": converted.num_fewshot,
                     "warnings": converted.warnings})

@@ -64,21 +64,69 @@ class Converted:
     warnings: list[str]
 
 
+def _tasks_root() -> Path:
+    try:
+        import lm_eval
+    except ImportError:
+        raise HarnessError("naming lm-eval's tasks needs lm-eval installed (pip install 'harness[bench]'); or give a task YAML") from None
+    return Path(lm_eval.__file__).parent / "tasks"
+
+
+def _shipped(name: str) -> list[tuple[Path, dict[str, Any]]]:
+    """The installed lm-eval's YAMLs that mention ``name``, parsed safely (unparsable ones skipped)."""
+    found = []
+    for candidate in sorted(_tasks_root().rglob("*.yaml")):
+        text = candidate.read_text(encoding="utf-8", errors="replace")
+        if name not in text:
+            continue
+        try:
+            document = yaml.load(text, Loader=_Loader)  # noqa: S506 (SafeLoader + a marker tag)
+        except yaml.YAMLError:
+            continue
+        if isinstance(document, dict):
+            found.append((candidate, document))
+    return found
+
+
+def _tags(document: dict[str, Any]) -> list[str]:
+    tags = document.get("tag")
+    return [str(t) for t in tags] if isinstance(tags, list) else [str(tags)] if tags else []
+
+
 def lm_eval_yaml(given: str) -> Path:
     """A task YAML path, or the file of a task shipped with the installed lm-eval (``arc_easy``)."""
     path = Path(given).expanduser()
     if path.suffix in (".yaml", ".yml") or path.exists():
         return path
-    try:
-        import lm_eval
-    except ImportError:
-        raise HarnessError(f"'{given}' is not a file; name a task YAML (or install lm-eval to name its tasks)") from None
-    root = Path(lm_eval.__file__).parent / "tasks"
-    pattern = re.compile(rf"^['\"]?task['\"]?:\s*['\"]?{re.escape(given)}['\"]?\s*$", re.MULTILINE)
-    for candidate in sorted(root.rglob("*.yaml")):
-        if pattern.search(candidate.read_text(encoding="utf-8", errors="replace")):
+    for candidate, document in _shipped(given):
+        if document.get("task") == given and "group" not in document:
             return candidate
-    raise HarnessError(f"lm-eval {getattr(lm_eval, '__version__', '')} ships no task named '{given}' (searched {root})")
+    raise HarnessError(f"the installed lm-eval ships no task named '{given}' (searched {_tasks_root()})")
+
+
+def task_files(given: str, seen: frozenset[str] = frozenset()) -> list[Path]:
+    """The task YAMLs behind a task, a group (its ``task:`` list, recursively) or a tag: a YAML path
+    or a name of the installed lm-eval's."""
+    if given in seen:
+        raise HarnessError(f"lm-eval group loop through {', '.join(sorted(seen))}")
+    path = Path(given).expanduser()
+    documents = [(path, read_config(path))] if path.suffix in (".yaml", ".yml") or path.exists() else _shipped(given)
+    for candidate, document in documents:
+        is_group = "group" in document
+        if not is_group and (document.get("task") == given or candidate == path):
+            return [candidate]
+        if document.get("group") == given or candidate == path:
+            members = document.get("task", [])
+            out: list[Path] = []
+            for member in members if isinstance(members, list) else [members]:
+                if isinstance(member, dict):
+                    raise HarnessError(f"{candidate}: group '{given}' defines a task inline; write it as its own YAML to convert it")
+                out += task_files(str(member), seen | {given})
+            return out
+    tagged = [c for c, d in documents if given in _tags(d)]
+    if tagged:
+        return tagged
+    raise HarnessError(f"the installed lm-eval ships no task, group or tag named '{given}' (searched {_tasks_root()})")
 
 
 def read_config(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -96,6 +144,7 @@ def read_config(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     base: dict[str, Any] = {}
     if "include" in document:
         base = read_config(path.parent / str(document.pop("include")), (*seen, path))
+    base.pop("group", None)  # an included file's group is its own, not the includer's
     return {**base, **document, "_file": str(path)}
 
 

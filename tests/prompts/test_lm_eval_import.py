@@ -100,6 +100,8 @@ def test_python_code_and_process_docs_are_refused_naming_the_line(tmp_path: Path
     assert main(["import", "lm-eval", str(path), "-o", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
     assert "mine.yaml line 5" in err and "never runs it" in err
+    assert main(["import", "lm-eval", "winogrande", "-o", str(tmp_path / "w")]) == 2
+    assert "doc_to_text: !function preprocess_winogrande.doc_to_text" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()  # nothing half-written
 
 
@@ -144,3 +146,39 @@ def test_the_converted_arc_easy_predicts_what_lm_eval_predicts_on_the_embedded_m
     worst = max(abs(a - b) for i in theirs for a, b in zip(ours[i], theirs[i]))
     assert len(theirs) == len(ours) == n
     assert same == n and worst < 1e-3, f"{same}/{n} predictions equal to lm-eval's, max |Δ log-prob| {worst:.1e}"
+
+
+def test_a_group_becomes_one_task_folder_per_member(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """lm-eval's mmlu group (groups of groups of a tag) -> its 57 subject tasks; each renders as lm-eval's did above."""
+    assert main(["import", "lm-eval", "mmlu", "-o", str(tmp_path / "mmlu"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    folders = {Path(t["folder"]).name for t in out["tasks"]}
+    assert len(folders) == 57 and {"mmlu_anatomy", "mmlu_abstract_algebra", "mmlu_world_religions"} <= folders
+    spec = yaml.safe_load((tmp_path / "mmlu" / "mmlu_anatomy" / "task.yaml").read_text(encoding="utf-8"))
+    assert spec["data"]["test"] == {"hf": {"path": "cais/mmlu", "name": "anatomy", "split": "test"}}
+    assert spec["data"]["fewshot"]["hf"]["split"] == "dev"
+
+
+def test_piqa_style_choices_from_fields_and_a_field_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """piqa (not in ../shared/data): rows of its shape made from ARC-Easy's, rendered by both sides."""
+    from lm_eval.api.task import ConfigurableTask
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from harness.prompts.lm_eval_import import lm_eval_yaml
+
+    rows = [{"goal": r["question"]["stem"], "sol1": r["question"]["choices"][0]["text"], "sol2": r["question"]["choices"][1]["text"],
+             "label": i % 2} for i, r in enumerate(jsonl("arc_easy/test.jsonl", 10))]
+    files = {"test": write(rows, tmp_path / "test.jsonl"), "fewshot": write(rows[:3], tmp_path / "fewshot.jsonl")}
+    folder = tmp_path / "piqa"
+    assert main(["import", "lm-eval", "piqa", "-o", str(folder)]) == 0
+    spec = yaml.safe_load((folder / "task.yaml").read_text(encoding="utf-8"))
+    (folder / "task.yaml").write_text(yaml.safe_dump({**spec, "data": files}), encoding="utf-8")
+    config = {k: v for k, v in load_yaml(lm_eval_yaml("piqa")).items() if k not in ("include", "tag", "group")}
+    config.update(dataset_path="json", dataset_name=None, dataset_kwargs={"data_files": {"test": files["test"]}}, test_split="test",
+                  validation_split=None, training_split=None)
+    theirs = ConfigurableTask(config=config)
+    cell = plan(ExperimentSpec(tasks=[str(folder)], prompts=["lm_eval"], limit=10))[0]
+    for pos, (item, doc) in enumerate(zip(cell.items, theirs.test_docs())):
+        rendered = prepare(cell, pos, item, None).rendered
+        assert rendered.prompt == theirs.fewshot_context(doc, 0)
+        assert rendered.continuations == tuple(" " + c for c in theirs.doc_to_choice(doc)) and item.target == theirs.doc_to_target(doc)
