@@ -64,6 +64,23 @@ def single_word_ag_news(tmp_path: Path) -> Task:
     return load_task(folder, [DATA])
 
 
+def piqa_style(tmp_path: Path) -> Task:
+    """A PIQA-shaped task (goal, sol1, sol2, label; not in ../shared/data) on rows made from ARC-Easy's:
+    PromptSource's piqa templates have answer choices that are Jinja over the row."""
+    lines = (DATA / "arc_easy" / "test.jsonl").read_text(encoding="utf-8").split("\n")[:20]
+    rows = [json.loads(line) for line in lines if line.strip()]
+    folder = tmp_path / "piqa_style"
+    folder.mkdir()
+    (folder / "test.jsonl").write_text("".join(json.dumps({"goal": r["question"]["stem"], "sol1": r["question"]["choices"][0]["text"],
+                                                          "sol2": r["question"]["choices"][1]["text"], "label": i % 2}) + "\n"
+                                               for i, r in enumerate(rows)), encoding="utf-8")
+    spec = {"name": "piqa_style", "type": "multiple_choice", "data": {"test": "test.jsonl", "fewshot": "test.jsonl"}, "input": "{{ goal }}",
+            "choices": "{{ [sol1, sol2] }}", "target": "{{ label }}", "prompts": ["plain"], "metrics": ["acc"]}
+    (folder / "task.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    (folder / "plain.jinja").write_text("{{ goal }}", encoding="utf-8")
+    return load_task(folder)
+
+
 # dataset, the harness task, what PromptSource's (hub-shaped) row is for a harness row, --field mappings
 CASES: list[tuple[str, Callable[[Path], Task], Callable[[dict[str, Any]], dict[str, Any]], dict[str, str]]] = [
     ("glue/sst2", lambda _: find_task("sst2", data_dirs=[DATA]), lambda r: {**r, "idx": 0}, {}),
@@ -71,6 +88,7 @@ CASES: list[tuple[str, Callable[[Path], Task], Callable[[dict[str, Any]], dict[s
      lambda r: {"question": r["question"], "passage": r["passage"], "idx": 0, "label": int(r["answer"])}, {}),
     ("ag_news", single_word_ag_news, lambda r: {"text": r["Title"] + ". " + r["Description"], "label": r["label"]},
      {"text": "Title ~ '. ' ~ Description"}),
+    ("piqa", piqa_style, lambda r: dict(r), {}),
 ]
 
 

@@ -5,6 +5,7 @@ Python reader of its transaction log; its framing is LevelDB's log format, read 
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 from typing import Any
@@ -79,3 +80,10 @@ def test_a_run_exported_to_wandb_offline_holds_each_cell(tmp_path: Path, capsys:
         assert history["items._type"] == "table-file" and history["items.nrows"] == 12
         written = json.loads(next(path.parent.glob("files/media/table/items_*.table.json")).read_text(encoding="utf-8"))
         assert written["columns"][0] == "item_id" and len(written["data"]) == 12
+    # W&B's own CLI takes them as runs it would upload (wandb sync --dry-run: nothing leaves the machine)
+    import subprocess
+    import sys
+
+    listed = subprocess.run([sys.executable, "-m", "wandb", "sync", "--dry-run", *map(str, (p.parent for p in files))],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "WANDB_MODE": "offline"})
+    assert f"Would sync {len(files)} run(s)" in listed.stdout + listed.stderr, listed.stderr[-1000:]
