@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from harness.analysis.compare import Comparison, compare_runs
 from harness.core.yamlfile import read_yaml_mapping, validate
 from harness.runner.execute import RunSummary, run_experiment
@@ -52,8 +54,6 @@ class Task:
 
     def save(self, folder: str | Path) -> Path:
         """Write it as a task folder (task.yaml and prompts/<name>.jinja), the form every run loads."""
-        import yaml
-
         folder = Path(folder)
         (folder / "prompts").mkdir(parents=True, exist_ok=True)
         document = self.spec.model_dump(mode="json", exclude_defaults=True)
