@@ -33,7 +33,11 @@ import yaml
 
 from harness.core.errors import HarnessError
 from harness.prompts.foreign import keep_whitespace, row_scope, template_variables
+from harness.tasks.kinds import task_kind
 
+# lm-eval's output_type (its names, not harness's task types) -> the harness task type, and its default metric
+OUTPUT_TYPES = {"multiple_choice": "multiple_choice", "generate_until": "generate"}
+DEFAULT_METRIC = {"multiple_choice": "acc", "generate_until": "exact_match"}
 METRICS = {"acc": "acc", "acc_norm": "acc_norm", "exact_match": "exact_match", "f1": "f1_macro", "mcc": "mcc", "bleu": "bleu",
            "chrf": "chrf", "ter": "ter"}
 
@@ -215,9 +219,12 @@ def convert(path: Path, out: Path, name: str | None = None) -> Converted:
     config = read_config(path)
     _refuse_code(config)
     warnings: list[str] = []
-    kind = config.get("output_type", "generate_until")
-    if kind not in ("multiple_choice", "generate_until"):
-        raise HarnessError(f"{path}: output_type '{kind}' is not converted (multiple_choice and generate_until are)")
+    output_type = str(config.get("output_type", "generate_until"))
+    if output_type not in OUTPUT_TYPES:
+        raise HarnessError(f"{path}: output_type '{output_type}' is not converted ({' and '.join(OUTPUT_TYPES)} are)")
+    task_type = OUTPUT_TYPES[output_type]
+    choices = task_kind(task_type).scoring == "loglikelihood"  # scored by the choices' log-likelihoods, not by generated text
+    default_metric = DEFAULT_METRIC[output_type]
     if not config.get("dataset_path"):
         raise HarnessError(f"{path}: no dataset_path (lm-eval's data source) to convert")
     hub = {"path": config["dataset_path"], **({"name": config["dataset_name"]} if config.get("dataset_name") else {})}
@@ -230,7 +237,7 @@ def convert(path: Path, out: Path, name: str | None = None) -> Converted:
         data["fewshot"] = {"hf": {**hub, "split": pool}}
     task_name = name or str(config.get("task", path.stem))
     metrics = []
-    for entry in config.get("metric_list", [{"metric": "acc" if kind == "multiple_choice" else "exact_match"}]):
+    for entry in config.get("metric_list", [{"metric": default_metric}]):
         metric = entry.get("metric") if isinstance(entry, dict) else entry
         if metric in METRICS:
             metrics.append(METRICS[metric])
@@ -240,16 +247,16 @@ def convert(path: Path, out: Path, name: str | None = None) -> Converted:
         else:
             warnings.append(f"metric '{metric}' has no harness equivalent (left out)")
     spec: dict[str, Any] = {
-        "name": task_name, "description": f"converted from lm-eval's {path.name}", "type": "multiple_choice" if kind == "multiple_choice"
-        else "generate", "source": f"lm-eval task {config.get('task', path.stem)} ({path}); data: the hub dataset {hub['path']}",
+        "name": task_name, "description": f"converted from lm-eval's {path.name}", "type": task_type,
+        "source": f"lm-eval task {config.get('task', path.stem)} ({path}); data: the hub dataset {hub['path']}",
         "data": data, "input": _input_expression(config.get("doc_to_text")), "target": _expression(config.get("doc_to_target"), "doc_to_target", config),
-        "prompts": ["lm_eval"], "metrics": metrics or (["acc"] if kind == "multiple_choice" else ["exact_match"]),
+        "prompts": ["lm_eval"], "metrics": metrics or [default_metric],
     }
     target_delimiter = str(config.get("target_delimiter", " "))
     fewshot_delimiter = str(config.get("fewshot_delimiter", "\n\n"))
     template = "{# lm-evaluation-harness " + str(config.get("task", path.stem)) + ", converted by harness import lm-eval #}\n"
     template += _text_macro("doc_to_text", config.get("doc_to_text"), config)
-    if kind == "multiple_choice":
+    if choices:
         spec["choices"] = _expression(config.get("doc_to_choice"), "doc_to_choice", config)
         template += f"{{% macro answer(choice, index) %}}{{{{ {json.dumps(target_delimiter)} }}}}{{{{ choice }}}}{{% endmacro %}}\n"
         shot_target = "{{ s.answer }}"

@@ -26,8 +26,10 @@ from harness.analysis.aggregates import corpus_items
 from harness.core.errors import HarnessError
 from harness.scoring import get_metric
 from harness.store import Store, StoredCell, StoredItem
+from harness.tasks.kinds import task_kind
 
 FILTER = "none"
+OUTPUT_TYPE = {"loglikelihood": "multiple_choice", "generation": "generate_until"}  # lm-eval's name for how a cell is scored
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ def export_lm_eval(store: Store, run_id: str, out: Path) -> Written:
             document["higher_is_better"][name] = {m: get_metric(m).higher_is_better for m in cell.metrics}
             document["n-samples"][name] = {"original": cell.n_planned, "effective": len(rows)}
             document["configs"][name] = {
-                "task": cell.task, "output_type": "multiple_choice" if cell.task_type != "generate" else "generate_until",
+                "task": cell.task, "output_type": OUTPUT_TYPE[task_kind(cell.task_type).scoring],
                 "num_fewshot": cell.shots, "fewshot_config": {"sampler": cell.selector}, "harness_prompt": cell.prompt,
                 "harness_prompt_sha256": cell.prompt_sha256,
                 "metric_list": [{"metric": m, "aggregation": get_metric(m).aggregation, "higher_is_better": get_metric(m).higher_is_better}
