@@ -60,6 +60,7 @@ def metric_values(store: Store, cell: StoredCell, items: Sequence[StoredItem]) -
     """``{"acc,none": .., "acc_stderr,none": ..}`` for the cell's metrics (corpus metrics over the
     items' predictions and references, as ``harness compare`` computes them)."""
     out: dict[str, Any] = {}
+    pairs: dict[str, Any] | None = None  # the cell's (prediction, references), read once for all its corpus metrics
     for name in cell.metrics:
         metric = get_metric(name)
         scored = [i for i in items if name in i.scores]
@@ -67,7 +68,7 @@ def metric_values(store: Store, cell: StoredCell, items: Sequence[StoredItem]) -
             continue
         values = [i.scores[name] for i in scored]
         if metric.aggregation == "corpus":
-            pairs = corpus_items(store, cell)
+            pairs = pairs if pairs is not None else corpus_items(store, cell)
             out[f"{name},{FILTER}"] = metric.aggregate_corpus([pairs[i.item_id] for i in scored])
             out[f"{name}_stderr,{FILTER}"] = "N/A"
             continue

@@ -22,6 +22,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -275,7 +276,9 @@ def is_data(path: Path) -> bool:
     return path.is_file() or (path.is_dir() and any((path / n).is_file() for n in ("dataset_info.json", "state.json", "dataset_dict.json")))
 
 
+@lru_cache(maxsize=16)
 def _load_hub(ref: HubDataset) -> Any:
+    """The split, loaded once per process: a task's rows and the run's provenance read the same one."""
     require("datasets", "data", what=f"the {ref.label()}")
     import datasets
 

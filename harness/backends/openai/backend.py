@@ -91,11 +91,6 @@ def normalise_url(raw: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
 
 
-def resolve_base_url(spec: ModelSpec) -> str:
-    """How the servers are named in messages: the URL, or the URLs joined."""
-    return ", ".join(resolve_base_urls(spec))
-
-
 def redact(text: str, secrets: Sequence[str]) -> str:
     for secret in secrets:
         if secret and len(secret) >= 4:

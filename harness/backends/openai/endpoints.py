@@ -93,7 +93,6 @@ class EndpointPool:
             raise ValueError("an endpoint pool needs at least one URL")
         self.endpoints = [Endpoint(url, AdaptiveLimiter(concurrency, stats)) for url in urls]
         self.health = health or HealthPolicy()
-        self.stats = stats
         self.waiting = 0  # requests blocked in acquire: a hedge never takes a slot one of them could use
         self.latencies: deque[float] = deque(maxlen=64)  # of recent successes, for the hedge delay
         self._cond: asyncio.Condition | None = None
