@@ -1,9 +1,16 @@
-"""User-facing errors: one exception type the CLI turns into a clean message and exit code 2."""
+"""User-facing errors: one exception type the CLI turns into a clean message and exit code 2.
+
+Also the small helpers every error message uses: ``shorten`` bounds an echoed user value (a
+700-byte YAML alias bomb once became a 52 MB message), ``existing_dir`` checks a folder the user
+named (a typo in ``--data-dir`` or ``data_dirs`` must not be silently ignored).
+"""
 
 from __future__ import annotations
 
 import difflib
+import reprlib
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class HarnessError(Exception):
@@ -17,3 +24,37 @@ def did_you_mean(name: str, options: Iterable[str]) -> str:
     if not close:  # 'accuracy' -> 'acc': a shared prefix is a good hint too
         close = [o for o in options if len(o) >= 3 and (name.startswith(o) or o.startswith(name))][:1]
     return f" Did you mean '{close[0]}'?" if close else ""
+
+
+ECHO_LIMIT = 200  # characters of a user value an error message repeats
+
+
+def _bounded_repr(limit: int) -> reprlib.Repr:
+    r = reprlib.Repr()
+    r.maxlevel = 3
+    r.maxdict = r.maxlist = r.maxtuple = r.maxset = r.maxfrozenset = r.maxdeque = r.maxarray = 6
+    r.maxstring = r.maxother = r.maxlong = max(limit, 12)
+    return r
+
+
+def shorten(value: object, limit: int = ECHO_LIMIT) -> str:
+    """``repr(value)`` bounded to about ``limit`` characters, built without the full repr (reprlib
+    stops at a few elements per level), so a huge or deeply nested value costs little to echo."""
+    return clip(_bounded_repr(limit).repr(value), limit)
+
+
+def clip(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, marked with '...' where it was cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def existing_dir(path: str | Path, what: str) -> Path:
+    """``path`` as a Path if it is an existing folder, else a HarnessError naming ``what`` (e.g.
+    ``"--data-dir"`` or ``"data_dirs in experiment.yaml"``): a folder the user named but mistyped
+    would otherwise be skipped without a word when nothing is looked up in it."""
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise HarnessError(f"{what}: folder '{clip(str(path))}' does not exist")
+    if not folder.is_dir():
+        raise HarnessError(f"{what}: '{clip(str(path))}' is not a folder")
+    return folder
