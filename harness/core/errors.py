@@ -53,8 +53,12 @@ def existing_dir(path: str | Path, what: str) -> Path:
     ``"--data-dir"`` or ``"data_dirs in experiment.yaml"``): a folder the user named but mistyped
     would otherwise be skipped without a word when nothing is looked up in it."""
     folder = Path(path).expanduser()
-    if not folder.exists():
+    try:
+        is_dir, exists = folder.is_dir(), folder.exists()
+    except OSError as exc:  # a name too long, a loop of links
+        raise HarnessError(f"{what}: cannot use folder '{clip(str(path))}' ({exc.strerror})") from None
+    if not exists:
         raise HarnessError(f"{what}: folder '{clip(str(path))}' does not exist")
-    if not folder.is_dir():
+    if not is_dir:
         raise HarnessError(f"{what}: '{clip(str(path))}' is not a folder")
     return folder
