@@ -3,11 +3,14 @@
 Read it top to bottom:
 1. ``plan`` expands tasks x prompts x shots x selectors x models into Cells and renders one
    item of each, so a broken template fails before any model is loaded or anything written.
-2. ``run_experiment`` finds an unfinished run with the same configuration (resume) or makes
-   a new one, then for each cell evaluates only the items not yet stored, in chunks.
+2. ``run_experiment`` claims the unfinished run with the same configuration (resume: an
+   interrupted or a failed one; refused while another live process evaluates it) or makes a new
+   one, then for each cell evaluates only the items not yet stored, in chunks.
 3. Each chunk: render prompts, look every request up in the response cache, send only the
    misses to the backend (loaded on the first miss, so a fully cached run never loads the
    model), score, and write items + new cache entries in one transaction.
+4. Finishing is exporting ``items.jsonl`` then marking the run finished; an error on the way
+   marks it failed with its reason (Ctrl-C leaves it resumable), and the same command resumes it.
 
 "Same configuration" includes each model's identity (``Backend.identity_of``: its content
 fingerprint and the settings that change its outputs), as does every cache key: a model
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.backends import Backend, ModelSpec, backend_class
+from harness.core.errors import HarnessError
 from harness.core.progress import progress_bar
 from harness.prompts.messages import prompt_to_json
 from harness.requests import LoglikelihoodRequest, Request, Result, result_to_json
@@ -105,32 +109,55 @@ def run_experiment(
         for line in config.get("warnings", []):
             log(f"warning: {line}")
     config_hash = stable_hash(config)
-    run_id = None if new else store.unfinished_run(config_hash)
-    resumed = run_id is not None
     total = sum(len(c.items) for c in cells)
-    if run_id is None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        run_id = f"{stamp}-{stable_hash([config_hash, os.getpid(), datetime.now().isoformat()])[:6]}"
-        store.create_run(run_id, config_hash, config, versions(), spec.seed)
-    elif log is not None:
-        log(f"resuming run {run_id}: {store.item_count(run_id)} of {total} items already stored (same config and model content)")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    fresh_id = f"{stamp}-{stable_hash([config_hash, os.getpid(), datetime.now().isoformat()])[:6]}"
+    claim = store.claim_run(fresh_id, config_hash, config, versions(), spec.seed, new=new)  # refused while another process runs it
+    run_id, resumed = claim.run_id, claim.resumed_from is not None
+    if resumed and log is not None:
+        state = f"failed run {run_id} (it failed: {_bounded(claim.error or '?')})" if claim.resumed_from == "failed" else f"run {run_id}"
+        log(f"resuming {state}: {store.item_count(run_id)} of {total} items already stored (same config and model content)")
     summary = RunSummary(run_id=run_id, resumed=resumed, cells=cells)
     ready = dict(backends or {})
-    announce(spec.models)
-    with progress_bar("evaluating", total, enabled=show_progress) as advance:
-        for model, identity in zip(spec.models, identities):
-            model_cells = [c for c in cells if c.model == model]
-            run_model(model, model_cells, store, run_id, ready, summary, advance, spec.chunk_items, identity)
-            if model.label in ready and ready[model.label].stats():
-                summary.extra.setdefault("backend_stats", {})[model.label] = ready[model.label].stats()
-            if model.label in ready and (backends is None or model.label not in backends):
-                ready.pop(model.label).close()
-    store.finish_run(run_id)
-    summary.run_dir = export_run(store, run_id)
+    try:
+        announce(spec.models)
+        with progress_bar("evaluating", total, enabled=show_progress) as advance:
+            for model, identity in zip(spec.models, identities):
+                model_cells = [c for c in cells if c.model == model]
+                run_model(model, model_cells, store, run_id, ready, summary, advance, spec.chunk_items, identity)
+                if model.label in ready and ready[model.label].stats():
+                    summary.extra.setdefault("backend_stats", {})[model.label] = ready[model.label].stats()
+                if model.label in ready and (backends is None or model.label not in backends):
+                    ready.pop(model.label).close()
+        summary.run_dir = export_run(store, run_id)  # export is part of finishing: a finished run always has its items.jsonl
+        store.finish_run(run_id)
+    except Exception as exc:  # a backend, template or storage error: the run is failed, with its reason (its items stay valid)
+        reason = str(exc) if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}"
+        _settle(lambda: store.fail_run(run_id, reason))
+        raise
+    except BaseException:  # Ctrl-C is not a failure: the run stays 'running', resumable by the same command
+        _settle(lambda: store.release_run(run_id))
+        raise
+    finally:
+        for label in [label for label in ready if backends is None or label not in backends]:
+            _settle(ready.pop(label).close)
     line = summary.cache_line()
     if log is not None and line:
         log(line)
     return summary
+
+
+def _settle(step: Callable[[], None]) -> None:
+    """Run a clean-up step on the way out of a failed run; its own failure (a full disk) must not hide the first error.
+    A run left at 'running' by it is resumable anyway: its owner (this process) is about to end."""
+    try:
+        step()
+    except Exception:  # the original error is the one to report
+        pass
+
+
+def _bounded(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def announce(models: Sequence[ModelSpec]) -> None:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.core.files import write_atomic
+from harness.core.files import stale_temps, write_atomic
 from harness.store.records import StoredCell, StoredItem
 from harness.store.store import Store
 
@@ -28,8 +28,14 @@ def item_row(item: StoredItem, cell: StoredCell, *, score_columns: bool = False)
 
 
 def export_run(store: Store, run_id: str) -> Path:
-    """Mirror the run's items as JSONL under ``<db folder>/<run-id>/`` (atomically)."""
+    """Mirror the run's items as JSONL under ``<db folder>/<run-id>/`` (atomically; a killed export's temp files are removed).
+
+    The runner calls it before ``Store.finish_run``: a finished run always has its mirror, and a run
+    whose export was killed or hit a full disk is resumed (nothing left to evaluate) and exported again."""
     folder = store.path.parent / run_id
+    for name in ("items.jsonl", "config.json"):
+        for stale in stale_temps(folder / name):
+            stale.unlink(missing_ok=True)
     cells = {c.cell_id: c for c in store.cells([run_id])}
     lines = [json.dumps(item_row(item, cells[item.cell_id]), ensure_ascii=False) + "\n" for item in store.items([run_id])]
     write_atomic(folder / "items.jsonl", lines)

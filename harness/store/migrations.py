@@ -84,4 +84,15 @@ MIGRATIONS: list[tuple[str, str]] = [
             PRIMARY KEY (run_id, cell_id, item_id))
         """,
     ),
+    (
+        # the run lifecycle: runs.status is running | failed | finished; a failed run keeps its reason (a resume clears it);
+        # owner_json names the process evaluating a running run (pid, host, process start) and owner_seen_at its last write,
+        # so a second identical command is refused while that process lives and resumes the run once it is gone
+        "005_run_lifecycle",
+        """
+        ALTER TABLE runs ADD COLUMN error TEXT;
+        ALTER TABLE runs ADD COLUMN owner_json TEXT;
+        ALTER TABLE runs ADD COLUMN owner_seen_at TEXT
+        """,
+    ),
 ]

@@ -23,11 +23,22 @@ class StoredRun:
     id: str
     created_at: str
     finished_at: str | None
-    status: str  # running | finished
+    status: str  # running | failed | finished
     config_hash: str
     config: dict[str, Any]
     versions: dict[str, Any]
     seed: int
+    error: str | None = None  # why a failed run failed (None otherwise)
+    owner: dict[str, Any] | None = None  # the process evaluating a running run: pid, host, start (None: none, or it ended)
+
+
+@dataclass(frozen=True)
+class RunClaim:
+    """What ``Store.claim_run`` hands the runner: the run to write into and what it was before."""
+
+    run_id: str
+    resumed_from: str | None  # None: a new run; else the status it had ('running': interrupted, 'failed')
+    error: str | None = None  # a failed run's reason, when one is resumed
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ column decoding out of every other module of ``harness/``).
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,12 +23,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.core.errors import HarnessError
+from harness.core.errors import HarnessError, did_you_mean
 from harness.requests import Result, result_from_json, result_to_json
 from harness.store.migrations import MIGRATIONS
-from harness.store.records import CalibrationRow, ItemRecord, ItemScores, StoredCell, StoredItem, StoredRun
+from harness.store.records import CalibrationRow, ItemRecord, ItemScores, RunClaim, StoredCell, StoredItem, StoredRun
 
 DEFAULT_DB = Path("results") / "harness.db"
+OWNER_STALE_S = 30 * 60  # a run owned on another host, not written to for this long, is taken to be abandoned
 
 
 def now() -> str:
@@ -37,8 +40,48 @@ def _run(row: sqlite3.Row) -> StoredRun:
     return StoredRun(
         id=row["id"], created_at=row["created_at"], finished_at=row["finished_at"], status=row["status"],
         config_hash=row["config_hash"], config=json.loads(row["config_json"]), versions=json.loads(row["versions_json"]),
-        seed=row["seed"],
+        seed=row["seed"], error=row["error"], owner=json.loads(row["owner_json"]) if row["owner_json"] else None,
     )
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux /proc), 'zombie' for one that ended; None when unknown.
+
+    Recorded with a run's owner, so a pid reused by an unrelated process is not taken for the owner."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after 'pid (comm) ': state is field 3, starttime field 22
+    return "zombie" if fields[0] in ("Z", "X") else fields[19]
+
+
+def process_owner() -> dict[str, Any]:
+    """The current process as a running run's owner: pid, host, process start and when it took the run."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "start": _process_start(os.getpid()), "since": now()}
+
+
+def owner_alive(owner: dict[str, Any] | None, seen_at: str | None) -> bool:
+    """Whether a running run's owner may still be evaluating it (else the run is resumable).
+
+    On this host: its pid lives and started when the owner did. This process: no (``run_experiment``
+    is synchronous, so a run it took earlier ended). Another host: written to in the last ``OWNER_STALE_S``."""
+    if not owner:
+        return False
+    if owner.get("host") != socket.gethostname():
+        seen = seen_at or owner.get("since")
+        return seen is not None and (datetime.now(timezone.utc) - datetime.fromisoformat(seen)).total_seconds() < OWNER_STALE_S
+    pid = int(owner.get("pid", 0))
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: alive
+    start = _process_start(pid)
+    return start != "zombie" and (start is None or owner.get("start") is None or start == owner.get("start"))
 
 
 def _cell(row: sqlite3.Row) -> StoredCell:
@@ -72,66 +115,232 @@ def _marks(values: Sequence[Any]) -> str:
 
 
 class Store:
-    """The results database; opening it applies the migrations it has not seen yet."""
+    """The results database; opening it applies the migrations it has not seen yet.
 
-    def __init__(self, path: Path | str = DEFAULT_DB) -> None:
+    ``read_only`` (``Store.open_read_only``) is for the verbs that only read: it never creates
+    the file ("no database at PATH" instead), never switches the journal mode and works on
+    read-only storage. A database that still needs a migration is migrated first when it is
+    writable, and refused with a clear message when it is not.
+    """
+
+    def __init__(self, path: Path | str = DEFAULT_DB, *, read_only: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
+        self.db = self._connect_read_only() if read_only else self._connect()
+        if read_only:
+            self._check_read_only()
+        else:
+            self._migrate()
+
+    @classmethod
+    def open_read_only(cls, path: Path | str = DEFAULT_DB) -> Store:
+        """The database at ``path`` for reading (see the class docstring): show, compare, report, export..."""
+        return cls(path, read_only=True)
+
+    # -- opening --------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
         try:
-            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HarnessError(f"cannot create the folder {self.path.parent} for the results database {self.path}: {exc.strerror}") from None
+        try:
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
-            raise HarnessError(f"{self.path}: not a usable SQLite database ({exc})") from None
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.row_factory = sqlite3.Row
-        self._migrate()
+            raise self._storage_error(exc) or HarnessError(f"{self.path}: not a usable SQLite database ({exc})") from None
+        return db
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise HarnessError(f"no database at {self.path}{self._nearby()}: `harness run --db {self.path}` writes one; "
+                               "pass --db PATH (or set HARNESS_DB) to read another")
+        uri = self.path.resolve().as_uri()
+        for query in ("?mode=ro", "?mode=ro&immutable=1"):  # immutable: WAL files cannot be made on read-only storage
+            try:
+                db = sqlite3.connect(uri + query, uri=True, timeout=60, isolation_level=None)
+                db.row_factory = sqlite3.Row
+                db.execute("PRAGMA foreign_keys=ON")
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                return db
+            except sqlite3.DatabaseError as exc:
+                error = exc
+                if os.access(self.path.parent, os.W_OK):  # the journal files could be made: immutable would not help
+                    break
+        raise self._storage_error(error) or HarnessError(f"{self.path}: not a usable SQLite database ({error})") from None
+
+    def _nearby(self) -> str:
+        """' (did you mean ...?)' from the databases next to a mistyped path."""
+        try:
+            names = [p.name for p in self.path.parent.iterdir() if p.suffix in (".db", ".sqlite", ".sqlite3")][:200]
+        except OSError:
+            return f" (no folder {self.path.parent})"
+        hint = did_you_mean(self.path.name, names).strip()
+        return f" ({hint[0].lower()}{hint[1:-1]}?)" if hint else ""
+
+    def _tables(self) -> set[str]:
+        return {str(r["name"]) for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+
+    def _applied(self) -> set[str] | None:
+        """The migrations recorded in the file, None when it has no migrations table; refuses another application's file."""
+        tables = self._tables()
+        if "migrations" in tables:
+            done = {str(row["name"]) for row in self.db.execute("SELECT name FROM migrations")}
+            unknown = sorted(done - {name for name, _ in MIGRATIONS})
+            if unknown:
+                names = ", ".join(unknown[:3])
+                raise HarnessError(f"{self.path} was written by a newer harness (migration {names} is unknown here): upgrade harness to read it")
+            return done
+        if tables:
+            shown = ", ".join(sorted(tables)[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+            raise HarnessError(f"{self.path} is an SQLite database of another application (tables: {shown}), not a harness results database "
+                               "(it has no 'migrations' table): pass --db a new file or a harness database")
+        return None
 
     def _migrate(self) -> None:
-        self.db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-        done = {row["name"] for row in self.db.execute("SELECT name FROM migrations")}
-        for name, sql in MIGRATIONS:
-            if name not in done:
-                with self.transaction():
-                    if self.db.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone():
-                        continue  # another process opening the same file applied it meanwhile
+        applied = self._applied()
+        if applied is not None and all(name in applied for name, _ in MIGRATIONS):
+            return  # the usual case: nothing to do, and no write lock taken
+        with self.transaction():  # read and apply in one write transaction: processes opening a fresh file at once take turns
+            applied = self._applied()
+            if applied is None:
+                self.db.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+                applied = set()
+            for name, sql in MIGRATIONS:
+                if name not in applied:
                     for statement in sql.split(";"):
                         if statement.strip():
                             self.db.execute(statement)
                     self.db.execute("INSERT INTO migrations VALUES (?, ?)", (name, now()))
 
+    def _check_read_only(self) -> None:
+        applied = self._applied()
+        if applied is None:
+            self.db.close()
+            raise HarnessError(f"{self.path} is an empty SQLite file, not a harness results database yet: `harness run --db {self.path}` fills it")
+        pending = [name for name, _ in MIGRATIONS if name not in applied]
+        if not pending:
+            return
+        self.db.close()
+        if os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK):
+            self.read_only = False  # an older database that can be written: migrate it as any other open would
+            self.db = self._connect()
+            self._migrate()
+            return
+        raise HarnessError(f"{self.path} was written by an older harness and needs migration {', '.join(pending)}, which cannot be "
+                           "applied here (the file is read-only): open it once where it is writable (e.g. `harness show --db` on a copy)")
+
+    def _storage_error(self, exc: sqlite3.Error) -> HarnessError | None:
+        """A clean message for the storage problems SQLite reports (full disk, read-only file, lock timeout); None for others."""
+        name, text = str(getattr(exc, "sqlite_errorname", "") or ""), str(exc)
+        if name.startswith("SQLITE_FULL") or "disk is full" in text:
+            return HarnessError(f"disk full while writing {self.path} ({text}): free some space and run the same command again "
+                                "(everything stored so far is kept and the run resumes)")
+        if name.startswith("SQLITE_IOERR") or "disk I/O error" in text:
+            return HarnessError(f"I/O error while writing {self.path} ({text}): is the disk full or the storage gone?")
+        if name.startswith("SQLITE_READONLY") or "readonly" in text:
+            return HarnessError(f"{self.path} is read-only here ({text}): this command writes to the results database; "
+                                "pass --db a writable file")
+        if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+            return HarnessError(f"cannot open {self.path} ({text}): check that the path is a file in a folder this user can write")
+        if name.startswith("SQLITE_BUSY") or "locked" in text:
+            return HarnessError(f"{self.path} stayed locked by another process for over 60 s ({text})")
+        if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in text or "malformed" in text:
+            return HarnessError(f"{self.path}: not a usable SQLite database ({text})")
+        return None
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        self.db.execute("BEGIN IMMEDIATE")
+        """One write transaction (BEGIN IMMEDIATE): all of it or nothing; storage problems become a HarnessError."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._storage_error(exc) or exc from None
         try:
             yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            if self.db.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                try:
+                    self.db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            mapped = self._storage_error(exc) if isinstance(exc, sqlite3.OperationalError) else None
+            if mapped is not None:
+                raise mapped from None
             raise
-        self.db.execute("COMMIT")
 
     def close(self) -> None:
         self.db.close()
 
     # -- runs ---------------------------------------------------------------------
     def create_run(self, run_id: str, config_hash: str, config: dict[str, Any], versions: dict[str, Any], seed: int) -> None:
+        """A new run at ``running``, owned by this process."""
         with self.transaction():
-            self.db.execute(
-                "INSERT INTO runs VALUES (?, ?, NULL, 'running', ?, ?, ?, ?)",
-                (run_id, now(), config_hash, json.dumps(config, sort_keys=True), json.dumps(versions, sort_keys=True), seed),
-            )
+            self._insert_run(run_id, config_hash, config, versions, seed)
+
+    def _insert_run(self, run_id: str, config_hash: str, config: dict[str, Any], versions: dict[str, Any], seed: int) -> None:
+        stamp = now()
+        self.db.execute(
+            "INSERT INTO runs (id, created_at, finished_at, status, config_hash, config_json, versions_json, seed, error, owner_json, "
+            "owner_seen_at) VALUES (?, ?, NULL, 'running', ?, ?, ?, ?, NULL, ?, ?)",
+            (run_id, stamp, config_hash, json.dumps(config, sort_keys=True), json.dumps(versions, sort_keys=True), seed,
+             json.dumps(process_owner()), stamp),
+        )
+
+    def claim_run(self, run_id: str, config_hash: str, config: dict[str, Any], versions: dict[str, Any], seed: int, *,
+                  new: bool = False) -> RunClaim:
+        """The run to evaluate this configuration into, in one write transaction (two processes cannot both take one).
+
+        Unless ``new``: the latest unfinished run with ``config_hash`` (interrupted, or failed: its stored items are
+        valid), taken over by this process; refused while another live process evaluates it. Else a new run ``run_id``.
+        """
+        with self.transaction():
+            row = None if new else self.db.execute(
+                "SELECT id, status, error, owner_json, owner_seen_at FROM runs WHERE config_hash = ? AND status IN ('running', 'failed') "
+                "ORDER BY created_at DESC, rowid DESC LIMIT 1", (config_hash,)).fetchone()
+            if row is None:
+                self._insert_run(run_id, config_hash, config, versions, seed)
+                return RunClaim(run_id, None)
+            owner = json.loads(row["owner_json"]) if row["owner_json"] else None
+            if row["status"] == "running" and owner_alive(owner, row["owner_seen_at"]):
+                assert owner is not None
+                raise HarnessError(
+                    f"run {row['id']} with this configuration is being evaluated by process {owner.get('pid')} on {owner.get('host')} "
+                    f"(since {owner.get('since')}): wait for it to finish (this command then reuses its answers from the response cache), "
+                    "stop it (its run then resumes here), or pass --new for a separate run")
+            self.db.execute("UPDATE runs SET status = 'running', error = NULL, owner_json = ?, owner_seen_at = ? WHERE id = ?",
+                            (json.dumps(process_owner()), now(), row["id"]))
+            return RunClaim(str(row["id"]), str(row["status"]), row["error"])
 
     def item_count(self, run_id: str) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM items WHERE run_id = ?", (run_id,)).fetchone()[0])
 
     def unfinished_run(self, config_hash: str) -> str | None:
+        """The latest run with this configuration that did not finish (interrupted or failed): the one ``claim_run`` resumes."""
         row = self.db.execute(
-            "SELECT id FROM runs WHERE config_hash = ? AND status = 'running' ORDER BY created_at DESC, rowid DESC LIMIT 1", (config_hash,)
+            "SELECT id FROM runs WHERE config_hash = ? AND status IN ('running', 'failed') ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (config_hash,),
         ).fetchone()
         return row["id"] if row else None
 
     def finish_run(self, run_id: str) -> None:
+        """Mark the run finished (the runner exports its items first, so a finished run always has its items.jsonl)."""
         with self.transaction():
-            self.db.execute("UPDATE runs SET status = 'finished', finished_at = ? WHERE id = ?", (now(), run_id))
+            self.db.execute("UPDATE runs SET status = 'finished', finished_at = ?, error = NULL, owner_json = NULL WHERE id = ?", (now(), run_id))
+
+    def fail_run(self, run_id: str, reason: str) -> None:
+        """Mark the run failed with its reason (bounded); its stored items stay, and an identical command resumes it."""
+        reason = reason if len(reason) <= 2000 else reason[:2000] + "..."
+        with self.transaction():
+            self.db.execute("UPDATE runs SET status = 'failed', error = ?, owner_json = NULL WHERE id = ?", (reason, run_id))
+
+    def release_run(self, run_id: str) -> None:
+        """Leave the run resumable at ``running`` with no owner (an interrupted run: Ctrl-C is not a failure)."""
+        with self.transaction():
+            self.db.execute("UPDATE runs SET owner_json = NULL WHERE id = ? AND status = 'running'", (run_id,))
 
     def runs(self) -> list[StoredRun]:
         """Every run, oldest first (rowid breaks ties within one second)."""
@@ -188,6 +397,7 @@ class Store:
         """Items and the cache entries that produced them (recorded as stored by ``run_id``), in one transaction."""
         stamp = now()
         with self.transaction():
+            self.db.execute("UPDATE runs SET owner_seen_at = ? WHERE id = ? AND owner_json IS NOT NULL", (stamp, run_id))
             self.db.executemany(
                 "INSERT OR REPLACE INTO cache (key, result_json, created_at, run_id) VALUES (?, ?, ?, ?)",
                 [(key, json.dumps(result_to_json(result)), stamp, run_id) for key, result in cache_entries.items()],

@@ -186,13 +186,18 @@ def test_resume_only_with_the_same_model_content_and_say_so(tmp_path: Path) -> N
     assert not other.resumed and other.run_id != killed and other.cache_hits == 0
     assert not any("resuming" in line or "response cache" in line for line in lines)
 
-    # the same weights: the killed run is resumed, in one line naming it
+    # the backend error marked the run failed, with its reason; the same weights resume it, in one line naming it and the failure
+    (failed,) = [r for r in store.runs() if r.id == killed]
+    assert (failed.status, failed.error, failed.owner) == ("failed", "RuntimeError: killed", None)
     lines.clear()
     backend = Versioned(spec.models[0], "v1")
     resumed = run_experiment(spec, store, show_progress=False, backends={label: backend}, log=lines.append)
     assert resumed.resumed and resumed.run_id == killed
     assert backend.loglikelihood_calls == (40 - 8) * 3
-    assert [line for line in lines if line.startswith("resuming")] == [f"resuming run {killed}: 8 of 40 items already stored (same config and model content)"]
+    assert [line for line in lines if line.startswith("resuming")] == [
+        f"resuming failed run {killed} (it failed: RuntimeError: killed): 8 of 40 items already stored (same config and model content)"]
+    (done,) = [r for r in store.runs() if r.id == killed]
+    assert (done.status, done.error, done.owner) == ("finished", None, None)
 
     # a repeat is served from the response cache, and says which run stored the answers
     lines.clear()
