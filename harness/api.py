@@ -90,7 +90,7 @@ def load_results(db: str | Path = DEFAULT_DB, run: str | Sequence[str] | None = 
     """
     import pandas as pd
 
-    store = Store(db)
+    store = Store.open_read_only(db)
     try:
         runs = _runs(store, run)
         cells = {(c.run_id, c.cell_id): c for c in store.cells(runs)}
@@ -106,7 +106,7 @@ def compare(
     margin: float | None = None, unscorable: str = "wrong",
 ) -> Comparison:
     """Ranked cells with CIs, the possibly-best set and a verdict per cell, prompt spread and rank stability."""
-    store = Store(db)
+    store = Store.open_read_only(db)
     try:
         return compare_runs(store, _runs(store, runs), metric, alpha=alpha, confidence=confidence, resamples=resamples, seed=seed,
                             margin=margin, unscorable=unscorable)  # type: ignore[arg-type]

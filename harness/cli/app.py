@@ -249,11 +249,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store = Store(args.db)
+    store = Store.open_read_only(args.db)
     if args.diff:
         return cmd_diff(args, store)
     if args.run is None:
-        rows: list[dict[str, Any]] = [{"id": r.id, "created_at": r.created_at, "status": r.status} for r in store.runs()]
+        rows: list[dict[str, Any]] = [{"id": r.id, "created_at": r.created_at, "status": r.status, **({"error": r.error} if r.error else {})}
+                                       for r in store.runs()]
     else:
         run = store.resolve_run(args.run)
         rows = [{"cell_id": c.cell_id, "task": c.task, "prompt": c.prompt, "shots": c.shots, "selector": c.selector,
@@ -267,7 +268,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    store = Store(args.db)
+    store = Store(args.db) if args.action == "clear" else Store.open_read_only(args.db)
     if args.action == "clear":
         print(f"removed {store.clear_cache()} cache entries")
     else:

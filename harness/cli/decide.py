@@ -136,7 +136,7 @@ def _comparison(args: argparse.Namespace, store: Store):  # type: ignore[no-unty
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    store = Store(args.db)
+    store = Store.open_read_only(args.db)
     comp = _comparison(args, store)
     if args.json:
         print_json(comp.to_dict() if args.full else comp.rows())
@@ -226,7 +226,7 @@ def _ab_spec(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    store = Store(args.db)
+    store = Store.open_read_only(args.db) if args.dry_run else Store(args.db)
     run = store.resolve_run(args.run)
     result = rescore_run(store, run, args.metric, write=not args.dry_run, tasks_dirs=args.tasks_dir, data_dirs=args.data_dir)
     if args.json:
@@ -257,7 +257,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.runs:
             raise HarnessError("harness report --ab BASE_RUN TUNED_RUN takes no other runs")
 
-        store = Store(args.db)
+        store = Store.open_read_only(args.db)
         base_run, tuned_run = (store.resolve_run(r) for r in args.ab)
         report = ab_compare(store, base_run, tuned_run, metric=args.metric, alpha=args.alpha, resamples=args.resamples,
                             seed=args.seed, confidence=args.confidence, margin=args.margin, unscorable=args.unscorable)
@@ -266,7 +266,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         _write_ab_html(with_checks(report, store, overlap), store, args.output, args.diff_limit)
         return 0
     args.runs = args.runs or ["latest"]
-    store = Store(args.db)
+    store = Store.open_read_only(args.db)
     comp = _comparison(args, store)
     named = [load_card(folder) for folder in args.tune]
     missing = [str(f) for f, c in zip(args.tune, named) if c is None]

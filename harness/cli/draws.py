@@ -19,7 +19,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_draws(args: argparse.Namespace) -> int:
-    store = Store(args.db)
+    store = Store.open_read_only(args.db)
     try:
         runs = [store.resolve_run(r) for r in args.runs]
         rows = draw_summaries(store, runs, args.metric)

@@ -28,7 +28,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     if args.out is None and not (args.format == "mlflow" and args.tracking_uri):
         raise HarnessError(f"harness export --format {args.format}: give -o OUT" + (" or --tracking-uri" if args.format == "mlflow" else ""))
-    store = Store(args.db)
+    store = Store.open_read_only(args.db)
     try:
         run_id = store.resolve_run(args.run)
         if args.format == "mlflow":

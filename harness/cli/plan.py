@@ -73,7 +73,7 @@ def make_plans(args: argparse.Namespace) -> list[tuple[str, Plan]]:
         raise HarnessError("harness plan: --cells must be at least 2")
     options = {"alpha": args.alpha, "power": args.power, "cells": args.cells, "margin": args.margin}
     if args.pilot:
-        store = Store(args.db)
+        store = Store.open_read_only(args.db)
         run = store.resolve_run(args.pilot)
         summaries = summarize(store, [run], args.metric)
         by_task: dict[str, list[CellSummary]] = {}

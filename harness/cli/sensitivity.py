@@ -25,7 +25,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
-    store = Store(args.db)
+    store = Store.open_read_only(args.db)
     try:
         runs = [store.resolve_run(r) for r in args.runs]
         result = analyse(store, runs, args.metric, tasks=args.only_tasks, confidence=args.confidence, resamples=args.resamples, seed=args.seed)
