@@ -33,7 +33,7 @@ import jinja2
 
 from harness.core.errors import HarnessError, did_you_mean
 from harness.core.paths import bundled_prompts
-from harness.core.templating import JINJA_ERRORS, compile_template, explain, reads_variable
+from harness.core.templating import JINJA_ERRORS, call_limited, compile_template, explain, read_template_text, reads_variable, render_module
 from harness.prompts.messages import Message, Prompt
 from harness.tasks.task import Item, Task, search_dirs
 
@@ -73,22 +73,24 @@ class PromptTemplate:
 
     @cached_property
     def _template(self) -> jinja2.Template:
+        check_not_empty(self.source, self.path)
         return compile_template(self.source, str(self.path))
 
     def render(self, task: Task, item: Item, shots: Sequence[Item]) -> Rendered:
-        """Render ``item`` with ``shots`` as demonstrations; errors name the template and line."""
+        """Render ``item`` with ``shots`` as demonstrations; errors name the template, line and item. Each rendering
+        (and each call of the answer macro) has the sandbox's time and size limits (``harness.core.templating``)."""
         variables = {**self._item_vars(task, item), "shots": [self._shot_vars(task, shot) for shot in shots], "k": len(shots)}
         if item.contexts is not None:
             return self._render_per_choice(item, variables)
-        module = self._module(variables)
-        prompt = self._prompt(str(module))
+        module = self._module(variables, item.id)
+        prompt = self._prompt(str(module), item.id)
         continuations: tuple[str, ...] = ()
         if item.verbalizers is not None:  # classification: every word of every label, label by label
             macro = getattr(module, "answer", None)
-            continuations = tuple(self._call(macro, w, i) for i, words in enumerate(item.verbalizers) for w in words)
+            continuations = tuple(self._call(macro, w, i, item.id) for i, words in enumerate(item.verbalizers) for w in words)
         elif item.choices is not None:
             macro = getattr(module, "answer", None)
-            continuations = tuple(self._call(macro, c, i) for i, c in enumerate(item.choices))
+            continuations = tuple(self._call(macro, c, i, item.id) for i, c in enumerate(item.choices))
         return Rendered(prompt=prompt, continuations=continuations)
 
     def _render_per_choice(self, item: Item, variables: dict[str, Any]) -> Rendered:
@@ -97,9 +99,9 @@ class PromptTemplate:
         prompts: list[Prompt] = []
         continuations: list[str] = []
         for index, context in enumerate(item.contexts):
-            module = self._module({**variables, "context": context, "choice_index": index})
-            prompts.append(self._prompt(str(module)))
-            continuations.append(self._call(getattr(module, "answer", None), item.continuation, index))
+            module = self._module({**variables, "context": context, "choice_index": index}, item.id)
+            prompts.append(self._prompt(str(module), item.id))
+            continuations.append(self._call(getattr(module, "answer", None), item.continuation, index, item.id))
         for index, continuation in enumerate(continuations):
             if continuation != continuations[0]:
                 raise HarnessError(
@@ -117,25 +119,29 @@ class PromptTemplate:
     def _item_vars(self, task: Task, item: Item) -> dict[str, Any]:
         return {"task": {"name": task.name, "description": task.spec.description}, **item.template_vars()}
 
-    def _prompt(self, text: str) -> Prompt:
-        return self._split_messages(text) if self.chat else text
+    def _prompt(self, text: str, item_id: str) -> Prompt:
+        prompt = self._split_messages(text) if self.chat else text
+        if not (prompt.strip() if isinstance(prompt, str) else any(m.content.strip() for m in prompt)):
+            raise HarnessError(f"{self.path}: item {item_id!r}: the template rendered an empty prompt; nothing would be sent to the model "
+                               "(a condition that is false for this row?)")
+        return prompt
 
-    def _module(self, variables: dict[str, Any]) -> Any:
+    def _module(self, variables: dict[str, Any], item_id: str) -> Any:
         try:
-            return self._template.make_module(variables)
+            return render_module(self._template, variables)
         except JINJA_ERRORS as exc:
-            raise HarnessError(f"{self.path}: {explain(exc, str(self.path), self._template)}") from None
+            raise HarnessError(f"{self.path}: item {item_id!r}: {explain(exc, str(self.path), self._template)}") from None
 
-    def _answer_macro(self, variables: dict[str, Any]) -> Any:
-        return getattr(self._module(variables), "answer", None)
+    def _answer_macro(self, variables: dict[str, Any], item_id: str) -> Any:
+        return getattr(self._module(variables, item_id), "answer", None)
 
-    def _call(self, macro: Any, choice: str, index: int) -> str:
+    def _call(self, macro: Any, choice: str, index: int, item_id: str) -> str:
         if macro is None:
             return f" {choice}"
         try:
-            return str(macro(choice, index))
+            return call_limited(macro, choice, index)
         except JINJA_ERRORS as exc:
-            raise HarnessError(f"{self.path}: macro 'answer': {explain(exc, str(self.path), self._template)}") from None
+            raise HarnessError(f"{self.path}: item {item_id!r}: macro 'answer': {explain(exc, str(self.path), self._template)}") from None
 
     def _shot_vars(self, task: Task, shot: Item) -> dict[str, Any]:
         variables = shot.template_vars()
@@ -164,16 +170,16 @@ class PromptTemplate:
             if shot.contexts is not None:
                 own.update(context=shot.contexts[shot.target], choice_index=shot.target)
             try:
-                macro = self._answer_macro(own)
+                macro = self._answer_macro(own, shot.id)
             except HarnessError as exc:
                 raise HarnessError(f"{exc} (rendering demonstration {shot.id!r} with its own fields, for its 'answer')") from None
         if shot.verbalizers is not None:
-            text = self._call(macro, shot.verbalizers[shot.target][0], shot.target)
+            text = self._call(macro, shot.verbalizers[shot.target][0], shot.target, shot.id)
         elif shot.contexts is not None:
             assert shot.continuation is not None
-            text = self._call(macro, shot.continuation, shot.target)
+            text = self._call(macro, shot.continuation, shot.target, shot.id)
         else:
-            text = self._call(macro, shot.choices[shot.target], shot.target)
+            text = self._call(macro, shot.choices[shot.target], shot.target, shot.id)
         if len(self._answers) >= 4096:  # demonstration pools are bounded; callers making fresh Items each time are not
             self._answers.clear()
         self._answers[key] = (task, shot, text)
@@ -235,7 +241,15 @@ def load_prompt(task: Task, name: str, extra_dirs: Iterable[Path] = ()) -> Promp
                 f"(searched {', '.join(str(f) for f in _search_folders(task, extra_dirs))})."
             )
         path, variant = known[name], name
-    return PromptTemplate(name=variant, path=path, source=path.read_text(encoding="utf-8"))
+    source = read_template_text(path)
+    check_not_empty(source, path)
+    return PromptTemplate(name=variant, path=path, source=source)
+
+
+def check_not_empty(source: str, path: Path) -> None:
+    """An empty template would send every model an empty prompt: refuse it where it is loaded."""
+    if not source.strip():
+        raise HarnessError(f"{path}: the template is empty; it must render the prompt (e.g. '{{{{ input }}}}')")
 
 
 def reads_shots(template: PromptTemplate) -> bool:
