@@ -23,7 +23,7 @@ from harness.core.errors import HarnessError
 from harness.prompts.messages import Message
 from harness.requests import GenerateRequest, LoglikelihoodRequest
 from tests.backends.fault_proxy import FAULTS, FaultProxy
-from tests.backends.toy_upstream import ToyUpstream
+from tests.backends.toy_upstream import ToyUpstream, chat_reply, generated_text, loglikelihood_of
 
 KEY = "sk-test-NEVER-WRITE-ME-4242"
 
@@ -98,6 +98,7 @@ def test_loglikelihood_picks_the_continuation_tokens(toy: ToyUpstream) -> None:
         LoglikelihoodRequest("Q: capital?\nA:", " New York"),
     ])
     assert [round(r.logprob, 6) for r in results] == [-0.6, -0.6, -0.4 - 0.5]
+    assert [r.logprob for r in results] == [loglikelihood_of("Q: capital?\nA:", " Paris")] * 2 + [loglikelihood_of("Q: capital?\nA:", " New York")]
     assert [r.n_tokens for r in results] == [1, 1, 2] and all(r.is_greedy for r in results)
 
 
@@ -105,21 +106,27 @@ def test_generate_truncates_at_stop_and_keeps_order(toy: ToyUpstream) -> None:
     api = backend(f"{toy.url}/v1", concurrency=3)
     prompts = [f"prompt {'x' * i}" for i in range(10)]
     results = api.generate([GenerateRequest(p, stop=("\n",)) for p in prompts])
-    assert [r.text for r in results] == [f" {len(p)}" for p in prompts]
+    assert [r.text for r in results] == [generated_text(p).partition("\n")[0] for p in prompts]
     chat = api.generate([GenerateRequest((Message("user", "hello"),))])
-    assert chat[0].text == "5 chars"
+    assert chat[0].text == chat_reply("hello") and chat[0].text.startswith("5 chars ")
 
 
 def test_every_fault_kind_is_retried_and_results_match_a_clean_run(toy: ToyUpstream) -> None:
+    """Each request gets its own answer back: the toy's answers are unique to their request (a hash
+    of it), so an answer handed to another request after a retry is a mismatch here."""
     requests = [GenerateRequest(f"item {i}", stop=("\n",)) for i in range(24)]
     scores = [LoglikelihoodRequest(f"Q{i}:", " answer") for i in range(8)]
+    own_texts = [generated_text(r.prompt).partition("\n")[0] for r in requests if isinstance(r.prompt, str)]
+    own_scores = [loglikelihood_of(str(r.context), r.continuation) for r in scores]
+    assert len(set(own_texts)) == len(requests) and len(set(own_scores)) == len(scores)  # no two requests share an answer
     clean = backend(f"{toy.url}/v1")
     expected = (clean.generate(requests), clean.loglikelihood(scores))
+    assert [r.text for r in expected[0]] == own_texts and [r.logprob for r in expected[1]] == own_scores
     with FaultProxy(toy.url, fraction=0.6, hang_s=1.5, retry_after="0.2", seed=1) as proxy:
         api = backend(proxy.base_url, concurrency=4, timeout_s=1.0, max_retries=4)
         got = (api.generate(requests), api.loglikelihood(scores))
-    assert [r.text for r in got[0]] == [r.text for r in expected[0]]
-    assert [r.logprob for r in got[1]] == [r.logprob for r in expected[1]]
+    assert [r.text for r in got[0]] == own_texts
+    assert [r.logprob for r in got[1]] == own_scores
     stats = api.stats()
     assert proxy.log.fault_total / proxy.log.calls >= 0.3
     assert set(proxy.log.faults) == set(FAULTS)

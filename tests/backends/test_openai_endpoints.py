@@ -20,9 +20,9 @@ from harness.cli.app import main
 from harness.core.errors import HarnessError
 from harness.requests import GenerateRequest, LoglikelihoodRequest
 from harness.store.store import Store
-from tests.backends.toy_upstream import ToyUpstream
+from tests.backends.toy_upstream import ToyUpstream, generated_text, loglikelihood_of
 
-# prompts of distinct lengths: the toy answers " <length of the prompt>", so every answer is unique
+# the toy's answers are unique to their request (a hash of it): a request handed another's answer is seen
 REQUESTS = [GenerateRequest("q" + "x" * i, stop=("\n",)) for i in range(40)]
 SCORES = [LoglikelihoodRequest("Q" + "y" * i + ":", " answer" + " z" * (i % 3)) for i in range(12)]
 
@@ -42,7 +42,11 @@ def answers(api: OpenAIBackend) -> tuple[list[str], list[float]]:
 @pytest.fixture(scope="module")
 def expected() -> Iterator[tuple[list[str], list[float]]]:
     with ToyUpstream() as toy:
-        yield answers(backend([f"{toy.url}/v1"]))
+        clean = answers(backend([f"{toy.url}/v1"]))
+    texts = [generated_text(str(r.prompt)).partition("\n")[0] for r in REQUESTS]
+    scores = [loglikelihood_of(str(r.context), r.continuation) for r in SCORES]
+    assert clean == (texts, scores) and len(set(texts)) == len(REQUESTS) and len(set(scores)) == len(SCORES)
+    yield clean
 
 
 def toys(*made: ToyUpstream) -> Iterator[list[ToyUpstream]]:
@@ -119,7 +123,7 @@ def test_when_every_server_is_dead_the_run_stops_with_a_clear_error() -> None:
     for a, b in toys(ToyUpstream(die_after=0), ToyUpstream(die_after=0)):
         api = backend([f"{a.url}/v1", f"{b.url}/v1"], max_retries=3)
         started = time.monotonic()
-        with pytest.raises(HarnessError, match=r"giving up after 4 attempts; last error \(connection\)"):
+        with pytest.raises(HarnessError, match=r"cannot connect to .*: giving up after 4 attempts in [0-9.]+ s; last error \(connection\)"):
             api.generate(REQUESTS[:4])
         api.close()
         assert time.monotonic() - started < 20

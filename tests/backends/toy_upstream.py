@@ -3,11 +3,16 @@
 It speaks just enough of /v1/completions (with echo + logprobs) and /v1/chat/completions
 for the retry, limiter, ordering and redaction logic to run over real HTTP in a second;
 what the API *means* is tested against llama-cpp-python's server in the slow tests.
-Tokens are whitespace-led words; a token's logprob is -len(token)/10.
+Tokens are whitespace-led words; a token's logprob is -len(token)/10, less a tiny amount (under
+1e-8) drawn from a hash of the text up to and including it, and a generation names a hash of
+its prompt: so every request gets an answer of its own, and a client that hands one request
+another's answer (after a retry, a hedge, a reordering) is caught by comparing answers with
+``generated_text`` / ``loglikelihood_of``, or with a clean run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -22,28 +27,56 @@ def tokenize(text: str) -> list[tuple[int, str]]:
     return [(m.start(), m.group()) for m in TOKEN.finditer(text)]
 
 
+def tag(text: str) -> str:
+    """A short hash of ``text``: what makes each answer unique to its request."""
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def token_logprob(prompt: str, offset: int, token: str) -> float:
+    """The toy's logprob of ``token`` at ``offset`` in ``prompt``: -len/10, less a hash of the
+    prefix through the token (causal, as a model's is) times 1e-8."""
+    jitter = int(tag(prompt[: offset + len(token)]), 16) / 16**10
+    return -len(token) / 10 - jitter * 1e-8
+
+
+def generated_text(prompt: str) -> str:
+    """What the toy generates for a text prompt: its length and its hash, then a second line."""
+    return f" {len(prompt)} {tag(prompt)}\nmore"
+
+
+def chat_reply(last: str) -> str:
+    """What the toy answers a chat; "B" to a multiple-choice question (the fallback's format)."""
+    return "B" if "Options:" in last else f"{len(last)} chars {tag(last)}"
+
+
+def loglikelihood_of(context: str, continuation: str) -> float:
+    """What the backend must make of the toy's echo: the sum over the tokens that end after the
+    context (its trailing spaces count with the continuation)."""
+    text, boundary = context + continuation, len(context.rstrip(" "))
+    return sum(token_logprob(text, o, t) for o, t in tokenize(text)[1:] if o < len(text) and o + max(len(t), 1) > boundary)
+
+
 def completion(body: dict[str, Any]) -> dict[str, Any]:
     prompt = body["prompt"]
     if body.get("echo"):
         tokens = tokenize(prompt)
-        values: list[float | None] = [None] + [-len(t) / 10 for _, t in tokens[1:]]
+        values: list[float | None] = [None] + [token_logprob(prompt, o, t) for o, t in tokens[1:]]
         generated = " x"
         logprobs = {
             "tokens": [t for _, t in tokens] + [generated], "token_logprobs": values + [-0.1],
             "text_offset": [o for o, _ in tokens] + [len(prompt)],
-            "top_logprobs": [None] + [{t: -len(t) / 10} for _, t in tokens[1:]] + [{generated: -0.1}],
+            "top_logprobs": [None] + [{t: v} for (_, t), v in zip(tokens[1:], values[1:])] + [{generated: -0.1}],
         }
         choice = {"index": 0, "text": prompt + generated, "logprobs": logprobs, "finish_reason": "length"}
         usage = {"prompt_tokens": len(tokens), "completion_tokens": 1, "total_tokens": len(tokens) + 1}
     else:
-        choice = {"index": 0, "text": f" {len(prompt)}\nmore", "logprobs": None, "finish_reason": "stop"}
+        choice = {"index": 0, "text": generated_text(prompt), "logprobs": None, "finish_reason": "stop"}
         usage = {"prompt_tokens": len(tokenize(prompt)), "completion_tokens": 2, "total_tokens": 0}
     return {"id": "cmpl-toy", "object": "text_completion", "created": 0, "model": body["model"], "choices": [choice], "usage": usage}
 
 
 def chat(body: dict[str, Any]) -> dict[str, Any]:
-    last = body["messages"][-1]["content"]
-    reply = "B" if "Options:" in last else f"{len(last)} chars"
+    reply = chat_reply(body["messages"][-1]["content"])
     return {
         "id": "chat-toy", "object": "chat.completion", "created": 0, "model": body["model"],
         "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],

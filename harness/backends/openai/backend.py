@@ -31,20 +31,22 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from harness.backends.base import Backend, Capabilities, ModelSpec
 from harness.backends.openai.endpoints import SERVER_FAULTS, Endpoint, EndpointPool
 from harness.backends.openai.mc_fallback import choice_logprobs, parse_choice, question_prompt
-from harness.backends.openai.options import OpenAIOptions, mask_url_credentials, openai_options
+from harness.backends.openai.options import OpenAIOptions, openai_options
 from harness.backends.openai.ratelimit import CallStats, RetryPolicy, parse_retry_after
 from harness.backends.stops import truncate_at_stop
 from harness.core.deps import require
 from harness.core.errors import HarnessError
+from harness.core.redaction import mapping_secrets, redact_mapping, redact_text, redact_url, url_secrets
 from harness.prompts.messages import Prompt
 from harness.requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
 
 OPENAI_URL = "https://api.openai.com/v1"
+UNREACHABLE_S = 3.0  # refused connections, before any server has answered, for this long: the URL is wrong or nothing runs there
 T = TypeVar("T")
 
 
@@ -69,33 +71,68 @@ class Outcome:
 
 def resolve_base_urls(spec: ModelSpec) -> list[str]:
     """The servers: ``base_url`` (one or a list) from the spec, else ``$OPENAI_BASE_URL``, else
-    OpenAI; each without any user:password part (it would otherwise land in cache keys and the
-    DB). The same server twice is refused: it would silently double its concurrency."""
-    given = openai_options(spec).base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+    OpenAI; each normalised, with its query (sent with every request) and without any
+    user:password part (never sent: the key goes in the Authorization header). The same server
+    twice is refused: it would silently double its concurrency."""
     urls: list[str] = []
-    for raw in [given] if isinstance(given, str) else given:
+    for raw in given_urls(spec):
         url = normalise_url(raw)
-        if url in urls:
-            raise HarnessError(f"--base-url {mask_url_credentials(url)!r} is given twice; name each server once "
-                               "(--concurrency is per server)")
+        if redact_url(url) in map(redact_url, urls):
+            raise HarnessError(f"--base-url {redact_url(url)!r} is given twice; name each server once (--concurrency is per server)")
         urls.append(url)
     return urls
 
 
+def given_urls(spec: ModelSpec) -> list[str]:
+    """The URLs as the user gave them (``base_url``, ``$OPENAI_BASE_URL`` or OpenAI's)."""
+    given = openai_options(spec).base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+    return [given] if isinstance(given, str) else list(given)
+
+
 def normalise_url(raw: str) -> str:
+    """``raw`` stripped of spaces, a trailing '/', a fragment and its user:password; refused unless
+    it is http(s) with a host (and a numeric port, if any)."""
     raw = raw.strip().rstrip("/")
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise HarnessError(f"--base-url {mask_url_credentials(raw)!r} is not an http(s) URL (e.g. http://127.0.0.1:8000/v1)")
-    host = parts.hostname + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+    shown = redact_text(redact_url(raw), limit=200)
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HarnessError(f"--base-url {shown!r} is not an http(s) URL with a host (e.g. http://127.0.0.1:8000/v1)")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return urlunsplit((parts.scheme, host + (f":{port}" if port else ""), parts.path.rstrip("/"), parts.query, ""))
 
 
-def redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
+def client_url(url: str) -> tuple[str, dict[str, str]]:
+    """The client's base URL and the query it sends with every request: the client appends the
+    path to the base URL as a string, so a query left in it would end up in the path."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), dict(parse_qsl(parts.query, keep_blank_values=True))
+
+
+def secrets_of(options: OpenAIOptions, key: str, urls: Sequence[str]) -> list[str]:
+    """Every credential the backend was given, to scrub from messages: the key, credential-named
+    headers and parameters, and what the URLs hold (user:password, ``?api-key=``)."""
+    return [key, *mapping_secrets(options.extra_headers), *mapping_secrets(options.extra_params), *[s for u in urls for s in url_secrets(u)]]
+
+
+def official_api_key(spec: ModelSpec) -> str:
+    """The API key, refused when missing for OpenAI's own API (local servers take any)."""
+    options = openai_options(spec)
+    key = os.environ.get(options.api_key_env, "")
+    if not key and any(urlsplit(u).hostname == urlsplit(OPENAI_URL).hostname for u in resolve_base_urls(spec)):
+        raise HarnessError(
+            f"model '{spec.label}': no API key for {OPENAI_URL}: set ${options.api_key_env} (api_key_env in the model's entry names "
+            "another variable), or give --base-url for a local server"
+        )
+    return key
+
+
+def redact(text: str, secrets: Sequence[str], limit: int | None = None) -> str:
+    """``text`` without the secrets (and anything that looks like one), then cut to ``limit``."""
+    return redact_text(text, secrets, limit)
 
 
 class OpenAIBackend(Backend):
@@ -105,16 +142,16 @@ class OpenAIBackend(Backend):
         super().__init__(spec)
         require("openai", "openai")
         options = self.options = openai_options(spec)
-        self.base_urls = resolve_base_urls(spec)
+        self._urls = resolve_base_urls(spec)  # as sent (their queries may hold a key); shown and stored: redact_url
+        self.base_urls = [redact_url(u) for u in self._urls]
         self.base_url = ", ".join(self.base_urls)
-        key = os.environ.get(options.api_key_env, "")
-        if not key and OPENAI_URL in self.base_urls:
-            raise HarnessError(f"model '{spec.label}': set ${options.api_key_env} to your API key (or --base-url for a local server)")
+        key = official_api_key(spec)
         self._key = key or "EMPTY"  # local servers ignore the key, the client insists on one
-        self._secrets = [key, *[v for k, v in options.extra_headers.items() if k.lower() in {"authorization", "api-key", "x-api-key"}]]
-        self.policy = RetryPolicy(max_retries=options.max_retries)
+        self._secrets = secrets_of(options, key, given_urls(spec))
+        self.policy = RetryPolicy(max_retries=options.max_retries, deadline_s=options.max_retry_time_s)
         self.call_stats = CallStats()
         self.pool = EndpointPool(self.base_urls, options.concurrency, self.call_stats)
+        self._answered = False  # some server has answered once: connection errors are then outages, not a wrong URL
         self._rng = random.Random(0)  # jitter only; answers never depend on it
         self._echo_supported: bool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -138,10 +175,10 @@ class OpenAIBackend(Backend):
         change with ``revision:`` (or use ``--new`` / ``harness cache clear``).
         """
         options = openai_options(spec)
-        urls = [mask_url_credentials(url) for url in resolve_base_urls(spec)]
+        urls = [redact_url(url) for url in resolve_base_urls(spec)]
         identity: dict[str, Any] = {
             "backend": "openai", "model": spec.model, "base_url": urls[0] if len(urls) == 1 else sorted(urls), "endpoint": options.endpoint,
-            "extra_params": options.extra_params, "mc_fallback": options.mc_fallback,
+            "extra_params": redact_mapping(options.extra_params), "mc_fallback": options.mc_fallback,
         }
         if spec.revision:
             identity["revision"] = spec.revision
@@ -159,8 +196,11 @@ class OpenAIBackend(Backend):
           chat template, or any prompt with ``endpoint: chat``) have none, so multiple choice needs
           ``mc_fallback: generate`` there;
         - per-choice contexts need a log-likelihood per (context, continuation): the fallback shows
-          one context and lists the choices under it, so it cannot put them, and is refused."""
+          one context and lists the choices under it, so it cannot put them, and is refused.
+
+        Asked at planning, so a missing key for OpenAI's API is refused here, before a run is made."""
         options = openai_options(spec)
+        official_api_key(spec)
         why: dict[str, str] = {}
         takes = not (chat and options.endpoint == "completions")
         if not takes:
@@ -191,7 +231,7 @@ class OpenAIBackend(Backend):
     def stats(self) -> dict[str, Any]:
         stats = self.call_stats.as_dict()
         if self.pool.many:
-            stats["endpoints"] = self.pool.report(mask_url_credentials)
+            stats["endpoints"] = self.pool.report(redact_url)
         return stats
 
     # -- plumbing -------------------------------------------------------------------
@@ -206,13 +246,15 @@ class OpenAIBackend(Backend):
 
         async def main() -> T:
             if not self._bound:
-                from openai import AsyncOpenAI
+                from openai import AsyncOpenAI, Timeout
 
                 self.pool.bind()
-                for endpoint in self.pool.endpoints:
+                timeout = Timeout(self.options.timeout_s, connect=min(self.options.connect_timeout_s, self.options.timeout_s))
+                for endpoint, url in zip(self.pool.endpoints, self._urls):
+                    base, query = client_url(url)
                     endpoint.client = AsyncOpenAI(
-                        api_key=self._key, base_url=endpoint.url, timeout=self.options.timeout_s, max_retries=0,
-                        default_headers=self.options.extra_headers or None,
+                        api_key=self._key, base_url=base, timeout=timeout, max_retries=0,
+                        default_headers=self.options.extra_headers or None, default_query=query or None,
                     )
                 self._bound = True
             return await make()
@@ -237,36 +279,56 @@ class OpenAIBackend(Backend):
         """Send (``send(client)``) with retries, on the endpoint with the most room; ``check`` turns
         the response into a value or raises MalformedResponse. Returns the value and the latency
         of the successful attempt. A retry after a dead or hung server, or a 429, goes at once to
-        another endpoint when one is up; otherwise it waits its backoff."""
+        another endpoint when one is up; otherwise it waits its backoff.
+
+        When to give up: after ``max_retries`` retries, or when the attempts and backoffs of this
+        request have taken ``max_retry_time_s`` (time waiting for a free slot behind other requests
+        does not count); and, while no server has answered yet, after ``UNREACHABLE_S`` of refused
+        connections: a wrong URL or a server that is not running is said in seconds."""
         self.call_stats.requests += 1
         failed_on: Endpoint | None = None
+        spent = 0.0  # in attempts and backoffs
         for attempt in range(self.policy.max_retries + 1):
             endpoint = await self.pool.acquire(avoid=failed_on)
-            outcome = await self._hedged(endpoint, send, check)
+            began = time.monotonic()
+            outcome = await self._hedged(endpoint, send, check, began + self.policy.deadline_s - spent)
+            spent += time.monotonic() - began
             if outcome.failure is None:
+                self._answered = True
                 return outcome.value, outcome.latency_s
             reason, error = outcome.failure
-            if attempt == self.policy.max_retries:
-                raise HarnessError(
-                    f"{self.spec.label} at {mask_url_credentials(outcome.endpoint.url)}: giving up after {attempt + 1} attempts; "
-                    f"last error ({reason}): {self._describe_error(error)}"
-                )
-            self.call_stats.retries[reason] += 1
             failed_on = outcome.endpoint
-            if (reason in SERVER_FAULTS or reason == "429") and self.pool.others_up(outcome.endpoint):
-                continue  # another server takes it now; this one is marked down (or paused by its 429)
             delay = self.policy.delay(attempt, self._rng, outcome.retry_after)
+            elsewhere = (reason in SERVER_FAULTS or reason == "429") and self.pool.others_up(outcome.endpoint)
+            unreachable = reason == "connection" and not self._answered
+            out_of_time = spent >= self.policy.deadline_s or (not elsewhere and spent + delay >= self.policy.deadline_s)
+            if unreachable and spent + (0 if elsewhere else delay) > UNREACHABLE_S:
+                out_of_time = True
+            if attempt == self.policy.max_retries or out_of_time:
+                raise HarnessError(self._giving_up(outcome.endpoint, attempt + 1, spent, reason, error, unreachable, out_of_time))
+            self.call_stats.retries[reason] += 1
+            if elsewhere:
+                continue  # another server takes it now; this one is marked down (or paused by its 429)
             self.call_stats.waited_s += delay
+            spent += delay
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _hedged(self, endpoint: Endpoint, send: Callable[[Any], Awaitable[Any]], check: Callable[[Any], Any]) -> Outcome:
+    def _giving_up(self, endpoint: Endpoint, attempts: int, spent: float, reason: str, error: BaseException, unreachable: bool, late: bool) -> str:
+        """Why a request was given up: where, after what, the last error, and what to check."""
+        limit = "" if not late or unreachable else f" (max_retry_time_s: {self.policy.deadline_s:g})"
+        said = f"giving up after {attempts} attempts in {spent:.1f} s{limit}; last error ({reason}): {self._describe_error(error)}"
+        if unreachable:
+            return f"model '{self.spec.label}': cannot connect to {self.base_url}: {said}. Is the server running, and is --base-url (base_url) right?"
+        return f"{self.spec.label} at {endpoint.url}: {said}"
+
+    async def _hedged(self, endpoint: Endpoint, send: Callable[[Any], Awaitable[Any]], check: Callable[[Any], Any], deadline: float) -> Outcome:
         """One attempt on ``endpoint``; with several endpoints, if it is still running after the
         pool's hedge delay (3x the median latency, at least 1 s) and another endpoint has a slot no
         queued request is waiting for, the same request is sent there too and the first answer wins
         (the other is cancelled). So a slow server's requests move to idle ones instead of holding
         up the end of every chunk; requests are idempotent, and replicas give the same answer."""
-        first = asyncio.ensure_future(self._try(endpoint, send, check))
+        first = asyncio.ensure_future(self._try(endpoint, send, check, deadline))
         pending, failure, hedged = {first}, None, False
         try:
             while pending:
@@ -283,7 +345,7 @@ class OpenAIBackend(Backend):
                     if spare is not None:
                         hedged = True
                         self.call_stats.hedged += 1
-                        pending.add(asyncio.ensure_future(self._try(spare, send, check)))
+                        pending.add(asyncio.ensure_future(self._try(spare, send, check, deadline)))
             assert failure is not None
             return failure
         finally:
@@ -291,9 +353,10 @@ class OpenAIBackend(Backend):
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _try(self, endpoint: Endpoint, send: Callable[[Any], Awaitable[Any]], check: Callable[[Any], Any]) -> Outcome:
-        """One attempt on an endpoint whose slot the caller holds (released here): the value, or
-        why it failed (retryable). Non-retryable answers (4xx) raise HarnessError."""
+    async def _try(self, endpoint: Endpoint, send: Callable[[Any], Awaitable[Any]], check: Callable[[Any], Any], deadline: float) -> Outcome:
+        """One attempt on an endpoint whose slot the caller holds (released here), cut off at
+        ``deadline`` (monotonic) if the client's own timeouts have not ended it: the value, or why it
+        failed (retryable). Non-retryable answers (4xx) raise HarnessError."""
         import openai
 
         started = time.perf_counter()
@@ -301,7 +364,8 @@ class OpenAIBackend(Backend):
         error: BaseException
         try:
             self.call_stats.attempts += 1
-            response = await asyncio.wait_for(send(endpoint.client), timeout=self.options.timeout_s + 5)
+            limit = max(0.05, min(self.options.timeout_s + 5, deadline - time.monotonic()))
+            response = await asyncio.wait_for(send(endpoint.client), timeout=limit)
             value = check(response)
         except openai.RateLimitError as exc:
             reason, error = "429", exc
@@ -327,8 +391,14 @@ class OpenAIBackend(Backend):
         return Outcome(endpoint, failure=(reason, error), retry_after=retry_after)
 
     def _describe_error(self, exc: BaseException) -> str:
+        """The error and its cause (``Connection error.`` says little; ``ConnectError: [Errno 111]
+        Connection refused`` does), redacted *before* it is cut to 500 characters, so a key the
+        server echoes near the cut is never printed in part."""
         text = f"{type(exc).__name__}: {exc}"
-        return redact(text[:500], self._secrets)
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None and str(cause) and str(cause) not in text:
+            text += f" ({type(cause).__name__}: {cause})"
+        return redact(text, self._secrets, limit=500)
 
     def _messages(self, prompt: Prompt) -> list[dict[str, str]]:
         if isinstance(prompt, str):

@@ -7,23 +7,15 @@ A light module (pydantic only), so an entry is checked without importing the cli
 from __future__ import annotations
 
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, field_serializer, field_validator
+from pydantic import Field, SerializationInfo, SerializerFunctionWrapHandler, field_serializer, field_validator, model_serializer
 
 from harness.backends.base import ModelOptions, ModelSpec, options_of
+from harness.core.redaction import redact_mapping, redact_url
 
-_CREDENTIAL_WORDS = ("key", "token", "secret", "auth", "sig", "password", "credential", "session")
-
-
-def mask_url_credentials(url: str) -> str:
-    """A URL with the values of credential-like query parameters (``?api_key=...``) masked;
-    others (Azure's ``api-version``) kept, since they can change answers."""
-    parts = urlsplit(url)
-    if not parts.query:
-        return url
-    pairs = [(k, "***" if any(w in k.lower() for w in _CREDENTIAL_WORDS) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(pairs, safe="*"), parts.fragment))
+# options added after run configs were first stored: left out of a dump at their default, so the
+# config hash of a run that does not set them is the one it had before they existed
+_NEWER = {"connect_timeout_s": 5.0, "max_retry_time_s": 120.0}
 
 
 class OpenAIOptions(ModelOptions):
@@ -34,17 +26,25 @@ class OpenAIOptions(ModelOptions):
     api_key_env: str = "OPENAI_API_KEY"
     endpoint: Literal["auto", "chat", "completions"] = "auto"
     concurrency: int = Field(default=4, ge=1)
-    timeout_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0)  # for an answer, once connected (a long generation takes a while)
+    connect_timeout_s: float = Field(default=_NEWER["connect_timeout_s"], gt=0)  # to connect: a dead host is known in seconds
     max_retries: int = Field(default=6, ge=0)
+    # all attempts of one request together, backoffs included: a hung or dead server ends the run in
+    # this long, not in (max_retries + 1) x timeout_s
+    max_retry_time_s: float = Field(default=_NEWER["max_retry_time_s"], gt=0)
     extra_headers: dict[str, str] = Field(default_factory=dict)
     extra_params: dict[str, Any] = Field(default_factory=dict)
     mc_fallback: Literal["error", "generate"] = "error"
 
-    @field_serializer("extra_headers")
-    def _hide_credentials(self, headers: dict[str, str]) -> dict[str, str]:
-        """Dumps (the stored run config) never carry credential-like header values."""
-        secret = ("auth", "key", "token", "secret", "cookie")
-        return {k: ("***" if any(s in k.lower() for s in secret) else v) for k, v in headers.items()}
+    @field_serializer("extra_headers", "extra_params")
+    def _hide_credentials(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Dumps (the stored run config) never carry the values of credential-named headers or parameters."""
+        return dict(redact_mapping(values))
+
+    @model_serializer(mode="wrap")
+    def _newer_at_default_left_out(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if not (k in _NEWER and v == _NEWER[k])}
 
     @field_validator("base_url")
     @classmethod
@@ -57,17 +57,10 @@ class OpenAIOptions(ModelOptions):
 
     @field_serializer("base_url")
     def _hide_userinfo(self, url: str | list[str] | None) -> str | list[str] | None:
+        """Stored without user:password and with credential-like query values masked."""
         if isinstance(url, list):
-            return [hide_userinfo(u) for u in url]
-        return hide_userinfo(url) if url else url
-
-
-def hide_userinfo(url: str) -> str:
-    """The URL without a user:password part, and with credential-like query values masked."""
-    if "@" in url.partition("://")[2].partition("/")[0]:
-        scheme, _, rest = url.partition("://")
-        url = f"{scheme}://{rest.partition('@')[2]}"
-    return mask_url_credentials(url)
+            return [redact_url(u) for u in url]
+        return redact_url(url) if url else url
 
 
 def openai_options(spec: ModelSpec) -> OpenAIOptions:

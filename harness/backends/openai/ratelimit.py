@@ -21,6 +21,7 @@ from typing import Any
 @dataclass(frozen=True)
 class RetryPolicy:
     max_retries: int = 6
+    deadline_s: float = 120.0  # all attempts and backoffs of one request (max_retry_time_s)
     base_s: float = 0.25
     cap_s: float = 20.0
     max_retry_after_s: float = 120.0
