@@ -48,6 +48,22 @@ def clip(text: str, limit: int = ECHO_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def not_utf8(path: Path | str, data: bytes | None = None) -> HarnessError:
+    """The error for a file that is not UTF-8 text, naming the line and byte offset of the first bad
+    byte (``data``: the file's bytes, read here when not given)."""
+    try:
+        raw = Path(path).read_bytes() if data is None else data
+        raw.decode("utf-8")
+    except OSError as exc:
+        return HarnessError(f"{path}: cannot read ({exc.strerror})")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        return HarnessError(f"{path} line {line}, column {column} (byte {exc.start}): not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+                            "save the file as UTF-8")
+    return HarnessError(f"{path}: not UTF-8 text; save the file as UTF-8")
+
+
 def existing_dir(path: str | Path, what: str) -> Path:
     """``path`` as a Path if it is an existing folder, else a HarnessError naming ``what`` (e.g.
     ``"--data-dir"`` or ``"data_dirs in experiment.yaml"``): a folder the user named but mistyped

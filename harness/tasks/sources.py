@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.core.deps import require
-from harness.core.errors import HarnessError
+from harness.core.errors import HarnessError, clip, not_utf8
 from harness.core.fingerprint import content_sha256
 from harness.core.registry import Registry
 
@@ -157,33 +157,67 @@ def _as_row(value: Any, path: Path, where: str) -> dict[str, Any]:
 def read_jsonl(path: Path) -> Rows:
     """Yield (line number, row); a broken line is an error naming file and line."""
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise HarnessError(f"{path} line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(row, dict):
-                raise HarnessError(f"{path} line {number}: expected a JSON object, got {type(row).__name__}")
-            rows.append((number, row))
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                row = _json_value(line, path, f"line {number}")
+                if not isinstance(row, dict):
+                    raise HarnessError(f"{path} line {number}: expected a JSON object, got {type(row).__name__}")
+                rows.append((number, row))
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
     return rows
+
+
+def _json_value(text: str, path: Path, where: str) -> Any:
+    """``json.loads`` with its errors (broken JSON, nesting past the stack) naming the file and place."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        at = where if where.startswith("line") else f"line {exc.lineno}"
+        raise HarnessError(f"{path} {at}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        at = where if where.startswith("line") else f"line {_deep_line(text)}"
+        raise HarnessError(f"{path} {at}: JSON nested too deeply (thousands of levels); a row must be a flat-ish object") from None
+
+
+def _deep_line(text: str, limit: int = 500) -> int:
+    """The line where brackets first nest ``limit`` deep (strings skipped): where a RecursionError came from."""
+    depth, line, in_string, escaped = 0, 1, False, False
+    for char in text:
+        if char == "\n":
+            line += 1
+        if in_string:
+            escaped, in_string = (not escaped and char == "\\"), in_string and (escaped or char != '"')
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth >= limit:
+                return line
+        elif char in "]}":
+            depth -= 1
+    return line
 
 
 @READERS.register("json")
 def read_json_array(path: Path) -> Rows:
     """A JSON array of objects, or an object holding one under ``data`` / ``rows`` / ``examples``
     (how several exporters wrap it)."""
+    data = path.read_bytes()
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise HarnessError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise not_utf8(path, data) from None
+    document = _json_value(text, path, "")
     if isinstance(document, dict):
         held = [k for k in ("data", "rows", "examples") if isinstance(document.get(k), list)]
         if not held:
+            keys = ", ".join(clip(str(k), 40) for k in list(document)[:8])
             raise HarnessError(f"{path}: expected a JSON array of objects (or an object with a 'data' list); got an object with "
-                               f"keys {', '.join(list(document)[:8])}. A file of one object per line should be named .jsonl")
+                               f"keys {keys}. A file of one object per line should be named .jsonl")
         document = document[held[0]]
     if not isinstance(document, list):
         raise HarnessError(f"{path}: expected a JSON array of objects, got {type(document).__name__}")
@@ -224,8 +258,8 @@ def _read_delimited(path: Path, delimiter: str) -> Rows:
                 rows.append((len(rows) + 1, {n: _cell(c) for n, c in zip(names, cells)}))
     except csv.Error as exc:
         raise HarnessError(f"{path} line {getattr(reader, 'line_num', '?')}: not valid {'TSV' if delimiter == chr(9) else 'CSV'} ({exc})") from None
-    except UnicodeDecodeError as exc:
-        raise HarnessError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
     return rows
 
 

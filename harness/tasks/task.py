@@ -1,7 +1,8 @@
 """Tasks: a folder with ``task.yaml`` plus data (JSONL, JSON, CSV/TSV, parquet, a save_to_disk
 folder: ``sources``), validated strictly, turned into Items.
 
-The YAML is parsed with ``yaml.safe_load`` and validated by pydantic with unknown keys
+The YAML is parsed with a ``yaml.SafeLoader`` that refuses duplicate keys, deep nesting and alias
+bombs (``harness.core.yamlfile``) and validated by pydantic with unknown keys
 rejected, so a typo (``metric:`` for ``metrics:``) is an error naming the field with a
 did-you-mean rather than a silently ignored setting.
 """
@@ -19,10 +20,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from harness.core.errors import HarnessError, did_you_mean
+from harness.core.errors import HarnessError, clip, did_you_mean, shorten
 from harness.core.paths import bundled_dir
 from harness.core.templating import JINJA_ERRORS, compile_expression, explain
-from harness.core.yamlfile import read_yaml_mapping, validate
+from harness.core.yamlfile import load_yaml, read_yaml_mapping, validate
 from harness.tasks.kinds import TaskKind, TaskType, kind_names, task_kind
 from harness.tasks.sources import DataSource, FileSource, HubSource, HubSplit, Origin, is_data
 
@@ -133,6 +134,8 @@ class TaskSpec(_Strict):
                 raise ValueError(f"a {self.type} task needs 'verbalizers' (label -> word or list of words)")
             if self.choices:
                 raise ValueError(f"a {self.type} task takes its choices from 'verbalizers'; remove 'choices'")
+            if len(self.verbalizers) < MIN_CHOICES:
+                raise ValueError(f"verbalizers: a {self.type} task needs at least {MIN_CHOICES} labels, got {len(self.verbalizers)}")
             if any(not (words if isinstance(words, list) else [words]) for words in self.verbalizers.values()):
                 raise ValueError("verbalizers: every label needs at least one word")
         elif self.verbalizers:
@@ -336,11 +339,12 @@ class Task:
             except JINJA_ERRORS as exc:
                 raise HarnessError(
                     f"{self.yaml_path}: field '{name}' ({getattr(self.spec, name)!r}) failed on {origin.at(line)}: "
-                    f"{explain(exc, '')}. Fields in that row: {', '.join(row)}."
+                    f"{explain(exc, '')}. Fields in that row: {clip(', '.join(map(str, row)), 300)}."
                 ) from None
 
         item_id = str(value("id")) if "id" in exprs else str(row.get("id", f"{origin.stem}:{line}"))
-        choices = tuple(str(c) for c in _as_list(value("choices"))) if "choices" in exprs else None
+        choices = _choice_texts(value("choices"), f"{self.yaml_path}: field 'choices' ({self.spec.choices!r}) on {origin.at(line)}") \
+            if "choices" in exprs else None
         raw_target = value("target")
         verbalizers = None
         gold = self.kind.gold
@@ -385,16 +389,16 @@ class Task:
         raw = value("contexts")
         where = f"{self.yaml_path}: field 'contexts' ({self.spec.contexts!r}) on {origin.at(line)}"
         if not isinstance(raw, (list, tuple)):
-            raise HarnessError(f"{where}: expected a list with one context per choice, got {type(raw).__name__} {str(raw)[:60]!r}")
+            raise HarnessError(f"{where}: expected a list with one context per choice, got {type(raw).__name__} {shorten(raw, 60)}")
         if len(raw) != len(choices):
-            raise HarnessError(f"{where}: gave {len(raw)} contexts for {len(choices)} choices {list(choices)}; they must pair up")
+            raise HarnessError(f"{where}: gave {len(raw)} contexts for {len(choices)} choices {shorten(list(choices))}; they must pair up")
         if any(not isinstance(c, (str, int, float)) or isinstance(c, bool) for c in raw):
             raise HarnessError(f"{where}: every context must be text, got {[type(c).__name__ for c in raw]}")
         continuation = value("continuation")
         if not isinstance(continuation, (str, int, float)) or isinstance(continuation, bool) or not str(continuation).strip():
             raise HarnessError(
                 f"{self.yaml_path}: field 'continuation' ({self.spec.continuation!r}) on {origin.at(line)}: gave "
-                f"{continuation!r}; it must be non-empty text (the part every choice's context is scored on)"
+                f"{shorten(continuation)}; it must be non-empty text (the part every choice's context is scored on)"
             )
         return tuple(str(c) for c in raw), str(continuation)
 
@@ -411,6 +415,31 @@ def class_label(task: Task, item: Item) -> str | None:
     return ",".join(str(i) for i in item.correct_choices) or item.label
 
 
+MIN_CHOICES = 2
+
+
+def _choice_texts(raw: Any, where: str) -> tuple[str, ...]:
+    """An item's choices: a list of non-empty texts (or numbers), at least MIN_CHOICES of them distinct. A string is not a
+    list of choices (it once made a one-choice item that always scored 1.00). Repeats are allowed beside two distinct
+    choices (MMLU has rows with two equal options); a target naming a repeated text is refused (``_choice_index``)."""
+    if not isinstance(raw, (list, tuple)):
+        raise HarnessError(f"{where}: expected a list of choices, got {type(raw).__name__} {shorten(raw, 80)} (a "
+                           "multiple-choice item needs a list, e.g. '{{ options }}' where the row holds [\"a\", \"b\", ...])")
+    bad = [c for c in raw if isinstance(c, bool) or not isinstance(c, (str, int, float))]
+    if bad:
+        raise HarnessError(f"{where}: every choice must be text, got {type(bad[0]).__name__} {shorten(bad[0], 60)}")
+    choices = tuple(str(c) for c in raw)
+    for at, choice in enumerate(choices):
+        if not choice.strip():
+            raise HarnessError(f"{where}: choice {at} is empty; every choice needs text")
+    distinct = len(set(choices))
+    if distinct < MIN_CHOICES:
+        repeat = f" ({len(choices)} given, all the same)" if len(choices) > 1 else ""
+        raise HarnessError(f"{where}: gave {distinct} distinct choice{'s' * (distinct != 1)} {shorten(list(choices), 80)}{repeat}; "
+                           f"a multiple-choice item needs at least {MIN_CHOICES} different choices")
+    return choices
+
+
 def _as_list(value: Any) -> list[Any]:
     if isinstance(value, (list, tuple)):
         return list(value)
@@ -418,17 +447,22 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _choice_index(raw: Any, choices: tuple[str, ...], where: str) -> int:
-    """A multiple-choice target may be an index (int or digit string) or the text of a choice."""
+    """A multiple-choice target may be an index (int or digit string) or the text of a choice, never a boolean (True is
+    not choice 1: a yes/no target belongs to ``target_format: labels`` or needs its choice's text)."""
     if isinstance(raw, bool):
-        raw = int(raw)
+        raise HarnessError(f"{where}: target is the boolean {str(raw).lower()}, not a choice index or one of the choices "
+                           f"{shorten(list(choices), 120)}; give the index or the choice's text")
     if isinstance(raw, int) or (isinstance(raw, str) and raw.strip().lstrip("-").isdigit()):
         index = int(raw)
         if 0 <= index < len(choices):
             return index
         raise HarnessError(f"{where}: target index {index} is out of range for {len(choices)} choices")
     if str(raw) in choices:
+        if choices.count(str(raw)) > 1:
+            raise HarnessError(f"{where}: target {shorten(raw, 80)} is the text of several choices {shorten(list(choices), 160)}; "
+                               "give the index of the correct one")
         return choices.index(str(raw))
-    raise HarnessError(f"{where}: target {raw!r} is neither a choice index nor one of the choices {list(choices)}")
+    raise HarnessError(f"{where}: target {shorten(raw, 80)} is neither a choice index nor one of the choices {shorten(list(choices), 160)}")
 
 
 _FLAGS = {True: 1, False: 0, "1": 1, "0": 0, "true": 1, "false": 0}  # the ints 1/0 hash as True/False
@@ -452,16 +486,16 @@ def _correct_choices(raw: Any, choices: tuple[str, ...], target_format: str, whe
     """
     if target_format == "labels":
         if not isinstance(raw, (list, tuple)):
-            raise HarnessError(f"{where}: 'target_format: labels' needs one 0/1 flag per choice (a list of {len(choices)}), got {raw!r}")
+            raise HarnessError(f"{where}: 'target_format: labels' needs one 0/1 flag per choice (a list of {len(choices)}), got {shorten(raw, 80)}")
         if len(raw) != len(choices):
             raise HarnessError(f"{where}: {len(raw)} labels for {len(choices)} choices; 'target_format: labels' needs one 0/1 flag per choice")
         flags = [_flag(v) for v in raw]
         if None in flags:
             bad = raw[flags.index(None)]
-            raise HarnessError(f"{where}: label {bad!r} is not 0/1 (or true/false); 'target_format: labels' needs one 0/1 flag per choice")
+            raise HarnessError(f"{where}: label {shorten(bad, 60)} is not 0/1 (or true/false); 'target_format: labels' needs one 0/1 flag per choice")
         correct = tuple(i for i, f in enumerate(flags) if f)
         if not correct:
-            raise HarnessError(f"{where}: no choice is labelled 1 (labels {list(raw)}); an item needs at least one correct choice")
+            raise HarnessError(f"{where}: no choice is labelled 1 (labels {shorten(list(raw), 120)}); an item needs at least one correct choice")
         return correct
     if not isinstance(raw, (list, tuple)):
         return (_choice_index(raw, choices, where),)
@@ -470,13 +504,13 @@ def _correct_choices(raw: Any, choices: tuple[str, ...], target_format: str, whe
     flags = [_flag(v) for v in raw]
     if any(isinstance(v, bool) for v in raw) or (None not in flags and len(set(flags)) < len(flags)):
         raise HarnessError(
-            f"{where}: target {list(raw)!r} looks like one 0/1 label per choice, not a list of correct choices; "
+            f"{where}: target {shorten(list(raw), 120)} looks like one 0/1 label per choice, not a list of correct choices; "
             "add 'target_format: labels' to task.yaml (a list target otherwise names the correct choices by index or text)"
         )
     indices = tuple(_choice_index(r, choices, where) for r in raw)
     for at, index in enumerate(indices):
         if index in indices[:at]:
-            raise HarnessError(f"{where}: choice {index} ({choices[index]!r}) is listed twice in target {list(raw)!r}")
+            raise HarnessError(f"{where}: choice {index} ({shorten(choices[index], 60)}) is listed twice in target {shorten(list(raw), 120)}")
     return indices
 
 
@@ -492,11 +526,12 @@ def _is_code_keyed(verbalizers: dict[str, Any]) -> bool:
 def _label_index(raw: Any, labels: tuple[str, ...], codes: dict[int, int] | None, where: str) -> int:
     """A classification target: a label name or an index into the labels; with verbalizers keyed by codes, a code."""
     if isinstance(raw, (list, tuple)):
-        raise HarnessError(f"{where}: a classification item has one gold label, got {list(raw)!r} (several correct choices are for multiple_choice tasks)")
+        raise HarnessError(f"{where}: a classification item has one gold label, got {shorten(list(raw), 120)} "
+                           "(several correct choices are for multiple_choice tasks)")
     if codes is None:
         return _choice_index(raw, labels, where)
     if isinstance(raw, bool):
-        raw = int(raw)
+        raise HarnessError(f"{where}: target is the boolean {str(raw).lower()}, not a label code ({_codes_text(codes)})")
     if isinstance(raw, float) and raw.is_integer():
         raw = int(raw)
     if isinstance(raw, int) or (isinstance(raw, str) and _CODE.fullmatch(raw.strip())):
@@ -508,7 +543,7 @@ def _label_index(raw: Any, labels: tuple[str, ...], codes: dict[int, int] | None
             f"{where}: label code {code} is not a key of 'verbalizers' (codes: {_codes_text(codes)}). Did you mean {nearest}? "
             "(verbalizers keyed by integers make an integer target a code, not an index)"
         )
-    raise HarnessError(f"{where}: target {raw!r} is not a label code; 'verbalizers' is keyed by codes ({_codes_text(codes)})")
+    raise HarnessError(f"{where}: target {shorten(raw, 80)} is not a label code; 'verbalizers' is keyed by codes ({_codes_text(codes)})")
 
 
 def _codes_text(codes: dict[int, int]) -> str:
@@ -523,7 +558,7 @@ def _check_unique_ids(items: list[Item], path: str) -> None:
     for number, item in enumerate(items, start=1):
         if item.id in seen:
             raise HarnessError(
-                f"{path}: item id {item.id!r} appears on rows {seen[item.id]} and {number}; ids must be unique "
+                f"{path}: item id {shorten(item.id, 80)} appears on rows {seen[item.id]} and {number}; ids must be unique "
                 "(set 'id:' in task.yaml to an expression that is)"
             )
         seen[item.id] = number
@@ -588,10 +623,10 @@ def discover_tasks(extra_dirs: Iterable[Path] = ()) -> dict[str, Path]:
 def _peek_name(yaml_path: Path) -> str:
     """The task's name without full validation, so one broken task does not hide the others."""
     try:
-        raw = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+        raw = load_yaml(yaml_path.read_text(encoding="utf-8"))
         if isinstance(raw, dict) and isinstance(raw.get("name"), str):
             return raw["name"]
-    except (yaml.YAMLError, OSError):
+    except (yaml.YAMLError, OSError, UnicodeDecodeError, RecursionError):  # load_task names the problem
         pass
     return yaml_path.parent.name
 

@@ -137,7 +137,7 @@ BASE: dict[str, Any] = {"name": "t", "data": {"test": "t.jsonl"}, "input": "{{ q
         ({"type": "classification", "verbalizers": {"a": "A"}, "choices": "{{ o }}"},
          "a classification task takes its choices from 'verbalizers'; remove 'choices'"),
         ({"type": "generate", "verbalizers": {"a": "A"}}, "'verbalizers' is for type: classification, not generate"),
-        ({"type": "classification", "verbalizers": {"a": "A"}, "target_format": "labels"},
+        ({"type": "classification", "verbalizers": {"a": "A", "b": "B"}, "target_format": "labels"},
          "'target_format: labels' is for multiple_choice tasks (several correct choices), not classification"),
         ({"type": "multiple_choice", "choices": "{{ o }}", "repeats": 2},
          "'repeats' > 1 is for generate tasks (log-likelihood scores do not vary between samples)"),
