@@ -82,15 +82,16 @@ class PromptTemplate:
         variables = {**self._item_vars(task, item), "shots": [self._shot_vars(task, shot) for shot in shots], "k": len(shots)}
         if item.contexts is not None:
             return self._render_per_choice(item, variables)
-        module = self._module(variables, item.id)
-        prompt = self._prompt(str(module), item.id)
+        who = f"item {item.id!r}"
+        module = self._module(variables, who)
+        prompt = self._prompt(str(module), who)
         continuations: tuple[str, ...] = ()
         if item.verbalizers is not None:  # classification: every word of every label, label by label
             macro = getattr(module, "answer", None)
-            continuations = tuple(self._call(macro, w, i, item.id) for i, words in enumerate(item.verbalizers) for w in words)
+            continuations = tuple(self._call(macro, w, i, who) for i, words in enumerate(item.verbalizers) for w in words)
         elif item.choices is not None:
             macro = getattr(module, "answer", None)
-            continuations = tuple(self._call(macro, c, i, item.id) for i, c in enumerate(item.choices))
+            continuations = tuple(self._call(macro, c, i, who) for i, c in enumerate(item.choices))
         return Rendered(prompt=prompt, continuations=continuations)
 
     def _render_per_choice(self, item: Item, variables: dict[str, Any]) -> Rendered:
@@ -98,10 +99,11 @@ class PromptTemplate:
         assert item.contexts is not None and item.continuation is not None and isinstance(item.target, int)
         prompts: list[Prompt] = []
         continuations: list[str] = []
+        who = f"item {item.id!r}"
         for index, context in enumerate(item.contexts):
-            module = self._module({**variables, "context": context, "choice_index": index}, item.id)
-            prompts.append(self._prompt(str(module), item.id))
-            continuations.append(self._call(getattr(module, "answer", None), item.continuation, index, item.id))
+            module = self._module({**variables, "context": context, "choice_index": index}, who)
+            prompts.append(self._prompt(str(module), who))
+            continuations.append(self._call(getattr(module, "answer", None), item.continuation, index, who))
         for index, continuation in enumerate(continuations):
             if continuation != continuations[0]:
                 raise HarnessError(
@@ -119,29 +121,29 @@ class PromptTemplate:
     def _item_vars(self, task: Task, item: Item) -> dict[str, Any]:
         return {"task": {"name": task.name, "description": task.spec.description}, **item.template_vars()}
 
-    def _prompt(self, text: str, item_id: str) -> Prompt:
+    def _prompt(self, text: str, who: str) -> Prompt:
         prompt = self._split_messages(text) if self.chat else text
         if not (prompt.strip() if isinstance(prompt, str) else any(m.content.strip() for m in prompt)):
-            raise HarnessError(f"{self.path}: item {item_id!r}: the template rendered an empty prompt; nothing would be sent to the model "
+            raise HarnessError(f"{self.path}: {who}: the template rendered an empty prompt; nothing would be sent to the model "
                                "(a condition that is false for this row?)")
         return prompt
 
-    def _module(self, variables: dict[str, Any], item_id: str) -> Any:
+    def _module(self, variables: dict[str, Any], who: str) -> Any:
         try:
             return render_module(self._template, variables)
         except JINJA_ERRORS as exc:
-            raise HarnessError(f"{self.path}: item {item_id!r}: {explain(exc, str(self.path), self._template)}") from None
+            raise HarnessError(f"{self.path}: {who}: {explain(exc, str(self.path), self._template)}") from None
 
-    def _answer_macro(self, variables: dict[str, Any], item_id: str) -> Any:
-        return getattr(self._module(variables, item_id), "answer", None)
+    def _answer_macro(self, variables: dict[str, Any], who: str) -> Any:
+        return getattr(self._module(variables, who), "answer", None)
 
-    def _call(self, macro: Any, choice: str, index: int, item_id: str) -> str:
+    def _call(self, macro: Any, choice: str, index: int, who: str) -> str:
         if macro is None:
             return f" {choice}"
         try:
             return call_limited(macro, choice, index)
         except JINJA_ERRORS as exc:
-            raise HarnessError(f"{self.path}: item {item_id!r}: macro 'answer': {explain(exc, str(self.path), self._template)}") from None
+            raise HarnessError(f"{self.path}: {who}: macro 'answer': {explain(exc, str(self.path), self._template)}") from None
 
     def _shot_vars(self, task: Task, shot: Item) -> dict[str, Any]:
         variables = shot.template_vars()
@@ -165,21 +167,22 @@ class PromptTemplate:
             return cached[2]
         assert isinstance(shot.target, int) and shot.choices is not None
         macro = None
+        who = f"demonstration {shot.id!r}"
         if "answer" in self.source:  # no macro named answer can exist otherwise: skip the rendering
             own = {**self._item_vars(task, shot), "shots": [], "k": 0}
             if shot.contexts is not None:
                 own.update(context=shot.contexts[shot.target], choice_index=shot.target)
             try:
-                macro = self._answer_macro(own, shot.id)
+                macro = self._answer_macro(own, who)
             except HarnessError as exc:
                 raise HarnessError(f"{exc} (rendering demonstration {shot.id!r} with its own fields, for its 'answer')") from None
         if shot.verbalizers is not None:
-            text = self._call(macro, shot.verbalizers[shot.target][0], shot.target, shot.id)
+            text = self._call(macro, shot.verbalizers[shot.target][0], shot.target, who)
         elif shot.contexts is not None:
             assert shot.continuation is not None
-            text = self._call(macro, shot.continuation, shot.target, shot.id)
+            text = self._call(macro, shot.continuation, shot.target, who)
         else:
-            text = self._call(macro, shot.choices[shot.target], shot.target, shot.id)
+            text = self._call(macro, shot.choices[shot.target], shot.target, who)
         if len(self._answers) >= 4096:  # demonstration pools are bounded; callers making fresh Items each time are not
             self._answers.clear()
         self._answers[key] = (task, shot, text)

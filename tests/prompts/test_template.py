@@ -1,3 +1,4 @@
+import time
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,53 @@ def test_bundled_variants_render_differently() -> None:
     assert len({r.prompt for r in renders.values()}) == len(renders) >= 3
     for rendered in renders.values():
         assert len(rendered.continuations) == 4
+
+
+@pytest.mark.parametrize("source", ["", "  \n\t\n"])
+def test_empty_template_is_refused_when_loaded(tmp_path: Path, source: str) -> None:
+    task = _task(tmp_path, {"plain": source})
+    with pytest.raises(HarnessError, match=r"plain.jinja: the template is empty; it must render the prompt"):
+        load_prompt(task, "plain")
+
+
+@pytest.mark.parametrize(("name", "source"), [("plain", "{% if input == 'nothing' %}{{ input }}{% endif %}\n"),
+                                               ("chatty.chat", "@@ user\n{% if input == 'nothing' %}{{ input }}{% endif %}\n")])
+def test_a_row_that_renders_an_empty_prompt_is_an_error_naming_the_row(tmp_path: Path, name: str, source: str) -> None:
+    task = _task(tmp_path, {name: source})
+    with pytest.raises(HarnessError) as info:
+        load_prompt(task, name.removesuffix(".chat")).render(task, task.items("test")[0], [])
+    assert f"{name}.jinja: item 't0': the template rendered an empty prompt" in str(info.value)
+
+
+def test_non_utf8_template_names_the_byte_offset_and_line(tmp_path: Path) -> None:
+    task = _task(tmp_path, {"plain": "{{ input }}"})
+    (task.folder / "prompts" / "plain.jinja").write_bytes(b"Q: {{ input }}\n\xff\xfeA:")
+    with pytest.raises(HarnessError) as info:
+        load_prompt(task, "plain")
+    assert "plain.jinja: the template is not UTF-8 text: byte 0xff at offset 15 (line 2)" in str(info.value)
+
+
+@pytest.mark.parametrize(("source", "says"), [
+    ("Q: {{ input }}\n{% for i in range(10**9) %}x{% endfor %}", "template error (line 2): range(1000000000,) has more than 100,000 steps"),
+    ("Q: {{ input }}\n\n{{ 'x' * 10**10 }}", "template error (line 3): a str of length 1 repeated 10,000,000,000 times would be"),
+    ("{% macro f() %}{{ f() }}{% endmacro %}\n{{ f() }}", "template error (line 1): calls nested more than 100 deep"),
+])
+def test_a_template_over_a_limit_names_file_line_and_item(tmp_path: Path, source: str, says: str) -> None:
+    task = _task(tmp_path, {"plain": source})
+    start = time.perf_counter()
+    with pytest.raises(HarnessError) as info:
+        load_prompt(task, "plain").render(task, task.items("test")[1], [])
+    assert time.perf_counter() - start < 5
+    assert f"plain.jinja: item 't1': {says}" in str(info.value)
+
+
+def test_an_answer_macro_over_a_limit_names_the_item_or_the_demonstration(tmp_path: Path) -> None:
+    source = "{% macro answer(choice, index) %} {{ choice * 10**10 }}{% endmacro %}{% for s in shots %}{{ s.answer }}{% endfor %}{{ input }}"
+    task = _task(tmp_path, {"plain": source})
+    template = load_prompt(task, "plain")
+    with pytest.raises(HarnessError) as info:
+        template.render(task, task.items("test")[2], [])
+    assert "plain.jinja: item 't2': macro 'answer': template error (line 1): a str of length 5 repeated" in str(info.value)
+    with pytest.raises(HarnessError) as info:
+        template.render(task, task.items("test")[2], task.items("fewshot")[:1])
+    assert "plain.jinja: demonstration 'f0': macro 'answer': template error (line 1): a str of length 5 repeated" in str(info.value)
