@@ -771,9 +771,14 @@ def read_template_text(path: Path, what: str = "template") -> str:
         data = path.read_bytes()
     except OSError as exc:
         raise HarnessError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    return decode_utf8(data, str(path), what)
+
+
+def decode_utf8(data: bytes, where: str, what: str) -> str:
+    """``data`` as UTF-8 text, or an error naming the first bad byte, its offset and its line."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise HarnessError(f"{path}: the {what} is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}); "
+        raise HarnessError(f"{where}: the {what} is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}); "
                            "save it as UTF-8") from None

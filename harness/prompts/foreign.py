@@ -31,6 +31,8 @@ def template_variables(source: str) -> list[str]:
         names = jinja2.meta.find_undeclared_variables(env.parse(source))
     except jinja2.TemplateSyntaxError as exc:
         raise HarnessError(f"syntax error (line {exc.lineno}): {exc.message}") from None
+    except RecursionError:
+        raise HarnessError("template error: nested too deeply to parse") from None
     return sorted(n for n in names if n not in env.globals and n != "answer_choices")  # PromptSource gives answer_choices itself
 
 

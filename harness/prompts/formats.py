@@ -32,7 +32,7 @@ import yaml
 
 from harness.core.choice_labels import LABEL_STYLES, has_labels, relabel, written_style
 from harness.core.errors import HarnessError
-from harness.core.templating import compile_template
+from harness.core.templating import compile_template, read_template_text
 
 _TAG = re.compile(r"({{.*?}}|{%.*?%}|{#.*?#})", re.DOTALL)
 _FIELD = re.compile(r"(?:(?<=\n)|^)([A-Za-z][A-Za-z ]{0,30}?):")
@@ -156,10 +156,7 @@ def with_instruction(source: str, text: str) -> str:
 
 def read_instructions(path: Path) -> list[str]:
     """Alternative instructions: a JSON or YAML list of strings, or a text file with one per line."""
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise HarnessError(f"{path}: cannot read the instructions file ({exc.strerror})") from None
+    raw = read_template_text(path, "instructions file")
     if path.suffix in (".json", ".yaml", ".yml"):
         try:
             entries = json.loads(raw) if path.suffix == ".json" else yaml.safe_load(raw)

@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from harness.core.errors import HarnessError
+from harness.core.templating import read_template_text
 from harness.prompts.foreign import keep_whitespace, row_scope, template_variables
 from harness.tasks.kinds import task_kind
 
@@ -137,10 +138,10 @@ def read_config(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The task YAML with its ``include:`` chain merged in (the including file's keys win)."""
     if path in seen:
         raise HarnessError(f"{path}: include loop through {' -> '.join(map(str, seen))}")
+    if not path.is_file():
+        raise HarnessError(f"{path}: no such lm-eval task file")
     try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (SafeLoader + a marker tag)
-    except FileNotFoundError:
-        raise HarnessError(f"{path}: no such lm-eval task file") from None
+        document = yaml.load(read_template_text(path, "lm-eval task file"), Loader=_Loader)  # noqa: S506 (SafeLoader + a marker tag)
     except yaml.YAMLError as exc:
         raise HarnessError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(document, dict):

@@ -22,7 +22,6 @@ listed as skipped, with why.
 
 from __future__ import annotations
 
-import io
 import re
 import subprocess
 import sys
@@ -36,7 +35,7 @@ import jinja2.meta
 import yaml
 
 from harness.core.errors import HarnessError
-from harness.core.templating import environment
+from harness.core.templating import decode_utf8, environment, read_template_text
 from harness.prompts.foreign import keep_whitespace, row_scope, template_variables
 
 VERSION = "0.2.3"
@@ -133,11 +132,12 @@ def _templates_text(source: Path, dataset: str) -> tuple[str, str]:
                 raise HarnessError(f"{source}: PromptSource has no templates for '{dataset}'{hint}")
             handle = archive.extractfile(names[0])
             assert handle is not None
-            return io.TextIOWrapper(handle, encoding="utf-8").read(), f"{source}:{names[0].name}"
+            where = f"{source}:{names[0].name}"
+            return decode_utf8(handle.read(), where, "PromptSource templates file"), where
     path = source if source.is_file() else source / relative
     if not path.is_file():
         raise HarnessError(f"{path}: not found; --from takes PromptSource's archive ({ARCHIVE}), its templates folder, or a templates.yaml")
-    return path.read_text(encoding="utf-8"), str(path)
+    return read_template_text(path, "PromptSource templates file"), str(path)
 
 
 _TAG = re.compile(r"\{%[-+]?\s*(\w+)")
@@ -195,7 +195,7 @@ def import_templates(dataset: str, out: Path, source: Path, fields: dict[str, st
         try:
             text = convert(template, dataset, fields)
             environment().parse(text)
-        except (HarnessError, jinja2.TemplateSyntaxError) as exc:
+        except (HarnessError, jinja2.TemplateSyntaxError, RecursionError) as exc:
             skipped.append((template.name, str(exc)))
             continue
         stem = template.file_stem if template.file_stem not in stems else f"{template.file_stem}_{template.id[:8]}"

@@ -4,7 +4,10 @@ from pathlib import Path
 import pytest
 
 from harness.core.errors import HarnessError
+from harness.prompts.formats import read_instructions
+from harness.prompts.lm_eval_import import read_config
 from harness.prompts.messages import Message
+from harness.prompts.promptsource import read_templates
 from harness.prompts.template import available_prompts, load_prompt
 from harness.tasks.task import find_task, load_task
 from tests.helpers import write_task
@@ -128,3 +131,14 @@ def test_an_answer_macro_over_a_limit_names_the_item_or_the_demonstration(tmp_pa
     with pytest.raises(HarnessError) as info:
         template.render(task, task.items("test")[2], task.items("fewshot")[:1])
     assert "plain.jinja: demonstration 'f0': macro 'answer': template error (line 1): a str of length 5 repeated" in str(info.value)
+
+
+def test_the_foreign_loaders_refuse_non_utf8_files_by_byte_and_line(tmp_path: Path) -> None:
+    bad = b"dataset: x\ntemplates: {}\n# caf\xe9\n"
+    for name, load, what in [("templates.yaml", lambda p: read_templates(p, "x"), "PromptSource templates file"),
+                             ("task.yaml", read_config, "lm-eval task file"), ("instructions.txt", read_instructions, "instructions file")]:
+        path = tmp_path / name
+        path.write_bytes(bad)
+        with pytest.raises(HarnessError) as info:
+            load(path)
+        assert str(info.value) == f"{path}: the {what} is not UTF-8 text: byte 0xe9 at offset 30 (line 3); save it as UTF-8"
