@@ -164,3 +164,16 @@ def redact_text(text: str, secrets: Iterable[str] = (), limit: int | None = None
     text = _JSONISH.sub(_mask_json, text)
     text = _OPENAI_KEY.sub(MASK, text)
     return truncate(text, limit)
+
+
+def redact_value(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """``value`` (a string, or nested mappings and lists) as it may be echoed in a message: credential-named
+    keys masked, and every string through ``redact_text``; to be bounded (``shorten``) *after* this."""
+    secrets = list(secrets)
+    if isinstance(value, str):
+        return redact_text(value, secrets)
+    if isinstance(value, Mapping):
+        return {k: (MASK if isinstance(k, str) and is_credential_name(k) else redact_value(v, secrets)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(v, secrets) for v in value]
+    return value

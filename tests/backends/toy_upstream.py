@@ -87,10 +87,13 @@ def chat(body: dict[str, Any]) -> dict[str, Any]:
 class ToyUpstream:
     """``delay_s`` slows every answer; ``die_after=N`` makes the server die on its N+1th call, as a
     SIGKILLed one does: that call's connection is dropped without an answer and the port is closed;
-    ``hang`` holds every call (a stopped process). ``calls`` counts the POSTs that arrived."""
+    ``hang`` holds every call (a stopped process). ``calls`` counts the POSTs that arrived, ``paths``
+    holds their paths (with any query) and ``bodies`` their JSON."""
 
     def __init__(self, *, delay_s: float = 0.0, die_after: int | None = None) -> None:
         self.delay_s, self.die_after, self.hang, self.calls, self.dead = delay_s, die_after, False, 0, False
+        self.paths: list[str] = []
+        self.bodies: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         toy = self
 
@@ -113,6 +116,8 @@ class ToyUpstream:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 with toy._lock:
                     toy.calls += 1
+                    toy.paths.append(self.path)
+                    toy.bodies.append(body)
                     dies = toy.dead or (toy.die_after is not None and toy.calls > toy.die_after)
                     if dies and not toy.dead:
                         toy.dead = True
@@ -123,7 +128,11 @@ class ToyUpstream:
                 while toy.hang:
                     time.sleep(0.05)
                 time.sleep(toy.delay_s)
-                self._send(chat(body) if self.path.endswith("/chat/completions") else completion(body))
+                path = self.path.partition("?")[0]
+                if not path.endswith(("/completions", "/chat/completions")):
+                    self.send_error(404, f"no such endpoint: {path}")
+                    return
+                self._send(chat(body) if path.endswith("/chat/completions") else completion(body))
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

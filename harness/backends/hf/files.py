@@ -126,6 +126,22 @@ def has_chat_template(spec: ModelSpec) -> bool | None:
     return False if isinstance(found["tokenizer_config.json"], str) and known_missing else None
 
 
+def check_hub_id(model: str) -> None:
+    """Refuse, at planning, a model that is neither a local folder nor shaped like a hub id
+    (``name`` or ``namespace/name``): a path such as ``/no/such/folder`` or ``./m``, so a typo is
+    said before a run is made, not by the loader after it."""
+    shown = model if len(model) <= 200 else f"{model[:200]}..."
+    path = Path(model).expanduser()
+    if path.is_file():
+        raise HarnessError(f"model '{shown}' is a file; a local model is a folder (config.json, weights, tokenizer files)")
+    looks_like_path = model.startswith(("/", ".", "~")) or "\\" in model or model.count("/") > 1 or model.endswith("/")
+    if looks_like_path or not model.strip():
+        raise HarnessError(
+            f"model '{shown}' is not a folder (no such directory) and not a hub id (name or namespace/name); "
+            "give an existing model folder or a Hugging Face hub id"
+        )
+
+
 def content_identity(spec: ModelSpec, adapter: str | None) -> dict[str, Any]:
     """The part of an identity that names what is loaded: the backend, the model as given, the
     folder's content (``folder_fingerprint``) or a hub id's commit in the local HF cache, and the
@@ -135,6 +151,8 @@ def content_identity(spec: ModelSpec, adapter: str | None) -> dict[str, Any]:
     if folder is not None and not folder.is_dir():
         raise HarnessError(f"adapter '{adapter}' is not a folder")
     identity: dict[str, Any] = {"backend": spec.backend, "model": spec.model}
+    if not source.is_dir():
+        check_hub_id(spec.model)
     if source.is_dir():
         identity["model_content"] = folder_fingerprint(source)
     else:

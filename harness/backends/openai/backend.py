@@ -94,13 +94,17 @@ def normalise_url(raw: str) -> str:
     it is http(s) with a host (and a numeric port, if any)."""
     raw = raw.strip().rstrip("/")
     shown = redact_text(redact_url(raw), limit=200)
+    example = "(e.g. http://127.0.0.1:8000/v1)"
     try:
         parts = urlsplit(raw)
+    except ValueError:
+        raise HarnessError(f"--base-url {shown!r} is not a URL {example}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HarnessError(f"--base-url {shown!r} is not an http(s) URL with a host {example}")
+    try:
         port = parts.port
     except ValueError:
-        parts, port = None, None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise HarnessError(f"--base-url {shown!r} is not an http(s) URL with a host (e.g. http://127.0.0.1:8000/v1)")
+        raise HarnessError(f"--base-url {shown!r} has a port that is not a number from 1 to 65535 {example}") from None
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return urlunsplit((parts.scheme, host + (f":{port}" if port else ""), parts.path.rstrip("/"), parts.query, ""))
 
@@ -400,6 +404,12 @@ class OpenAIBackend(Backend):
             text += f" ({type(cause).__name__}: {cause})"
         return redact(text, self._secrets, limit=500)
 
+    def _extra(self) -> dict[str, Any]:
+        """``extra_params`` as the client takes them: in ``extra_body``, merged into the request's JSON
+        over the backend's own parameters (so they can override them), whatever they are named; as
+        keywords of ``create``, a name it does not declare (a server's own, ``top_k``) is a TypeError."""
+        return {"extra_body": dict(self.options.extra_params)} if self.options.extra_params else {}
+
     def _messages(self, prompt: Prompt) -> list[dict[str, str]]:
         if isinstance(prompt, str):
             return [{"role": "user", "content": prompt}]
@@ -430,7 +440,7 @@ class OpenAIBackend(Backend):
             params["stop"] = list(request.stop)[:4]
         if request.temperature > 0:  # each repeat is its own sample, reproducible where the server honours seeds
             params["seed"] = request.seed * 100_003 + request.repeat
-        params.update(self.options.extra_params)
+        params.update(self._extra())
         chat = self._uses_chat(request.prompt)
 
         def check(response: Any) -> tuple[str, int, str]:
@@ -476,7 +486,7 @@ class OpenAIBackend(Backend):
         context = request.context
         boundary = len(context.rstrip(" "))  # trailing context spaces belong to the continuation
         params: dict[str, Any] = {"model": self.spec.model, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1}
-        params.update(self.options.extra_params)
+        params.update(self._extra())
         text = context + request.continuation
 
         def check(response: Any) -> LoglikelihoodResult:
