@@ -10,6 +10,7 @@ with probability ≤ α across the cells of a task.
 
 from __future__ import annotations
 
+import difflib
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from harness.analysis.degenerate import degenerate_cells
 from harness.analysis.ranking import RankedCell, TaskRanking, order_key, rank_task
 from harness.analysis.summaries import CellSummary, Unscorable, aligned, cell_scores, describe_unscorable, json_safe, summarize
 from harness.core.errors import HarnessError
+from harness.runner.calibration import CALIBRATED_METRIC
 from harness.stats.across_prompts import AcrossPrompts, across_prompts, tau_interval
 from harness.stats.basics import DEFAULT_RESAMPLES, kendall_tau
 from harness.store import Store, StoredCell, StoredItem
@@ -126,7 +128,7 @@ class Comparison:
                     "run_id": c.run_id, "cell_id": c.cell_id,
                     "prompt": c.prompt, "shots": c.shots, "selector": c.selector, "model": c.model, "metric": s.metric,
                     "higher_is_better": s.higher_is_better, "n": s.n, "unscorable": s.unscorable,
-                    "unscorable_policy": s.unscorable_policy, "missing": s.missing, "mean": s.interval.mean,
+                    "unscorable_policy": s.unscorable_policy, "missing": s.missing, "n_planned": s.cell.n_planned, "mean": s.interval.mean,
                     "ci_low": s.interval.low, "ci_high": s.interval.high, "ci_method": s.interval.method,
                     "diff_vs_best": None if vs is None else vs.diff.mean,
                     "diff_ci_low": None if vs is None else vs.diff.low, "diff_ci_high": None if vs is None else vs.diff.high,
@@ -270,16 +272,26 @@ def compare_runs(
     summaries = summarize(store, run_ids, metric, confidence, resamples, seed, unscorable)
     if tasks:
         summaries = [s for s in summaries if s.cell.task in tasks]
+    warnings: list[str] = []
+    if metric is not None:
+        summaries, lacking = _with_metric(summaries, metric, run_ids)
+        warnings.extend(lacking)
+    empty = [s for s in summaries if s.n == 0]
     summaries = [s for s in summaries if s.n > 0] or summaries
     if not summaries:
         raise HarnessError(f"runs {', '.join(run_ids)}: no cells with scored items to compare")
-    rankings, warnings = [], []
+    if len(summaries) > len(empty):  # cells with no scored item yet are left out, and said so (not a row of zeros)
+        warnings.extend(f"{s.cell.task}: {s.label}: no scored items yet (0 of {s.cell.n_planned} planned): left out" for s in empty)
+    summaries, repeats = dedupe_cells(summaries, run_ids)
+    warnings.extend(repeats)
+    rankings = []
     for s in summaries:
         line = describe_unscorable(s)
         if line:
             warnings.append(line)
         if s.missing:
-            warnings.append(f"{s.cell.task}: {s.label}: {s.missing} of {s.cell.n_planned} planned items were never stored (unfinished run?)")
+            warnings.append(f"{s.cell.task}: {s.label}: unfinished: {s.missing} of {s.cell.n_planned} planned items were never stored; its "
+                            f"score is over the {s.n} it has, and it is paired with the other cells on the items they share")
     for cells in ranked(summaries).values():
         ranking, notes = rank_task(cells, alpha, resamples, seed, confidence=confidence, margin=margin)
         rankings.append(ranking)
@@ -290,6 +302,44 @@ def compare_runs(
         warnings.extend(f"run {run}: {line}" for line in store.run_config(run).get("warnings", []))
     return Comparison(list(run_ids), rankings, spreads(summaries), stability(summaries, confidence, seed), alpha, confidence,
                       warnings, margin, unscorable, model_contrasts(summaries, confidence, seed))
+
+
+def _with_metric(summaries: list[CellSummary], metric: str, run_ids: Sequence[str]) -> tuple[list[CellSummary], list[str]]:
+    """The cells that carry ``metric`` (a cell never scored by it would rank as a row of zeros or NaN);
+    an error naming the metrics the runs have when none does."""
+    has = [s for s in summaries if metric in s.cell.metrics or s.scores or s.unscorable]
+    if has:
+        kept = {id(s) for s in has}
+        return has, [f"{s.cell.task}: {s.label}: no {metric} scores (its metrics: {', '.join(s.cell.metrics)}): left out"
+                     for s in summaries if id(s) not in kept]
+    available = sorted({m for s in summaries for m in s.cell.metrics})
+    close = difflib.get_close_matches(metric, available, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    if metric == CALIBRATED_METRIC:
+        hint += f"; {metric} is written by `harness calibrate RUN`"
+    runs = f"run {run_ids[0]} has" if len(run_ids) == 1 else f"runs {', '.join(run_ids)} have"
+    raise HarnessError(f"--metric {metric!r}: {runs} no cell scored by it; the metrics there: {', '.join(available) or 'none'}{hint}")
+
+
+def dedupe_cells(summaries: Sequence[CellSummary], run_ids: Sequence[str]) -> tuple[list[CellSummary], list[str]]:
+    """One copy of each cell: a cell id is a hash of the cell's whole configuration, so the same id in
+    two runs is the same evaluation twice (a rerun with --new); counting both would add a pair of
+    copies to every multiplicity correction and the possibly-best set. The copy kept is the one with
+    the most scored items, the first named run on a tie."""
+    order = {run: i for i, run in enumerate(run_ids)}
+    copies: dict[str, list[CellSummary]] = defaultdict(list)
+    for s in summaries:
+        copies[s.cell.cell_id].append(s)
+    kept: dict[str, CellSummary] = {}
+    notes = []
+    for cell_id, group in copies.items():
+        chosen = min(group, key=lambda s: (-s.n, order.get(s.cell.run_id, len(order))))
+        kept[cell_id] = chosen
+        if len(group) > 1:
+            others = ", ".join(s.cell.run_id for s in group if s is not chosen)
+            notes.append(f"{chosen.cell.task}: {chosen.label}: the same cell ({cell_id}) is in runs {chosen.cell.run_id} and {others}: "
+                         f"compared once, with run {chosen.cell.run_id}'s copy ({chosen.n} items); the other copies are not counted")
+    return [s for s in summaries if kept[s.cell.cell_id] is s], notes
 
 
 # -- item-level diff ---------------------------------------------------------------------

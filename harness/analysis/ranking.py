@@ -158,6 +158,11 @@ def rank_task(
         warnings.append(f"{best.cell.task}: {label}: {count} item(s) not scored in every cell are left out of the comparison "
                         f"(it uses the {len(ids)} items all {len(order)} cells have)")
     data = _Aligned(order, ids, confidence, resamples, seed)
+    if dropped and ids:  # cells differ in their items (an unfinished cell): rank on the shared items the verdicts rest on
+        shared_order = _order_on_shared(order, data.point, best.higher_is_better)
+        if [id(c) for c in shared_order] != [id(c) for c in order]:
+            order, best = shared_order, shared_order[0]
+            data = _Aligned(order, ids, confidence, resamples, seed)
     k = len(order)
     raw = np.full((k, k), np.nan)
     for i in range(k):
@@ -193,6 +198,15 @@ def rank_task(
             warnings.append(f"{ranking.task}: items come in {data.units} clusters; design effect up to {max(deffs):.2f} on the "
                             f"differences (the {len(ids)} items count like {len(ids) / max(deffs):.0f} independent ones)")
     return ranking, warnings
+
+
+def _order_on_shared(order: Sequence[CellSummary], point: np.ndarray, higher_is_better: bool) -> list[CellSummary]:
+    """The cells ordered by their score on the shared items: when one cell lacks items, its own
+    mean and the others' are over different items, and the cell called best must be the best on
+    the items every pair is tested on (else a Δ vs best could be positive)."""
+    sign = -1.0 if higher_is_better else 1.0
+    position = {id(c): i for i, c in enumerate(order)}
+    return sorted(order, key=lambda c: (sign * float(point[position[id(c)]]), position[id(c)]))
 
 
 def _equivalence(data: _Aligned, chosen: BestSet, margin: float, higher_is_better: bool) -> dict[int, float]:

@@ -5,12 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rich import box
-from rich.table import Table
-
 from harness.analysis.ab import ABReport, ABTask
 from harness.report.numbers import p_value
-from harness.report.terminal import console
+from harness.report.terminal import Col, console, print_table
 
 
 def print_ab(report: ABReport, out: Any = None) -> None:
@@ -18,13 +15,14 @@ def print_ab(report: ABReport, out: Any = None) -> None:
     out = out or console()
     for t in report.tasks:
         fmt = AbFormat(t.percent)
-        table = Table(title=f"{t.task} — {t.metric} {'↑' if t.higher_is_better else '↓'} · Δ = tuned − base",
-                      title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
-        for column in ("cells", "n", "base", "tuned", f"Δ [{report.confidence:.0%} CI]", "p", "verdict"):
-            table.add_column(column, justify="left" if column in ("cells", "verdict") else "right")
+        columns = [Col("cells", wrap=True), Col("n", "right"), Col("base", "right"), Col("tuned", "right"), Col("Δ", "right"),
+                   Col(f"{report.confidence:.0%} CI", "right", drop=1), Col("p", "right"), Col("verdict", wrap=True)]
+        rows, styles = [], []
         for row in ab_rows(t, report):
-            table.add_row(*row[:7], style="bold" if row[7] else None)
-        out.print(table)
+            delta, _, interval = row[4].partition(" ")
+            rows.append([*row[:4], delta, interval, row[5], row[6]])
+            styles.append("bold" if row[7] else None)
+        print_table(out, f"{t.task} — {t.metric} {'↑' if t.higher_is_better else '↓'} · Δ = tuned − base", columns, rows, styles)
         for line in ab_notes(t, report, fmt):
             out.print(line, highlight=False)
     for flag in report.flags:

@@ -12,12 +12,14 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from rich.console import Console
+
 from harness.analysis.sensitivity import DESCRIPTIONS, FACTORS, PairedTest, Sensitivity, Slice
 from harness.core.files import write_atomic
-from harness.report.html import CSS, html_p
-from harness.report.numbers import percent
+from harness.report.html import CSS
+from harness.report.numbers import p_value, percent
 from harness.report.svg import LABEL_W, PAD, PLOT_W, ROW_H, axis, bounds, escape, figure, short_label
-from harness.report.terminal import console
+from harness.report.terminal import Col, console, print_table
 from harness.stats.basics import Interval
 
 RANGE_COLOUR, LEVEL_COLOUR, EXTREME_COLOUR = "#9ecae1", "#2166ac", "#b2182b"
@@ -36,7 +38,7 @@ def _has_ci(i: Interval) -> bool:
 def _test_row(t: PairedTest) -> list[str]:
     r = t.result
     diff = f"{100 * r.diff.mean:+.1f} [{100 * r.diff.low:+.1f}, {100 * r.diff.high:+.1f}]"
-    return [t.context, f"{t.a} − {t.b}", str(r.n), diff, r.test, html_p(r.p_value), html_p(t.p_holm), f"{r.wins}/{r.ties}/{r.losses}"]
+    return [t.context, f"{t.a} − {t.b}", str(r.n), diff, r.test, p_value(r.p_value), p_value(t.p_holm), f"{r.wins}/{r.ties}/{r.losses}"]
 
 
 TEST_HEAD = ["setting", "A − B", "n", "Δ (points) [CI]", "test", "p", "p (Holm)", "W/T/L"]
@@ -50,34 +52,29 @@ def _slice_row(s: Slice) -> list[str]:
 
 
 # -- terminal -------------------------------------------------------------------------------
-def print_tables(result: Sensitivity) -> None:
-    from rich.table import Table
-
-    out = console()
-    overview = Table(title=f"sensitivity · runs {', '.join(result.runs)} · metric points, {result.confidence:.0%} CIs", title_justify="left")
-    for column in ("factor", "what varies", "slices", "median range", "largest range", "where"):
-        overview.add_column(column, justify="right" if "range" in column or column == "slices" else "left")
-    for f in result.factors():
-        overview.add_row(f.factor, DESCRIPTIONS[f.factor], str(f.slices), percent(f.median_range), percent(f.largest.range), f.largest.context)
-    out.print(overview)
+def print_tables(result: Sensitivity, out: Console | None = None) -> None:
+    """The overview, then per factor its slices and paired tests; every table fits the console (numbers whole)."""
+    out = out or console()
+    columns = [Col("factor", wrap=True), Col("what varies", wrap=True, drop=1), Col("slices", "right"), Col("median range", "right"),
+               Col("largest range", "right"), Col("where", wrap=True)]
+    rows = [[f.factor, DESCRIPTIONS[f.factor], str(f.slices), percent(f.median_range), percent(f.largest.range), f.largest.context]
+            for f in result.factors()]
+    print_table(out, f"sensitivity · runs {', '.join(result.runs)} · metric points, {result.confidence:.0%} CIs", columns, rows)
     for factor in FACTORS:
         slices = [s for s in result.slices if s.factor == factor]
         if not slices:
             continue
-        table = Table(title=f"{factor} — {DESCRIPTIONS[factor]}", title_justify="left")
-        for column in SLICE_HEAD:
-            table.add_column(column, justify="left" if column.startswith("setting") or "[CI]" in column else "right")
-        for s in slices:
-            table.add_row(*_slice_row(s))
-        out.print(table)
+        columns = [Col("setting (all else fixed)", wrap=True), Col("levels", "right", drop=3), Col("lowest", wrap=True, drop=2),
+                   Col("min [CI]", "right"), Col("median", "right", drop=1), Col("highest", wrap=True, drop=2), Col("max [CI]", "right"),
+                   Col("max − min", "right")]
+        rows = [[s.context + (f" · over draws {_ci(s.over_draws)}" if s.over_draws is not None else ""), str(len(s.levels)), s.min.name,
+                 _ci(s.min.interval), percent(s.median), s.max.name, _ci(s.max.interval), percent(s.range)] for s in slices]
+        print_table(out, f"{factor} — {DESCRIPTIONS[factor]}", columns, rows)
         tests = [t for t in result.tests if t.factor == factor]
         if tests:
-            paired = Table(title=f"{factor}: paired tests on the same items (Holm over the {len(tests)} tests)", title_justify="left")
-            for column in TEST_HEAD:
-                paired.add_column(column)
-            for t in tests:
-                paired.add_row(*_test_row(t))
-            out.print(paired)
+            columns = [Col("setting", wrap=True), Col("A − B", wrap=True), Col("n", "right", drop=3), Col("Δ (points) [CI]", "right"),
+                       Col("test", wrap=True, drop=2), Col("p", "right", drop=4), Col("p (Holm)", "right"), Col("W/T/L", "right", drop=1)]
+            print_table(out, f"{factor}: paired tests on the same items (Holm over the {len(tests)} tests)", columns, [_test_row(t) for t in tests])
     for note in result.notes:
         out.print(f"[yellow]note:[/] {note}", highlight=False)
 

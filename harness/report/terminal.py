@@ -6,10 +6,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -19,11 +22,105 @@ from harness.analysis.summaries import json_safe
 from harness.prompts.messages import prompt_from_json, prompt_text
 from harness.report.numbers import percent
 
+WIDE = 400  # --wide: every column of every table, nothing wrapped (lines may run past the terminal)
+PIPED = 160  # output to a file or a pipe: as wide as a wide terminal
+TEXT_MIN = 12  # a free-text column is not wrapped narrower than this (or its header's longest word)
+LONG_NAME = 24  # model labels longer than this are named M1, M2 ... in tables, with a legend
 
-def console() -> Console:
-    """A console that does not squeeze tables to 80 columns when output is piped."""
+
+def console(wide: bool = False) -> Console:
+    """The terminal's console; piped, one $COLUMNS wide (160 without it); ``wide``: room for every column."""
     plain = Console()
-    return plain if plain.is_terminal else Console(width=160)
+    if wide:
+        return Console(width=max(plain.width, WIDE))
+    columns = os.environ.get("COLUMNS", "")
+    return plain if plain.is_terminal else Console(width=int(columns) if columns.isdigit() and int(columns) > 0 else PIPED)
+
+
+@dataclass(frozen=True)
+class Col:
+    """A column of a fitted table. ``wrap``: free text (names, descriptions) that may take more
+    lines; any other column is as wide as its widest value, so a number is never cut or wrapped.
+    ``drop``: 0 for a key column; else columns are left out, highest ``drop`` first, until the
+    table fits the console (``--wide`` shows them all)."""
+
+    header: str
+    justify: Literal["left", "right"] = "left"
+    wrap: bool = False
+    drop: int = 0
+
+
+def _overhead(k: int) -> int:
+    """Width a table of ``k`` columns adds to its cells: one space of padding either side of each
+    inner column boundary, and the (blank) SIMPLE_HEAD separator."""
+    return 3 * max(k - 1, 0)
+
+
+def fitted_table(columns: Sequence[Col], rows: Sequence[Sequence[str]], width: int,
+                 styles: Sequence[str | None] | None = None) -> tuple[Table, list[str]]:
+    """A rich table that fits ``width`` without cutting a value: key columns always, the others
+    while they fit; numbers at their full width, free text wrapped (a word longer than its
+    column folds onto the next line, never an ellipsis). Returns the table and the headers left out."""
+    natural = [max([cell_len(c.header), *(cell_len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    header_word = [max(cell_len(w) for w in c.header.split() or [""]) for c in columns]
+    values = [max([0, *(cell_len(r[i]) for r in rows)]) for i in range(len(columns))]
+    need = [min(natural[i], max(TEXT_MIN, header_word[i])) if c.wrap else max(values[i], header_word[i]) for i, c in enumerate(columns)]
+    shown = list(range(len(columns)))
+
+    def total(indices: list[int]) -> int:
+        return sum(need[i] for i in indices) + _overhead(len(indices))
+
+    while total(shown) > width:
+        optional = [i for i in shown if columns[i].drop > 0]
+        if not optional:
+            break
+        shown.remove(max(optional, key=lambda i: (columns[i].drop, i)))
+    widths = {i: need[i] for i in shown}
+    spare = width - total(shown)
+    for group in ([i for i in shown if not columns[i].wrap], shown):  # headers of values whole first, then free text
+        while spare > 0:
+            short = [i for i in group if widths[i] < natural[i]]
+            if not short:
+                break
+            widest_gap = max(short, key=lambda i: natural[i] - widths[i])
+            widths[widest_gap] += 1
+            spare -= 1
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
+    for i in shown:
+        c = columns[i]
+        table.add_column(c.header, justify=c.justify, width=widths[i], overflow="fold")
+    for r, row in enumerate(rows):
+        table.add_row(*(Text(row[i]) for i in shown), style=styles[r] if styles else None)
+    return table, [columns[i].header for i in range(len(columns)) if i not in shown]
+
+
+def print_table(out: Console, title: str, columns: Sequence[Col], rows: Sequence[Sequence[str]],
+                styles: Sequence[str | None] | None = None) -> None:
+    """A title (wrapped at words), the fitted table, and which columns this width left out."""
+    table, hidden = fitted_table(columns, rows, out.width, styles)
+    out.print(Text(title, style="italic"))
+    out.print(table)
+    if hidden:
+        out.print(Text(f"  (not shown at {out.width} columns: {', '.join(hidden)}; --wide shows every column)", style="dim"))
+
+
+def model_aliases(models: Sequence[str]) -> dict[str, str]:
+    """Short names for long model labels (paths), M1, M2 ... in first-seen order; short labels stay."""
+    aliases: dict[str, str] = {}
+    for model in dict.fromkeys(models):
+        if cell_len(model) > LONG_NAME:
+            aliases[model] = f"M{len(aliases) + 1}"
+    return aliases
+
+
+def legend_text(name: str, aliases: dict[str, str]) -> str:
+    return f"{name}: " + "; ".join(f"{short} = {long}" for long, short in aliases.items())
+
+
+def aliased(text: str, aliases: dict[str, str]) -> str:
+    for long, short in sorted(aliases.items(), key=lambda pair: -len(pair[0])):  # a label inside a longer one: the longer first
+        text = text.replace(long, short)
+    return text
 
 
 def print_json(value: Any) -> None:
@@ -49,8 +146,9 @@ METHOD_NAMES = {
 }
 
 
-def cell_name(s: CellSummary, varying: set[str]) -> str:
-    """A cell named by what varies across its task's cells (the rest goes in the title)."""
+def cell_name(s: CellSummary, varying: set[str], models: dict[str, str] | None = None) -> str:
+    """A cell named by what varies across its task's cells (the rest goes in the title); long
+    model labels by their short name in ``models``."""
     parts = []
     if "prompt" in varying or not varying:
         parts.append(s.cell.prompt)
@@ -59,7 +157,7 @@ def cell_name(s: CellSummary, varying: set[str]) -> str:
     elif "selector" in varying:
         parts.append(s.cell.selector)
     if "model" in varying:
-        parts.append(s.cell.model)
+        parts.append((models or {}).get(s.cell.model, s.cell.model))
     if "run" in varying:
         parts.append(f"run {s.cell.run_id}")
     return " · ".join(parts)
@@ -96,81 +194,97 @@ def number_formats(ranking: TaskRanking) -> tuple[Callable[[float], str], Callab
 
 def comparison_tables(comp: Comparison, out: Console | None = None) -> None:
     """Per task: ranked cells with score CI, Δ vs best with CI, adjusted p and verdict; the
-    possibly-best set and what each verdict rests on; then prompt spread and rank stability."""
+    possibly-best set and what each verdict rests on; then prompt spread and rank stability.
+    Every table fits the console (see ``fitted_table``); long model labels get a legend."""
     out = out or console()
+    models = model_aliases([rc.summary.cell.model for r in comp.rankings for rc in r.cells])
+    if models:
+        out.print(Text(legend_text("models", models)))
+    runs = {run: str(i) for i, run in enumerate(comp.runs, start=1)}
     for ranking in comp.rankings:
-        summaries = [rc.summary for rc in ranking.cells]
-        varying = varying_fields(summaries)
-        arrow = "↑" if ranking.higher_is_better else "↓"
-        fixed = constant_text(summaries, varying)
-        score, signed, unit = number_formats(ranking)
-        sizes = {rc.summary.n for rc in ranking.cells}
-        same_n = len(sizes) == 1
-        title = f"{ranking.task} — {ranking.metric} {arrow}" + (f" · {fixed}" if fixed else "") + (f" · n={sizes.pop()}" if same_n else "")
-        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
-        columns = [("#", "right"), ("cell", "left")] + ([] if same_n else [("n", "right")]) + [
-            (f"{ranking.metric} [{comp.confidence:.0%} CI]", "right"), ("Δ vs best [CI]", "right"), ("p adj", "right"), ("verdict", "left")]
-        for column, justify in columns:
-            table.add_column(column, justify=justify)  # type: ignore[arg-type]
-        for rc in ranking.cells:
-            s, ci, vs = rc.summary, rc.summary.interval, rc.vs_best
-            delta = "best" if vs is None else f"{signed(vs.diff.mean)} [{signed(vs.diff.low)},{signed(vs.diff.high)}]"
-            row = [str(rc.rank), cell_name(s, varying)] + ([] if same_n else [str(s.n)]) + [
-                f"{score(ci.mean)} [{score(ci.low)},{score(ci.high)}]", delta, _p(rc.p_adjusted), rc.verdict.text]
-            table.add_row(*row, style="bold" if rc.may_be_best else None)
-        out.print(table)
-        for line in ranking_notes(comp, ranking, varying):
-            out.print(line, highlight=False)
-    spreads = [s for s in comp.spreads if s.n_variants >= 2]
-    if spreads:
-        table = Table(title="prompt sensitivity — spread across prompt variants", title_justify="left", box=box.SIMPLE_HEAD)
-        for column in ("task", "model · shots", "variants", "min", "median", "max", "max − min", "best prompt", "worst prompt"):
-            table.add_column(column, justify="left" if column in ("task", "model · shots", "best prompt", "worst prompt") else "right")
-        for sp in spreads:
-            table.add_row(sp.task, sp.setting, str(sp.n_variants), percent(sp.min), percent(sp.median), percent(sp.max), percent(sp.range),
-                          sp.best_prompt, sp.worst_prompt)
-        out.print(table)
-    if comp.stability:
-        table = Table(title=f"rank stability of prompt variants (Kendall τ, {comp.confidence:.0%} CI over items)",
-                      title_justify="left", box=box.SIMPLE_HEAD)
-        for column in ("task", "setting A", "setting B", "variants", "τ [CI]"):
-            table.add_column(column, justify="right" if column in ("variants", "τ [CI]") else "left")
-        for st in comp.stability:
-            table.add_row(st.task, st.setting_a, st.setting_b, str(st.n_variants), tau_text(st))
-        out.print(table)
-    if comp.models:
-        table = Table(title=f"model vs model across prompt variants (Δ = A − B, {comp.confidence:.0%} CI counts prompt variance)",
-                      title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
-        for column in ("task", "A − B", "setting", "variants", "Δ [CI]", "p", "worst / best variant"):
-            table.add_column(column, justify="right" if column in ("variants", "Δ [CI]", "p") else "left")
-        for m in comp.models:
-            r = m.result
-            table.add_row(m.task, f"{m.model_a} − {m.model_b}", m.setting, str(len(r.variants)),
-                          f"{_signed(r.mean)} [{_signed(r.low)},{_signed(r.high)}]", _p(r.p_value),
-                          f"{r.worst.name} {_signed(r.worst.diff)} / {r.best.name} {_signed(r.best.diff)}")
-        out.print(table)
+        ranking_table(comp, ranking, models, runs, out)
+    spread_tables(comp, models, out)
     for warning in comp.warnings:
         out.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+def ranking_table(comp: Comparison, ranking: TaskRanking, models: dict[str, str], runs: dict[str, str], out: Console) -> None:
+    """One task's ranked cells, and the lines saying what the verdicts rest on."""
+    summaries = [rc.summary for rc in ranking.cells]
+    from_runs = sorted({s.cell.run_id for s in summaries}, key=lambda run: int(runs.get(run, "0")))
+    varying = varying_fields(summaries) - ({"run"} if len(from_runs) > 1 else set())
+    arrow = "↑" if ranking.higher_is_better else "↓"
+    fixed = constant_text(summaries, varying)
+    score, signed, unit = number_formats(ranking)
+    unfinished = [rc for rc in ranking.cells if rc.summary.missing]
+    sizes = {rc.summary.n for rc in ranking.cells}
+    same_n = len(sizes) == 1 and not unfinished
+    title = f"{ranking.task} — {ranking.metric} {arrow}" + (f" · {fixed}" if fixed else "") + (f" · n={sizes.pop()}" if same_n else "")
+    if len(from_runs) > 1:
+        title += " · " + legend_text("runs", {run: runs[run] for run in from_runs})
+    columns = [Col("#", "right"), Col("cell", wrap=True)] + ([Col("run", "right")] if len(from_runs) > 1 else []) + (
+        [] if same_n else [Col("n", "right")]) + [
+        Col(ranking.metric, "right"), Col(f"{comp.confidence:.0%} CI", "right", drop=2), Col(f"Δ vs best{unit}", "right"),
+        Col("Δ CI", "right", drop=1), Col("p adj", "right"), Col("verdict", wrap=True)]
+    rows, styles = [], []
+    for rc in ranking.cells:
+        s, ci, vs = rc.summary, rc.summary.interval, rc.vs_best
+        n = f"{s.n}/{s.cell.n_planned}" if s.missing else str(s.n)
+        verdict = rc.verdict.text + (" (unfinished)" if s.missing else "")
+        rows.append([str(rc.rank), cell_name(s, varying, models)] + ([runs.get(s.cell.run_id, s.cell.run_id)] if len(from_runs) > 1 else []) + (
+            [] if same_n else [n]) + [
+            score(ci.mean), f"[{score(ci.low)},{score(ci.high)}]", "best" if vs is None else signed(vs.diff.mean),
+            "" if vs is None else f"[{signed(vs.diff.low)},{signed(vs.diff.high)}]", _p(rc.p_adjusted), verdict])
+        styles.append("bold" if rc.may_be_best else None)
+    print_table(out, title, columns, rows, styles)
+    for line in ranking_notes(comp, ranking, varying, models):
+        out.print(line, highlight=False)
+
+
+def spread_tables(comp: Comparison, models: dict[str, str], out: Console) -> None:
+    """Prompt spread, rank stability of the variants, and model against model across variants."""
+    spreads = [s for s in comp.spreads if s.n_variants >= 2]
+    if spreads:
+        columns = [Col("task", wrap=True), Col("model · shots", wrap=True), Col("variants", "right"), Col("min", "right", drop=3),
+                   Col("median", "right", drop=4), Col("max", "right", drop=3), Col("max − min", "right"), Col("best prompt", wrap=True, drop=2),
+                   Col("worst prompt", wrap=True, drop=1)]
+        rows = [[sp.task, aliased(sp.setting, models), str(sp.n_variants), percent(sp.min), percent(sp.median), percent(sp.max), percent(sp.range),
+                 sp.best_prompt, sp.worst_prompt] for sp in spreads]
+        print_table(out, "prompt sensitivity — spread across prompt variants", columns, rows)
+    if comp.stability:
+        columns = [Col("task", wrap=True), Col("setting A", wrap=True), Col("setting B", wrap=True), Col("variants", "right", drop=1),
+                   Col("τ [CI]", "right")]
+        rows = [[st.task, aliased(st.setting_a, models), aliased(st.setting_b, models), str(st.n_variants), tau_text(st)] for st in comp.stability]
+        print_table(out, f"rank stability of prompt variants (Kendall τ, {comp.confidence:.0%} CI over items)", columns, rows)
+    if comp.models:
+        columns = [Col("task", wrap=True), Col("A − B", wrap=True), Col("setting", wrap=True, drop=2), Col("variants", "right", drop=3),
+                   Col("Δ [CI]", "right"), Col("p", "right"), Col("worst / best variant", wrap=True, drop=1)]
+        rows = []
+        for m in comp.models:
+            r = m.result
+            rows.append([m.task, f"{models.get(m.model_a, m.model_a)} − {models.get(m.model_b, m.model_b)}", m.setting, str(len(r.variants)),
+                         f"{_signed(r.mean)} [{_signed(r.low)},{_signed(r.high)}]", _p(r.p_value),
+                         f"{r.worst.name} {_signed(r.worst.diff)} / {r.best.name} {_signed(r.best.diff)}"])
+        print_table(out, f"model vs model across prompt variants (Δ = A − B, {comp.confidence:.0%} CI counts prompt variance)", columns, rows)
 
 
 def pair_tables(comp: Comparison, out: Console | None = None) -> None:
     """Every pair of a task's cells with its adjusted p-value (the step-down max-T of the ranking)."""
     out = out or console()
+    models = model_aliases([rc.summary.cell.model for r in comp.rankings for rc in r.cells])
     for ranking in comp.rankings:
         varying = varying_fields([rc.summary for rc in ranking.cells])
-        table = Table(title=f"{ranking.task} — every pair, p adjusted over all {len(ranking.pairs())} pairs", title_justify="left",
-                      box=box.SIMPLE_HEAD, padding=(0, 1))
-        for column in ("A", "B", "A − B", "p adj"):
-            table.add_column(column, justify="right" if column in ("A − B", "p adj") else "left")
         _, signed, _ = number_formats(ranking)
+        rows, styles = [], []
         for i, a in enumerate(ranking.cells):
             for j in range(i + 1, len(ranking.cells)):
                 b = ranking.cells[j]
                 delta = a.summary.interval.mean - b.summary.interval.mean
                 p = float(ranking.p_pairs[i, j])
-                table.add_row(cell_name(a.summary, varying), cell_name(b.summary, varying), signed(delta), _p(p),
-                              style="bold" if p < ranking.alpha else None)
-        out.print(table)
+                rows.append([cell_name(a.summary, varying, models), cell_name(b.summary, varying, models), signed(delta), _p(p)])
+                styles.append("bold" if p < ranking.alpha else None)
+        columns = [Col("A", wrap=True), Col("B", wrap=True), Col("A − B", "right"), Col("p adj", "right")]
+        print_table(out, f"{ranking.task} — every pair, p adjusted over all {len(ranking.pairs())} pairs", columns, rows, styles)
 
 
 def tau_text(st: Stability) -> str:
@@ -180,9 +294,9 @@ def tau_text(st: Stability) -> str:
     return value
 
 
-def ranking_notes(comp: Comparison, ranking: TaskRanking, varying: set[str]) -> list[str]:
+def ranking_notes(comp: Comparison, ranking: TaskRanking, varying: set[str], models: dict[str, str] | None = None) -> list[str]:
     """What the table's verdicts rest on, in plain lines under it."""
-    name: Callable[[RankedCell], str] = (lambda rc: cell_name(rc.summary, varying))
+    name: Callable[[RankedCell], str] = (lambda rc: cell_name(rc.summary, varying, models))
     best = ", ".join(name(rc) for rc in ranking.best_set)
     units = f"{ranking.units} clusters of {ranking.n} items" if ranking.clustered else f"{ranking.n} items"
     pairs = len(ranking.cells) * (len(ranking.cells) - 1) // 2
@@ -197,9 +311,14 @@ def ranking_notes(comp: Comparison, ranking: TaskRanking, varying: set[str]) -> 
                      + ". p adj: over all pairs; it decides the verdict.")
     for rc in ranking.cells[1:]:
         if rc.verdict.code == "worse" and rc.beaten_by is not None:
-            lines.append(f"  {name(rc)}: worse than {cell_name(rc.beaten_by, varying)} ({rc.verdict.detail})")
+            lines.append(f"  {name(rc)}: worse than {cell_name(rc.beaten_by, varying, models)} ({rc.verdict.detail})")
         elif rc.verdict.detail and rc.verdict.code in ("inconclusive", "equivalent"):
             lines.append(f"  {name(rc)}: {rc.verdict.text}: {rc.verdict.detail}")
+    unfinished = [rc for rc in ranking.cells if rc.summary.missing]
+    if unfinished:
+        lines.append(f"  unfinished (n = stored/planned): {', '.join(name(rc) for rc in unfinished)}: each score is over the items stored; "
+                     f"the ranking, Δ and verdicts pair every cell on the {ranking.n} items all cells have (run the same command "
+                     "again to finish)")
     if ranking.margin is None and any(rc.verdict.code == "inconclusive" for rc in ranking.cells):
         lines.append("  (pass --margin M to test equivalence within ±M and see the items each comparison would need)")
     return lines

@@ -163,8 +163,8 @@ def test_ab_html_report_shows_the_terminal_verdict_with_the_same_numbers(tmp_pat
     (pooled,) = re.findall(r"<tr class='pooled'>(.*?)</tr>", page)
     cells = [html.unescape(re.sub("<.*?>", "", c)) for c in re.findall(r"<td>(.*?)</td>", pooled)]
     assert cells[0] == "all 2 cells" and len(rows) == 4  # 2 cells, the pooled row, the across-prompt row
-    for value in cells[1:6]:  # n, base, tuned, Δ [CI], p: each appears in the terminal table
-        assert value in terminal, (value, terminal)
+    for value in cells[1:6]:  # n, base, tuned, Δ [CI], p: each appears in the terminal table (Δ and its CI in two columns)
+        assert all(part in terminal for part in value.split()), (value, terminal)
     delta = float(cells[4].split()[0])
     assert delta > 0  # tuned is better: Δ = tuned − base is positive, in both
     assert cli(*args, "--json") == 0

@@ -215,3 +215,51 @@ def test_python_api_run_gives_the_same_results_as_the_runner(tmp_path: Path) -> 
     assert by_run[first.run_id] == by_run[second.run_id]
     with pytest.raises(HarnessError, match="unknown key 'shot'"):
         harness.run({**fields, "shot": [1]}, db)
+
+
+def test_metric_a_run_lacks_is_an_error_naming_its_metrics(ranked_run: str, db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A known metric the run was never scored by: an error listing the run's metrics, not a row of zeros."""
+    with pytest.raises(HarnessError, match=r"no cell scored by it; the metrics there: acc, acc_norm") as caught:
+        compare_runs(Store(db_path), [ranked_run], metric="f1_macro")
+    assert ranked_run in str(caught.value)
+    assert cli("compare", "--db", db_path, "--metric", "exact_match") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --metric 'exact_match'") and "acc, acc_norm" in err and "Traceback" not in err
+
+
+def test_unfinished_cell_is_marked_and_paired_on_shared_items(ranked_run: str, db_path: Path) -> None:
+    """A cell with 30 of 120 items: its row says so (missing, n_planned), every pair is tested on the 90
+    items all cells have, and the cell called best is the best on those items (no positive Δ vs best)."""
+    store = Store(db_path)
+    cell = next(c for c in store.cells([ranked_run]) if c.model == "skilled:0.3")
+    store.db.execute("DELETE FROM items WHERE run_id = ? AND cell_id = ? AND position >= 90", (ranked_run, cell.cell_id))
+    comp = compare_runs(store, [ranked_run])
+    (ranking,) = comp.rankings
+    assert ranking.n == 90
+    row = next(r for r in comp.rows() if r["cell_id"] == cell.cell_id)
+    assert row["missing"] == 30 and row["n_planned"] == 120 and row["n"] == 90
+    assert all(rc.vs_best.n == 90 and rc.vs_best.diff.mean <= 0 for rc in ranking.cells[1:])
+    assert any("unfinished: 30 of 120 planned items were never stored" in w and "paired" in w for w in comp.warnings)
+    # the full cells keep their own score over all 120 items; only the comparison is on the shared 90
+    assert all(rc.summary.n == 120 for rc in ranking.cells if rc.summary.cell.cell_id != cell.cell_id)
+
+
+def test_several_runs_name_each_cells_run_and_count_a_repeated_cell_once(tmp_path: Path, db_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    first = _run(tmp_path, db_path, ["skilled:0.9", "skilled:0.3"], rows=60)
+    store = Store(db_path)
+    spec = ExperimentSpec(tasks=["toy"], tasks_dirs=[str(tmp_path / "tasks")], models=["skilled:0.9", "skilled:0.6"])
+    second = run_experiment(spec, store, new=True, show_progress=False).run_id  # skilled:0.9's two cells again, identical ids
+    comp = compare_runs(store, [first, second])
+    (ranking,) = comp.rankings
+    ids = [rc.summary.cell.cell_id for rc in ranking.cells]
+    assert len(ids) == len(set(ids)) == 6  # 4 + 4 cells, the 2 stored in both runs once
+    assert len(ranking.pairs()) == 15  # the corrections count 6 cells, not 8
+    repeated = {c.cell_id for c in store.cells([first])} & {c.cell_id for c in store.cells([second])}
+    assert len(repeated) == 2
+    assert {r["run_id"] for r in comp.rows() if r["cell_id"] in repeated} == {first}  # the first named run's copy
+    assert {r["run_id"] for r in comp.rows()} == {first, second}
+    assert sum("compared once, with run " + first in w for w in comp.warnings) == 2
+    assert cli("compare", "--db", db_path, first, second, "--resamples", "500") == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"runs: 1 = {first}; 2 = {second}" in out and "the same cell" in out
