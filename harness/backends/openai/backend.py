@@ -400,8 +400,8 @@ class OpenAIBackend(Backend):
         server echoes near the cut is never printed in part."""
         text = f"{type(exc).__name__}: {exc}"
         cause = exc.__cause__ or exc.__context__
-        if cause is not None and str(cause) and str(cause) not in text:
-            text += f" ({type(cause).__name__}: {cause})"
+        if cause is not None and str(cause) not in text:
+            text += f" ({type(cause).__name__}: {cause})" if str(cause) else f" ({type(cause).__name__})"
         return redact(text, self._secrets, limit=500)
 
     def _extra(self) -> dict[str, Any]:
