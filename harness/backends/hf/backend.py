@@ -45,6 +45,7 @@ from harness.backends.hf.greedy import GreedyDecoder, GreedyRow
 from harness.backends.hf.options import HFOptions, hf_options
 from harness.backends.hf.packed import PackedScorer, packing_verified
 from harness.backends.hf.prefix_cache import Scored, SharedPrefixScorer
+from harness.backends.hf.quiet import quiet
 from harness.backends.stops import truncate_at_stop
 from harness.core.deps import require, require_transformers
 from harness.core.errors import HarnessError
@@ -79,6 +80,7 @@ def resolve_dtype(spec: ModelSpec) -> str:
 class HFBackend(Backend):
     options_model = HFOptions
 
+    @quiet()  # no loading bars, logs or deprecation warnings from transformers unless --verbose (quiet.py)
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         require_transformers()
@@ -205,6 +207,7 @@ class HFBackend(Backend):
         return ids, mask, positions
 
     # -- requests -----------------------------------------------------------------
+    @quiet()
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
         """Shared-prefix scoring (prefix_cache.py) where the whole sequence fits ``max_length``;
         the rare over-long request is left-truncated and scored on its own (plain path)."""
@@ -291,6 +294,7 @@ class HFBackend(Backend):
                 )
         return [r for r in results if r is not None]
 
+    @quiet()
     def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
         """Greedy requests: batched on a shared-prefix cache with per-row stops and early exit
         (greedy.py); sampled ones: HF generate, one request per call, seeded per request."""

@@ -12,11 +12,13 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from harness.backends.hf.quiet import gguf_bars_off, quiet
 from harness.core.deps import require_transformers
 from harness.core.errors import HarnessError
 from harness.core.paths import cache_dir
@@ -64,9 +66,10 @@ def _convert(target: Path) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    print(f"harness: converting the embedded model to {target} (one time, ~2 minutes)", flush=True)
+    # stderr: stdout is the table or one JSON document
+    print(f"harness: converting the embedded model to {target} (one time, about 1-2 minutes)", file=sys.stderr, flush=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".convert-") as tmp:
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".convert-") as tmp, quiet(), gguf_bars_off():
         work = Path(tmp)
         gguf = _gguf_file(work)
         loaded = AutoModelForCausalLM.from_pretrained(
