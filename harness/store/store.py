@@ -16,6 +16,7 @@ import json
 import os
 import socket
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -110,6 +111,20 @@ def _calibration(row: sqlite3.Row) -> CalibrationRow:
     )
 
 
+def _switch_to_wal(db: sqlite3.Connection, patience_s: float = 60.0) -> None:
+    """PRAGMA journal_mode=WAL, retried while another process switches the same fresh file: that pragma's
+    'database is locked' skips the busy timeout, so several processes opening a new database at once would fail."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL").fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _marks(values: Sequence[Any]) -> str:
     return ",".join("?" * len(values))
 
@@ -146,7 +161,7 @@ class Store:
         try:
             db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
@@ -246,7 +261,7 @@ class Store:
         if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
             return HarnessError(f"cannot open {self.path} ({text}): check that the path is a file in a folder this user can write")
         if name.startswith("SQLITE_BUSY") or "locked" in text:
-            return HarnessError(f"{self.path} stayed locked by another process for over 60 s ({text})")
+            return HarnessError(f"{self.path} is locked by another process ({text}): it held the database for over 60 s")
         if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in text or "malformed" in text:
             return HarnessError(f"{self.path}: not a usable SQLite database ({text})")
         return None
