@@ -12,6 +12,22 @@ The packages follow the flow (docs/architecture.md): tasks -> prompts -> fewshot
 backends -> scoring -> store -> runner -> analysis -> report, with the CLI on top.
 """
 
-from harness.api import Task, compare, load_results, run
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.api import Task, compare, load_results, run
 
 __all__ = ["Task", "compare", "load_results", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    """The API is imported on first use, not with the package: ``harness --help`` and every
+    ``import harness.<module>`` would otherwise load the whole stack (scipy, pandas) first."""
+    if name not in __all__:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    value = getattr(importlib.import_module("harness.api"), name)
+    globals()[name] = value
+    return value

@@ -1,5 +1,6 @@
 """The ``harness`` command: thin verbs over the modules that do the work. The parser is built
-from the verb registry (harness/cli/verbs.py), which every harness/cli/<group>.py fills.
+from the verb registry (harness/cli/verbs.py), which every harness/cli/options/<group>.py fills;
+a verb's handler is imported only when it runs, so ``harness --help`` starts in a blink.
 
 User errors (HarnessError) print one paragraph and exit 2, never a traceback.
 """
@@ -9,12 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from importlib.metadata import PackageNotFoundError, version
 
-from harness.analysis.compare import compare_runs
-from harness.backends import option_problem
-from harness.cli import (  # noqa: F401  (registration: each module registers its verbs)
+from harness.cli.options import (  # noqa: F401  (registration: each module registers its verbs)
+    basic,
     calibrate,
     decide,
     draws,
@@ -25,30 +24,25 @@ from harness.cli import (  # noqa: F401  (registration: each module registers it
     sensitivity,
     tune,
 )
-from harness.cli.decide import add_show_options, cmd_diff
-from harness.cli.verbs import VERBS, Verb, register_verb
+from harness.cli.verbs import VERBS, check_dirs
 from harness.core.errors import HarnessError
-from harness.core.yamlfile import read_yaml_mapping, validate
-from harness.fewshot.selectors import SELECTORS, demonstration_warnings, item_rng
-from harness.prompts.messages import prompt_text
-from harness.prompts.template import available_prompts, load_prompt
-from harness.report.aggregates import aggregates_json, print_aggregates
-from harness.report.terminal import comparison_tables, console, print_json
-from harness.report.terminal import console as make_console
-from harness.runner.execute import run_experiment
-from harness.runner.spec import ExperimentSpec
-from harness.scoring.checks import check_task
-from harness.store.store import Store
-from harness.tasks.subsets import select_items
-from harness.tasks.task import discover_tasks, find_task, load_task
 
 # the order of ``harness --help``; verbs not listed follow by name
 HELP_ORDER = ("tasks", "validate", "import", "run", "compare", "show", "ab", "rescore", "report", "tune", "calibrate", "draws", "export", "formats",
               "sensitivity", "plan", "cache")
 
 
+def _version() -> str:
+    try:
+        return version("harness")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description="Which prompt, few-shot setup or checkpoint is better, and is the difference real?")
+    parser = argparse.ArgumentParser(prog="harness", description="Which prompt, few-shot setup or checkpoint is better, and is the difference real?",
+                                     allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"harness {_version()}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     rank = {name: i for i, name in enumerate(HELP_ORDER)}
     for verb in sorted(VERBS.values(), key=lambda v: (rank.get(v.name, len(rank)), v.name)):
@@ -56,238 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _tasks_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true")
-
-
-def _validate_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task")
-    p.add_argument("-n", type=int, default=2, help="example prompts per variant (default: %(default)s)")
-    p.add_argument("--prompt", nargs="+", help="variants to render (default: all found)")
-    p.add_argument("--shots", type=int, default=0)
-    p.add_argument("--selector", default="first_k")
-    p.add_argument("--split", default="test")
-    p.add_argument("--fewshot-split", default="fewshot")
-    p.add_argument("--sample", type=int, help="render a seeded random sample of N rows instead of the first -n (as `run --sample`)")
-    p.add_argument("--stratify", metavar="EXPR", help="with --sample (or -n): spread the rows over this field or expression, e.g. label")
-    p.add_argument("--seed", type=int, default=1234, help="seed of --sample and of the demonstrations, as in `run` (default: %(default)s)")
-
-
-def _run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("experiment", nargs="?", type=Path, help="experiment YAML file (flags below override its fields)")
-    p.add_argument("--task", "-t", nargs="+", dest="tasks", help="task names or folders")
-    p.add_argument("--prompt", "-p", nargs="+", dest="prompts", help="prompt variants (default: each task's own)")
-    p.add_argument("--shots", "-k", nargs="+", type=int, help="shot counts, e.g. --shots 0 5")
-    p.add_argument("--selector", nargs="+", dest="selectors", help="few-shot selectors (first_k, random, balanced, ...)")
-    p.add_argument("--model", "-m", action="append", nargs="?", const="", dest="models",
-                   help="BACKEND:MODEL (hf:<id-or-path>, vllm:<id-or-path>, openai:<name>, scripted:<name>); no value = the embedded Gemma 3 270M")
-    p.add_argument("--adapter", help="PEFT adapter folder applied to every --model (hf: and vllm: models)")
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="hf: and vllm: models")
-    p.add_argument("--device", help="hf: models: cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--base-url", action="append", dest="base_urls", metavar="URL",
-                   help="OpenAI-compatible server for openai:MODEL (default: $OPENAI_BASE_URL, else OpenAI); "
-                   "repeat it for replicas: requests are spread over them")
-    p.add_argument("--concurrency", type=int, help="requests in flight per API model (openai: models; default: 4)")
-    p.add_argument("--limit", type=int, help="first N items of each task")
-    p.add_argument("--sample", type=int, help="a seeded random sample of N items of each task (seed: --seed; independent of row order)")
-    p.add_argument("--stratify", metavar="EXPR", help="with --sample or --limit: allocate the items proportionally over this field "
-                   "or expression over the row, e.g. label")
-    p.add_argument("--max-tokens", type=int, help="cap on generated tokens for generate tasks (quick looks, smoke tests)")
-    p.add_argument("--draws", type=int, help="independent demonstration draws per few-shot cell (report: harness draws)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--split")
-    p.add_argument("--fewshot-split")
-    p.add_argument("--new", action="store_true", help="start a new run even if an identical one is unfinished")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def _show_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", nargs="?")
-    add_show_options(p)
-
-
-def _cache_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["stats", "clear"])
-
-
-# -- verbs ---------------------------------------------------------------------------
-def cmd_tasks(args: argparse.Namespace) -> int:
-    rows = []
-    for name, path in sorted(discover_tasks(args.tasks_dir).items()):
-        try:
-            task = check_task(load_task(path, args.data_dir))
-            try:
-                count: Any = len(task.items("test"))
-            except HarnessError:
-                count = "data missing"
-            kind: str = task.spec.type
-            if task.spec.subtasks is not None and isinstance(count, int):  # a group task: mmlu -> mmlu_<subject>
-                kind += f" (group of {len(task.subtask_keys())})"
-            rows.append({"name": name, "type": kind, "rows": count, "prompts": sorted(available_prompts(task, args.prompts_dir)),
-                         "description": task.spec.description, "path": str(path)})
-        except HarnessError as exc:
-            rows.append({"name": name, "type": "invalid", "rows": "-", "prompts": [], "description": str(exc), "path": str(path)})
-    if args.json:
-        print_json(rows)
-        return 0
-    from rich.table import Table
-
-    table = Table(title="tasks")
-    for column in ("name", "type", "rows", "prompt variants", "description"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(r["name"], r["type"], str(r["rows"]), ", ".join(r["prompts"]), r["description"])
-    console().print(table)
-    return 0
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    from rich.rule import Rule
-
-    task = check_task(find_task(args.task, args.tasks_dir, args.data_dir))
-    splits = [s for s in ("test", "fewshot", "validation", "train") if task.has_split(s)]
-    counts = {s: len(task.items(s)) for s in splits}  # reads and checks every row
-
-    console = make_console()
-    console.print(f"[bold]{task.name}[/] ({task.spec.type}) OK: " + ", ".join(f"{s}: {n} rows" for s, n in counts.items()))
-    names = args.prompt or sorted(available_prompts(task, args.prompts_dir))
-    missing = [p for p in task.spec.prompts if p not in available_prompts(task, args.prompts_dir)]
-    if missing:
-        raise HarnessError(f"{task.yaml_path}: field 'prompts' names variants with no template file: {', '.join(missing)}")
-    pool = task.items(args.fewshot_split) if args.shots else []
-    selector = SELECTORS.get(args.selector)(pool) if args.shots else None
-    templates = [load_prompt(task, name, args.prompts_dir) for name in names]
-    for line in demonstration_warnings(task, templates, [args.shots], args.split, args.fewshot_split):
-        print(f"warning: {line}", file=sys.stderr)
-    if (args.sample is not None and args.sample < 1) or args.n < 1:
-        raise HarnessError("harness validate: -n and --sample take a number of rows >= 1")
-    examples = select_items(task, task.items(args.split), limit=None if args.sample else args.n, sample=args.sample,
-                            stratify=args.stratify, seed=args.seed)
-    for name, template in zip(names, templates):
-        for item in examples:
-            shots = selector.select(item, args.shots, item_rng(args.seed, item.id)) if selector else []
-            rendered = template.render(task, item, shots)
-            console.print(Rule(f"{name} · item {item.id}"))
-            console.print(prompt_text(rendered.prompt), markup=False, highlight=False)
-            if rendered.continuations:
-                console.print(f"continuations: {list(rendered.continuations)}  target: {item.target}", markup=False)
-            else:
-                console.print(f"target: {list(item.target) if isinstance(item.target, tuple) else item.target}", markup=False)
-    return 0
-
-
-def _experiment(args: argparse.Namespace) -> Any:
-    raw: dict[str, Any] = read_yaml_mapping(args.experiment, "experiment") if args.experiment else {}
-    overrides = {
-        "tasks": args.tasks, "prompts": args.prompts, "shots": args.shots, "selectors": args.selectors, "limit": args.limit,
-        "sample": args.sample, "stratify": args.stratify, "max_tokens": args.max_tokens, "draws": args.draws,
-        "seed": args.seed, "split": args.split, "fewshot_split": args.fewshot_split,
-    }
-    for flag, other in (("sample", "limit"), ("limit", "sample")):  # a subset size on the command line replaces the file's
-        if overrides[flag] is not None and overrides[other] is None:
-            raw.pop(other, None)
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    if args.models is not None:
-        raw["models"] = args.models
-    for key, values in (("tasks_dirs", args.tasks_dir), ("prompts_dirs", args.prompts_dir), ("data_dirs", args.data_dir)):
-        if values:
-            raw[key] = [*raw.get(key, []), *map(str, values)]
-    if "tasks" not in raw:
-        raise HarnessError("harness run: name at least one task (--task NAME) or give an experiment YAML file")
-    spec = validate(ExperimentSpec, raw, args.experiment or "command line", "experiment")
-    if args.concurrency is not None and args.concurrency < 1:
-        raise HarnessError("--concurrency must be at least 1")
-    flags = {"adapter": "--adapter", "dtype": "--dtype", "device": "--device", "base_url": "--base-url", "concurrency": "--concurrency"}
-    given = {"adapter": args.adapter or None, "dtype": args.dtype or None, "device": args.device or None, "base_url": _one_or_many(args.base_urls),
-             "concurrency": args.concurrency}
-    changes = {k: v for k, v in given.items() if v is not None}
-    for model in spec.models:  # a flag applies to every model, so each must take it
-        for key in changes:
-            if not model.takes(key):
-                raise HarnessError(f"{flags[key]} does not apply to model '{model.label}': {option_problem(model.backend, key)}")
-    if changes:
-        spec = spec.model_copy(update={"models": [m.model_copy(update=changes) for m in spec.models]})
-    return spec
-
-
-def _one_or_many(urls: list[str] | None) -> str | list[str] | None:
-    """One --base-url is a string (the identity runs made before lists existed have), several a list."""
-    if not urls:
-        return None
-    return urls[0] if len(urls) == 1 else sorted(urls)  # sorted as the options model sorts a list
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    spec = _experiment(args)
-    store = Store(args.db)
-    # resume / response-cache lines go to stderr: stdout stays the table or one JSON document
-    summary = run_experiment(spec, store, new=args.new, show_progress=not args.quiet and not args.json,
-                             log=lambda line: print(line, file=sys.stderr, flush=True))
-    comparison = compare_runs(store, [summary.run_id])
-    summaries = [cell.summary for ranking in comparison.rankings for cell in ranking.cells]
-    info = {
-        "run_id": summary.run_id, "resumed": summary.resumed, "cells": len(summary.cells), "items_written": summary.items_written,
-        "requests": summary.requests, "cache_hits": summary.cache_hits, "backend_requests": summary.backend_requests,
-        "db": str(args.db), "run_dir": str(summary.run_dir),
-    }
-    if summary.extra.get("backend_stats"):
-        info["backend_stats"] = summary.extra["backend_stats"]
-    info["warnings"] = store.run_config(summary.run_id).get("warnings", [])  # also printed to stderr before the run
-
-    if args.json:
-        print_json({**info, "ranking": comparison.rows(), **aggregates_json(store, summaries)})
-        return 0
-    comparison_tables(comparison)
-
-    print_aggregates(store, summaries, make_console())
-    for label, stats in summary.extra.get("backend_stats", {}).items():
-        print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in stats.items() if v not in (None, {}, 0)))
-    state = "resumed" if summary.resumed else "new"
-    print(f"run {summary.run_id} ({state}): {summary.items_written} items written, {summary.requests} requests, "
-          f"{summary.cache_hits} from cache, {summary.backend_requests} sent to the model. Stored in {args.db}, items in {summary.run_dir}/items.jsonl")
-    return 0
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    store = Store.open_read_only(args.db)
-    if args.diff:
-        return cmd_diff(args, store)
-    if args.run is None:
-        rows: list[dict[str, Any]] = [{"id": r.id, "created_at": r.created_at, "status": r.status, **({"error": r.error} if r.error else {})}
-                                       for r in store.runs()]
-    else:
-        run = store.resolve_run(args.run)
-        rows = [{"cell_id": c.cell_id, "task": c.task, "prompt": c.prompt, "shots": c.shots, "selector": c.selector,
-                 "model": c.model, "n_planned": c.n_planned} for c in store.cells([run])]
-    if args.json:
-        print_json(rows)
-    else:
-        for row in rows:
-            print("  ".join(str(v) for v in row.values()))
-    return 0
-
-
-def cmd_cache(args: argparse.Namespace) -> int:
-    store = Store(args.db) if args.action == "clear" else Store.open_read_only(args.db)
-    if args.action == "clear":
-        print(f"removed {store.clear_cache()} cache entries")
-    else:
-        print(f"{store.cache_stats()['entries']} cache entries in {args.db}")
-    return 0
-
-
-register_verb(Verb("tasks", "list the tasks found", _tasks_arguments, cmd_tasks, ("dirs",)))
-register_verb(Verb("validate", "check a task and render example prompts from real rows", _validate_arguments, cmd_validate, ("dirs",)))
-register_verb(Verb("run", "evaluate a matrix of tasks x prompts x shots x selectors x models", _run_arguments, cmd_run, ("db", "dirs")))
-register_verb(Verb("show", "list stored runs, or the cells of one run; --diff A B: items where two cells disagree", _show_arguments,
-                   cmd_show, ("db",)))
-register_verb(Verb("cache", "response cache statistics, or clear it", _cache_arguments, cmd_cache, ("db",)))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return VERBS.get(args.verb).handler(args)
+        check_dirs(args)
+        return VERBS.get(args.verb).run(args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -6,37 +6,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.cli.verbs import Verb, register_verb
 from harness.core.errors import HarnessError
 from harness.core.paths import cache_dir
 from harness.prompts.lm_eval_import import convert, read_config, task_files
-from harness.prompts.promptsource import ARCHIVE, archive_path, import_templates
+from harness.prompts.promptsource import archive_path, import_templates
 from harness.prompts.template import load_prompt
 from harness.report.terminal import console, print_json
 from harness.tasks.task import Task, find_task
 
 
-def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("kind", choices=["promptsource", "lm-eval"], help="what to import")
-    p.add_argument("dataset", help="promptsource: a dataset[/subset], e.g. glue/sst2, super_glue/boolq, ag_news; "
-                   "lm-eval: a task YAML, or the name of a task shipped with the installed lm-eval (arc_easy)")
-    p.add_argument("-o", "--out", type=Path, required=True, help="promptsource: the folder for the variants, e.g. prompts/sst2; "
-                   "lm-eval: the task folder to write, e.g. tasks/arc_easy_lm")
-    p.add_argument("--from", dest="source", type=Path, help=f"PromptSource's source archive ({ARCHIVE}), its templates folder, or a "
-                   "templates.yaml (default: the archive, fetched once from the package registry into harness's cache)")
-    p.add_argument("--field", action="append", default=[], metavar="NAME=EXPR",
-                   help="a PromptSource variable the task's rows lack, as an expression over their fields, "
-                   "e.g. --field \"text=Title ~ '. ' ~ Description\" (repeatable)")
-    p.add_argument("--task", help="check every variant renders on this task's first items; those that do not are not kept")
-    p.add_argument("--json", action="store_true")
-
-
 def cmd_import(args: argparse.Namespace) -> int:
+    if args.output is None:
+        raise HarnessError(f"harness import {args.kind}: give -o/--output OUT, the folder to write")
     if args.kind == "lm-eval":
         return _import_lm_eval(args)
     source = args.source or archive_path(cache_dir() / "promptsource")
     task = find_task(args.task, args.tasks_dir, args.data_dir) if args.task else None
-    result = import_templates(args.dataset, args.out, source, _fields(args.field))
+    result = import_templates(args.dataset, args.output, source, _fields(args.field))
     kept, skipped = list(result.written), list(result.skipped)
     if task is not None:
         for path in list(kept):
@@ -52,11 +38,11 @@ def cmd_import(args: argparse.Namespace) -> int:
         print_json({"written": [str(p) for p in kept], "skipped": [{"name": n, "why": w} for n, w in skipped]})
         return 0
     out = console()
-    out.print(f"{len(kept)} variants written to {args.out}: {', '.join(p.stem for p in kept)}", highlight=False)
+    out.print(f"{len(kept)} variants written to {args.output}: {', '.join(p.stem for p in kept)}", highlight=False)
     for name, why in skipped:
         out.print(f"  skipped {name}: {why}", highlight=False)
     target = f" --task {args.task}" if args.task else ""
-    out.print(f"compare them: harness run{target} --prompts-dir {args.out.parent} --prompt {' '.join(p.stem for p in kept[:3])} ...",
+    out.print(f"compare them: harness run{target} --prompts-dir {args.output.parent} --prompt {' '.join(p.stem for p in kept[:3])} ...",
               highlight=False)
     return 0
 
@@ -64,15 +50,15 @@ def cmd_import(args: argparse.Namespace) -> int:
 def _import_lm_eval(args: argparse.Namespace) -> int:
     files = task_files(args.dataset)
     if len(files) > 1:  # a group or tag: one task folder per member, under OUT
-        done = [convert(path, args.out / str(read_config(path).get("task", path.stem))) for path in files]
+        done = [convert(path, args.output / str(read_config(path).get("task", path.stem))) for path in files]
         if args.json:
             print_json({"group": args.dataset, "tasks": [{"folder": str(c.folder), "num_fewshot": c.num_fewshot, "warnings": c.warnings}
                                                          for c in done]})
         else:
-            console().print(f"'{args.dataset}': {len(done)} tasks written under {args.out}: "
+            console().print(f"'{args.dataset}': {len(done)} tasks written under {args.output}: "
                             f"{', '.join(c.task['name'] for c in done[:8])}{' ...' if len(done) > 8 else ''}", highlight=False)
         return 0
-    converted = convert(files[0], args.out)
+    converted = convert(files[0], args.output)
     if args.json:
         print_json({"folder": str(converted.folder), "task": converted.task, "num_fewshot": converted.num_fewshot,
                     "warnings": converted.warnings})
@@ -110,7 +96,3 @@ def _fails_on(task: Task, path: Path) -> str | None:
     except HarnessError as exc:
         return str(exc)
     return None
-
-
-register_verb(Verb("import", "import PromptSource templates as prompt variants, or an lm-eval task YAML as a task folder", _arguments,
-                   cmd_import, ("dirs",)))
