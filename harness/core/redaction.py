@@ -16,6 +16,7 @@ matches it, and that prefix is most of the key.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -177,3 +178,33 @@ def redact_value(value: Any, secrets: Iterable[str] = ()) -> Any:
     if isinstance(value, list | tuple):
         return [redact_value(v, secrets) for v in value]
     return value
+
+
+# the HTTP clients under the openai package (httpx2 from openai 3, httpx before) and openai's own
+LIBRARY_LOGGERS = ("httpx2", "httpcore2", "httpx", "httpcore", "openai")
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that scrubs each record's message of ``secrets`` (and of what looks like one),
+    for the loggers of libraries that log request URLs and headers (httpx, openai at debug level)."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact_text(record.getMessage(), self.secrets), None
+        return True
+
+
+def redact_logs(secrets: Iterable[str], loggers: Iterable[str] = LIBRARY_LOGGERS) -> RedactingFilter:
+    """Install a ``RedactingFilter`` on ``loggers``; returns it, to remove with ``unredact_logs``."""
+    made = RedactingFilter(secrets)
+    for name in loggers:
+        logging.getLogger(name).addFilter(made)
+    return made
+
+
+def unredact_logs(made: RedactingFilter, loggers: Iterable[str] = LIBRARY_LOGGERS) -> None:
+    for name in loggers:
+        logging.getLogger(name).removeFilter(made)

@@ -8,6 +8,7 @@ run end to end: the SQLite database, config.json, items.jsonl, stderr and --json
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 import threading
@@ -170,6 +171,17 @@ def test_a_key_in_the_base_url_query_and_userinfo_is_sent_but_stored_nowhere(
     # a new key for the same server: the same identity, so everything comes from the cache
     again = run(url.replace(QUERY_KEY, "qk-a-rotated-key-0000").replace(PASSWORD, "pw-rotated"))
     assert again["backend_requests"] == 0 and again["cache_hits"] == again["requests"] > 0
+
+
+def test_library_log_lines_are_redacted(toy: ToyUpstream, caplog: pytest.LogCaptureFixture) -> None:
+    """httpx logs every request's URL at info level: with a key in the query, that would print it."""
+    api = backend(f"{toy.url}/v1?api-key={QUERY_KEY}")
+    with caplog.at_level(logging.INFO, logger="httpx2"), caplog.at_level(logging.INFO, logger="httpx"):
+        api.generate([GenerateRequest("p")])
+    api.close()
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("httpx")]
+    assert lines and any("api-key=***" in line for line in lines)
+    assert not any(leaked(line, QUERY_KEY) for line in lines)
 
 
 def test_credential_headers_and_parameters_are_sent_but_not_stored(toy: ToyUpstream, tmp_path: Path) -> None:

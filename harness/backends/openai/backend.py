@@ -41,7 +41,7 @@ from harness.backends.openai.ratelimit import CallStats, RetryPolicy, parse_retr
 from harness.backends.stops import truncate_at_stop
 from harness.core.deps import require
 from harness.core.errors import HarnessError
-from harness.core.redaction import mapping_secrets, redact_mapping, redact_text, redact_url, url_secrets
+from harness.core.redaction import RedactingFilter, mapping_secrets, redact_logs, redact_mapping, redact_text, redact_url, unredact_logs, url_secrets
 from harness.prompts.messages import Prompt
 from harness.requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
 
@@ -161,6 +161,7 @@ class OpenAIBackend(Backend):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._bound = False
+        self._log_filter: RedactingFilter | None = None
 
     # -- identity -----------------------------------------------------------------
     @classmethod
@@ -253,6 +254,7 @@ class OpenAIBackend(Backend):
                 from openai import AsyncOpenAI, Timeout
 
                 self.pool.bind()
+                self._log_filter = redact_logs(self._secrets)  # httpx logs each request's URL (with its query) at info level
                 timeout = Timeout(self.options.timeout_s, connect=min(self.options.connect_timeout_s, self.options.timeout_s))
                 for endpoint, url in zip(self.pool.endpoints, self._urls):
                     base, query = client_url(url)
@@ -273,6 +275,9 @@ class OpenAIBackend(Backend):
                 asyncio.run_coroutine_threadsafe(endpoint.client.close(), self._loop).result(timeout=10)
                 endpoint.client = None
         self._bound = False
+        if self._log_filter is not None:
+            unredact_logs(self._log_filter)
+            self._log_filter = None
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=10)
