@@ -13,13 +13,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from harness.analysis.sensitivity import DESCRIPTIONS, FACTORS, PairedTest, Sensitivity, Slice
 from harness.core.files import write_atomic
 from harness.report.html import CSS
 from harness.report.numbers import p_value, percent
 from harness.report.svg import LABEL_W, PAD, PLOT_W, ROW_H, axis, bounds, escape, figure, short_label
-from harness.report.terminal import Col, console, print_table
+from harness.report.terminal import Col, aliased, console, legend_text, path_aliases, print_table
 from harness.stats.basics import Interval
 
 RANGE_COLOUR, LEVEL_COLOUR, EXTREME_COLOUR = "#9ecae1", "#2166ac", "#b2182b"
@@ -55,9 +56,13 @@ def _slice_row(s: Slice) -> list[str]:
 def print_tables(result: Sensitivity, out: Console | None = None) -> None:
     """The overview, then per factor its slices and paired tests; every table fits the console (numbers whole)."""
     out = out or console()
+    models = path_aliases([f.largest.context for f in result.factors()] + [s.context for s in result.slices]
+                          + [text for t in result.tests for text in (t.context, t.a, t.b)])
+    if models:
+        out.print(Text(legend_text("models", models)))
     columns = [Col("factor", wrap=True), Col("what varies", wrap=True, drop=1), Col("slices", "right"), Col("median range", "right"),
                Col("largest range", "right"), Col("where", wrap=True)]
-    rows = [[f.factor, DESCRIPTIONS[f.factor], str(f.slices), percent(f.median_range), percent(f.largest.range), f.largest.context]
+    rows = [[f.factor, DESCRIPTIONS[f.factor], str(f.slices), percent(f.median_range), percent(f.largest.range), aliased(f.largest.context, models)]
             for f in result.factors()]
     print_table(out, f"sensitivity · runs {', '.join(result.runs)} · metric points, {result.confidence:.0%} CIs", columns, rows)
     for factor in FACTORS:
@@ -67,14 +72,16 @@ def print_tables(result: Sensitivity, out: Console | None = None) -> None:
         columns = [Col("setting (all else fixed)", wrap=True), Col("levels", "right", drop=3), Col("lowest", wrap=True, drop=2),
                    Col("min [CI]", "right"), Col("median", "right", drop=1), Col("highest", wrap=True, drop=2), Col("max [CI]", "right"),
                    Col("max − min", "right")]
-        rows = [[s.context + (f" · over draws {_ci(s.over_draws)}" if s.over_draws is not None else ""), str(len(s.levels)), s.min.name,
-                 _ci(s.min.interval), percent(s.median), s.max.name, _ci(s.max.interval), percent(s.range)] for s in slices]
+        rows = [[aliased(s.context, models) + (f" · over draws {_ci(s.over_draws)}" if s.over_draws is not None else ""), str(len(s.levels)),
+                 aliased(s.min.name, models), _ci(s.min.interval), percent(s.median), aliased(s.max.name, models), _ci(s.max.interval),
+                 percent(s.range)] for s in slices]
         print_table(out, f"{factor} — {DESCRIPTIONS[factor]}", columns, rows)
         tests = [t for t in result.tests if t.factor == factor]
         if tests:
             columns = [Col("setting", wrap=True), Col("A − B", wrap=True), Col("n", "right", drop=3), Col("Δ (points) [CI]", "right"),
                        Col("test", wrap=True, drop=2), Col("p", "right", drop=4), Col("p (Holm)", "right"), Col("W/T/L", "right", drop=1)]
-            print_table(out, f"{factor}: paired tests on the same items (Holm over the {len(tests)} tests)", columns, [_test_row(t) for t in tests])
+            rows = [[aliased(cell, models) for cell in _test_row(t)] for t in tests]
+            print_table(out, f"{factor}: paired tests on the same items (Holm over the {len(tests)} tests)", columns, rows)
     for note in result.notes:
         out.print(f"[yellow]note:[/] {note}", highlight=False)
 

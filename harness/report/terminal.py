@@ -25,6 +25,7 @@ from harness.report.numbers import percent
 WIDE = 400  # --wide: every column of every table, nothing wrapped (lines may run past the terminal)
 PIPED = 160  # output to a file or a pipe: as wide as a wide terminal
 TEXT_MIN = 12  # a free-text column is not wrapped narrower than this (or its header's longest word)
+HEADER_GAP = 8  # a header at most this much wider than its values gets its width before free text does
 LONG_NAME = 24  # model labels longer than this are named M1, M2 ... in tables, with a legend
 
 
@@ -77,7 +78,8 @@ def fitted_table(columns: Sequence[Col], rows: Sequence[Sequence[str]], width: i
         shown.remove(max(optional, key=lambda i: (columns[i].drop, i)))
     widths = {i: need[i] for i in shown}
     spare = width - total(shown)
-    for group in ([i for i in shown if not columns[i].wrap], shown):  # headers of values whole first, then free text
+    cheap = [i for i in shown if not columns[i].wrap and natural[i] - need[i] <= HEADER_GAP]
+    for group in (cheap, [i for i in shown if columns[i].wrap], shown):  # short headers on one line, then free text, then the rest
         while spare > 0:
             short = [i for i in group if widths[i] < natural[i]]
             if not short:
@@ -111,6 +113,13 @@ def model_aliases(models: Sequence[str]) -> dict[str, str]:
         if cell_len(model) > LONG_NAME:
             aliases[model] = f"M{len(aliases) + 1}"
     return aliases
+
+
+def path_aliases(texts: Sequence[str]) -> dict[str, str]:
+    """Short names for the long model labels inside free text (words with ':' or '/', longer than
+    LONG_NAME), for tables whose settings are strings (sensitivity)."""
+    words = [w for text in texts for w in text.split() if cell_len(w) > LONG_NAME and (":" in w or "/" in w)]
+    return model_aliases(words)
 
 
 def legend_text(name: str, aliases: dict[str, str]) -> str:
@@ -219,12 +228,13 @@ def ranking_table(comp: Comparison, ranking: TaskRanking, models: dict[str, str]
     unfinished = [rc for rc in ranking.cells if rc.summary.missing]
     sizes = {rc.summary.n for rc in ranking.cells}
     same_n = len(sizes) == 1 and not unfinished
-    title = f"{ranking.task} — {ranking.metric} {arrow}" + (f" · {fixed}" if fixed else "") + (f" · n={sizes.pop()}" if same_n else "")
+    title = f"{ranking.task} — {ranking.metric} {arrow}" + (f" · {fixed}" if fixed else "") + (f" · n={sizes.pop()}" if same_n else "") + (
+        " · Δ in points" if unit else "")
     if len(from_runs) > 1:
         title += " · " + legend_text("runs", {run: runs[run] for run in from_runs})
     columns = [Col("#", "right"), Col("cell", wrap=True)] + ([Col("run", "right")] if len(from_runs) > 1 else []) + (
         [] if same_n else [Col("n", "right")]) + [
-        Col(ranking.metric, "right"), Col(f"{comp.confidence:.0%} CI", "right", drop=2), Col(f"Δ vs best{unit}", "right"),
+        Col(ranking.metric, "right"), Col(f"{comp.confidence:.0%} CI", "right", drop=2), Col("Δ vs best", "right"),
         Col("Δ CI", "right", drop=1), Col("p adj", "right"), Col("verdict", wrap=True)]
     rows, styles = [], []
     for rc in ranking.cells:
