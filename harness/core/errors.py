@@ -43,6 +43,21 @@ def shorten(value: object, limit: int = ECHO_LIMIT) -> str:
     return clip(_bounded_repr(limit).repr(value), limit)
 
 
+def bounded_copy(value: object, items: int = 8, chars: int = 1000, depth: int = 4) -> object:
+    """A small copy of ``value`` to redact and then ``shorten``: the first ``items`` entries of each mapping and
+    list, strings cut at ``chars`` (far past what ``shorten`` shows, so a secret near the shown part is whole when
+    it is redacted), at most ``depth`` levels. Redacting the value itself could take minutes for a huge one."""
+    if isinstance(value, str):
+        return value[:chars]
+    if depth <= 0 and isinstance(value, (dict, list, tuple)):
+        return "..."
+    if isinstance(value, dict):
+        return {k: bounded_copy(v, items, chars, depth - 1) for k, v in list(value.items())[:items]}
+    if isinstance(value, (list, tuple)):
+        return [bounded_copy(v, items, chars, depth - 1) for v in value[:items]]
+    return value
+
+
 def clip(text: str, limit: int = ECHO_LIMIT) -> str:
     """``text`` cut to ``limit`` characters, marked with '...' where it was cut."""
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from harness.core.errors import HarnessError, clip, did_you_mean, not_utf8, shorten
+from harness.core.errors import HarnessError, bounded_copy, clip, did_you_mean, not_utf8, shorten
 from harness.core.redaction import MASK, is_credential_name, redact_value
 
 M = TypeVar("M", bound=BaseModel)
@@ -178,7 +178,7 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel], path: 
         else:
             message = clip(str(error["msg"]).removeprefix("Value error, "), 400)
             secret = any(isinstance(part, str) and is_credential_name(part) for part in error["loc"])  # e.g. extra_headers.Authorization
-            lines.append(f"field '{loc}': {message} (got {MASK if secret else shorten(redact_value(error.get('input')))}).")
+            lines.append(f"field '{loc}': {message} (got {MASK if secret else shorten(redact_value(bounded_copy(error.get('input'))))}).")
     if len(errors) > MAX_ERRORS:
         lines.append(f"(and {len(errors) - MAX_ERRORS} more problems)")
     return f"{path}: invalid {what}: " + " ".join(lines)

@@ -180,7 +180,7 @@ def _json_value(text: str, path: Path, where: str) -> Any:
         raise HarnessError(f"{path} {at}: not valid JSON ({exc.msg} at column {exc.colno})") from None
     except RecursionError:
         at = where if where.startswith("line") else f"line {_deep_line(text)}"
-        raise HarnessError(f"{path} {at}: JSON nested too deeply (thousands of levels); a row must be a flat-ish object") from None
+        raise HarnessError(f"{path} {at}: JSON nested too deeply to read (thousands of levels)") from None
 
 
 def _deep_line(text: str, limit: int = 500) -> int:
@@ -338,3 +338,16 @@ def hub_fingerprint(ref: HubDataset) -> str:
     dataset = _load_hub(ref)
     described = {**ref.model_dump(), "content": getattr(dataset, "_fingerprint", None), "rows": len(dataset)}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
+def count_rows(source: DataSource) -> int | None:
+    """The number of rows of a JSONL split without parsing it (its non-blank lines: what
+    read_jsonl yields when the file is valid), for listings such as ``harness tasks``, which would
+    otherwise parse every file of every task; None for other sources (read them to count)."""
+    if not isinstance(source, FileSource) or format_of(source.path) != "jsonl":
+        return None
+    try:
+        with open(source.path, "rb") as handle:
+            return sum(1 for line in handle if line.strip())
+    except OSError as exc:
+        raise HarnessError(f"{source.path}: cannot read ({exc.strerror})") from None

@@ -151,3 +151,61 @@ def test_shipped_passage_tasks_declare_their_clusters(shared_data: Path) -> None
         assert all(i.cluster == str(i.row[field]) for i in items)
         assert 1 < len({i.cluster for i in items}) < len(items)  # real groups: fewer clusters than items
     assert len({i.cluster for i in find_task("xquad", data_dirs=[shared_data]).items("test")}) == 240  # XQuAD's 240 passages
+
+
+# -- hostile and careless rows: one clean error naming task.yaml, the data file's line and the field --------------
+def _rows_error(tmp_path: Path, rows: list[dict[str, object]], **spec: object) -> str:
+    folder = write_task(tmp_path, spec=dict(spec) or None)
+    (folder / "test.jsonl").write_text("".join(json.dumps({"id": f"t{i}", **row}) + "\n" for i, row in enumerate(rows)))
+    return _error(folder)
+
+
+GOOD = {"question": "q?", "options": ["yes", "no"], "answer": 0}
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    ({**GOOD, "options": "yes or no"}, "expected a list of choices, got str 'yes or no'"),
+    ({**GOOD, "options": ["yes"]}, "gave 1 distinct choice ['yes']; a multiple-choice item needs at least 2 different choices"),
+    ({**GOOD, "options": ["yes", "yes"]}, "(2 given, all the same)"),
+    ({**GOOD, "options": ["yes", ""]}, "choice 1 is empty"),
+    ({**GOOD, "options": ["yes", None]}, "every choice must be text, got NoneType None"),
+    ({**GOOD, "answer": True}, "target is the boolean true, not a choice index"),
+    ({**GOOD, "answer": 5}, "target index 5 is out of range for 2 choices"),
+    ({**GOOD, "answer": "maybe"}, "target 'maybe' is neither a choice index nor one of the choices ['yes', 'no']"),
+])
+def test_bad_choices_and_targets_name_the_line_and_field(tmp_path: Path, row: dict[str, object], message: str) -> None:
+    text = _rows_error(tmp_path, [GOOD, GOOD, row])
+    assert message in text, text
+    assert "task.yaml: field '" in text and "test.jsonl line 3" in text
+
+
+def test_a_target_text_shared_by_two_choices_is_ambiguous(tmp_path: Path) -> None:
+    row = {**GOOD, "options": ["yes", "no", "yes"], "answer": "yes"}
+    assert "is the text of several choices" in _rows_error(tmp_path, [row], target="{{ answer }}")
+    assert load_task(write_task(tmp_path / "ok")).items()  # repeats beside two distinct choices are allowed (MMLU has them)
+
+
+def test_a_row_error_echoes_a_bounded_value(tmp_path: Path) -> None:
+    huge = {**GOOD, "options": "x" * 1_000_000}
+    text = _rows_error(tmp_path, [huge])
+    assert "expected a list of choices" in text and len(text) < 800
+
+
+def test_a_one_label_classification_is_refused(tmp_path: Path) -> None:
+    message = _error(write_task(tmp_path, spec={"type": "classification", "choices": None, "verbalizers": {"yes": "Yes"}}))
+    assert "needs at least 2 labels" in message
+
+
+def test_duplicate_yaml_keys_in_task_yaml_are_refused(tmp_path: Path) -> None:
+    folder = write_task(tmp_path)
+    (folder / "task.yaml").write_text((folder / "task.yaml").read_text() + "target: '{{ other }}'\n")
+    message = _error(folder)
+    assert "task.yaml line" in message and "key 'target' appears twice" in message
+
+
+def test_a_non_utf8_task_yaml_is_an_error_and_discovery_still_lists_the_others(tmp_path: Path) -> None:
+    write_task(tmp_path, name="good")
+    bad = write_task(tmp_path, name="bad")
+    (bad / "task.yaml").write_bytes((bad / "task.yaml").read_bytes() + "description: caf\xe9\n".encode("latin-1"))
+    assert "not UTF-8 text (byte 0xe9)" in _error(bad)
+    assert {"good", "bad"} <= set(discover_tasks([tmp_path]))
