@@ -93,8 +93,15 @@ class _Budget:
     depth: int = 0
     output: int = 0
     built: int = 0
+    ticks: int = 0
 
     def tick(self) -> None:
+        """Check the clock (every 16th tick: between two ticks there is at most one operation under the size limit)."""
+        self.ticks += 1
+        if not self.ticks & 15:
+            self.check_time()
+
+    def check_time(self) -> None:
         if time.monotonic() > self.deadline:
             raise LimitExceeded(
                 f"the rendering ran past its time limit of {self.limits.seconds:g} s (a loop or recursion too long?; "
@@ -327,16 +334,23 @@ def _replaced_size(text: Any, old: Any, new: Any, count: Any) -> int:
     return len(text) + found * (len(new) - len(old))
 
 
-def _joined(separator: Any, iterable: Any) -> tuple[list[Any], int]:
+def _joined(separator: Any, iterable: Any) -> tuple[Any, int]:
     """The parts of a join, taken with the time limit checked, and the size of the joined text."""
-    parts = list(guard_iter(iterable))
+    parts = _materialized(iterable)
     limit = _chars()
     size = len(separator) * max(len(parts) - 1, 0) if isinstance(separator, _SIZED) else 0
+    if isinstance(parts, str):
+        return parts, size + len(parts)
     for part in parts:
-        size += text_size(part, limit)
         if size > limit:
             break
+        size += text_size(part, limit)
     return parts, size
+
+
+def _materialized(iterable: Any) -> Any:
+    """A sequence as it is; anything else (a generator) taken into a list with the time limit checked."""
+    return iterable if isinstance(iterable, (str, list, tuple)) else list(guard_iter(iterable))
 
 
 def _checked_method(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
@@ -449,7 +463,7 @@ def _limited_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
         if name in _STRINGIFYING:
             _check_text(values[offset], f"the {name!r} filter's input")
         if name in _CONSUMING or name == "join":
-            values[offset] = list(guard_iter(values[offset])) if name in ("join", "sum") else guard_iter(values[offset])
+            values[offset] = _materialized(values[offset]) if name in ("join", "sum") else guard_iter(values[offset])
         if name == "join":
             separator = _arg(tuple(values[offset + 1:]), kwargs, 0, "d", "")
             _check_size(_joined(separator, values[offset])[1], "the 'join' filter")
@@ -610,8 +624,10 @@ class LimitedEnvironment(SandboxedEnvironment):
 
 
 def _finalize(value: Any) -> Any:
-    """Every ``{{ }}`` output: its text must fit the size limit before it is made (``{{ [text] * 100000 }}``)."""
-    _check_text(value, "an output")
+    """Every ``{{ }}`` output: its text must fit the size limit before it is made (``{{ [text] * 100000 }}``); a string
+    is already made, and counted as output (or by ``concat`` inside a macro or block)."""
+    if not isinstance(value, str):
+        _check_text(value, "an output")
     return value
 
 
@@ -696,12 +712,12 @@ def render_module(template: jinja2.Template, variables: Mapping[str, Any]) -> Te
         context = template.new_context(dict(variables))
         stream = template.root_render_func(context)
         body: list[str] = []
+        limit = budget.limits.chars
         for chunk in stream:
             budget.output += len(chunk)
             try:
-                if budget.output > budget.limits.chars:
-                    raise LimitExceeded(f"the output passed {budget.limits.chars:,} characters, the limit on one rendering "
-                                        f"({MAX_CHARS_ENV} raises it)")
+                if budget.output > limit:
+                    raise LimitExceeded(f"the output passed {limit:,} characters, the limit on one rendering ({MAX_CHARS_ENV} raises it)")
                 budget.tick()
             except LimitExceeded as exc:
                 frame = getattr(stream, "gi_frame", None)

@@ -134,8 +134,9 @@ class PromptTemplate:
         except JINJA_ERRORS as exc:
             raise HarnessError(f"{self.path}: {who}: {explain(exc, str(self.path), self._template)}") from None
 
-    def _answer_macro(self, variables: dict[str, Any], who: str) -> Any:
-        return getattr(self._module(variables, who), "answer", None)
+    def _answer_macro(self, variables: dict[str, Any]) -> Any:
+        """A demonstration's answer macro, from a rendering with its own fields (``variables``)."""
+        return getattr(self._module(variables, f"demonstration {variables.get('id')!r}"), "answer", None)
 
     def _call(self, macro: Any, choice: str, index: int, who: str) -> str:
         if macro is None:
@@ -173,7 +174,7 @@ class PromptTemplate:
             if shot.contexts is not None:
                 own.update(context=shot.contexts[shot.target], choice_index=shot.target)
             try:
-                macro = self._answer_macro(own, who)
+                macro = self._answer_macro(own)
             except HarnessError as exc:
                 raise HarnessError(f"{exc} (rendering demonstration {shot.id!r} with its own fields, for its 'answer')") from None
         if shot.verbalizers is not None:
