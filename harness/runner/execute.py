@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from harness.backends import Backend, ModelSpec, backend_class
 from harness.core.errors import HarnessError
 from harness.core.progress import progress_bar
+from harness.core.redaction import redact_text
 from harness.prompts.messages import prompt_to_json
 from harness.requests import LoglikelihoodRequest, Request, Result, result_to_json
 from harness.runner.planning import Cell, Prepared, plan, prepare, selector_for
@@ -132,7 +133,8 @@ def run_experiment(
         summary.run_dir = export_run(store, run_id)  # export is part of finishing: a finished run always has its items.jsonl
         store.finish_run(run_id)
     except Exception as exc:  # a backend, template or storage error: the run is failed, with its reason (its items stay valid)
-        reason = str(exc) if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}"
+        # backends redact their own messages; anything else may hold a URL's key or a header (core/redaction.py)
+        reason = redact_text(str(exc) if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}", limit=2000)
         _settle(lambda: store.fail_run(run_id, reason))
         raise
     except BaseException:  # Ctrl-C is not a failure: the run stays 'running', resumable by the same command
