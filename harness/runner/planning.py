@@ -1,18 +1,20 @@
 """Planning: the matrix -> cells, each item -> its prompt, demonstrations and requests.
 
-``plan`` renders one item of each cell, so a broken template fails before any model is loaded.
+``plan`` renders every evaluated item (and every demonstration of the pool) with every template of the
+run, and the first item of each cell with its selector, so a broken template or a row missing a field
+fails before any model is loaded or any item is stored, naming the task, template and item.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.backends import ModelSpec, backend_class
-from harness.core.errors import HarnessError
+from harness.core.errors import HarnessError, existing_dir, shorten
 from harness.fewshot.selectors import SELECTORS, Selector, draw_rng
 from harness.prompts.template import PromptTemplate, Rendered, load_prompt
 from harness.requests import GenerateRequest, LoglikelihoodRequest, Request, loglikelihood_requests
@@ -35,6 +37,9 @@ class Cell:
     max_tokens: int | None = None  # experiment-level cap on generation.max_tokens
     draw: int = 0  # demonstration draw (--draws): mixed into each item's few-shot RNG seed
     subset: tuple[Any, ...] | None = None  # ExperimentSpec.subset_key(): a sampled/stratified subset is a cell of its own
+    # item id -> (the item, its zero-shot rendering), made by ``check_renders`` at planning: a zero-shot cell reuses it
+    # for that very item (``prepare``; an item replaced under the same id, e.g. by calibration, is rendered afresh)
+    zero_shot: Mapping[str, tuple[Item, Rendered]] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def cell_id(self) -> str:
@@ -70,10 +75,10 @@ class Prepared:
 
 # -- planning -----------------------------------------------------------------------
 def plan(spec: ExperimentSpec) -> list[Cell]:
-    """Expand the matrix and check every cell renders, before any model is loaded."""
-    task_dirs = [Path(d) for d in spec.tasks_dirs]
-    data_dirs = [Path(d) for d in spec.data_dirs]
-    prompt_dirs = [Path(d) for d in spec.prompts_dirs]
+    """Expand the matrix and check every item renders, before any model is loaded."""
+    task_dirs = [existing_dir(d, "tasks folder (--tasks-dir, 'tasks_dirs')") for d in spec.tasks_dirs]
+    data_dirs = [existing_dir(d, "data folder (--data-dir, 'data_dirs')") for d in spec.data_dirs]
+    prompt_dirs = [existing_dir(d, "prompts folder (--prompts-dir, 'prompts_dirs')") for d in spec.prompts_dirs]
     cells: list[Cell] = []
     # a group task (e.g. mmlu) expands into its members (mmlu_anatomy, ...), one set of cells each;
     # check_task has built every metric and filter of the task (its members share them)
@@ -86,19 +91,43 @@ def plan(spec: ExperimentSpec) -> list[Cell]:
         templates = [load_prompt(task, name, prompt_dirs) for name in (spec.prompts or task.spec.prompts)]
         needs_pool = any(k > 0 for k in spec.shots)
         pool = tuple(task.items(spec.fewshot_split)) if needs_pool else ()
+        renderings = {template.name: check_renders(task, template, items, pool, spec.fewshot_split) for template in templates}
         for model in spec.models:
             for template in templates:
                 for shots in spec.shots:
                     for selector in spec.selectors if shots > 0 else ["none"]:
                         for draw in range(spec.draws if shots > 0 else 1):
                             cell = Cell(task, template, shots, selector, model, spec.seed, items, pool, spec.max_tokens, draw,
-                                        subset=spec.subset_key())
+                                        subset=spec.subset_key(), zero_shot=renderings[template.name] if shots == 0 else {})
                             first = prepare(cell, 0, items[0], selector_for(cell))  # fail fast on template errors
                             _check_capabilities(cell, first)
                             cells.append(cell)
                         if shots == 0:
                             break
     return cells
+
+
+def check_renders(task: Task, template: PromptTemplate, items: Sequence[Item], pool: Sequence[Item], pool_split: str) -> dict[str, tuple[Item, Rendered]]:
+    """Render every item zero-shot, and every pool row as the one demonstration of the first item, so a row
+    without a field the template reads fails here, naming task, template and item, not after a model loaded
+    and earlier chunks were stored. No selector runs (a kNN selector's embeddings are built once, by the
+    cells). Returns the zero-shot renderings (item id -> (item, Rendered)): zero-shot cells reuse them, so the check
+    costs those cells nothing; a few-shot cell pays one extra rendering per item and pool row."""
+    where = f"task '{task.name}', template '{template.name}'"
+    rendered: dict[str, tuple[Item, Rendered]] = {}
+    for item in items:
+        try:
+            rendered[item.id] = (item, template.render(task, item, ()))
+        except HarnessError as exc:
+            named = f"item {item.id!r}" in str(exc)  # the template's own message names the item already
+            raise HarnessError(f"{where}{'' if named else f', item {shorten(item.id, 80)}'}: {exc}") from None
+    for shot in pool:
+        try:
+            template.render(task, items[0], (shot,))
+        except HarnessError as exc:
+            raise HarnessError(f"{where}, demonstration {shorten(shot.id, 80)} (split '{pool_split}', shown with item "
+                               f"{shorten(items[0].id, 80)}): {exc}") from None
+    return rendered
 
 
 def _check_capabilities(cell: Cell, first: Prepared) -> None:
@@ -133,7 +162,8 @@ UNCONDITIONAL_METRIC = "acc_mutual_info"  # a task listing it gets one extra req
 
 def prepare(cell: Cell, position: int, item: Item, selector: Selector | None) -> Prepared:
     shots = selector.select(item, cell.shots, draw_rng(cell.seed, item.id, cell.draw)) if selector else []
-    rendered = cell.template.render(cell.task, item, shots)
+    ready = cell.zero_shot.get(item.id) if not shots else None
+    rendered = ready[1] if ready is not None and ready[0] is item else cell.template.render(cell.task, item, shots)
     requests: tuple[Request, ...]
     if cell.task.kind.scoring == "loglikelihood":  # the kinds table (harness.tasks.kinds) says how a task is scored
         requests = loglikelihood_requests(rendered)  # per-choice contexts: each continuation after its own prompt
