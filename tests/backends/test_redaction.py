@@ -189,11 +189,12 @@ def test_credential_headers_and_parameters_are_sent_but_not_stored(toy: ToyUpstr
     from harness.runner.spec import ExperimentSpec
 
     model = ModelSpec(backend="openai", model="toy", base_url=f"{toy.url}/v1", extra_headers={"X-Api-Key": KEY, "X-Team": "evals"},
-                      extra_params={"api_key": QUERY_KEY, "top_k": 3})
+                      extra_params={"api_key": QUERY_KEY, "top_k": 3, "extra_body": {"repetition_penalty": 1.1}})
     spec = ExperimentSpec(tasks=["arithmetic"], prompts=["question"], models=[model], limit=2)
     summary = run_experiment(spec, Store(tmp_path / "h.db"), show_progress=False)
     assert summary.items_written == 2
-    assert toy.bodies and all(b["api_key"] == QUERY_KEY and b["top_k"] == 3 for b in toy.bodies)  # a server's own parameters reach it
+    # a server's own parameters reach it, an extra_body of the entry's own merged in
+    assert toy.bodies and all(b["api_key"] == QUERY_KEY and b["top_k"] == 3 and b["repetition_penalty"] == 1.1 for b in toy.bodies)
     for path, data in stored_bytes(tmp_path):
         assert not leaked(data) and not leaked(data, QUERY_KEY), path
     config = (summary.run_dir / "config.json").read_text()

@@ -412,8 +412,15 @@ class OpenAIBackend(Backend):
     def _extra(self) -> dict[str, Any]:
         """``extra_params`` as the client takes them: in ``extra_body``, merged into the request's JSON
         over the backend's own parameters (so they can override them), whatever they are named; as
-        keywords of ``create``, a name it does not declare (a server's own, ``top_k``) is a TypeError."""
-        return {"extra_body": dict(self.options.extra_params)} if self.options.extra_params else {}
+        keywords of ``create``, a name it does not declare (a server's own, ``top_k``) is a TypeError.
+        An ``extra_body`` of their own (the client's keyword, as some users write it) is merged in."""
+        params = dict(self.options.extra_params)
+        nested = params.pop("extra_body", None)
+        if isinstance(nested, dict):
+            params = {**params, **nested}
+        elif nested is not None:
+            params["extra_body"] = nested
+        return {"extra_body": params} if params else {}
 
     def _messages(self, prompt: Prompt) -> list[dict[str, str]]:
         if isinstance(prompt, str):
