@@ -178,6 +178,9 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel], path: 
         else:
             message = clip(str(error["msg"]).removeprefix("Value error, "), 400)
             secret = any(isinstance(part, str) and is_credential_name(part) for part in error["loc"])  # e.g. extra_headers.Authorization
+            if not error["loc"]:  # a check across fields (a model validator): its input is the whole file, not worth echoing
+                lines.append(message.rstrip(".") + ".")
+                continue
             lines.append(f"field '{loc}': {message} (got {MASK if secret else shorten(redact_value(bounded_copy(error.get('input'))))}).")
     if len(errors) > MAX_ERRORS:
         lines.append(f"(and {len(errors) - MAX_ERRORS} more problems)")

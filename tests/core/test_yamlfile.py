@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from harness.core.errors import HarnessError
 from harness.core.yamlfile import MAX_DEPTH, read_yaml_mapping, validate
@@ -101,3 +101,21 @@ def test_validation_errors_are_capped_in_number() -> None:
     with pytest.raises(HarnessError) as info:
         validate(_Model, raw, "task.yaml", "task")
     assert "(and 92 more problems)" in str(info.value) and len(str(info.value)) < 3000
+
+
+class _Pair(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    a: str = ""
+    b: str = ""
+
+    @model_validator(mode="after")
+    def _one(self) -> _Pair:
+        if self.a and self.b:
+            raise ValueError("give 'a' or 'b', not both")
+        return self
+
+
+def test_a_check_across_fields_does_not_echo_the_whole_file() -> None:
+    with pytest.raises(HarnessError) as info:
+        validate(_Pair, {"a": "x" * 10_000, "b": "y"}, "exp.yaml", "experiment")
+    assert str(info.value) == "exp.yaml: invalid experiment: give 'a' or 'b', not both."
