@@ -6,7 +6,8 @@ import pytest
 from harness.core.errors import HarnessError
 from harness.scoring.checks import check_task
 from harness.tasks.task import discover_tasks, find_task, load_task
-from tests.helpers import write_task
+from tests.core.test_yamlfile import billion_laughs
+from tests.helpers import cli, write_task
 
 
 def test_loads_items_with_derived_fields(tmp_path: Path) -> None:
@@ -209,3 +210,19 @@ def test_a_non_utf8_task_yaml_is_an_error_and_discovery_still_lists_the_others(t
     (bad / "task.yaml").write_bytes((bad / "task.yaml").read_bytes() + "description: caf\xe9\n".encode("latin-1"))
     assert "not UTF-8 text (byte 0xe9)" in _error(bad)
     assert {"good", "bad"} <= set(discover_tasks([tmp_path]))
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "alias bomb"),
+    (b"name: toy\nname: toy\n", "key 'name' appears twice"),
+    ("name: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than 64 levels deep"),
+    ("description: caf\xe9\n".encode("latin-1"), "not UTF-8 text"),
+])
+def test_the_cli_refuses_hostile_task_yaml_with_exit_2_and_a_short_message(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes | str | None, message: str) -> None:
+    folder = write_task(tmp_path)
+    body = billion_laughs() if content is None else content
+    (folder / "task.yaml").write_bytes(body if isinstance(body, bytes) else body.encode())
+    assert cli("validate", folder) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err and len(err) < 600
