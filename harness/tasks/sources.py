@@ -202,16 +202,21 @@ def _deep_line(text: str, limit: int = 500) -> int:
     return line
 
 
-@READERS.register("json")
-def read_json_array(path: Path) -> Rows:
-    """A JSON array of objects, or an object holding one under ``data`` / ``rows`` / ``examples``
-    (how several exporters wrap it)."""
+def _read_json_file(path: Path) -> Any:
+    """A whole JSON file; not UTF-8, broken or nested past the stack is an error naming the file and line."""
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise not_utf8(path, data) from None
-    document = _json_value(text, path, "")
+    return _json_value(text, path, "")
+
+
+@READERS.register("json")
+def read_json_array(path: Path) -> Rows:
+    """A JSON array of objects, or an object holding one under ``data`` / ``rows`` / ``examples``
+    (how several exporters wrap it)."""
+    document = _read_json_file(path)
     if isinstance(document, dict):
         held = [k for k in ("data", "rows", "examples") if isinstance(document.get(k), list)]
         if not held:
@@ -289,7 +294,8 @@ def read_parquet(path: Path) -> Rows:
 def read_saved_dataset(path: Path) -> Rows:
     """A ``Dataset`` folder from ``save_to_disk``; a ``DatasetDict`` folder must be narrowed to a split."""
     if (path / "dataset_dict.json").is_file():
-        splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
+        info = _read_json_file(path / "dataset_dict.json")
+        splits = [str(s) for s in info.get("splits", [])] if isinstance(info, dict) else []
         choices = ", ".join(f"{path}/{s}" for s in splits)
         raise HarnessError(f"{path}: a DatasetDict folder (splits {', '.join(splits)}); name one split's folder: {choices}")
     if not (path / "dataset_info.json").is_file() and not (path / "state.json").is_file():
