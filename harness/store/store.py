@@ -201,18 +201,24 @@ class Store:
     def _applied(self) -> set[str] | None:
         """The migrations recorded in the file, None when it has no migrations table; refuses another application's file."""
         tables = self._tables()
-        if "migrations" in tables:
+        columns = {str(r["name"]) for r in self.db.execute("PRAGMA table_info(migrations)")} if "migrations" in tables else set()
+        if columns == {"name", "applied_at"}:
             done = {str(row["name"]) for row in self.db.execute("SELECT name FROM migrations")}
+            if MIGRATIONS[0][0] not in done and (done or tables - {"migrations"}):  # another tool's table of the same name and shape
+                raise self._foreign(tables)
             unknown = sorted(done - {name for name, _ in MIGRATIONS})
             if unknown:
                 names = ", ".join(unknown[:3])
                 raise HarnessError(f"{self.path} was written by a newer harness (migration {names} is unknown here): upgrade harness to read it")
             return done
         if tables:
-            shown = ", ".join(sorted(tables)[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
-            raise HarnessError(f"{self.path} is an SQLite database of another application (tables: {shown}), not a harness results database "
-                               "(it has no 'migrations' table): pass --db a new file or a harness database")
+            raise self._foreign(tables)
         return None
+
+    def _foreign(self, tables: set[str]) -> HarnessError:
+        shown = ", ".join(sorted(tables)[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+        return HarnessError(f"{self.path} is an SQLite database of another application (tables: {shown}), not a harness results database "
+                           "(it has no harness 'migrations' table): pass --db a new file or a harness database")
 
     def _migrate(self) -> None:
         applied = self._applied()

@@ -42,6 +42,19 @@ def test_another_applications_sqlite_file_is_refused_and_left_as_it_was(tmp_path
     assert _tables(path) == {"runs", "users"}  # no migrations table, nothing added
 
 
+def test_another_tools_migrations_table_is_not_taken_for_harnesss(tmp_path: Path) -> None:
+    laravel, same_shape = tmp_path / "laravel.db", tmp_path / "same.db"
+    with sqlite3.connect(laravel) as con:
+        con.execute("CREATE TABLE migrations (id INTEGER PRIMARY KEY, migration TEXT, batch INTEGER)")
+    with sqlite3.connect(same_shape) as con:
+        con.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        con.execute("INSERT INTO migrations VALUES ('2014_10_12_create_users_table', 'x')")
+    for path in (laravel, same_shape):
+        for read_only in (False, True):
+            with pytest.raises(HarnessError, match=r"is an SQLite database of another application \(tables: migrations\)"):
+                Store(path, read_only=read_only)
+
+
 def test_garbage_a_newer_harness_and_an_empty_file(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"\x00not sqlite at all" * 100)
