@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
+from harness.core.deps import LazyModule
 from harness.core.errors import HarnessError
 from harness.store.store import Store
+
+stats = LazyModule("scipy.stats")
 
 ONE_DRAW = "1 draw: no CI over draws"
 DRAW_MARK = " draw "  # selector names never contain spaces, so the stored label splits unambiguously

@@ -1,4 +1,4 @@
-"""Handlers of ``tasks``, ``validate``, ``run``, ``show`` and ``cache`` (their options:
+"""Handlers of ``validate``, ``run``, ``show`` and ``cache`` (their options:
 harness/cli/options/basic.py); imported only when one of these verbs runs."""
 
 from __future__ import annotations
@@ -17,39 +17,14 @@ from harness.fewshot.selectors import SELECTORS, demonstration_warnings, item_rn
 from harness.prompts.messages import prompt_text
 from harness.prompts.template import available_prompts, load_prompt
 from harness.report.aggregates import aggregates_json, print_aggregates
-from harness.report.terminal import Col, comparison_tables, console, print_json, print_table
+from harness.report.terminal import comparison_tables, print_json
 from harness.report.terminal import console as make_console
 from harness.runner.execute import run_experiment
 from harness.runner.spec import ExperimentSpec
 from harness.scoring.checks import check_task
 from harness.store.store import Store
 from harness.tasks.subsets import select_items
-from harness.tasks.task import discover_tasks, find_task, load_task
-
-
-def cmd_tasks(args: argparse.Namespace) -> int:
-    rows = []
-    for name, path in sorted(discover_tasks(args.tasks_dir).items()):
-        try:
-            task = check_task(load_task(path, args.data_dir))
-            try:
-                count: Any = len(task.items("test"))
-            except HarnessError:
-                count = "data missing"
-            kind: str = task.spec.type
-            if task.spec.subtasks is not None and isinstance(count, int):  # a group task: mmlu -> mmlu_<subject>
-                kind += f" (group of {len(task.subtask_keys())})"
-            rows.append({"name": name, "type": kind, "rows": count, "prompts": sorted(available_prompts(task, args.prompts_dir)),
-                         "description": task.spec.description, "path": str(path)})
-        except HarnessError as exc:
-            rows.append({"name": name, "type": "invalid", "rows": "-", "prompts": [], "description": str(exc), "path": str(path)})
-    if args.json:
-        print_json(rows)
-        return 0
-    columns = [Col("name", wrap=True), Col("type", wrap=True, drop=2), Col("rows", "right"), Col("prompt variants", wrap=True),
-               Col("description", wrap=True, drop=1)]
-    print_table(console(args.wide), "tasks", columns, [[r["name"], r["type"], str(r["rows"]), ", ".join(r["prompts"]), r["description"]] for r in rows])
-    return 0
+from harness.tasks.task import find_task
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+from typing import Any
+
 from harness.core.errors import HarnessError
 
 
@@ -22,3 +26,18 @@ def require_transformers() -> None:
     """Torch and transformers, for the local Hugging Face backend and tuning."""
     require("torch", "hf")
     require("transformers", "hf")
+
+
+class LazyModule:
+    """A module imported on its first attribute access: ``stats = LazyModule("scipy.stats")`` reads
+    as the module everywhere, but ``import harness.stats`` no longer costs scipy.stats' second (every
+    ``harness`` command paid it, ``--help`` included)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: ModuleType | None = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)

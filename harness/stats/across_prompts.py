@@ -22,10 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as scipy_stats
 
+from harness.core.deps import LazyModule
 from harness.stats.basics import kendall_tau_rows
 from harness.stats.difference import cluster_codes, resample_weights
+
+scipy_stats = LazyModule("scipy.stats")
 
 TAU_RESAMPLES = 1000
 

@@ -12,7 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+
+from harness.core.deps import LazyModule
+
+stats = LazyModule("scipy.stats")
 
 # McNemar switches from the exact binomial test to the continuity-corrected chi-square
 # once there are this many discordant pairs (the usual textbook rule).

@@ -32,9 +32,11 @@ from dataclasses import dataclass, field
 from itertools import product
 
 import numpy as np
-from scipy import stats
 
+from harness.core.deps import LazyModule
 from harness.stats.basics import DEFAULT_RESAMPLES
+
+stats = LazyModule("scipy.stats")
 
 CONTINUITY = 0.5  # half a count on b - c (see the module docstring)
 MIN_INFORMATIVE = 10  # below this many differing units a resampling interval is not trusted for equivalence

@@ -24,7 +24,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from scipy import stats
+from harness.core.deps import LazyModule
+
+stats = LazyModule("scipy.stats")
+
 
 MAX_ITEMS = 10**9
 PowerFn = Callable[[int], float]

@@ -73,7 +73,7 @@ def _cache_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["stats", "clear"])
 
 
-register_verb(Verb("tasks", "list the tasks found", _tasks_arguments, "harness.cli.basic:cmd_tasks", ("dirs",)))
+register_verb(Verb("tasks", "list the tasks found", _tasks_arguments, "harness.cli.listing:cmd_tasks", ("dirs",)))
 register_verb(Verb("validate", "check a task and render example prompts from real rows", _validate_arguments, "harness.cli.basic:cmd_validate",
                    ("dirs",)))
 register_verb(Verb("run", "evaluate a matrix of tasks x prompts x shots x selectors x models", _run_arguments, "harness.cli.basic:cmd_run",
