@@ -229,7 +229,7 @@ class BoundedRange(Sequence[int]):
         except OverflowError:
             length = MAX_RANGE + 1
         if length > MAX_RANGE:
-            raise LimitExceeded(f"range{_short(args)} has more than {MAX_RANGE:,} steps, the most a template may loop over")
+            raise LimitExceeded(f"range({', '.join(map(_short, args))}) has more than {MAX_RANGE:,} steps, the most a template may loop over")
 
     def __len__(self) -> int:
         return len(self._range)
@@ -685,6 +685,8 @@ def explain(exc: BaseException, filename: str, template: jinja2.Template | None 
         return f"undefined variable{where}: {exc}"
     if isinstance(exc, jinja2.TemplateSyntaxError):
         return f"syntax error{where}: {exc.message}"
+    if isinstance(exc, TypeError) and str(exc) == "no loader for this environment specified":
+        return f"template error{where}: include, import and extends are not supported; a prompt template is one self-contained file"
     return f"{type(exc).__name__}{where}: {str(exc)[:300]}"
 
 

@@ -108,6 +108,10 @@ TEMPLATE_BOMBS: list[tuple[str, str, str]] = [
     ("chr_overflow", "{{ '%c' % 1114112 }}", "OverflowError"),
     ("int_of_infinity", "{{ (1e308 * 10)|int }}", "OverflowError"),
     ("huge_int_text", "{{ 10**5000 }}", "ValueError"),
+    ("dict_fromkeys", "{{ dict.fromkeys(range(100000), 'x' * 100000) }}", "over the limit"),
+    ("recursive_block", "{% block a %}{{ self.a() }}{% endblock %}", "nested more than 100 deep"),
+    ("include", "{% include 'other.jinja' %}", "include, import and extends are not supported"),
+    ("zero_division", "{{ 1 // 0 }}", "ZeroDivisionError"),
 ]
 
 # (id, template, what the error says): refused when the template is compiled, before any row
