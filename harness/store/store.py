@@ -154,6 +154,8 @@ class Store:
 
     # -- opening --------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
+        if self.path.is_dir():
+            raise HarnessError(f"{self.path} is a folder, not a database file: give a file path such as {self.path / 'harness.db'}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -169,6 +171,8 @@ class Store:
         return db
 
     def _connect_read_only(self) -> sqlite3.Connection:
+        if self.path.is_dir():
+            raise HarnessError(f"{self.path} is a folder, not a database file: give a file path such as {self.path / 'harness.db'}")
         if not self.path.is_file():
             raise HarnessError(f"no database at {self.path}{self._nearby()}: `harness run --db {self.path}` writes one; "
                                "pass --db PATH (or set HARNESS_DB) to read another")

@@ -117,6 +117,12 @@ def test_read_only_storage_serves_the_read_verbs_and_refuses_writes_cleanly(tmp_
         assert err[2].startswith(f"error: {ro / 'old.db'} was written by an older harness and needs migration 002_cache_run_id")
 
 
+def test_a_folder_given_as_the_database_is_named_as_such(tmp_path: Path) -> None:
+    for read_only in (False, True):
+        with pytest.raises(HarnessError, match=f"{tmp_path} is a folder, not a database file"):
+            Store(tmp_path, read_only=read_only)
+
+
 def test_a_read_only_open_of_a_writable_old_database_migrates_it(tmp_path: Path) -> None:
     _old_database(tmp_path / "old.db")
     store = Store.open_read_only(tmp_path / "old.db")
