@@ -25,7 +25,7 @@ from harness.core.paths import bundled_dir
 from harness.core.templating import JINJA_ERRORS, compile_expression, explain
 from harness.core.yamlfile import load_yaml, read_yaml_mapping, validate
 from harness.tasks.kinds import TaskKind, TaskType, kind_names, task_kind
-from harness.tasks.sources import DataSource, FileSource, HubSource, HubSplit, Origin, is_data
+from harness.tasks.sources import DataSource, FileSource, HubSource, HubSplit, Origin, Rows, is_data
 
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
 TASKS_DIR_ENV = "HARNESS_TASKS_DIR"
@@ -255,6 +255,9 @@ class Task:
     _cache: dict[str, list[Item]] = field(default_factory=dict, compare=False, repr=False)
     group: str | None = None  # the group task this one is a member of (see SubtaskSpec)
     subset: tuple[str, str] | None = None  # member of a group: (key expression, this member's key)
+    # a group's rows by member key, per split, shared by the group and its members: a split is read and its key
+    # expression evaluated once per row, not once per member (MMLU: 57 members read 14,042 rows 57 times)
+    _partitions: dict[str, tuple[Origin, dict[str, Rows]]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -279,8 +282,19 @@ class Task:
         """Member keys of a group task, in order of first appearance in the test split."""
         if self.spec.subtasks is None or self.subset is not None:
             return []
-        by = compile_expression(self.spec.subtasks.by, f"{self.yaml_path}: field 'subtasks.by'")
-        return list(dict.fromkeys(str(by(item.row)) for item in self.items("test")))
+        return list(self._partition("test")[1])
+
+    def _partition(self, split: str) -> tuple[Origin, dict[str, Rows]]:
+        """The split's rows grouped by the group's key expression (keys in order of first appearance)."""
+        if split not in self._partitions:
+            assert self.spec.subtasks is not None
+            by = compile_expression(self.spec.subtasks.by, f"{self.yaml_path}: field 'subtasks.by'")
+            origin, rows = self.split_source(split).load()
+            groups: dict[str, Rows] = {}
+            for line, row in rows:
+                groups.setdefault(str(by(row)), []).append((line, row))
+            self._partitions[split] = (origin, groups)
+        return self._partitions[split]
 
     def members(self) -> list[Task]:
         """The member tasks of a group task (itself if it is not a group)."""
@@ -291,7 +305,8 @@ class Task:
     def member(self, key: str) -> Task:
         assert self.spec.subtasks is not None
         spec = self.spec.model_copy(update={"name": f"{self.name}_{key}"})
-        return Task(spec, self.folder, self.yaml_path, self.data_dirs, group=self.name, subset=(self.spec.subtasks.by, key))
+        return Task(spec, self.folder, self.yaml_path, self.data_dirs, group=self.name, subset=(self.spec.subtasks.by, key),
+                    _partitions=self._partitions)
 
     def has_split(self, split: str) -> bool:
         return getattr(self.spec.data, split, None) is not None
@@ -315,10 +330,11 @@ class Task:
 
     def items(self, split: str = "test") -> list[Item]:
         if split not in self._cache:
-            origin, rows = self.split_source(split).load()
             if self.subset is not None:
-                by = compile_expression(self.subset[0], f"{self.yaml_path}: field 'subtasks.by'")
-                rows = [(line, row) for line, row in rows if str(by(row)) == self.subset[1]]
+                origin, groups = self._partition(split)
+                rows = groups.get(self.subset[1], [])
+            else:
+                origin, rows = self.split_source(split).load()
             self._cache[split] = [self._make_item(row, origin, line) for line, row in rows]
             _check_unique_ids(self._cache[split], origin.label)
         return self._cache[split]

@@ -5,6 +5,7 @@ import pytest
 
 from harness.core.errors import HarnessError
 from harness.scoring.checks import check_task
+from harness.tasks.sources import FileSource
 from harness.tasks.task import discover_tasks, find_task, load_task
 from tests.core.test_yamlfile import billion_laughs
 from tests.helpers import cli, write_task
@@ -226,3 +227,19 @@ def test_the_cli_refuses_hostile_task_yaml_with_exit_2_and_a_short_message(
     assert cli("validate", folder) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err and len(err) < 600
+
+
+def test_a_group_reads_each_split_once_for_all_its_members(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_task(tmp_path, rows=12, spec={"subtasks": {"by": "{{ subject }}"}})
+    for split in ("test", "fewshot"):
+        path = folder / f"{split}.jsonl"
+        rows = [json.loads(x) for x in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps({**r, "subject": f"s{i % 3}"}) + "\n" for i, r in enumerate(rows)))
+    loads: list[str] = []
+    original = FileSource.load
+    monkeypatch.setattr(FileSource, "load", lambda self: loads.append(self.path.name) or original(self))
+    members = load_task(folder).members()
+    assert [m.name for m in members] == ["toy_s0", "toy_s1", "toy_s2"]
+    assert [[i.id for i in m.items("test")] for m in members] == [[f"t{i}" for i in range(k, 12, 3)] for k in range(3)]
+    assert [len(m.items("fewshot")) for m in members] == [3, 3, 2]
+    assert loads == ["test.jsonl", "fewshot.jsonl"]
