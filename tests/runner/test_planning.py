@@ -16,7 +16,7 @@ from harness.runner.execute import run_experiment
 from harness.runner.planning import plan, prepare
 from harness.runner.spec import ExperimentSpec
 from harness.store.store import Store
-from tests.helpers import write_task
+from tests.helpers import cli, write_task
 
 READS_HINT = "{% macro answer(choice, index) %} {{ choice }}{% endmacro %}{% for s in shots %}{{ s.hint }} {{ s.input }}{{ s.answer }}\n{% endfor %}" \
              "{{ hint }} {{ input }}\nA:"
@@ -92,3 +92,26 @@ def test_zero_shot_cells_reuse_the_checked_renderings(tmp_path: Path) -> None:
     assert prepare(zero_cell, 3, item, None).rendered is zero_cell.zero_shot[item.id][1]
     fresh = prepare(zero_cell, 3, type(item)(**{**item.__dict__, "input": "changed"}), None)  # a replaced item renders afresh
     assert "changed" in str(fresh.rendered.prompt)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("tasks: [toy]\nshots: [0]\nshots: [5]\n", "exp.yaml line 3, column 1: invalid YAML: key 'shots' appears twice"),
+    ("tasks: [toy]\ndata_dirs: [{missing}]\n", "data folder (--data-dir, 'data_dirs'): folder '{missing}' does not exist"),
+    ("tasks: [toy]\nprompts_dirs: [{missing}]\n", "prompts folder (--prompts-dir, 'prompts_dirs'): folder '{missing}' does not exist"),
+])
+def test_the_cli_refuses_a_bad_experiment_file_before_a_run_exists(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str,
+                                                                   message: str) -> None:
+    write_task(tmp_path / "tasks")
+    missing = str(tmp_path / "missing")
+    experiment = tmp_path / "exp.yaml"
+    experiment.write_text(text.format(missing=missing))
+    db = tmp_path / "h.db"
+    assert cli("run", experiment, "--tasks-dir", tmp_path / "tasks", "--model", "scripted:m", "--db", db, "--quiet") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message.format(missing=missing) in err and "Traceback" not in err
+    if db.exists():
+        store = Store(db)
+        try:
+            assert store.runs() == []
+        finally:
+            store.close()
