@@ -160,6 +160,7 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise HarnessError(f"cannot create the folder {self.path.parent} for the results database {self.path}: {exc.strerror}") from None
+        existed = self.path.exists()
         try:
             db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             db.row_factory = sqlite3.Row
@@ -167,6 +168,8 @@ class Store:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
+            if not existed and self.path.is_file() and self.path.stat().st_size == 0:
+                self.path.unlink()  # no empty file left behind by an open that failed (a full disk)
             raise self._storage_error(exc) or HarnessError(f"{self.path}: not a usable SQLite database ({exc})") from None
         return db
 

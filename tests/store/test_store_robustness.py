@@ -18,7 +18,7 @@ from harness.store import Store
 from harness.store.migrations import MIGRATIONS
 from tests.helpers import cli, write_task
 from tests.store.test_store import _old_database
-from tests.tmpfs import read_only_view
+from tests.tmpfs import read_only_view, tmpfs
 
 
 def _tables(path: Path) -> set[str]:
@@ -159,3 +159,15 @@ def test_several_processes_opening_a_fresh_database_at_once_all_succeed(tmp_path
         assert [p.exitcode for p in processes] == [0, 0, 0, 0]
         assert failures.empty(), failures.get()
         assert Store(tmp_path / f"{attempt}.db").migrations() == [name for name, _ in MIGRATIONS]
+
+
+def test_a_full_disk_at_the_first_open_is_a_clean_error_and_leaves_no_empty_file(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "full", "size=64k") as full:
+        with open(full / "filler", "wb") as handle:  # take every block
+            try:
+                handle.write(b"\0" * 1_000_000)
+            except OSError:
+                pass
+        with pytest.raises(HarnessError, match=f"disk full while writing {full / 'h.db'}"):
+            Store(full / "h.db")
+        assert sorted(p.name for p in full.iterdir()) == ["filler"]
