@@ -53,19 +53,21 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def time_left(done: int, total: int, elapsed: float) -> str:
-    """The remaining time at the average pace so far ('about 0:42 left'), or 'time left: estimating' before the first item."""
+def time_left(done: int, total: int, elapsed: float, since: float = 0.0) -> str:
+    """'about 0:42 left': the pace up to the last update (``done`` items after ``elapsed`` seconds), counted
+    down by the ``since`` seconds that have passed after it, so the estimate falls between updates."""
     if done <= 0 or elapsed <= 0:
         return "time left: estimating"
     if done >= total:
         return "done"
-    return f"about {clock(elapsed * (total - done) / done)} left"
+    left = elapsed * (total - done) / done - since
+    return f"about {clock(left)} left" if left >= 1 else "almost done"
 
 
-def progress_line(label: str, done: int, total: int, elapsed: float) -> str:
-    """'evaluating: 64/180 items (36%), 0:21 elapsed, about 0:37 left'."""
+def progress_line(label: str, done: int, total: int, elapsed: float, since: float = 0.0) -> str:
+    """'evaluating: 64/180 items (35%), 0:21 elapsed, about 0:38 left' (``elapsed``: at the last update)."""
     percent = 100 * done // total if total else 100
-    return f"{label}: {done}/{total} items ({percent}%), {clock(elapsed)} elapsed, {time_left(done, total, elapsed)}"
+    return f"{label}: {done}/{total} items ({percent}%), {clock(elapsed + since)} elapsed, {time_left(done, total, elapsed, since)}"
 
 
 @contextmanager
@@ -86,7 +88,7 @@ class _Lines:
 
     def __init__(self, label: str, total: int, stream: TextIO, every_s: float, now: Callable[[], float]) -> None:
         self.label, self.total, self.stream, self.every_s, self.now = label, total, stream, every_s, now
-        self.started = self.last = now()
+        self.started = self.last = self.updated = now()
         self.done = 0
         self.printed = False
         self.lock = threading.Lock()
@@ -94,12 +96,14 @@ class _Lines:
     def advance(self, n: int) -> None:
         with self.lock:
             self.done += n
+            self.updated = self.now()
 
     def tick(self) -> None:
         with self.lock:
             moment = self.now()
             if moment - self.last >= self.every_s and self.done < self.total:
-                print(progress_line(self.label, self.done, self.total, moment - self.started), file=self.stream, flush=True)
+                line = progress_line(self.label, self.done, self.total, self.updated - self.started, moment - self.updated)
+                print(line, file=self.stream, flush=True)
                 self.last, self.printed = moment, True
 
     def close(self) -> None:
@@ -132,18 +136,24 @@ def progress_lines(
 
 @contextmanager
 def _bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+    from rich.text import Text
 
-    # time left from the average pace since the start (rich's own column waits for several updates)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[left]}"))
     started = time.monotonic()
+
+    class TimeLeft(ProgressColumn):
+        """``time_left`` at each refresh: from the first update on, and counting down between updates
+        (rich's own column waits for several updates and freezes between them)."""
+
+        def render(self, task: Task) -> Text:
+            at = float(task.fields["at"])
+            return Text(time_left(int(task.completed), total, at - started, time.monotonic() - at))
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeLeft())
     with Progress(*columns, transient=True) as progress:
-        task = progress.add_task(label, total=total, left=time_left(0, total, 0.0))
-        done = 0
+        task = progress.add_task(label, total=total, at=started)
 
         def advance(n: int) -> None:
-            nonlocal done
-            done += n
-            progress.update(task, advance=n, left=time_left(done, total, time.monotonic() - started))
+            progress.update(task, advance=n, at=time.monotonic())
 
         yield advance

@@ -21,9 +21,11 @@ class FakeClock:
         return self.t
 
 
-def test_time_left_is_the_average_pace_so_far() -> None:
+def test_time_left_is_the_average_pace_so_far_counted_down_between_updates() -> None:
     assert time_left(0, 100, 5.0) == "time left: estimating"
     assert time_left(25, 100, 10.0) == "about 0:30 left"
+    assert time_left(25, 100, 10.0, since=12.0) == "about 0:18 left"  # 12 s after that update
+    assert time_left(25, 100, 10.0, since=45.0) == "almost done"  # slower than the pace so far: never negative
     assert time_left(100, 100, 10.0) == "done"
     assert clock(59.6) == "1:00" and clock(3723) == "1:02:03" and clock(-1) == "0:00"
     assert progress_line("evaluating", 64, 180, 21.0) == "evaluating: 64/180 items (35%), 0:21 elapsed, about 0:38 left"
@@ -36,19 +38,22 @@ def test_lines_come_every_interval_from_the_start_with_an_eta() -> None:
         state = _state(advance)
         now.t += 10
         state.tick()  # model still loading
-        advance(50)
         now.t += 5
+        advance(50)  # at 0:15
         state.tick()  # not due: 5 s since the last line
         now.t += 5
-        state.tick()
+        state.tick()  # 50 items in 15 s: 45 s left at 0:15, 40 s at 0:20
+        now.t += 10
+        state.tick()  # the estimate counts down between updates
         advance(150)
         now.t += 20
         state.tick()  # all done: no progress line, only the closing one
     lines = stream.getvalue().splitlines()
     assert lines == [
         "evaluating: 0/200 items (0%), 0:10 elapsed, time left: estimating",
-        "evaluating: 50/200 items (25%), 0:20 elapsed, about 1:00 left",
-        "evaluating: 200/200 items in 0:40",
+        "evaluating: 50/200 items (25%), 0:20 elapsed, about 0:40 left",
+        "evaluating: 50/200 items (25%), 0:30 elapsed, about 0:30 left",
+        "evaluating: 200/200 items in 0:50",
     ]
 
 
@@ -67,7 +72,7 @@ def test_the_thread_writes_lines_while_nothing_advances() -> None:
         time.sleep(0.3)
     text = stream.getvalue()
     assert "evaluating: 0/10 items (0%)" in text and "time left: estimating" in text
-    assert re.search(r"evaluating: 4/10 items \(40%\), 0:0\d elapsed, about 0:0\d left", text), text
+    assert re.search(r"evaluating: 4/10 items \(40%\), 0:0\d elapsed, (about 0:0\d left|almost done)", text), text
     assert text.splitlines()[-1].startswith("evaluating: 4/10 items in 0:0")
 
 
