@@ -51,4 +51,4 @@ def test_a_run_exported_to_mlflow_reads_back_with_mlflows_client(tmp_path: Path,
 def test_export_without_a_destination_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", "--format", "mlflow", "--db", str(tmp_path / "h.db")]) == 2
     err = capsys.readouterr().err
-    assert "give -o OUT or --tracking-uri" in err and "Traceback" not in err
+    assert "give -o/--output OUT or --tracking-uri" in err and "Traceback" not in err
