@@ -11,6 +11,7 @@ with probability ≤ α across the cells of a task.
 from __future__ import annotations
 
 import difflib
+import json
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -322,24 +323,27 @@ def _with_metric(summaries: list[CellSummary], metric: str, run_ids: Sequence[st
 
 
 def dedupe_cells(summaries: Sequence[CellSummary], run_ids: Sequence[str]) -> tuple[list[CellSummary], list[str]]:
-    """One copy of each cell: a cell id is a hash of the cell's whole configuration, so the same id in
-    two runs is the same evaluation twice (a rerun with --new); counting both would add a pair of
-    copies to every multiplicity correction and the possibly-best set. The copy kept is the one with
-    the most scored items, the first named run on a tie."""
+    """One copy of each cell: a cell id is a hash of the cell's configuration, so the same id in two runs
+    with the same model identity is the same evaluation twice (a rerun with --new); counting both would
+    add a pair of copies to every multiplicity correction and the possibly-best set. The cell id names the
+    model by its label only, so two runs whose model under one label differs in content (a checkpoint
+    retrained in place, another adapter, other settings: ``model_json``) are two evaluations and both
+    stay (``setting_labels`` tells them apart by run). The copy kept is the one with the most scored
+    items, the first named run on a tie."""
     order = {run: i for i, run in enumerate(run_ids)}
-    copies: dict[str, list[CellSummary]] = defaultdict(list)
+    copies: dict[tuple[str, str], list[CellSummary]] = defaultdict(list)
     for s in summaries:
-        copies[s.cell.cell_id].append(s)
-    kept: dict[str, CellSummary] = {}
+        copies[(s.cell.cell_id, json.dumps(s.cell.model_json, sort_keys=True, default=str))].append(s)
+    kept: set[int] = set()
     notes = []
-    for cell_id, group in copies.items():
+    for (cell_id, _), group in copies.items():
         chosen = min(group, key=lambda s: (-s.n, order.get(s.cell.run_id, len(order))))
-        kept[cell_id] = chosen
+        kept.add(id(chosen))
         if len(group) > 1:
             others = ", ".join(s.cell.run_id for s in group if s is not chosen)
             notes.append(f"{chosen.cell.task}: {chosen.label}: the same cell ({cell_id}) is in runs {chosen.cell.run_id} and {others}: "
                          f"compared once, with run {chosen.cell.run_id}'s copy ({chosen.n} items); the other copies are not counted")
-    return [s for s in summaries if kept[s.cell.cell_id] is s], notes
+    return [s for s in summaries if id(s) in kept], notes
 
 
 # -- item-level diff ---------------------------------------------------------------------

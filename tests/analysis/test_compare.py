@@ -263,3 +263,21 @@ def test_several_runs_name_each_cells_run_and_count_a_repeated_cell_once(tmp_pat
     assert cli("compare", "--db", db_path, first, second, "--resamples", "500") == 0
     out = " ".join(capsys.readouterr().out.split())
     assert f"runs: 1 = {first}; 2 = {second}" in out and "the same cell" in out
+
+
+def test_a_cell_id_repeated_with_another_model_content_is_two_evaluations(tmp_path: Path, db_path: Path) -> None:
+    """The cell id names the model by its label; a second run whose model under that label is another
+    model (a checkpoint retrained in place: another ``model_json``) must not be merged with the first."""
+    first = _run(tmp_path, db_path, ["skilled:0.9", "skilled:0.3"], rows=60)
+    store = Store(db_path)
+    spec = ExperimentSpec(tasks=["toy"], tasks_dirs=[str(tmp_path / "tasks")], models=["skilled:0.9", "skilled:0.6"])
+    second = run_experiment(spec, store, new=True, show_progress=False).run_id
+    repeated = {c.cell_id for c in store.cells([first])} & {c.cell_id for c in store.cells([second])}
+    assert len(repeated) == 2
+    with store.db:
+        store.db.execute("UPDATE cells SET model_json = json_set(model_json, '$.content', 'retrained') WHERE run_id = ?", (second,))
+    comp = compare_runs(store, [first, second])
+    (ranking,) = comp.rankings
+    assert len(ranking.cells) == 8  # nothing merged
+    assert {(r["run_id"], r["cell_id"]) for r in comp.rows() if r["cell_id"] in repeated} == {(run, c) for run in (first, second) for c in repeated}
+    assert not any("compared once" in w for w in comp.warnings)
