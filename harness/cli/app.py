@@ -25,7 +25,7 @@ from harness.cli.options import (  # noqa: F401  (registration: each module regi
     tune,
 )
 from harness.cli.verbs import VERBS, check_dirs
-from harness.core.errors import HarnessError
+from harness.core.errors import HarnessError, did_you_mean
 
 # the order of ``harness --help``; verbs not listed follow by name
 HELP_ORDER = ("tasks", "validate", "import", "run", "compare", "show", "ab", "rescore", "report", "tune", "calibrate", "draws", "export", "formats",
@@ -50,8 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parse_args``, with a did-you-mean for an unknown option (``--tasks`` is no longer taken for ``--tasks-dir``)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        (verbs,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        verb: argparse.ArgumentParser = verbs.choices[args.verb]
+        known = [o for a in verb._actions if a.help != argparse.SUPPRESS for o in a.option_strings]
+        hints = "".join(did_you_mean(e.partition("=")[0], known) for e in extra if e.startswith("--"))
+        verb.error(f"unrecognized arguments: {' '.join(extra)}.{hints}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     try:
         check_dirs(args)
         return VERBS.get(args.verb).run(args)

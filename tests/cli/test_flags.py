@@ -31,9 +31,19 @@ def test_no_parser_abbreviates() -> None:
 
 def test_tasks_is_not_taken_for_tasks_dir(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
-        _parse("run", "--tasks", "toy")
+        main(["run", "--tasks", "toy"])
     assert exit_.value.code == 2
-    assert "--tasks" in capsys.readouterr().err
+    assert "unrecognized arguments: --tasks" in capsys.readouterr().err
+
+
+def test_an_unknown_option_gets_a_did_you_mean(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--tasks", "toy"])
+    assert exit_.value.code == 2
+    assert "Did you mean '--task'?" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["compare", "--metrc=acc"])
+    assert "Did you mean '--metric'?" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("verb", ["run", "ab"])
