@@ -7,7 +7,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,6 +24,8 @@ from harness.report.numbers import percent
 
 WIDE = 400  # --wide: every column of every table, nothing wrapped (lines may run past the terminal)
 PIPED = 160  # output to a file or a pipe: as wide as a wide terminal
+OPTIONAL_TEXT_MIN = 20  # an optional free-text column narrower than this is left out instead
+WORD_MAX = 24  # a word longer than this may fold rather than widen its column
 TEXT_MIN = 12  # a free-text column is not wrapped narrower than this (or its header's longest word)
 HEADER_GAP = 8  # a header at most this much wider than its values gets its width before free text does
 LONG_NAME = 24  # model labels longer than this are named M1, M2 ... in tables, with a legend
@@ -65,7 +67,11 @@ def fitted_table(columns: Sequence[Col], rows: Sequence[Sequence[str]], width: i
     natural = [max([cell_len(c.header), *(cell_len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
     header_word = [max(cell_len(w) for w in c.header.split() or [""]) for c in columns]
     values = [max([0, *(cell_len(r[i]) for r in rows)]) for i in range(len(columns))]
-    need = [min(natural[i], max(TEXT_MIN, header_word[i])) if c.wrap else max(values[i], header_word[i]) for i, c in enumerate(columns)]
+    # a free-text column's longest word (capped): a key column gets it, so a name or a type is not folded
+    # mid-word ('arc_challeng|e'); an optional one is left out rather than squeezed under OPTIONAL_TEXT_MIN
+    words = [min(natural[i], WORD_MAX, max([0, *(cell_len(w) for r in rows for w in r[i].split())])) for i in range(len(columns))]
+    need = [min(natural[i], max(TEXT_MIN, header_word[i], words[i] if c.drop == 0 else OPTIONAL_TEXT_MIN)) if c.wrap else max(values[i], header_word[i])
+            for i, c in enumerate(columns)]
     shown = list(range(len(columns)))
 
     def total(indices: list[int]) -> int:
@@ -79,14 +85,28 @@ def fitted_table(columns: Sequence[Col], rows: Sequence[Sequence[str]], width: i
     widths = {i: need[i] for i in shown}
     spare = width - total(shown)
     cheap = [i for i in shown if not columns[i].wrap and natural[i] - need[i] <= HEADER_GAP]
-    for group in (cheap, [i for i in shown if columns[i].wrap], shown):  # short headers on one line, then free text, then the rest
+    free = [i for i in shown if columns[i].wrap]
+
+    def fill(group: list[int], target: Mapping[int, int] | Sequence[int], one_by_one: bool = True) -> None:
+        nonlocal spare
+        if not one_by_one:
+            for i in group:
+                grow = min(spare, max(0, target[i] - widths[i]))
+                widths[i] += grow
+                spare -= grow
+            return
         while spare > 0:
-            short = [i for i in group if widths[i] < natural[i]]
+            short = [i for i in group if widths[i] < target[i]]
             if not short:
                 break
-            widest_gap = max(short, key=lambda i: natural[i] - widths[i])
+            widest_gap = max(short, key=lambda i: target[i] - widths[i])
             widths[widest_gap] += 1
             spare -= 1
+
+    fill(cheap, natural)  # short headers on one line
+    fill(free, words, one_by_one=False)  # whole words, left to right
+    fill(free, natural)  # then free text
+    fill(shown, natural)  # then the rest
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
     for i in shown:
         c = columns[i]

@@ -173,3 +173,25 @@ def test_fitted_table_keeps_numbers_whole_and_drops_optional_columns_first() -> 
     assert hidden == []
     text = _render(80, lambda out: print_table(out, "a title " * 20, columns[:2], [["x", "1.0"]]))
     _fits(text, 80)
+
+
+def test_key_text_columns_keep_their_words_whole_and_a_sliver_column_is_left_out() -> None:
+    """A key column (a task name) is not folded mid-word while a description takes the room, and an
+    optional free-text column too narrow to read is left out (it was 'arc_challeng|e' and a 12-wide description)."""
+    columns = [Col("name", wrap=True), Col("type", wrap=True, drop=2), Col("rows", "right"), Col("prompt variants", wrap=True),
+               Col("description", wrap=True, drop=1)]
+    rows = [["arc_challenge", "multiple_choice", "1172", "lettered, lm_eval", "AI2 Reasoning Challenge (Challenge), grade-school science " * 2],
+            ["ag_news", "classification", "2000", "article, topic_question", "AG News 4-way news topic classification " * 2]]
+    for width in (80, 120, 160):
+        table, hidden = fitted_table(columns, rows, width)
+        text = _render(width, lambda out, t=table: out.print(t))
+        _fits(text, width)
+        shown = [c.header for c in table.columns]
+        for word in ("arc_challenge", "multiple_choice", "classification", "topic_question"):
+            column = next(i for i, c in enumerate(columns) if any(word in r[i] for r in rows))
+            if columns[column].header in shown:
+                assert word in text, (width, word)
+        description = next((c for c in table.columns if c.header == "description"), None)
+        assert description is None or (description.width or 0) >= 20, width
+        assert "name" in shown and "prompt variants" in shown and "rows" in shown
+    assert fitted_table(columns, rows, 160)[1] == []
