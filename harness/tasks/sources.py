@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from harness.core.deps import require
 from harness.core.errors import HarnessError, clip, not_utf8
 from harness.core.fingerprint import content_sha256
+from harness.core.redaction import redact_text
 from harness.core.registry import Registry
 
 Rows = list[tuple[int, dict[str, Any]]]
@@ -286,7 +287,7 @@ def read_parquet(path: Path) -> Rows:
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises ArrowInvalid/OSError variants for a damaged file
-        raise HarnessError(f"{path}: not a readable parquet file ({type(exc).__name__}: {str(exc)[:200]})") from None
+        raise HarnessError(f"{path}: not a readable parquet file ({type(exc).__name__}: {redact_text(str(exc), limit=200)})") from None
     return [(number, row) for number, row in enumerate(table.to_pylist(), start=1)]
 
 
@@ -307,7 +308,7 @@ def read_saved_dataset(path: Path) -> Rows:
     try:
         dataset = datasets.load_from_disk(str(path))
     except Exception as exc:  # datasets raises FileNotFoundError/ValueError variants for a damaged folder
-        raise HarnessError(f"{path}: not a readable save_to_disk folder ({type(exc).__name__}: {str(exc)[:200]})") from None
+        raise HarnessError(f"{path}: not a readable save_to_disk folder ({type(exc).__name__}: {redact_text(str(exc), limit=200)})") from None
     return [(number, dict(row)) for number, row in enumerate(dataset, start=1)]
 
 
@@ -328,7 +329,7 @@ def _load_hub(ref: HubDataset) -> Any:
         raise HarnessError(f"{ref.label()}: {str(exc)[:300]}") from None
     except (ConnectionError, FileNotFoundError) as exc:
         raise HarnessError(
-            f"{ref.label()}: not found on the hub nor in the local cache ({type(exc).__name__}: {str(exc)[:200]}). Offline, "
+            f"{ref.label()}: not found on the hub nor in the local cache ({type(exc).__name__}: {redact_text(str(exc), limit=200)}). Offline, "
             "set HF_DATASETS_OFFLINE=1 and load it once where the hub is reachable, or save the split as a file "
             "(dataset.to_json('test.jsonl')) and name that"
         ) from None
