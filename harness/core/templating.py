@@ -606,6 +606,12 @@ class LimitedEnvironment(SandboxedEnvironment):
         _tick()
         return super().getattr(obj, attribute)
 
+    def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
+        """Refuse an unsafe attribute where it is reached. Jinja returns an undefined that fails only when used, so a
+        further access on it (``x|attr('__class__')|attr('__mro__')``, ``'{0.__class__.__init__}'.format(x)``) failed as
+        a plain undefined attribute of 'StrictUndefined', the escape attempt and its attribute unnamed."""
+        raise jinja2.exceptions.SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
+
     def getitem(self, obj: Any, argument: Any) -> Any:
         _tick()
         return super().getitem(obj, argument)
@@ -812,9 +818,10 @@ def read_template_text(path: Path, what: str = "template") -> str:
 
 
 def decode_utf8(data: bytes, where: str, what: str) -> str:
-    """``data`` as UTF-8 text, or an error naming the first bad byte, its offset and its line."""
+    """``data`` as UTF-8 text (a leading byte-order mark, as Windows editors write, is not part of it), or an error
+    naming the first bad byte, its offset and its line."""
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise HarnessError(f"{where}: the {what} is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}); "

@@ -19,6 +19,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,10 +158,11 @@ def _as_row(value: Any, path: Path, where: str) -> dict[str, Any]:
 
 @READERS.register("jsonl")
 def read_jsonl(path: Path) -> Rows:
-    """Yield (line number, row); a broken line is an error naming file and line."""
+    """Yield (line number, row); a broken line is an error naming file and line. A UTF-8 byte-order mark
+    (Windows Notepad) before the first row is not part of it."""
     rows = []
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
@@ -172,16 +175,79 @@ def read_jsonl(path: Path) -> Rows:
     return rows
 
 
+class _NotJson(ValueError):
+    """A NaN or Infinity constant: Python's json reads it, JSON has none."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(name)
+
+
+_CONSTANT = re.compile(r"(?<![\w\"])(-?Infinity|NaN)(?![\w\"])")
+_LONG_NUMBER = re.compile(r"\d{4000,}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_surrogate(value: Any) -> bool:
+    """Whether a parsed JSON value holds a lone surrogate anywhere (only a JSON escape of half an emoji makes one: such a string
+    cannot be encoded as UTF-8, so storing or hashing it failed later)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _line_of(text: str, pattern: re.Pattern[str]) -> str:
+    """``line N`` of the first match in a whole file's text (for errors json cannot place)."""
+    found = pattern.search(text)
+    return f"line {text.count(chr(10), 0, found.start()) + 1}" if found else "line ?"
+
+
+def _jsonl_hint(text: str) -> str:
+    """Why a line of a .jsonl file may not parse: a pretty-printed JSON document, or NUL bytes."""
+    stripped = text.strip()
+    if "\0" in text:
+        return "; the line holds NUL bytes (a file cut short or corrupted while it was written?)"
+    if stripped == "[" or (stripped.startswith("[") and stripped.lstrip("[ \t").startswith("{")):
+        return "; a .jsonl file holds one JSON object per line, and this looks like a JSON array: name the file .json"
+    if stripped == "{":
+        return "; a .jsonl file holds one JSON object per line, and this object spans several lines: write each row on one line"
+    return ""
+
+
 def _json_value(text: str, path: Path, where: str) -> Any:
-    """``json.loads`` with its errors (broken JSON, nesting past the stack) naming the file and place."""
+    """``json.loads`` with its errors (broken JSON, nesting past the stack, NaN, numbers past Python's digit limit,
+    escapes that are no text) naming the file and place."""
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         at = where if where.startswith("line") else f"line {exc.lineno}"
-        raise HarnessError(f"{path} {at}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        hint = _jsonl_hint(text) if where.startswith("line") else ""
+        raise HarnessError(f"{path} {at}: not valid JSON ({exc.msg} at column {exc.colno}){hint}") from None
     except RecursionError:
         at = where if where.startswith("line") else f"line {_deep_line(text)}"
         raise HarnessError(f"{path} {at}: JSON nested too deeply to read (thousands of levels)") from None
+    except _NotJson as exc:
+        at = where if where.startswith("line") else _line_of(text, _CONSTANT)
+        raise HarnessError(f"{path} {at}: {exc} is not valid JSON (Python's json.dumps writes it for a missing or undefined number); "
+                           "write null or a number") from None
+    except ValueError as exc:  # int() of a number with more digits than Python converts (sys.get_int_max_str_digits)
+        at = where if where.startswith("line") else _line_of(text, _LONG_NUMBER)
+        raise HarnessError(f"{path} {at}: a number with more than {sys.get_int_max_str_digits():,} digits, more than Python reads "
+                           f"({clip(str(exc), 80)}); write it as a string") from None
+    if "\\u" in text and _has_surrogate(value):
+        at = where if where.startswith("line") else _line_of(text, re.compile(r"\\u[dD][89a-fA-F]"))
+        raise HarnessError(f"{path} {at}: a \\u escape of a lone surrogate (e.g. \\ud800), which is no text; an emoji "
+                           "escaped as two \\u escapes must keep both halves")
+    return value
 
 
 def _deep_line(text: str, limit: int = 500) -> int:
@@ -234,9 +300,12 @@ def _cell(text: str) -> Any:
     stripped = text.strip()
     if stripped[:1] in ("[", "{", "\"", "-", "t", "f", "n") or stripped[:1].isdigit():
         try:
-            return json.loads(stripped)
-        except (json.JSONDecodeError, RecursionError):
+            value = json.loads(stripped, parse_constant=_no_constant)
+        except (ValueError, RecursionError):  # not JSON, -Infinity, a number past Python's digit limit: the text
             return text
+        if "\\u" in stripped and _has_surrogate(value):
+            return text
+        return value
     return text
 
 
@@ -261,6 +330,10 @@ def _read_delimited(path: Path, delimiter: str) -> Rows:
                     raise HarnessError(f"{path} line {reader.line_num} (row {len(rows) + 1}): {len(cells)} fields, but the header "
                                        f"(line 1) names {len(names)} ({', '.join(names[:8])}); a field holding "
                                        f"'{delimiter}' or a line break must be quoted")
+                nul = next((n for n, c in zip(names, cells) if "\0" in c), None)
+                if nul is not None:
+                    raise HarnessError(f"{path} line {reader.line_num} (row {len(rows) + 1}): field {nul!r} holds a NUL byte; a text file "
+                                       "never does (a binary file, or one corrupted while it was written?)")
                 rows.append((len(rows) + 1, {n: _cell(c) for n, c in zip(names, cells)}))
     except csv.Error as exc:
         raise HarnessError(f"{path} line {getattr(reader, 'line_num', '?')}: not valid {'TSV' if delimiter == chr(9) else 'CSV'} ({exc})") from None

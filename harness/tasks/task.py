@@ -335,8 +335,10 @@ class Task:
                 rows = groups.get(self.subset[1], [])
             else:
                 origin, rows = self.split_source(split).load()
+                if not rows:
+                    raise HarnessError(f"{origin.label}: the '{split}' split has no rows (an empty file?)")
             self._cache[split] = [self._make_item(row, origin, line) for line, row in rows]
-            _check_unique_ids(self._cache[split], origin.label)
+            _check_unique_ids(self._cache[split], [line for line, _ in rows], origin)
         return self._cache[split]
 
     @cached_property
@@ -358,7 +360,14 @@ class Task:
                     f"{explain(exc, '')}. Fields in that row: {clip(', '.join(map(str, row)), 300)}."
                 ) from None
 
-        item_id = str(value("id")) if "id" in exprs else str(row.get("id", f"{origin.stem}:{line}"))
+        raw_id = value("id") if "id" in exprs else row.get("id", f"{origin.stem}:{line}")
+        if raw_id is None or str(raw_id).strip() == "":
+            where_id = f"field 'id' ({self.spec.id!r}) gave" if "id" in exprs else "the row's 'id' is"
+            raise HarnessError(
+                f"{self.yaml_path}: {where_id} {'null' if raw_id is None else 'empty'} on {origin.at(line)}; every item needs an id "
+                "(give every row one, or none: ids are then '<file>:<line>', or set 'id:' in task.yaml)"
+            )
+        item_id = str(raw_id)
         choices = _choice_texts(value("choices"), f"{self.yaml_path}: field 'choices' ({self.spec.choices!r}) on {origin.at(line)}") \
             if "choices" in exprs else None
         raw_target = value("target")
@@ -376,7 +385,7 @@ class Task:
             correct = _correct_choices(raw_target, choices or (), self.spec.target_format, where)
             target = correct[0]
         else:
-            target = tuple(str(t) for t in _as_list(raw_target))
+            target = _references(raw_target, where)
         if verbalizers and isinstance(target, int):
             default_label = (choices or ())[target]
         else:
@@ -454,6 +463,18 @@ def _choice_texts(raw: Any, where: str) -> tuple[str, ...]:
         raise HarnessError(f"{where}: gave {distinct} distinct choice{'s' * (distinct != 1)} {shorten(list(choices), 80)}{repeat}; "
                            f"a multiple-choice item needs at least {MIN_CHOICES} different choices")
     return choices
+
+
+def _references(raw: Any, where: str) -> tuple[str, ...]:
+    """A generate item's reference answers: a value or a list of them, none null (a missing answer in the data was
+    once scored against the text 'None')."""
+    references = _as_list(raw)
+    if not references:
+        raise HarnessError(f"{where}: target is an empty list; a generate item needs at least one reference answer")
+    if any(r is None for r in references):
+        what = "null" if raw is None else f"a list holding null ({shorten(references, 80)})"
+        raise HarnessError(f"{where}: target is {what}; a generate item needs its reference answer (a missing value in the data?)")
+    return tuple(str(r) for r in references)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -569,15 +590,16 @@ def _codes_text(codes: dict[int, int]) -> str:
     return ", ".join(str(c) for c in ordered[:12]) + (", ..." if len(ordered) > 12 else "")
 
 
-def _check_unique_ids(items: list[Item], path: str) -> None:
+def _check_unique_ids(items: list[Item], lines: list[int], origin: Origin) -> None:
+    """Item ids are the pairing key of every comparison: two rows with one id would overwrite each other's results."""
     seen: dict[str, int] = {}
-    for number, item in enumerate(items, start=1):
+    for line, item in zip(lines, items):
         if item.id in seen:
             raise HarnessError(
-                f"{path}: item id {shorten(item.id, 80)} appears on rows {seen[item.id]} and {number}; ids must be unique "
-                "(set 'id:' in task.yaml to an expression that is)"
+                f"{origin.label}: item id {shorten(item.id, 80)} appears on {origin.unit} {seen[item.id]} and {origin.unit} {line}; "
+                "ids must be unique (set 'id:' in task.yaml to an expression that is)"
             )
-        seen[item.id] = number
+        seen[item.id] = line
 
 
 def env_paths(variable: str) -> list[Path]:
@@ -604,12 +626,29 @@ def resolve_data_path(value: str, folder: Path, data_dirs: Iterable[Path], where
     for candidate in candidates:
         if is_data(candidate):
             return candidate
+    folders = [c for c in candidates if c.is_dir()]
+    if folders:
+        raise HarnessError(f"{where}: '{value}' is a folder ({folders[0]}), not a data file, nor a folder written by datasets' "
+                           "save_to_disk; name a .jsonl/.json/.csv/.tsv/.parquet file in it")
     tried = ", ".join(str(c) for c in candidates)
     hint = f" To get it: {source.strip()}" if source.strip() else ""
     raise HarnessError(
-        f"{where}: data file '{value}' not found (looked in: {tried}). Put the file there, or point "
+        f"{where}: data file '{value}' not found (looked in: {tried}).{_sibling_hint(candidates)} Put the file there, or point "
         f"--data-dir (or ${DATA_DIR_ENV}, or 'data_dirs' in the experiment file) at the folder that holds it.{hint}"
     )
+
+
+def _sibling_hint(candidates: list[Path]) -> str:
+    """' Did you mean ...?' among the files beside the places a data file was looked for (test.jsonl for tests.jsonl)."""
+    for candidate in candidates:
+        try:
+            siblings = [p.name for p in candidate.parent.iterdir() if p.name != "task.yaml" and not p.name.startswith(".")][:1000]
+        except OSError:
+            continue
+        hint = did_you_mean(candidate.name, siblings)
+        if hint:
+            return hint
+    return ""
 
 
 def load_task(path: Path, data_dirs: Iterable[Path] = ()) -> Task:

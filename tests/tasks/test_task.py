@@ -92,7 +92,7 @@ def test_duplicate_ids(tmp_path: Path) -> None:
     row = json.loads((folder / "test.jsonl").read_text().splitlines()[0])
     with open(folder / "test.jsonl", "a") as handle:
         handle.write(json.dumps(row) + "\n")
-    assert "appears on rows 1 and 13" in _error(folder)
+    assert "appears on line 1 and line 13" in _error(folder)
 
 
 def test_missing_data_file_mentions_data_dir(tmp_path: Path) -> None:
