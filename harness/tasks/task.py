@@ -224,11 +224,30 @@ class Item:
     def template_vars(self) -> dict[str, Any]:
         """What a prompt template sees: the row's own fields plus the derived ones."""
         target: Any = self.target if isinstance(self.target, int) else self.target[0]
-        # ``row`` keeps the raw fields reachable where a derived name shadows one (GSM8K's 'answer')
-        variables = {**self.row, "row": self.row, "id": self.id, "input": self.input, "choices": list(self.choices or ()), "target": target}
+        # ``row`` keeps the raw fields reachable where a derived name shadows one (GSM8K's 'answer'); a copy of its lists
+        # and mappings, so a template's ``row.update(...)`` or ``options.append(...)`` cannot change the data other
+        # templates, cells and items see
+        row = _copied(self.row)
+        variables = {**row, "row": row, "id": self.id, "input": self.input, "choices": list(self.choices or ()), "target": target}
         if self.contexts is not None:  # per-choice contexts; each choice's rendering also gets its own 'context'
             variables.update(contexts=list(self.contexts), continuation=self.continuation)
         return variables
+
+
+def _copied(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its dicts and lists copied, however deep (without recursion: a row may nest hundreds deep); strings
+    and numbers are immutable and shared."""
+    top: dict[Any, Any] = dict(row)
+    stack: list[Any] = [top]
+    while stack:
+        container = stack.pop()
+        keys = list(container) if isinstance(container, dict) else range(len(container))
+        for key in keys:
+            value = container[key]
+            if isinstance(value, (dict, list)):
+                container[key] = copy = dict(value) if isinstance(value, dict) else list(value)
+                stack.append(copy)
+    return top
 
 
 def target_references(target: Any, labels: Sequence[str] | None = None) -> tuple[str, ...]:
