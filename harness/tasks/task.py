@@ -365,7 +365,10 @@ class Task:
         spec, where = self.spec, str(self.yaml_path)
         names = {"input": spec.input, "target": spec.target, "choices": spec.choices, "id": spec.id, "label": spec.label,
                  "cluster": spec.cluster, "contexts": spec.contexts, "continuation": spec.continuation, "group": spec.group}
-        return {k: compile_expression(v, f"{where}: field '{k}'") for k, v in names.items() if v}
+        compiled = {k: compile_expression(v, f"{where}: field '{k}'") for k, v in names.items() if v}
+        if spec.subtasks is not None:  # checked with the others: a broken one failed only where members were listed
+            compile_expression(spec.subtasks.by, f"{where}: field 'subtasks.by'")
+        return compiled
 
     def _make_item(self, row: dict[str, Any], origin: Origin, line: int) -> Item:
         exprs = self._expressions
