@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from harness.analysis.compare import compare_runs
 from harness.backends import option_problem
 from harness.cli.decide import cmd_diff
-from harness.core.errors import HarnessError
+from harness.cli.verbs import sibling_hint
+from harness.core.errors import HarnessError, existing_dir
 from harness.core.progress import verbose_output
 from harness.core.yamlfile import read_yaml_mapping, validate
 from harness.fewshot.selectors import SELECTORS, demonstration_warnings, item_rng
@@ -62,8 +64,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment_file(path: Path) -> dict[str, Any]:
+    """The experiment YAML file's fields; a task folder or a task name given in its place (``harness run capitals``) says --task."""
+    if path.is_dir():
+        raise HarnessError(f"{path} is a folder, not an experiment YAML file: to evaluate the task in it, give --task {path}")
+    if not path.exists() and path.suffix not in (".yaml", ".yml"):
+        raise HarnessError(f"no experiment file {path}: the first argument of `harness run` is an experiment YAML file; "
+                           f"to evaluate a task named {path}, give --task {path}")
+    return read_yaml_mapping(path, "experiment")
+
+
 def _experiment(args: argparse.Namespace) -> Any:
-    raw: dict[str, Any] = read_yaml_mapping(args.experiment, "experiment") if args.experiment else {}
+    raw: dict[str, Any] = _experiment_file(args.experiment) if args.experiment else {}
     overrides = {
         "tasks": args.tasks, "prompts": args.prompts, "shots": args.shots, "selectors": args.selectors, "limit": args.limit,
         "sample": args.sample, "stratify": args.stratify, "max_tokens": args.max_tokens, "draws": args.draws,
@@ -81,6 +93,13 @@ def _experiment(args: argparse.Namespace) -> Any:
     if "tasks" not in raw:
         raise HarnessError("harness run: name at least one task (--task NAME) or give an experiment YAML file")
     spec = validate(ExperimentSpec, raw, args.experiment or "command line", "experiment")
+    for key in ("tasks_dirs", "prompts_dirs", "data_dirs"):  # the flags' folders are checked already: these are the file's
+        for folder in getattr(spec, key):
+            try:
+                existing_dir(folder, f"{args.experiment}: field '{key}'")
+            except HarnessError as exc:
+                hint = sibling_hint(Path(folder))
+                raise HarnessError(f"{exc}.{hint}" if hint else str(exc)) from None
     if args.concurrency is not None and args.concurrency < 1:
         raise HarnessError("--concurrency must be at least 1")
     flags = {"adapter": "--adapter", "dtype": "--dtype", "device": "--device", "base_url": "--base-url", "concurrency": "--concurrency"}
@@ -105,11 +124,17 @@ def _one_or_many(urls: list[str] | None) -> str | list[str] | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     spec = _experiment(args)
-    store = Store(args.db)
+    opened: list[Store] = []
+
+    def open_store() -> Store:  # once the run is planned: a task, template or model error leaves no database behind
+        opened.append(Store(args.db))
+        return opened[-1]
+
     # resume / response-cache lines go to stderr: stdout stays the table or one JSON document
     with verbose_output(args.verbose):
-        summary = run_experiment(spec, store, new=args.new, show_progress=not args.quiet and not args.json,
+        summary = run_experiment(spec, open_store, new=args.new, show_progress=not args.quiet and not args.json,
                                  log=lambda line: print(line, file=sys.stderr, flush=True))
+    store = opened[0]
     comparison = compare_runs(store, [summary.run_id])
     summaries = [cell.summary for ranking in comparison.rankings for cell in ranking.cells]
     info = {

@@ -150,6 +150,8 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Runs' comparison, with the curves of any tuned model in them appended; or, with --tune and no runs, curves alone."""
+    if args.output.is_dir():
+        raise HarnessError(f"harness report: -o/--output '{args.output}' is a folder; give the HTML file to write, e.g. {args.output / 'report.html'}")
     if args.tune and not args.runs:
         written = write_tuning_report(args.tune, args.output)
         print(f"wrote {args.output} (tuning curves of {len(written)} run(s)); open it in any browser, no network needed")

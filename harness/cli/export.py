@@ -15,6 +15,8 @@ from harness.store.store import Store
 def cmd_export(args: argparse.Namespace) -> int:
     if args.output is None and not (args.format == "mlflow" and args.tracking_uri):
         raise HarnessError(f"harness export --format {args.format}: give -o/--output OUT" + (" or --tracking-uri" if args.format == "mlflow" else ""))
+    if args.output is not None and args.output.exists() and not args.output.is_dir():
+        raise HarnessError(f"harness export --format {args.format}: -o/--output '{args.output}' is a file; it takes a folder (made if missing)")
     store = Store.open_read_only(args.db)
     try:
         run_id = store.resolve_run(args.run)

@@ -85,17 +85,23 @@ def dirs_options(parser: argparse.ArgumentParser) -> None:
 
 def check_dirs(args: argparse.Namespace) -> None:
     """Refuse a ``--tasks-dir``/``--prompts-dir``/``--data-dir`` that is not a folder, even when
-    nothing is looked up in it: a typo would otherwise be skipped without a word."""
+    nothing is looked up in it: a typo would otherwise be skipped without a word; and an ``-o/--output``
+    below a file (``-o notes.txt/report.html``), which no verb can write, before any work is done."""
     for dest, flag in DIR_FLAGS.items():
         for path in getattr(args, dest, None) or []:
             try:
                 existing_dir(path, flag)
             except HarnessError as exc:
-                hint = _sibling_hint(Path(path))
+                hint = sibling_hint(Path(path))
                 raise HarnessError(f"{exc}.{hint}" if hint else str(exc)) from None
+    output = getattr(args, "output", None)
+    if isinstance(output, (str, Path)):
+        blocking = next((p for p in Path(output).parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise HarnessError(f"-o/--output '{clip(str(output))}': '{clip(str(blocking))}' is a file, not a folder, so nothing can be written there")
 
 
-def _sibling_hint(path: Path) -> str:
+def sibling_hint(path: Path) -> str:
     """' Did you mean ...?' naming a folder beside ``path`` with a close name (``../shared/dta`` -> ``../shared/data``)."""
     parent = path.parent
     try:

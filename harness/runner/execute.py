@@ -89,7 +89,7 @@ class RunSummary(CacheCounts):
 # -- running ------------------------------------------------------------------------
 def run_experiment(
     spec: ExperimentSpec,
-    store: Store,
+    store: Store | Callable[[], Store],
     *,
     new: bool = False,
     backends: Mapping[str, Backend] | None = None,
@@ -102,6 +102,8 @@ def run_experiment(
     from their specs on the first cache miss. ``log`` gets one line when a run is resumed,
     one when requests were served from the response cache, and one ``warning: ...`` per line of
     the config's ``warnings`` (see ``config_snapshot``; the CLI prints them all to stderr).
+    ``store`` may be a function that opens it: it is called once the matrix is planned and the models'
+    identities are known, so a task, template or model error creates no database file (the CLI passes one).
     """
     cells = plan(spec)
     identities = model_identities(spec, backends)
@@ -110,6 +112,7 @@ def run_experiment(
         for line in config.get("warnings", []):
             log(f"warning: {line}")
     config_hash = stable_hash(config)
+    store = store if isinstance(store, Store) else store()
     total = sum(len(c.items) for c in cells)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     fresh_id = f"{stamp}-{stable_hash([config_hash, os.getpid(), datetime.now().isoformat()])[:6]}"

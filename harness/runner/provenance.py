@@ -68,6 +68,10 @@ def _subsets_and_warnings(spec: ExperimentSpec, cells: Sequence[Cell]) -> tuple[
         task = cell.task
         if how is not None and task.name not in subsets:
             split = task.items(spec.split)
+            asked = spec.sample if spec.sample is not None else spec.limit
+            if asked is not None and asked > len(split):  # the table's n says it too, but a typo'd size should not pass unsaid
+                flag = "--sample" if spec.sample is not None else "--limit"
+                lines.append(f"task '{task.name}': {flag} {asked} is more than split '{spec.split}' has: all {len(split)} items are evaluated")
             if len(cell.items) < len(split) or spec.subset_key() is not None:
                 subsets[task.name] = subset_record(task, cell.items, split, how)
                 lines += subsets[task.name]["warnings"]

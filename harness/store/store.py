@@ -164,6 +164,12 @@ class Store:
         try:
             db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             db.row_factory = sqlite3.Row
+            self.db = db
+            try:  # another application's file or a newer harness's is refused before anything is written to it (WAL changes the header)
+                self._applied()
+            except HarnessError:
+                db.close()
+                raise
             _switch_to_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
@@ -240,8 +246,18 @@ class Store:
                 if name not in applied:
                     for statement in sql.split(";"):
                         if statement.strip():
-                            self.db.execute(statement)
+                            self._apply(name, statement)
                     self.db.execute("INSERT INTO migrations VALUES (?, ?)", (name, now()))
+
+    def _apply(self, migration: str, statement: str) -> None:
+        """One statement of a migration; one that fails (a table an earlier migration made is missing) is a damaged file."""
+        try:
+            self.db.execute(statement)
+        except sqlite3.OperationalError as exc:
+            if self._storage_error(exc) is not None:  # full disk, read-only, locked: said as such by ``transaction``
+                raise
+            raise HarnessError(f"{self.path}: cannot apply migration {migration} ({exc}): the file records harness migrations but lacks "
+                               "what they made, so it is damaged or not a harness results database; pass --db a new file") from None
 
     def _check_read_only(self) -> None:
         applied = self._applied()

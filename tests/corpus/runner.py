@@ -22,7 +22,8 @@ A case (one entry of ``tests/corpus/cases/*.yaml``; the table's ``defaults`` fil
     stdout: [toy]                    # accept: substrings stdout must hold
     absent: [results.db]             # paths that must not exist afterwards (nothing created)
     exists: [out/results.json]       # paths that must exist afterwards
-    unchanged: [other.db]            # files the command must leave byte for byte as they were
+    unchanged: [other.db]            # files the command must leave byte for byte as they were (after the setup steps)
+    not_mentions: [sk-corpus-1]      # secrets that must appear nowhere: stdout, stderr, any file the command wrote
     env: {OPENAI_API_KEY: sk-x}      # environment for the command (no HARNESS_* or OPENAI_* variables otherwise)
     timeout: 20                      # seconds before the case counts as a hang
 
@@ -33,6 +34,7 @@ folder, and no run left ``running`` in ``results.db`` (``Store.open_read_only(..
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import resource
 import shlex
@@ -60,9 +62,9 @@ MEMORY_LIMIT = 4 * 2**30  # address space of one case (the CLI with torch import
 DEFAULT_TIMEOUT = 20.0
 STDERR_LIMIT = 4000  # an error message longer than this is unbounded (issue 19, defect 8)
 CASE_KEYS = {"id", "about", "base", "task", "drop", "files", "setup", "argv", "python", "expect", "mentions", "stdout", "absent", "exists",
-             "unchanged", "env", "timeout", "owner"}
-CLASSES = ("clean", "accepted", "traceback", "wrongly accepted", "wrongly rejected", "unclear", "unbounded", "half-written", "hang", "memory",
-           "crash", "setup failed")
+             "unchanged", "not_mentions", "env", "timeout", "owner"}
+CLASSES = ("clean", "accepted", "traceback", "wrongly accepted", "wrongly rejected", "unclear", "unbounded", "half-written", "leaked", "hang",
+           "memory", "crash", "setup failed")
 GOOD = ("clean", "accepted")
 
 
@@ -209,6 +211,9 @@ def _child(case: Case, folder: Path, out: Path, err: Path) -> int:
         if rc != 0:
             print(f"corpus: setup step {step!r} exited {rc}", file=sys.stderr)
             return 97
+    if case.spec.get("setup") and case.spec.get("unchanged"):  # what the setup left is what must stay unchanged
+        digests = {p: _digest(folder / p) for p in case.spec["unchanged"]}
+        (folder.parent / f"{folder.name}.digests").write_text(json.dumps(digests), encoding="utf-8")
     if "python" in case.spec:
         try:
             exec(compile(case.spec["python"], f"<{case.name}>", "exec"), {"harness": harness, "Path": Path})  # noqa: S102
@@ -288,11 +293,27 @@ def run_case(case: Case, root: Path) -> Outcome:
     before = set(folder.rglob("*.tmp"))
     digests = {p: _digest(folder / p) for p in case.spec.get("unchanged") or ()}
     rc, ended, seconds, _rss = execute(case, folder)
+    after_setup = folder.parent / f"{folder.name}.digests"
+    if after_setup.exists():
+        digests = json.loads(after_setup.read_text(encoding="utf-8"))
     stdout, stderr = _read(folder.parent / f"{folder.name}.stdout"), _read(folder.parent / f"{folder.name}.stderr")
     problems = _leftovers(case, folder, before)
     problems += [f"{p} was changed" for p, digest in digests.items() if _digest(folder / p) != digest]
+    problems += _leaks(case, folder, stdout, stderr)
     verdict = classify(case, rc, ended, stdout, stderr, problems)
     return Outcome(case, verdict, rc, seconds, stdout, stderr, problems)
+
+
+def _leaks(case: Case, folder: Path, stdout: str, stderr: str) -> list[str]:
+    """Where a ``not_mentions`` secret shows: stdout, stderr, or a file in the case folder that the case did not write itself."""
+    given = {folder / name for name in case.spec.get("files") or ()}
+    written = [p for p in sorted(folder.rglob("*")) if p.is_file() and p not in given]
+    found: list[str] = []
+    for secret in map(str, case.spec.get("not_mentions") or ()):
+        places = [name for name, text in (("stdout", stdout), ("stderr", stderr)) if secret in text]
+        places += [str(p.relative_to(folder)) for p in written if secret.encode() in p.read_bytes()]
+        found += [f"leaked {secret!r} in {where}" for where in places]
+    return found
 
 
 def classify(case: Case, rc: int | None, ended: str, stdout: str, stderr: str, problems: list[str]) -> str:
@@ -308,6 +329,8 @@ def classify(case: Case, rc: int | None, ended: str, stdout: str, stderr: str, p
         return "setup failed"
     if "Traceback (most recent call last)" in stderr:
         return "traceback"
+    if any(p.startswith("leaked ") for p in problems):
+        return "leaked"
     if case.expect == "error":
         if rc == 0:
             return "wrongly accepted"

@@ -142,6 +142,19 @@ def check_hub_id(model: str) -> None:
         )
 
 
+def check_model_folder(folder: Path, model: str) -> None:
+    """Refuse, at planning, a folder that is no Hugging Face model (no config.json): a task folder or a
+    typo'd path that exists, said here instead of by the tokenizer loader's traceback after a run was made."""
+    if (folder / "config.json").is_file():
+        return
+    shown = model if len(model) <= 200 else f"{model[:200]}..."
+    if (folder / "adapter_config.json").is_file():
+        raise HarnessError(f"model '{shown}' is a PEFT adapter folder (adapter_config.json, no config.json): give its base model as "
+                           f"--model and this folder as --adapter (or 'adapter:' in the model's entry)")
+    raise HarnessError(f"model '{shown}' is a folder without config.json, so not a Hugging Face model folder "
+                       "(config.json, weights, tokenizer files); give a model folder or a hub id")
+
+
 def content_identity(spec: ModelSpec, adapter: str | None) -> dict[str, Any]:
     """The part of an identity that names what is loaded: the backend, the model as given, the
     folder's content (``folder_fingerprint``) or a hub id's commit in the local HF cache, and the
@@ -154,6 +167,7 @@ def content_identity(spec: ModelSpec, adapter: str | None) -> dict[str, Any]:
     if not source.is_dir():
         check_hub_id(spec.model)
     if source.is_dir():
+        check_model_folder(source, spec.model)
         identity["model_content"] = folder_fingerprint(source)
     else:
         commit = hub_commit(spec.model, spec.revision)

@@ -6,6 +6,7 @@ A light module (pydantic only), so an entry is checked without importing the cli
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import Field, SerializationInfo, SerializerFunctionWrapHandler, field_serializer, field_validator, model_serializer
@@ -54,6 +55,17 @@ class OpenAIOptions(ModelOptions):
         # replicas are a set (which one answers is not recorded): sorted, so the order they are named in
         # does not make another run
         return sorted(url) if isinstance(url, list) else url
+
+    @field_validator("extra_params")
+    @classmethod
+    def _json_values(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Sent as JSON and part of the run's identity: a YAML date, NaN or infinity has no JSON form."""
+        for name, value in params.items():
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError):
+                raise ValueError(f"'{name}' is not a JSON value (text, number, true/false, null, list or mapping; no dates, NaN or infinity)") from None
+        return params
 
     @field_serializer("base_url")
     def _hide_userinfo(self, url: str | list[str] | None) -> str | list[str] | None:
