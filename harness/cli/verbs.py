@@ -135,7 +135,15 @@ class Verb:
 
     def run(self, args: argparse.Namespace) -> int:
         handler = self.handler if callable(self.handler) else cast(Handler, Reference(self.handler).load())
-        return handler(args)
+        try:
+            return handler(args)
+        except Exception as exc:  # a results file damaged past its first pages opens fine and fails on the first read there
+            from harness.store.store import damaged_database
+
+            damaged = damaged_database(exc, getattr(args, "db", None))
+            if damaged is None:
+                raise
+            raise damaged from None
 
 
 VERBS: Registry[Verb] = Registry("verb")

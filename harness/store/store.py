@@ -125,6 +125,16 @@ def _switch_to_wal(db: sqlite3.Connection, patience_s: float = 60.0) -> None:
             time.sleep(0.01)
 
 
+def damaged_database(exc: BaseException, path: Path | str | None) -> HarnessError | None:
+    """The clean error for a database found damaged while reading it (a copy cut short: pages missing), None for any other error."""
+    text = str(exc)
+    if not isinstance(exc, sqlite3.DatabaseError) or not any(sign in text for sign in ("malformed", "not a database", "corrupt")):
+        return None
+    db = path or "the results database"
+    return HarnessError(f"{db} is damaged ({text}), e.g. cut short by a copy or a full disk: restore it from a backup or pass --db "
+                        f"a new file (`sqlite3 {db} .recover` may save what is left)")
+
+
 def _marks(values: Sequence[Any]) -> str:
     return ",".join("?" * len(values))
 
@@ -159,7 +169,9 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise HarnessError(f"cannot create the folder {self.path.parent} for the results database {self.path}: {exc.strerror}") from None
+            blocking = next((p for p in self.path.parents if p.exists() and not p.is_dir()), None)
+            why = f"{blocking} is a file, not a folder" if blocking is not None else exc.strerror
+            raise HarnessError(f"cannot create the folder {self.path.parent} for the results database {self.path}: {why}") from None
         existed = self.path.exists()
         try:
             db = sqlite3.connect(self.path, timeout=60, isolation_level=None)

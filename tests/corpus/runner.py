@@ -173,7 +173,14 @@ def build(case: Case, folder: Path) -> None:
 
 
 def _digest(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    """The file's sha256, with its SQLite write-ahead log's: a write to a WAL database changes only the log until a checkpoint."""
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256(path.read_bytes())
+    wal = path.with_name(f"{path.name}-wal")
+    if wal.is_file():
+        digest.update(wal.read_bytes())
+    return digest.hexdigest()
 
 
 # -- running it ---------------------------------------------------------------------
