@@ -22,6 +22,7 @@ from harness.report.aggregates import aggregates_json, print_aggregates
 from harness.report.terminal import comparison_tables, print_json
 from harness.report.terminal import console as make_console
 from harness.runner.execute import run_experiment
+from harness.runner.planning import check_renders
 from harness.runner.spec import ExperimentSpec
 from harness.scoring.checks import check_task
 from harness.store.store import Store
@@ -49,6 +50,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"warning: {line}", file=sys.stderr)
     if (args.sample is not None and args.sample < 1) or args.n < 1:
         raise HarnessError("harness validate: -n and --sample take a number of rows >= 1")
+    # every item of the split with every template, and every demonstration row, as ``run`` checks them at planning:
+    # a field missing in row 300 is found here, not only in the -n rows shown
+    demonstrations = task.items(args.fewshot_split) if task.has_split(args.fewshot_split) else []
+    for template in templates:
+        check_renders(task, template, task.items(args.split), demonstrations, args.fewshot_split)
     examples = select_items(task, task.items(args.split), limit=None if args.sample else args.n, sample=args.sample,
                             stratify=args.stratify, seed=args.seed)
     for name, template in zip(names, templates):
