@@ -48,7 +48,7 @@ from harness.backends.hf.prefix_cache import Scored, SharedPrefixScorer
 from harness.backends.hf.quiet import quiet
 from harness.backends.stops import truncate_at_stop
 from harness.core.deps import require, require_transformers
-from harness.core.errors import HarnessError
+from harness.core.errors import HarnessError, clip
 from harness.prompts.messages import Prompt
 from harness.requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
 
@@ -101,8 +101,8 @@ class HFBackend(Backend):
             model = AutoModelForCausalLM.from_pretrained(
                 source, dtype=self.dtype, device_map="auto" if multi_gpu else None, **kwargs
             )
-        except OSError as exc:
-            raise HarnessError(f"cannot load HF model '{spec.model}': {exc}") from None
+        except (OSError, ValueError) as exc:  # ValueError: no tokenizer files, a config.json naming no known architecture
+            raise HarnessError(f"cannot load HF model '{spec.model}': {clip(str(exc), 1000)}") from None
         if not getattr(model, "hf_device_map", None):
             model.to(self.device)  # type: ignore[arg-type]  # transformers types .to() for modules, a device string is valid
         if options.adapter:

@@ -163,6 +163,8 @@ def content_identity(spec: ModelSpec, adapter: str | None) -> dict[str, Any]:
     folder = Path(adapter) if adapter else None
     if folder is not None and not folder.is_dir():
         raise HarnessError(f"adapter '{adapter}' is not a folder")
+    if folder is not None and not (folder / "adapter_config.json").is_file():
+        raise HarnessError(f"adapter '{adapter}' is not a PEFT adapter folder (no adapter_config.json)")
     identity: dict[str, Any] = {"backend": spec.backend, "model": spec.model}
     if not source.is_dir():
         check_hub_id(spec.model)

@@ -23,7 +23,9 @@ The engine is shared with other entries that differ only in their adapter (``eng
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import time
 from collections.abc import Sequence
 from importlib import metadata
@@ -114,7 +116,10 @@ class VLLMBackend(Backend):
 
     @classmethod
     def capabilities(cls, spec: ModelSpec, *, chat: bool) -> Capabilities:
-        """As hf: everything, except chat prompts on a model without a chat template."""
+        """As hf: everything, except chat prompts on a model without a chat template. Asked at planning, so a
+        machine without vLLM says how to get it before a run is made (found without importing it)."""
+        if "vllm" not in sys.modules and importlib.util.find_spec("vllm") is None:  # sys.modules: a test's stand-in
+            raise HarnessError(INSTALL)
         return chat_capabilities(spec, chat=chat)
 
     @classmethod
