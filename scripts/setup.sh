@@ -35,8 +35,8 @@ else
   rm -f "$STAMP"
   step "upgrading pip" python -m pip install -q --upgrade pip
   python -c "import torch" 2>/dev/null || step "installing torch 2.13.0 (CPU build here, a few hundred MB)" python -m pip install -q "torch==2.13.0"
-  step "installing harness and its extras (hf, openai, test, metrics, fewshot, data)" \
-    python -m pip install -q -e ".[hf,openai,test,metrics,fewshot,data]"
+  step "installing harness and its extras (hf, openai, test, metrics, fewshot, data, view)" \
+    python -m pip install -q -e ".[hf,openai,test,metrics,fewshot,data,view]"
   echo "$WANT" >"$STAMP"
 fi
 # Headless Chromium (Debian's package): the HTML-report test renders the report in a real browser.

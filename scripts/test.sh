@@ -12,6 +12,8 @@ bash scripts/vllm_venv.sh
 python -c "import lm_eval" 2>/dev/null || python -m pip install -q "lm-eval==0.4.13"
 # harness export --format mlflow / wandb are read back with MLflow's client and W&B's protobuf records (extras "mlflow", "wandb")
 python -c "import mlflow, wandb" 2>/dev/null || python -m pip install -q "mlflow-skinny>=2.10" "wandb>=0.19"
+# the viewer's browser tests drive Debian's chromium (scripts/setup.sh installs it) through playwright; no browser is downloaded
+python -c "import playwright.sync_api" 2>/dev/null || python -m pip install -q "playwright==1.65.2"
 # the house rules: layers in flow order (import-linter), types (mypy --strict on harness/), lint (ruff)
 (python -c "import importlinter, mypy, ruff" && python -m pip show -q types-PyYAML) >/dev/null 2>&1 || python -m pip install -q -e ".[lint]"
 lint-imports

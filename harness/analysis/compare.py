@@ -30,8 +30,8 @@ from harness.stats.across_prompts import AcrossPrompts, across_prompts, tau_inte
 from harness.stats.basics import DEFAULT_RESAMPLES, kendall_tau
 from harness.store import Store, StoredCell, StoredItem
 
-__all__ = ["CellSummary", "Comparison", "ModelContrast", "RankedCell", "Spread", "Stability", "TaskRanking", "cell_scores", "compare_runs",
-           "find_cell", "item_diff", "ranked", "spreads", "stability", "summarize"]
+__all__ = ["CellSummary", "Comparison", "ModelContrast", "RankedCell", "Spread", "Stability", "TaskRanking", "answer_text", "cell_scores", "compare_runs",
+           "find_cell", "item_diff", "ranked", "spreads", "stability", "summarize", "target_text"]
 
 
 def ranked(summaries: Sequence[CellSummary]) -> dict[str, list[CellSummary]]:
@@ -359,7 +359,7 @@ class ItemDiff:
     target: Any
 
 
-def _answer(row: StoredItem) -> str:
+def answer_text(row: StoredItem) -> str:
     """A readable answer from a stored item: the chosen continuation, or the generated text."""
     responses = row.response
     if row.continuations:
@@ -376,7 +376,7 @@ def _answer(row: StoredItem) -> str:
     return f"{text!r} -> {row.extracted!r}" if row.extracted is not None else repr(text)
 
 
-def _target(row: StoredItem) -> Any:
+def target_text(row: StoredItem) -> Any:
     target, continuations = row.target, row.continuations
     if continuations and isinstance(target, int):
         return f"{continuations[target].strip()} (choice {target})" if 0 <= target < len(continuations) else target
@@ -398,7 +398,7 @@ def item_diff(store: Store, a: StoredCell, b: StoredCell, metric: str | None = N
         sb = rb[item].scores.get(name, float("nan"))
         if sa != sb and not (sa != sa and sb != sb):
             out.append(ItemDiff(item, sa, sb, ra[item].prompt, rb[item].prompt,
-                                _answer(ra[item]), _answer(rb[item]), _target(ra[item])))
+                                answer_text(ra[item]), answer_text(rb[item]), target_text(ra[item])))
     return name, out, len(shared)
 
 

@@ -23,13 +23,14 @@ from harness.cli.options import (  # noqa: F401  (registration: each module regi
     plan,
     sensitivity,
     tune,
+    view,
 )
 from harness.cli.verbs import VERBS, check_dirs
 from harness.core.errors import HarnessError, did_you_mean
 
 # the order of ``harness --help``; verbs not listed follow by name
 HELP_ORDER = ("tasks", "validate", "import", "run", "compare", "show", "ab", "rescore", "report", "tune", "calibrate", "draws", "export", "formats",
-              "sensitivity", "plan", "cache")
+              "sensitivity", "plan", "cache", "view")
 
 
 def _version() -> str:

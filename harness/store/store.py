@@ -542,3 +542,7 @@ class Store:
     def clear_cache(self) -> int:
         with self.transaction():
             return self.db.execute("DELETE FROM cache").rowcount
+
+
+# the row decoders under public names, for the store's other query modules (harness/store/browse.py: the viewer's pages)
+run_from_row, cell_from_row, item_from_row, placeholders = _run, _cell, _item, _marks

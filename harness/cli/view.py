@@ -1,0 +1,28 @@
+"""``harness view``: serve the read-only web app over the results database until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.cli.options.view import DEFAULT_HOST
+from harness.core.deps import require
+from harness.core.errors import HarnessError
+
+for _module, _package in (("starlette", None), ("uvicorn", None), ("jinja2", None)):  # the extra "view", said as such when missing
+    require(_module, "view", _package, what="harness view")
+
+from harness.view import is_loopback, serve  # noqa: E402
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise HarnessError(f"--port {args.port}: a port is between 0 and 65535")
+    host = args.host or DEFAULT_HOST
+    if not is_loopback(host):
+        print(f"warning: serving {args.db} on {host}: anyone who can reach this address can read every prompt and output in it",
+              file=sys.stderr)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"harness view: http://{shown}:{args.port}/ over {args.db} (read-only; Ctrl-C stops it)", file=sys.stderr)
+    serve(args.db, host, args.port, explicit_host=args.host is not None)
+    return 0

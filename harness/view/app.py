@@ -1,0 +1,211 @@
+"""The ``harness view`` web app: Starlette routes over a results database opened read-only, pages
+rendered on the server from the templates beside this module (Jinja2, autoescaped: every prompt,
+output and name is text), its stylesheet served from ``static/`` (nothing is loaded from the network).
+
+Each request opens the database read-only (``Store.open_read_only``) and closes it, so a page sees
+what a run still in progress has written so far, and no connection is shared between threads.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from harness.analysis.compare import compare_runs
+from harness.core.errors import HarnessError
+from harness.store import Store
+from harness.store.browse import ItemFilter, item_exists, item_page, item_rows, run_facets, run_overview, run_page
+from harness.view.pages import best_cells, cell_label, input_text, item_cell_view, main_metric, matrix_cell, provenance, task_views
+
+HERE = Path(__file__).resolve().parent
+RUNS_PER_PAGE = 50
+ITEMS_PER_PAGE = 50
+LOOPBACK_NAMES = ("localhost", "127.0.0.1")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name) is this machine only: 127.0.0.0/8, ::1, or a name that resolves only there."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addresses)
+
+
+def check_host(host: str, explicit: bool) -> None:
+    """Refuse to serve on an address other machines can reach unless it was asked for by name (``--host``)."""
+    if not explicit and not is_loopback(host):
+        raise HarnessError(f"harness view binds {host}, which is not a loopback address: anyone who can reach it could read every "
+                           "prompt and output in the database; pass --host explicitly to serve on it")
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["query"] = lambda params: urlencode({k: v for k, v in params.items() if v not in (None, "", False)})
+    return env
+
+
+class Viewer:
+    """The pages, over one database path."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = Path(db)
+        Store.open_read_only(self.db).close()  # "no database at PATH" now, not on the first page
+        self.templates = _environment()
+
+    @contextmanager
+    def store(self) -> Iterator[Store]:
+        store = Store.open_read_only(self.db)
+        try:
+            yield store
+        finally:
+            store.close()
+
+    def render(self, name: str, status: int = 200, **values: Any) -> HTMLResponse:
+        html = self.templates.get_template(name).render(db=str(self.db), **values)
+        return HTMLResponse(html, status_code=status)
+
+    # -- pages ---------------------------------------------------------------------
+    def runs(self, request: Request) -> Response:
+        q = request.query_params
+        task, model, status = q.get("task") or None, q.get("model") or None, q.get("status") or None
+        page = _page(q.get("page"))
+        with self.store() as store:
+            found = run_page(store, task=task, model=model, status=status, offset=(page - 1) * RUNS_PER_PAGE, limit=RUNS_PER_PAGE)
+            facets = run_facets(store)
+            rows = [(overview, best_cells(store, overview)) for overview in found.runs]
+        return self.render("runs.html", rows=rows, facets=facets, total=found.total, filters={"task": task, "model": model, "status": status},
+                           page=page, pages=max(1, math.ceil(found.total / RUNS_PER_PAGE)))
+
+    def run(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        margin = _margin(request.query_params.get("margin"))
+        with self.store() as store:
+            overview = run_overview(store, run_id)
+            if overview is None:
+                raise HTTPException(404, f"no run {run_id} in {self.db}")
+            problem, tasks, warnings = None, [], []
+            if overview.n_items:
+                try:
+                    comp = compare_runs(store, [run_id], margin=margin)
+                    tasks, warnings = task_views(comp), comp.warnings
+                except HarnessError as exc:
+                    problem = str(exc)
+            else:
+                problem = "no items stored yet"
+        return self.render("run.html", overview=overview, tasks=tasks, warnings=warnings, problem=problem, margin=margin,
+                           provenance=provenance(overview))
+
+    def items(self, request: Request) -> Response:
+        run_id, q = request.path_params["run_id"], request.query_params
+        with self.store() as store:
+            overview = run_overview(store, run_id)
+            if overview is None:
+                raise HTTPException(404, f"no run {run_id} in {self.db}")
+            tasks = overview.tasks
+            task = q.get("task") or (tasks[0] if tasks else "")
+            if tasks and task not in tasks:
+                raise HTTPException(404, f"run {run_id} has no task {task} (its tasks: {', '.join(tasks)})")
+            cells = [c for c in overview.cells if c.task == task]
+            ids = [c.cell_id for c in cells]
+            metric, higher_is_better = main_metric(cells) if cells else ("", True)
+            show = q.get("show") or "all"
+            a, b = q.get("a") or None, q.get("b") or None
+            for ref in (a, b):
+                if ref is not None and ref not in ids:
+                    raise HTTPException(404, f"task {task} of run {run_id} has no cell {ref}")
+            where = ItemFilter(search=(q.get("q") or "").strip(), metric=metric, disagree=show == "disagree")
+            if show == "flips" and a and b:  # wrong (worse) in A, right (better) in B, in the metric's direction
+                where = ItemFilter(where.search, metric, *((a, b) if higher_is_better else (b, a)))
+            page = _page(q.get("page"))
+            found = item_page(store, run_id, ids, where, offset=(page - 1) * ITEMS_PER_PAGE, limit=ITEMS_PER_PAGE)
+        rows = []
+        for item_id in found.item_ids:
+            stored = [found.rows.get((item_id, c)) for c in ids]
+            first = next(r for r in stored if r is not None)
+            rows.append((item_id, input_text(first), [matrix_cell(r, metric) for r in stored]))
+        params = {"task": task, "q": where.search, "show": show if show != "all" else "", "a": a, "b": b}
+        return self.render("items.html", overview=overview, task=task, tasks=tasks, cells=[(c, cell_label(c, cells)) for c in cells],
+                           metric=metric, rows=rows, total=found.total, page=page, pages=max(1, math.ceil(found.total / ITEMS_PER_PAGE)),
+                           params=params, show=show, a=a, b=b)
+
+    def item(self, request: Request) -> Response:
+        run_id, item_id = request.path_params["run_id"], request.path_params["item_id"]
+        with self.store() as store:
+            overview = run_overview(store, run_id)
+            if overview is None:
+                raise HTTPException(404, f"no run {run_id} in {self.db}")
+            if not item_exists(store, run_id, item_id):
+                raise HTTPException(404, f"run {run_id} has no item {item_id}")
+            rows = item_rows(store, run_id, [item_id])
+        by_cell = {cell_id: row for (_, cell_id), row in rows.items()}
+        cells = [c for c in overview.cells if c.cell_id in by_cell]
+        views = [(cell_label(c, cells), item_cell_view(c, by_cell[c.cell_id])) for c in cells]
+        return self.render("item.html", overview=overview, item_id=item_id, views=views, task=cells[0].task if cells else "")
+
+    def not_found(self, request: Request, exc: Exception) -> Response:
+        detail = exc.detail if isinstance(exc, HTTPException) else "not found"
+        code = exc.status_code if isinstance(exc, HTTPException) else 404
+        return self.render("error.html", status=code, message=detail, code=code)
+
+
+def _page(value: str | None) -> int:
+    try:
+        return max(1, int(value or "1"))
+    except ValueError:
+        return 1
+
+
+def _margin(value: str | None) -> float | None:
+    """``?margin=2`` in points (as the form asks) or 0.02; None when absent or not a positive number."""
+    try:
+        number = float(value) if value else None
+    except ValueError:
+        return None
+    if number is None or not number > 0 or not math.isfinite(number):
+        return None
+    return number / 100 if number >= 1 else number
+
+
+def create_app(db: Path | str, host: str = "127.0.0.1") -> Starlette:
+    """The app over the database at ``db``; served on a loopback ``host``, it answers only requests addressed to this
+    machine by name (a page on another site cannot reach it through DNS rebinding)."""
+    viewer = Viewer(Path(db))
+    routes = [
+        Route("/", viewer.runs, name="runs"),
+        Route("/runs/{run_id}", viewer.run, name="run"),
+        Route("/runs/{run_id}/items", viewer.items, name="items"),
+        Route("/runs/{run_id}/items/{item_id:path}", viewer.item, name="item"),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK_NAMES))] if host in LOOPBACK_NAMES else []
+    return Starlette(routes=routes, middleware=middleware, exception_handlers={404: viewer.not_found, 400: viewer.not_found})
+
+
+def serve(db: Path | str, host: str = "127.0.0.1", port: int = 8765, *, explicit_host: bool = False) -> None:
+    """Serve the app with uvicorn until interrupted; a non-loopback ``host`` only when ``explicit_host``."""
+    check_host(host, explicit_host)
+    app = create_app(db, host)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,99 @@
+"""A results database for the viewer's tests, made by real runs on scripted backends: the toy
+multiple-choice task on two ``skilled:`` models (cells that differ and cells that do not), a generate
+task whose model answers with HTML (``hostile:``), and a failed run with its reason."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from harness.backends import BACKENDS
+from harness.backends.scripted import ScriptedBackend
+from harness.requests import GenerateRequest, GenerateResult
+from harness.store import Store
+from harness.view import create_app
+from tests.decide_support import toy_task
+from tests.helpers import cli, write_task
+
+SCRIPT = "<script>alert(1)</script>"
+IMG = "<img src=x onerror=alert(1)>"
+FAILURE = "backend failed: <b>connection reset</b> & gone"
+
+
+class Hostile(ScriptedBackend):
+    """Answers every prompt with markup that would run if a page pasted it in unescaped."""
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        return [GenerateResult(text=f" {SCRIPT} {IMG}\n", n_tokens=9) for _ in requests]
+
+
+if "hostile" not in BACKENDS:
+    BACKENDS.add("hostile", lambda: Hostile)
+
+
+@dataclass(frozen=True)
+class Stored:
+    db: Path
+    toy: str  # the toy run (8 cells: 2 prompts x 2 shot counts x 2 models)
+    hostile: str  # the generate run with HTML outputs
+    failed: str  # a run marked failed
+
+
+def _latest(db: Path) -> str:
+    store = Store.open_read_only(db)
+    try:
+        return store.resolve_run("latest")
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="session")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> Stored:
+    root = tmp_path_factory.mktemp("view")
+    db = root / "results" / "harness.db"
+    toy_task(root / "tasks", rows=60)
+    assert cli("run", "--db", db, "--tasks-dir", root / "tasks", "--task", "toy", "--shots", "0", "2",
+               "--model", "skilled:0.85", "--model", "skilled:0.35", "--quiet") == 0
+    toy = _latest(db)
+    write_task(root / "tasks", "echo", rows=6,
+               spec={"type": "generate", "choices": None, "target": "{{ options[answer] }}", "metrics": ["exact_match"]},
+               templates={"plain": "Q: {{ input }}\nA:"})
+    assert cli("run", "--db", db, "--tasks-dir", root / "tasks", "--task", "echo", "--model", "hostile:html", "--quiet") == 0
+    hostile = _latest(db)
+    store = Store(db)
+    try:
+        store.create_run("20990101-000000-failed", "f" * 64, {"spec": {"tasks": ["toy"], "seed": 7}}, {"harness": "test"}, 7)
+        store.fail_run("20990101-000000-failed", FAILURE)
+    finally:
+        store.close()
+    return Stored(db, toy, hostile, "20990101-000000-failed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def server(stored: Stored) -> Iterator[str]:
+    """The real app under uvicorn on a free loopback port, in a thread: its base URL."""
+    port = free_port()
+    app = create_app(stored.db, "127.0.0.1")
+    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not instance.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    thread.join(timeout=10)

@@ -1,0 +1,243 @@
+"""The viewer's pages through Starlette's TestClient on a store filled by real scripted runs: what each
+page shows, that model output is text, that unknown runs and items are 404s, the loopback rule and
+that browsing never writes the database."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from harness.analysis.compare import compare_runs
+from harness.core.errors import HarnessError
+from harness.report.terminal import cell_name, varying_fields
+from harness.store import Store
+from harness.view import check_host, create_app, is_loopback
+from harness.view.pages import verdict_sentence
+from tests.helpers import cli
+from tests.view.conftest import FAILURE, IMG, SCRIPT, Stored
+
+
+@pytest.fixture(scope="module")
+def client(stored: Stored) -> TestClient:
+    return TestClient(create_app(stored.db), base_url="http://127.0.0.1")
+
+
+def text_of(page: str) -> str:
+    """The page's visible text, roughly: tags dropped, entities decoded, spaces collapsed."""
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
+
+
+def total(page: str) -> int:
+    return int(re.search(r'id="total">(\d+)<', page).group(1))
+
+
+def test_runs_page_lists_every_run_with_status_counts_and_best_cell(client: TestClient, stored: Stored) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    rows = re.findall(r'<tr class="run" data-run="([^"]+)" data-status="([^"]+)"', page.text)
+    assert dict(rows) == {stored.toy: "finished", stored.hostile: "finished", stored.failed: "failed"}
+    assert [run for run, _ in rows][0] == stored.failed  # newest first
+    text = text_of(page.text)
+    assert FAILURE in text and "<b>connection reset</b>" not in page.text  # the reason, as text
+    assert "480 / 480" in text and "6 / 6" in text  # 8 cells x 60 items; echo's 6
+    store = Store.open_read_only(stored.db)
+    try:
+        comp = compare_runs(store, [stored.toy])
+    finally:
+        store.close()
+    best = comp.rankings[0].cells[0].summary
+    assert f"toy: {best.label} · acc {100 * best.interval.mean:.1f}" in text  # the cell compare ranks first, with its score
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ({"task": "echo"}, "hostile"), ({"model": "skilled:0.35"}, "toy"), ({"status": "failed"}, "failed"),
+    ({"task": "toy", "status": "finished"}, "toy"),
+])
+def test_runs_page_filters(client: TestClient, stored: Stored, query: dict[str, str], expected: str) -> None:
+    page = client.get("/", params=query)
+    assert re.findall(r'data-run="([^"]+)"', page.text) == [getattr(stored, expected)]
+
+
+def test_runs_page_says_when_no_run_matches(client: TestClient) -> None:
+    page = client.get("/", params={"model": "no-such-model"})
+    assert page.status_code == 200 and "No runs match these filters" in page.text
+
+
+def test_run_page_leads_with_the_verdict_that_compare_computes(client: TestClient, stored: Stored) -> None:
+    page = client.get(f"/runs/{stored.toy}")
+    assert page.status_code == 200
+    store = Store.open_read_only(stored.db)
+    try:
+        comp = compare_runs(store, [stored.toy])
+    finally:
+        store.close()
+    ranking = comp.rankings[0]
+    sentence = verdict_sentence(comp, ranking)
+    body = page.text[page.text.index("<main>"):]
+    first = re.search(r'<p class="verdict">(.*?)</p>', body, re.S)
+    assert first is not None and html.unescape(first.group(1)) == sentence
+    assert body.index('class="verdict"') < body.index('<table class="ranked"')  # the verdict before the table
+    varying = varying_fields([rc.summary for rc in ranking.cells])
+    worse = [rc for rc in ranking.cells if rc.verdict.code == "worse"]
+    assert worse and all(cell_name(rc.summary, varying) in sentence for rc in worse) and "are worse, by" in sentence
+    rows = re.findall(r'<tr data-verdict="(\w+)"', page.text)
+    assert rows == [rc.verdict.code for rc in ranking.cells]  # the ranked table, in compare's order
+    text = text_of(page.text)
+    for rc in ranking.cells:
+        ci = rc.summary.interval
+        assert f"[{100 * ci.low:.1f}, {100 * ci.high:.1f}]" in text
+    assert "may be best (95%)" in text and "step-down max-T" in text  # compare's notes under the table
+    # provenance: seed, versions, model identity, template names and hashes
+    assert "seed 1234" in text and "harness 0.1.0" in text
+    cells = {rc.summary.cell.prompt: rc.summary.cell.prompt_sha256 for rc in ranking.cells}
+    for prompt, digest in cells.items():
+        assert f"toy / {prompt} sha256 {digest}" in text
+    assert '&#34;backend&#34;: &#34;skilled&#34;' in page.text
+
+
+def test_run_page_margin_gives_the_items_needed(client: TestClient, stored: Stored) -> None:
+    page = client.get(f"/runs/{stored.toy}", params={"margin": "2"})
+    store = Store.open_read_only(stored.db)
+    try:
+        comp = compare_runs(store, [stored.toy], margin=0.02)
+    finally:
+        store.close()
+    sentence = verdict_sentence(comp, comp.rankings[0])
+    assert "items would settle ±2.0" in sentence
+    assert html.escape(sentence, quote=False) in page.text.replace("&#39;", "'")
+
+
+def test_failed_run_page_shows_its_reason(client: TestClient, stored: Stored) -> None:
+    page = client.get(f"/runs/{stored.failed}")
+    assert page.status_code == 200
+    assert f"failed: {html.escape(FAILURE)}" in page.text and "no items stored yet" in page.text
+
+
+def test_items_matrix_shows_predictions_and_scores_paginated(client: TestClient, stored: Stored) -> None:
+    page = client.get(f"/runs/{stored.toy}/items")
+    assert page.status_code == 200 and total(page.text) == 60
+    items = re.findall(r'<tr class="item" data-item="([^"]+)"', page.text)
+    assert items == [f"t{i}" for i in range(50)]  # split order, one page of 50
+    assert page.text.count('<th class="cell"') == 8
+    second = client.get(f"/runs/{stored.toy}/items", params={"page": 2})
+    assert re.findall(r'data-item="([^"]+)"', second.text) == [f"t{i}" for i in range(50, 60)]
+    store = Store.open_read_only(stored.db)
+    try:
+        cell = store.cells([stored.toy])[0]
+        row = next(r for r in store.items([stored.toy], cell.cell_id) if r.item_id == "t0")
+    finally:
+        store.close()
+    first_row = re.search(r'data-item="t0">(.*?)</tr>', page.text, re.S).group(1)
+    chosen = max(range(3), key=lambda i: row.response[i]["logprob"])
+    assert f"{row.continuations[chosen].strip()} (choice {chosen})" in html.unescape(first_row)
+
+
+def test_items_search_over_inputs_and_outputs(client: TestClient, stored: Stored) -> None:
+    assert total(client.get(f"/runs/{stored.toy}/items", params={"q": "t question 7?"}).text) == 1
+    found = client.get(f"/runs/{stored.toy}/items", params={"q": "T QUESTION 7?"})  # case-insensitive
+    assert re.findall(r'data-item="([^"]+)"', found.text) == ["t7"]
+    assert total(client.get(f"/runs/{stored.hostile}/items", params={"q": "onerror"}).text) == 6  # in the outputs
+    assert total(client.get(f"/runs/{stored.toy}/items", params={"q": "100%_"}).text) == 0  # LIKE wildcards are literal
+    assert "No items match" in client.get(f"/runs/{stored.toy}/items", params={"q": "zebra"}).text
+
+
+def _scores(stored: Stored) -> tuple[list[str], dict[str, dict[str, float]]]:
+    store = Store.open_read_only(stored.db)
+    try:
+        cells = [c.cell_id for c in store.cells([stored.toy])]
+        by_cell: dict[str, dict[str, float]] = {c: {} for c in cells}
+        for row in store.scores([stored.toy]):
+            by_cell[row.cell_id][row.item_id] = row.scores["acc"]
+    finally:
+        store.close()
+    return cells, by_cell
+
+
+def test_items_filters_flips_and_disagreements(client: TestClient, stored: Stored) -> None:
+    cells, scores = _scores(stored)
+    weak, strong = cells[-1], cells[0]  # skilled:0.35 and skilled:0.85 cells (models are the outer loop)
+    page = client.get(f"/runs/{stored.toy}/items", params={"show": "flips", "a": weak, "b": strong})
+    expected = [i for i in scores[weak] if scores[weak][i] == 0.0 and scores[strong][i] == 1.0]
+    assert expected and total(page.text) == len(expected)
+    assert set(re.findall(r'data-item="([^"]+)"', page.text)) == set(expected[:50])
+    disagree = client.get(f"/runs/{stored.toy}/items", params={"show": "disagree"})
+    expected = [i for i in scores[weak] if len({scores[c][i] for c in cells}) > 1]
+    assert total(disagree.text) == len(expected) < 60
+    both = client.get(f"/runs/{stored.toy}/items", params={"show": "flips", "a": weak, "b": strong, "q": "t question 1"})
+    assert 0 < total(both.text) < len([i for i in scores[weak] if scores[weak][i] == 0.0 and scores[strong][i] == 1.0])
+
+
+def test_item_page_shows_prompt_demonstrations_and_response(client: TestClient, stored: Stored) -> None:
+    page = client.get(f"/runs/{stored.toy}/items/t3")
+    assert page.status_code == 200
+    assert page.text.count('<section class="item-cell"') == 8
+    text = text_of(page.text)
+    assert "Q: f question 0? A: yes 0 Q: f question 1? A: no 1 Q: t question 3? A:" in text  # the 2-shot rendered prompt
+    assert "f0, f1" in text and "none (0-shot)" in text and "target" in text
+
+
+def test_model_output_is_text_never_markup(client: TestClient, stored: Stored) -> None:
+    for path in (f"/runs/{stored.hostile}/items", f"/runs/{stored.hostile}/items/t0"):
+        page = client.get(path)
+        assert page.status_code == 200
+        assert "<script>alert" not in page.text and "<img src=x" not in page.text
+        assert html.escape(SCRIPT) in page.text and html.escape(IMG) in page.text
+        assert "<script" not in page.text  # the app itself ships no script either
+
+
+@pytest.mark.parametrize("path", ["/runs/nope", "/runs/nope/items", "/runs/{toy}/items/nope", "/runs/{toy}/items?task=nope",
+                                  "/runs/{toy}/items?show=flips&a=zzz&b=zzz", "/nothing/here"])
+def test_unknown_run_item_task_or_cell_is_404(client: TestClient, stored: Stored, path: str) -> None:
+    page = client.get(path.format(toy=stored.toy))
+    assert page.status_code == 404
+    assert 'id="error"' in page.text
+
+
+def test_a_request_for_another_host_name_is_refused(client: TestClient) -> None:
+    """Bound to loopback, the app answers only requests addressed to this machine (no DNS rebinding)."""
+    assert client.get("/", headers={"host": "attacker.example"}).status_code == 400
+    assert client.get("/", headers={"host": "localhost:8765"}).status_code == 200
+
+
+def test_loopback_rule() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("127.0.0.5")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10") and not is_loopback("::")
+    check_host("127.0.0.1", explicit=False)
+    with pytest.raises(HarnessError, match="not a loopback address"):
+        check_host("0.0.0.0", explicit=False)
+    check_host("0.0.0.0", explicit=True)  # asked for by name
+
+
+def test_cli_serves_on_loopback_and_warns_for_an_explicit_other_host(stored: Stored, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import harness.cli.view as handler
+
+    calls: list[tuple[object, ...]] = []
+    monkeypatch.setattr(handler, "serve", lambda db, host, port, explicit_host: calls.append((db, host, port, explicit_host)))
+    assert cli("view", "--db", stored.db, "--port", "0") == 0
+    assert calls[-1] == (stored.db, "127.0.0.1", 0, False)
+    assert "http://127.0.0.1:0/" in capsys.readouterr().err
+    assert cli("view", "--db", stored.db, "--host", "0.0.0.0") == 0
+    assert calls[-1][1:] == ("0.0.0.0", 8765, True)
+    assert "anyone who can reach this address" in capsys.readouterr().err
+
+
+def test_cli_names_a_missing_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("view", "--db", tmp_path / "typo.db") == 2
+    err = capsys.readouterr().err
+    assert "no database at" in err and not (tmp_path / "typo.db").exists()
+
+
+def test_browsing_every_page_leaves_the_database_bytes_unchanged(client: TestClient, stored: Stored) -> None:
+    before = hashlib.sha256(stored.db.read_bytes()).hexdigest()
+    paths = ["/", "/?status=failed", f"/runs/{stored.failed}", f"/runs/{stored.toy}?margin=2", f"/runs/{stored.hostile}"]
+    for run in (stored.toy, stored.hostile):
+        paths += [f"/runs/{run}/items", f"/runs/{run}/items?show=disagree&q=question", f"/runs/{run}/items/t0", "/static/view.css"]
+    for path in paths:
+        assert client.get(path).status_code == 200, path
+    assert hashlib.sha256(stored.db.read_bytes()).hexdigest() == before

@@ -1,0 +1,123 @@
+"""The viewer in real headless Chromium (Debian's package, driven by playwright with ``executable_path``;
+no browser is downloaded), against the real app under uvicorn: model output shown as text with no
+script run, and a walk through every page: runs, a run, items, search, filter, an item, screenshots."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser import read_png
+from tests.view.conftest import IMG, SCRIPT, Stored
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is installed by scripts/test.sh")
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str) -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[tuple[Any, list[str]]]:
+    """A fresh page and the dialogs (alert, confirm ...) anything on it opened."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    dialogs: list[str] = []
+
+    def record(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    tab.on("dialog", record)
+    yield tab, dialogs
+    context.close()
+
+
+def _not_blank(tab: Any, tmp: Path, width: int) -> None:
+    """At ``width`` px the page paints (pixels vary) and nothing is wider than the window (no clipped labels)."""
+    tab.set_viewport_size({"width": width, "height": 900})
+    shot = tmp / f"shot-{width}.png"
+    tab.screenshot(path=str(shot))
+    image = read_png(shot)
+    assert image.shape[1] == width and image.std() > 10, f"blank page at {width} px"
+    assert tab.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def test_model_output_shows_as_text_and_runs_nothing(page: tuple[Any, list[str]], server: str, stored: Stored) -> None:
+    tab, dialogs = page
+    for path in (f"/runs/{stored.hostile}/items", f"/runs/{stored.hostile}/items/t0"):
+        tab.goto(server + path)
+        tab.wait_for_load_state("load")
+        text = tab.inner_text("main")
+        assert SCRIPT in text and IMG in text  # visible, as text
+        assert tab.locator("main script").count() == 0 and tab.locator("main img").count() == 0
+    assert dialogs == []  # no alert fired
+
+
+@pytest.mark.slow
+def test_walk_through_every_page(page: tuple[Any, list[str]], server: str, stored: Stored, tmp_path: Path) -> None:
+    tab, dialogs = page
+    tab.goto(server + "/")
+    assert tab.locator("tr.run").count() == 3
+    assert "failed" in tab.locator(f'tr[data-run="{stored.failed}"]').inner_text()
+    _not_blank(tab, tmp_path, 1280)
+    _not_blank(tab, tmp_path, 1920)
+    # filter the runs by model, through the form
+    tab.select_option('select[name="model"]', "skilled:0.35")
+    tab.click("form.filters button")
+    tab.wait_for_url(re.compile(r"model=skilled"))
+    assert [r.get_attribute("data-run") for r in tab.locator("tr.run").all()] == [stored.toy]
+    # open the run: the verdict first, then the ranked table
+    tab.click(f'a[href="/runs/{stored.toy}"]')
+    tab.wait_for_url(re.compile(rf"/runs/{stored.toy}$"))
+    verdict = tab.locator("p.verdict").first.inner_text()
+    assert verdict.startswith("On toy (acc, 60 items)") and "worse" in verdict
+    assert tab.locator("table.ranked tbody tr").count() == 8
+    assert tab.locator('tr[data-verdict="worse"]').count() >= 1
+    assert "sha256" in tab.locator("section.provenance").inner_text()
+    _not_blank(tab, tmp_path, 1280)
+    _not_blank(tab, tmp_path, 1920)
+    # the items of its task: the outputs matrix
+    tab.click("text=items of toy")
+    tab.wait_for_url(re.compile(r"/items\?task=toy"))
+    assert tab.locator("tr.item").count() == 50 and tab.locator("#total").inner_text() == "60"
+    assert tab.locator("th.cell").count() == 8
+    _not_blank(tab, tmp_path, 1280)
+    _not_blank(tab, tmp_path, 1920)
+    # search
+    tab.fill('input[name="q"]', "t question 7?")
+    tab.click("#item-filters button")
+    tab.wait_for_url(re.compile(r"q=t\+question\+7"))
+    assert [r.get_attribute("data-item") for r in tab.locator("tr.item").all()] == ["t7"]
+    # filter: wrong in the weak model's cell, right in the strong one's
+    tab.fill('input[name="q"]', "")
+    tab.select_option('select[name="show"]', "flips")
+    cells = [c.get_attribute("data-cell") for c in tab.locator("th.cell").all()]
+    tab.select_option('select[name="a"]', cells[-1])
+    tab.select_option('select[name="b"]', cells[0])
+    tab.click("#item-filters button")
+    tab.wait_for_url(re.compile(r"show=flips"))
+    flips = int(tab.locator("#total").inner_text())
+    assert 0 < flips < 60
+    first = tab.locator("tr.item").first
+    assert "wrong" in (first.locator("td.out").nth(len(cells) - 1).get_attribute("class") or "")
+    assert "right" in (first.locator("td.out").nth(0).get_attribute("class") or "")
+    # open an item: its rendered prompt, demonstrations and choices
+    item = first.get_attribute("data-item")
+    first.locator("a").click()
+    tab.wait_for_url(re.compile(rf"/items/{item}$"))
+    assert tab.locator("section.item-cell").count() == 8
+    assert f"Q: t question {item[1:]}?" in tab.locator("pre.prompt").first.inner_text()
+    assert "f0, f1" in tab.inner_text("main")
+    assert tab.locator("tr.chosen").count() == 8
+    _not_blank(tab, tmp_path, 1280)
+    _not_blank(tab, tmp_path, 1920)
+    assert dialogs == []
