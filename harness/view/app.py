@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -204,8 +204,19 @@ def create_app(db: Path | str, host: str = "127.0.0.1") -> Starlette:
     return Starlette(routes=routes, middleware=middleware, exception_handlers={404: viewer.not_found, 400: viewer.not_found})
 
 
-def serve(db: Path | str, host: str = "127.0.0.1", port: int = 8765, *, explicit_host: bool = False) -> None:
-    """Serve the app with uvicorn until interrupted; a non-loopback ``host`` only when ``explicit_host``."""
+def serve(db: Path | str, host: str = "127.0.0.1", port: int = 8765, *, explicit_host: bool = False,
+          ready: Callable[[str], None] | None = None) -> None:
+    """Serve the app with uvicorn until interrupted; a non-loopback ``host`` only when ``explicit_host``.
+    ``ready`` is told the address once the database has opened and the port is free."""
     check_host(host, explicit_host)
     app = create_app(db, host)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:  # a port in use is a clean error, not uvicorn's log line and exit
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a port in TIME_WAIT is free
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise HarnessError(f"cannot listen on {host}:{port} ({exc.strerror}): pass --port another port (0: any free one)") from None
+    if ready is not None:
+        ready(f"http://{f'[{host}]' if ':' in host else host}:{port}/")
     uvicorn.run(app, host=host, port=port, log_level="warning")

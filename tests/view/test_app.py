@@ -218,10 +218,15 @@ def test_cli_serves_on_loopback_and_warns_for_an_explicit_other_host(stored: Sto
     import harness.cli.view as handler
 
     calls: list[tuple[object, ...]] = []
-    monkeypatch.setattr(handler, "serve", lambda db, host, port, explicit_host: calls.append((db, host, port, explicit_host)))
+    def serve(db: Path, host: str, port: int, explicit_host: bool, ready: object) -> None:
+        calls.append((db, host, port, explicit_host))
+        ready(f"http://{host}:{port}/")  # type: ignore[operator]
+
+    monkeypatch.setattr(handler, "serve", serve)
     assert cli("view", "--db", stored.db, "--port", "0") == 0
-    assert calls[-1] == (stored.db, "127.0.0.1", 0, False)
-    assert "http://127.0.0.1:0/" in capsys.readouterr().err
+    port = calls[-1][2]
+    assert calls[-1] == (stored.db, "127.0.0.1", port, False) and isinstance(port, int) and port > 0  # 0: a free port, named
+    assert f"http://127.0.0.1:{port}/" in capsys.readouterr().err
     assert cli("view", "--db", stored.db, "--host", "0.0.0.0") == 0
     assert calls[-1][1:] == ("0.0.0.0", 8765, True)
     assert "anyone who can reach this address" in capsys.readouterr().err
