@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from harness.analysis.compare import _target
+from harness.analysis.compare import target_text as shown_target
 from harness.core.errors import HarnessError
 from harness.prompts.template import load_prompt
 from harness.runner.calibration import calibrate_run
@@ -179,9 +179,9 @@ def test_demonstrations_and_tune_use_the_first_correct_choice(tmp_path: Path) ->
 def test_compare_shows_every_correct_choice(tmp_path: Path) -> None:
     store, run = _run(tmp_path, write(tmp_path))
     row = next(r for r in store.items([run]) if r.item_id == "q2")
-    assert _target(row) == "true 2.0 | true 2.1 | true 2.2 (choices 0, 1, 2)"
+    assert shown_target(row) == "true 2.0 | true 2.1 | true 2.2 (choices 0, 1, 2)"
     single = next(r for r in store.items([run]) if r.item_id == "q0")
-    assert _target(single) == "true 0.0 (choice 0)"
+    assert shown_target(single) == "true 0.0 (choice 0)"
 
 
 def test_calibrate_refuses_items_with_several_correct_choices(tmp_path: Path) -> None:
