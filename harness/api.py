@@ -128,8 +128,14 @@ def run(
         spec = validate(ExperimentSpec, _saved_tasks(experiment, Path(db)), "experiment", "experiment")
     else:
         spec = experiment
-    store = Store(db)
+    opened: list[Store] = []
+
+    def open_store() -> Store:  # once the run is planned, as the CLI does: a planning error leaves no database behind
+        opened.append(Store(db))
+        return opened[-1]
+
     try:
-        return run_experiment(spec, store, new=new, show_progress=show_progress)
+        return run_experiment(spec, open_store, new=new, show_progress=show_progress)
     finally:
-        store.close()
+        for store in opened:
+            store.close()
