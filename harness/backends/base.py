@@ -45,6 +45,9 @@ class ModelOptions(BaseModel):
     it does not declare (another backend's, or a misspelt one) is refused, never ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # whether ``backend:`` with no model name means the embedded model (a local backend loads it); an API's
+    # server serves what it serves, so sending it the embedded model's name unasked would be a guess
+    embedded_by_default: ClassVar[bool] = True
 
 
 # name -> the backend's options model, registered beside its loader (backends/__init__.py) so an
@@ -129,6 +132,8 @@ class ModelSpec(BaseModel):
             if not isinstance(data["options"], kind):
                 raise _refused(cls.__name__, "options", f"backend {backend} takes {kind.__name__}, not {type(data['options']).__name__}", backend)
             return data
+        if not data.get("model") and not kind.embedded_by_default:
+            raise _refused(cls.__name__, "model", f"backend {backend} needs the model's name, as the server knows it", data.get("model"))
         given = {k: v for k, v in data.items() if k not in COMMON_KEYS}
         if set(RECORD) <= set(data):  # a stored record: other backends' keys at their recorded defaults are its shape, not settings
             given = {k: v for k, v in given.items() if k in kind.model_fields or k not in RECORD or v != RECORD[k]}
@@ -202,6 +207,8 @@ def parse_model(text: str | None) -> ModelSpec:
         )
     if backend not in BACKENDS:
         raise HarnessError(f"--model {text!r}: unknown backend '{backend}'.{did_you_mean(backend, BACKENDS.names())} Backends: {', '.join(BACKENDS.names())}.")
+    if not model and not options_model(backend).embedded_by_default:
+        raise HarnessError(f"--model {text!r}: give the model's name after '{backend}:', as the server knows it (e.g. {backend}:gpt-4o-mini)")
     return ModelSpec(backend=backend, model=model or EMBEDDED_MODEL)
 
 

@@ -7,7 +7,7 @@ A light module (pydantic only), so an entry is checked without importing the cli
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SerializationInfo, SerializerFunctionWrapHandler, field_serializer, field_validator, model_serializer
 
@@ -21,6 +21,8 @@ _NEWER = {"connect_timeout_s": 5.0, "max_retry_time_s": 120.0}
 
 class OpenAIOptions(ModelOptions):
     """OpenAI-compatible endpoints: where, how requests are sent, and multiple choice without logprobs."""
+
+    embedded_by_default: ClassVar[bool] = False  # `openai:` alone names no model
 
     # one server, or several replicas of it: requests are spread over them (endpoints.py)
     base_url: str | list[str] | None = None
