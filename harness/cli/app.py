@@ -58,7 +58,9 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpar
         (verbs,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
         verb: argparse.ArgumentParser = verbs.choices[args.verb]
         known = [o for a in verb._actions if a.help != argparse.SUPPRESS for o in a.option_strings]
-        hints = "".join(did_you_mean(e.partition("=")[0], known) for e in extra if e.startswith("--"))
+        # matched without the dashes, which every option shares ('--metric' is not close to '--device')
+        bare = {o.lstrip("-"): o for o in known if o.startswith("--")}
+        hints = "".join(did_you_mean(e.partition("=")[0].lstrip("-"), bare).replace("'", "'--", 1) for e in extra if e.startswith("--"))
         verb.error(f"unrecognized arguments: {' '.join(extra)}.{hints}")
     return args
 

@@ -138,8 +138,8 @@ class Verb:
         try:
             return handler(args)
         except Exception as exc:  # a results file damaged past its first pages opens fine and fails on the first read there
-            from harness.store.store import damaged_database
-
+            # by reference, as handlers are: the store is not imported for --help
+            damaged_database = cast(Callable[[BaseException, Any], "HarnessError | None"], Reference("harness.store.store:damaged_database").load())
             damaged = damaged_database(exc, getattr(args, "db", None))
             if damaged is None:
                 raise

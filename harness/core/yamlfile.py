@@ -137,6 +137,8 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
         raise HarnessError(f"{path}{where}: invalid YAML: {problem}") from None
     except RecursionError:  # a construct deeper than the stack outside compose (MAX_DEPTH guards the composer)
         raise HarnessError(f"{path}: invalid YAML: nested too deeply") from None
+    if raw is None:  # an empty file, or only comments
+        raise HarnessError(f"{path}: the file is empty; expected a mapping of {what} fields (name: value lines)")
     if not isinstance(raw, dict):
         raise HarnessError(f"{path}: expected a mapping of {what} fields at the top level, got {type(raw).__name__}")
     return raw

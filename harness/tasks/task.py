@@ -334,7 +334,9 @@ class Task:
         """The split's data: a file or folder (resolved against the task folder and data dirs), or a hub dataset."""
         value = getattr(self.spec.data, split, None)
         if value is None:
-            raise HarnessError(f"{self.yaml_path}: task '{self.name}' has no '{split}' split under 'data'")
+            splits = [s for s in type(self.spec.data).model_fields if getattr(self.spec.data, s, None) is not None]
+            raise HarnessError(f"{self.yaml_path}: task '{self.name}' has no '{split}' split under 'data'.{did_you_mean(split, splits)} "
+                               f"Its splits: {', '.join(splits)}")
         if isinstance(value, HubSplit):  # the one place a split's two spellings in task.yaml are told apart
             return HubSource(value.hf)
         return FileSource(resolve_data_path(value, self.folder, self.data_dirs, f"{self.yaml_path}: data.{split}", self.spec.source or ""))
@@ -728,6 +730,9 @@ def _find_member(name: str, known: dict[str, Path], data_dirs: Iterable[Path]) -
 def find_task(name_or_path: str, extra_dirs: Iterable[Path] = (), data_dirs: Iterable[Path] = ()) -> Task:
     """A task by name (searched in the task dirs) or by path to its folder / YAML file."""
     path = Path(name_or_path).expanduser()
+    if path.is_file() and path.suffix.lower() not in (".yaml", ".yml"):
+        raise HarnessError(f"{path}: a task is a folder holding task.yaml (or the task.yaml itself), not a {path.suffix or 'plain'} file; "
+                           f"give the folder{f' {path.parent}' if (path.parent / 'task.yaml').is_file() else ''} or a task name")
     if path.exists():
         return load_task(path, data_dirs)
     known = discover_tasks(extra_dirs)
