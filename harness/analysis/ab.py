@@ -343,6 +343,59 @@ def _percent(cells: Sequence[CellSummary]) -> bool:
     return all(-1.0 <= v <= 1.0 for s in cells for v in s.scores.values())
 
 
+@dataclass(frozen=True)
+class Flips:
+    """The items of one matched cell on which the two models differ, by the metric's direction (for a 0/1 metric:
+    ``fixed`` right in tuned and wrong in base, ``broken`` the reverse); as many as ``result.wins`` and ``result.losses``."""
+
+    fixed: list[str]
+    broken: list[str]
+
+
+def flips(cell: ABCell) -> Flips:
+    """Tuned against base on the cell's paired items (the pairing its test used: items scored in both)."""
+    pairing = pair(cell.tuned.scores, cell.base.scores)
+    sign = 1 if cell.base.higher_is_better else -1
+    fixed = [i for i, a, b in zip(pairing.item_ids, pairing.a, pairing.b) if sign * (a - b) > 0]
+    broken = [i for i, a, b in zip(pairing.item_ids, pairing.a, pairing.b) if sign * (a - b) < 0]
+    return Flips(fixed, broken)
+
+
+@dataclass(frozen=True)
+class ClusterDelta:
+    """One declared cluster of a task: tuned − base over its paired (cell, item) scores, all matched cells pooled
+    as the task's row pools them. Descriptive: the test is the task's pooled row, not one per cluster."""
+
+    cluster: str
+    items: int  # distinct items of the cluster
+    pairs: int  # (cell, item) pairs
+    base: float  # mean over the pairs
+    tuned: float
+    diff: float  # tuned − base
+    fixed: int  # pairs where tuned is better by the metric's direction
+    broken: int
+
+
+def cluster_deltas(task: ABTask) -> list[ClusterDelta]:
+    """Per declared cluster (none when the task declares none, or for a corpus metric, whose statistic is not a mean
+    of item scores), worst for the tuned model first."""
+    first = task.cells[0].base
+    if first.clusters is None or first.corpus is not None:
+        return []
+    sign = 1 if task.higher_is_better else -1
+    pairs: dict[str, list[tuple[str, float, float]]] = defaultdict(list)
+    for c in task.cells:
+        p = pair(c.tuned.scores, c.base.scores)
+        for item, a, b in zip(p.item_ids, p.a, p.b):
+            pairs[c.base.cluster_of(item)].append((item, a, b))
+    out = []
+    for name, rows in pairs.items():
+        base, tuned = float(np.mean([b for _, _, b in rows])), float(np.mean([a for _, a, _ in rows]))
+        out.append(ClusterDelta(name, len({i for i, _, _ in rows}), len(rows), base, tuned, tuned - base,
+                                sum(1 for _, a, b in rows if sign * (a - b) > 0), sum(1 for _, a, b in rows if sign * (a - b) < 0)))
+    return sorted(out, key=lambda d: (sign * d.diff, d.cluster))
+
+
 def cell_pairs(report: ABReport) -> Sequence[tuple[str, str]]:
     """(base RUN:CELL, tuned RUN:CELL) for every matched cell, for ``harness show --diff``."""
     return [(f"{report.base_run}:{c.base.cell.cell_id}", f"{report.tuned_run}:{c.tuned.cell.cell_id}") for t in report.tasks for c in t.cells]

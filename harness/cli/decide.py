@@ -7,17 +7,15 @@ registry (harness/cli/verbs.py): this module is imported only when one of its ve
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
 from harness.analysis.ab import ab_compare, cell_pairs, run_pair, tuned_spec
 from harness.analysis.compare import compare_runs, find_cell, item_diff
-from harness.analysis.degenerate import degenerate_cells
 from harness.backends import parse_model
 from harness.core.errors import HarnessError
 from harness.core.yamlfile import validate
-from harness.report.ab import print_ab
+from harness.report.ab import print_ab, with_checks
 from harness.report.html import write_ab_report, write_report
 from harness.report.terminal import comparison_csv, comparison_tables, console, diff_view, pair_tables, print_json
 from harness.report.tune import cards_for_runs, tuning_section, write_tuning_report
@@ -97,16 +95,6 @@ def cmd_ab(args: argparse.Namespace) -> int:
     if args.html:
         _write_ab_html(report, store, args.html)
     return 0
-
-
-def with_checks(report, store: Store, overlap=None):  # type: ignore[no-untyped-def]
-    """The A/B report with its loud flags: overlap with the tuned model's training/selection items, degenerate cells."""
-    flags = overlap.flag_lines() if overlap is not None else []
-    warnings = overlap.warning_lines() if overlap is not None else []
-    notes = overlap.note_lines() if overlap is not None else []
-    flags += [d.line for d in degenerate_cells(store, [report.base_run, report.tuned_run])]
-    return dataclasses.replace(report, flags=[*report.flags, *flags], warnings=[*report.warnings, *warnings],
-                               notes=[*report.notes, *notes])
 
 
 def _write_ab_html(report, store: Store, path: Path, diff_limit: int = 30) -> None:  # type: ignore[no-untyped-def]

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from harness.analysis.ab import ABReport, ABTask
+from harness.analysis.degenerate import degenerate_cells
 from harness.report.numbers import p_value
 from harness.report.terminal import Col, console, print_table
+from harness.store.store import Store
+from harness.tune.overlap import OverlapReport
+
+
+def with_checks(report: ABReport, store: Store, overlap: OverlapReport | None = None) -> ABReport:
+    """The A/B report with its loud flags: overlap with the tuned model's training/selection items, degenerate cells
+    (``harness ab``, ``harness report --ab`` and the viewer's A/B page print the same)."""
+    flags = overlap.flag_lines() if overlap is not None else []
+    warnings = overlap.warning_lines() if overlap is not None else []
+    notes = overlap.note_lines() if overlap is not None else []
+    flags += [d.line for d in degenerate_cells(store, [report.base_run, report.tuned_run])]
+    return dataclasses.replace(report, flags=[*report.flags, *flags], warnings=[*report.warnings, *warnings],
+                               notes=[*report.notes, *notes])
 
 
 def print_ab(report: ABReport, out: Any = None) -> None:

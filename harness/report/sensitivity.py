@@ -26,7 +26,7 @@ from harness.stats.basics import Interval
 RANGE_COLOUR, LEVEL_COLOUR, EXTREME_COLOUR = "#9ecae1", "#2166ac", "#b2182b"
 
 
-def _ci(i: Interval) -> str:
+def ci_text(i: Interval) -> str:
     if i.low != i.low or i.high != i.high:  # no interval (one draw: no spread over draws): say why, no "[—, —]"
         return f"{percent(i.mean)} [—] ({i.method})"
     return f"{percent(i.mean)} [{percent(i.low)}, {percent(i.high)}]"
@@ -36,7 +36,7 @@ def _has_ci(i: Interval) -> bool:
     return i.low == i.low and i.high == i.high
 
 
-def _test_row(t: PairedTest) -> list[str]:
+def test_row(t: PairedTest) -> list[str]:
     r = t.result
     diff = f"{100 * r.diff.mean:+.1f} [{100 * r.diff.low:+.1f}, {100 * r.diff.high:+.1f}]"
     return [t.context, f"{t.a} − {t.b}", str(r.n), diff, r.test, p_value(r.p_value), p_value(t.p_holm), f"{r.wins}/{r.ties}/{r.losses}"]
@@ -46,10 +46,10 @@ TEST_HEAD = ["setting", "A − B", "n", "Δ (points) [CI]", "test", "p", "p (Hol
 SLICE_HEAD = ["setting (all else fixed)", "levels", "min [CI]", "median", "max [CI]", "max − min"]
 
 
-def _slice_row(s: Slice) -> list[str]:
-    extra = f" · over draws {_ci(s.over_draws)}" if s.over_draws is not None else ""
-    return [s.context + extra, str(len(s.levels)), f"{s.min.name}: {_ci(s.min.interval)}", percent(s.median),
-            f"{s.max.name}: {_ci(s.max.interval)}", percent(s.range)]
+def slice_row(s: Slice) -> list[str]:
+    extra = f" · over draws {ci_text(s.over_draws)}" if s.over_draws is not None else ""
+    return [s.context + extra, str(len(s.levels)), f"{s.min.name}: {ci_text(s.min.interval)}", percent(s.median),
+            f"{s.max.name}: {ci_text(s.max.interval)}", percent(s.range)]
 
 
 # -- terminal -------------------------------------------------------------------------------
@@ -72,15 +72,15 @@ def print_tables(result: Sensitivity, out: Console | None = None) -> None:
         columns = [Col("setting (all else fixed)", wrap=True), Col("levels", "right", drop=3), Col("lowest", wrap=True, drop=2),
                    Col("min [CI]", "right"), Col("median", "right", drop=1), Col("highest", wrap=True, drop=2), Col("max [CI]", "right"),
                    Col("max − min", "right")]
-        rows = [[aliased(s.context, models) + (f" · over draws {_ci(s.over_draws)}" if s.over_draws is not None else ""), str(len(s.levels)),
-                 aliased(s.min.name, models), _ci(s.min.interval), percent(s.median), aliased(s.max.name, models), _ci(s.max.interval),
+        rows = [[aliased(s.context, models) + (f" · over draws {ci_text(s.over_draws)}" if s.over_draws is not None else ""), str(len(s.levels)),
+                 aliased(s.min.name, models), ci_text(s.min.interval), percent(s.median), aliased(s.max.name, models), ci_text(s.max.interval),
                  percent(s.range)] for s in slices]
         print_table(out, f"{factor} — {DESCRIPTIONS[factor]}", columns, rows)
         tests = [t for t in result.tests if t.factor == factor]
         if tests:
             columns = [Col("setting", wrap=True), Col("A − B", wrap=True), Col("n", "right", drop=3), Col("Δ (points) [CI]", "right"),
                        Col("test", wrap=True, drop=2), Col("p", "right", drop=4), Col("p (Holm)", "right"), Col("W/T/L", "right", drop=1)]
-            rows = [[aliased(cell, models) for cell in _test_row(t)] for t in tests]
+            rows = [[aliased(cell, models) for cell in test_row(t)] for t in tests]
             print_table(out, f"{factor}: paired tests on the same items (Holm over the {len(tests)} tests)", columns, rows)
     for note in result.notes:
         out.print(f"[yellow]note:[/] {note}", highlight=False)
@@ -103,7 +103,7 @@ def range_chart(factor: str, slices: list[Slice]) -> str:
                 marks.append(f'<line x1="{x(lv.interval.low):.1f}" y1="{y + 4}" x2="{x(lv.interval.high):.1f}" y2="{y + 4}" '
                              f'stroke="{colour}" stroke-width="1" opacity="0.6"/>')
             marks.append(f'<circle class="level" cx="{x(lv.mean):.1f}" cy="{y}" r="4" fill="{colour}"><title>{escape(lv.name)}: '
-                         f'{escape(_ci(lv.interval))}{method}</title></circle>')
+                         f'{escape(ci_text(lv.interval))}{method}</title></circle>')
         tip = f"{s.context}: {s.min.name} {percent(s.min.mean)} … {s.max.name} {percent(s.max.mean)} (range {percent(s.range)})"
         rows.append(f'<g class="slice"><title>{escape(tip)}</title>'
                     f'<text x="{LABEL_W - 8}" y="{y + 4}" class="label">{escape(short_label(s.context))}</text>'
@@ -132,11 +132,11 @@ def render(result: Sensitivity, title: str = "harness sensitivity report") -> st
             continue
         body.append(f"<section class='factor' id='factor-{factor}'><h2>{escape(factor)} — {escape(DESCRIPTIONS[factor])}</h2>")
         body.append(range_chart(factor, slices))
-        body.append(_table("slices", SLICE_HEAD, [_slice_row(s) for s in slices]))
+        body.append(_table("slices", SLICE_HEAD, [slice_row(s) for s in slices]))
         tests = [t for t in result.tests if t.factor == factor]
         if tests:
             body.append(f"<h3>Paired tests on the same items (Holm over the {len(tests)} tests)</h3>")
-            body.append(_table("paired", TEST_HEAD, [_test_row(t) for t in tests]))
+            body.append(_table("paired", TEST_HEAD, [test_row(t) for t in tests]))
         body.append("</section>")
     if result.notes:
         body.append("<h2>Notes</h2><ul>" + "".join(f"<li class='warn'>{escape(n)}</li>" for n in result.notes) + "</ul>")

@@ -142,8 +142,8 @@ def curve_svg(card: TuneCard) -> str:
             f'viewBox="0 0 {WIDTH} {height}" xmlns="http://www.w3.org/2000/svg">{"".join(parts)}</svg>')
 
 
-def tuning_section(card: TuneCard) -> str:
-    """A heading, what was tuned and how the run ended, and the curves."""
+def tuning_facts(card: TuneCard) -> list[tuple[str, str]]:
+    """What was tuned on what, selected how, and how the run ended (the report's and the viewer's card table)."""
     d = card.data
     ended = (f"stopped early at step {d.get('steps')} of {card.max_steps} (patience {d.get('config', {}).get('patience')})"
              if card.stopped_early else f"ran all {d.get('steps')} steps")
@@ -155,7 +155,12 @@ def tuning_section(card: TuneCard) -> str:
     curve = d.get("eval_curve") or [{}]
     if curve[-1].get("ci_method"):
         facts.append(("95% CI", curve[-1]["ci_method"]))
-    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in facts)
+    return [(k, str(v)) for k, v in facts]
+
+
+def tuning_section(card: TuneCard) -> str:
+    """A heading, what was tuned and how the run ended, and the curves."""
+    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in tuning_facts(card))
     return (f"<section class='tuning'><h2>Tuning curves — {escape(card.folder.name)}</h2>"
             f"<p class='note'>{escape(card.folder)}</p><table class='plain tune-facts'><tbody>{rows}</tbody></table>"
             f"{curve_svg(card)}</section>")

@@ -175,3 +175,22 @@ def item_rows(store: Store, run_id: str, item_ids: Sequence[str], cell_ids: Sequ
 
 def item_exists(store: Store, run_id: str, item_id: str) -> bool:
     return store.db.execute("SELECT 1 FROM items WHERE run_id = ? AND item_id = ? LIMIT 1", (run_id, item_id)).fetchone() is not None
+
+
+def ab_partners(store: Store, run_id: str, limit: int = 20) -> list[RunOverview]:
+    """Other runs, newest first, with a cell of the same task, prompt, shots and selector as one of ``run_id``'s:
+    the runs ``harness ab --base-run/--tuned-run`` could pair it with."""
+    rows = store.db.execute(
+        "SELECT r.* FROM runs r WHERE r.id != ? AND EXISTS (SELECT 1 FROM cells c JOIN cells o ON o.task = c.task AND o.prompt = c.prompt "
+        "AND o.shots = c.shots AND o.selector = c.selector WHERE c.run_id = r.id AND o.run_id = ?) "
+        "ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?", (run_id, run_id, limit)).fetchall()
+    runs = [run_from_row(r) for r in rows]
+    ids = [r.id for r in runs]
+    if not ids:
+        return []
+    counts = {str(r[0]): int(r[1]) for r in store.db.execute(
+        f"SELECT run_id, COUNT(*) FROM items WHERE run_id IN ({placeholders(ids)}) GROUP BY run_id", ids)}
+    cells: dict[str, list[StoredCell]] = {i: [] for i in ids}
+    for row in store.db.execute(f"SELECT * FROM cells WHERE run_id IN ({placeholders(ids)}) ORDER BY rowid", ids):
+        cells[str(row["run_id"])].append(cell_from_row(row))
+    return [RunOverview(r, cells[r.id], counts.get(r.id, 0)) for r in runs]

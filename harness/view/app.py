@@ -28,10 +28,16 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from harness.analysis.ab import ab_compare
 from harness.analysis.compare import compare_runs
+from harness.analysis.sensitivity import analyse
 from harness.core.errors import HarnessError
+from harness.report.ab import with_checks
+from harness.report.tune import cards_for_runs
 from harness.store import Store
-from harness.store.browse import ItemFilter, item_exists, item_page, item_rows, run_facets, run_overview, run_page
+from harness.store.browse import ItemFilter, RunOverview, ab_partners, item_exists, item_page, item_rows, run_facets, run_overview, run_page
+from harness.tune.overlap import check_overlap_runs
+from harness.view.decide import ab_choices, ab_task_views, card_view, sensitivity_view
 from harness.view.pages import best_cells, cell_label, input_text, item_cell_view, main_metric, matrix_cell, provenance, task_views
 
 HERE = Path(__file__).resolve().parent
@@ -165,6 +171,57 @@ class Viewer:
         views = [(cell_label(c, cells), item_cell_view(c, by_cell[c.cell_id])) for c in cells]
         return self.render("item.html", overview=overview, item_id=item_id, views=views, task=cells[0].task if cells else "")
 
+    def _overview(self, store: Store, run_id: str) -> RunOverview:
+        overview = run_overview(store, run_id)
+        if overview is None:
+            raise HTTPException(404, f"no run {run_id} in {self.db}")
+        return overview
+
+    def ab(self, request: Request) -> Response:
+        """``harness ab --base-run BASE --tuned-run RUN [--base LABEL] [--tuned LABEL]`` as a page: this run is the tuned side;
+        without a base run or model labels, the pairings there are to choose from."""
+        run_id, q = request.path_params["run_id"], request.query_params
+        base_run, base_label, tuned_label = q.get("base_run") or None, q.get("base") or None, q.get("tuned") or None
+        margin = _margin(q.get("margin"))
+        with self.store() as store:
+            overview = self._overview(store, run_id)
+            if base_run is None and base_label is None and tuned_label is None:
+                choices = ab_choices(overview, ab_partners(store, run_id))
+                return self.render("ab_choose.html", overview=overview, choices=choices)
+            base_overview = self._overview(store, base_run) if base_run else overview
+            for label, side, role in ((base_label, base_overview, "base"), (tuned_label, overview, "tuned")):
+                if label is not None and label not in side.models:
+                    raise HTTPException(404, f"run {side.run.id} has no {role} model {label} (its models: {', '.join(side.models)})")
+            problem, report, tasks, cards = None, None, [], []
+            try:
+                report = ab_compare(store, base_overview.run.id, run_id, base_label=base_label, tuned_label=tuned_label, margin=margin)
+                overlap = check_overlap_runs(store, report.base_run, report.tuned_run, tuned_label=report.tuned, allow=True)
+                report = with_checks(report, store, overlap)  # as harness report --ab: the flags are shown, never refused
+                tasks = ab_task_views(store, report)
+                cards = [card_view(c) for c in cards_for_runs(store, [report.base_run, report.tuned_run])]
+            except HarnessError as exc:
+                problem = str(exc)
+        params = {"base_run": base_run, "base": base_label, "tuned": tuned_label}
+        return self.render("ab.html", overview=overview, base_overview=base_overview, report=report, tasks=tasks, cards=cards,
+                           problem=problem, margin=margin, params=params, swap={"base_run": run_id, "base": tuned_label, "tuned": base_label})
+
+    def sensitivity(self, request: Request) -> Response:
+        """``harness sensitivity RUN [RUN ...]`` as a page: this run and any ``?also=RUN``."""
+        run_id, q = request.path_params["run_id"], request.query_params
+        with self.store() as store:
+            overview = self._overview(store, run_id)
+            runs = list(dict.fromkeys([run_id, *(self._overview(store, r).run.id for r in q.getlist("also") if r)]))
+            view, problem = None, None
+            try:
+                result = analyse(store, runs)
+                if result.slices:
+                    view = sensitivity_view(result)
+                else:
+                    problem = f"runs {', '.join(runs)}: no factor varies (each needs two settings that differ only in it)"
+            except HarnessError as exc:
+                problem = str(exc)
+        return self.render("sensitivity.html", overview=overview, runs=runs, view=view, problem=problem)
+
     def not_found(self, request: Request, exc: Exception) -> Response:
         detail = exc.detail if isinstance(exc, HTTPException) else "not found"
         code = exc.status_code if isinstance(exc, HTTPException) else 404
@@ -197,6 +254,8 @@ def create_app(db: Path | str, host: str = "127.0.0.1") -> Starlette:
         Route("/", viewer.runs, name="runs"),
         Route("/runs/{run_id}", viewer.run, name="run"),
         Route("/runs/{run_id}/items", viewer.items, name="items"),
+        Route("/runs/{run_id}/ab", viewer.ab, name="ab"),
+        Route("/runs/{run_id}/sensitivity", viewer.sensitivity, name="sensitivity"),
         Route("/runs/{run_id}/items/{item_id:path}", viewer.item, name="item"),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]

@@ -166,7 +166,7 @@ def test_pooled_levels_t_over_differing_draws_clipped_and_identical_draws_count_
 
 def test_t_over_one_draw_is_no_interval_and_renders_as_such() -> None:
     from harness.analysis.sensitivity import Level, Slice, _t_over_draws
-    from harness.report.sensitivity import _slice_row, render
+    from harness.report.sensitivity import render, slice_row
 
     one = _t_over_draws((0.6,), True, 0.95, 10)
     assert one.mean == 0.6 and one.low != one.low and one.high != one.high  # NaN bounds, not the zero-width (0.6, 0.6)
@@ -178,7 +178,7 @@ def test_t_over_one_draw_is_no_interval_and_renders_as_such() -> None:
     s = Slice("draw", "t", "t · m · 2-shot · p · random", "acc", True, (level, other), over_draws=one)
     data = json.loads(json.dumps(s.to_json(), allow_nan=False))  # valid JSON: None, not NaN
     assert data["over_draws"]["ci_low"] is None and data["levels"][0]["ci_high"] is None
-    row = " ".join(_slice_row(s))
+    row = " ".join(slice_row(s))
     assert "1 draw: no CI over draws" in row and "60.0 [60.0, 60.0]" not in row and "[—, —]" not in row
     from harness.analysis.sensitivity import Sensitivity
 
