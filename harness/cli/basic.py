@@ -21,7 +21,7 @@ from harness.prompts.template import available_prompts, load_prompt
 from harness.report.aggregates import aggregates_json, print_aggregates
 from harness.report.terminal import comparison_tables, print_json
 from harness.report.terminal import console as make_console
-from harness.runner.execute import run_experiment
+from harness.runner.execute import RunSummary, run_experiment
 from harness.runner.planning import check_renders
 from harness.runner.spec import ExperimentSpec
 from harness.scoring.checks import check_task
@@ -136,11 +136,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         opened.append(Store(args.db))
         return opened[-1]
 
-    # resume / response-cache lines go to stderr: stdout stays the table or one JSON document
-    with verbose_output(args.verbose):
-        summary = run_experiment(spec, open_store, new=args.new, show_progress=not args.quiet and not args.json,
-                                 log=lambda line: print(line, file=sys.stderr, flush=True))
-    store = opened[0]
+    try:
+        # resume / response-cache lines go to stderr: stdout stays the table or one JSON document
+        with verbose_output(args.verbose):
+            summary = run_experiment(spec, open_store, new=args.new, show_progress=not args.quiet and not args.json,
+                                     log=lambda line: print(line, file=sys.stderr, flush=True))
+        return _report_run(args, summary, opened[0])
+    finally:  # closed here, not by the garbage collector: the last connection's close checkpoints the WAL into the file
+        for store in opened:
+            store.close()
+
+
+def _report_run(args: argparse.Namespace, summary: RunSummary, store: Store) -> int:
     comparison = compare_runs(store, [summary.run_id])
     summaries = [cell.summary for ranking in comparison.rankings for cell in ranking.cells]
     info = {

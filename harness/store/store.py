@@ -303,7 +303,9 @@ class Store:
             return HarnessError(f"cannot open {self.path} ({text}): check that the path is a file in a folder this user can write")
         if name.startswith("SQLITE_BUSY") or "locked" in text:
             return HarnessError(f"{self.path} is locked by another process ({text}): it held the database for over 60 s")
-        if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in text or "malformed" in text:
+        if name.startswith("SQLITE_CORRUPT") or "malformed" in text:  # a SQLite file with pages lost: a harness database cut short?
+            return damaged_database(exc, self.path)
+        if name.startswith("SQLITE_NOTADB") or "not a database" in text:
             return HarnessError(f"{self.path}: not a usable SQLite database ({text})")
         return None
 
