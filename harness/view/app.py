@@ -33,6 +33,7 @@ from harness.analysis.compare import compare_runs
 from harness.analysis.sensitivity import analyse
 from harness.core.errors import HarnessError
 from harness.report.ab import with_checks
+from harness.report.plots import task_plots
 from harness.report.tune import cards_for_runs
 from harness.store import Store
 from harness.store.browse import ItemFilter, RunOverview, ab_partners, item_exists, item_page, item_rows, run_facets, run_overview, run_page
@@ -69,6 +70,7 @@ def check_host(host: str, explicit: bool) -> None:
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
+    env.policies["json.dumps_kwargs"] = {"sort_keys": True, "allow_nan": False}  # tojson (the plots' specs): strict JSON or an error
     env.filters["query"] = lambda params: urlencode({k: v for k, v in params.items() if v not in (None, "", False)})
     return env
 
@@ -112,17 +114,18 @@ class Viewer:
             overview = run_overview(store, run_id)
             if overview is None:
                 raise HTTPException(404, f"no run {run_id} in {self.db}")
-            problem, tasks, warnings = None, [], []
+            problem, tasks, warnings, plots = None, [], [], {}
             if overview.n_items:
                 try:
                     comp = compare_runs(store, [run_id], margin=margin)
                     tasks, warnings = task_views(comp), comp.warnings
+                    plots = {ranking.task: task_plots(comp, ranking) for ranking in comp.rankings}
                 except HarnessError as exc:
                     problem = str(exc)
             else:
                 problem = "no items stored yet"
         return self.render("run.html", overview=overview, tasks=tasks, warnings=warnings, problem=problem, margin=margin,
-                           provenance=provenance(overview))
+                           provenance=provenance(overview), plots=plots)
 
     def items(self, request: Request) -> Response:
         run_id, q = request.path_params["run_id"], request.query_params

@@ -20,7 +20,8 @@ from harness.stats.basics import DEFAULT_RESAMPLES as STATS_RESAMPLES
 from harness.store.store import DEFAULT_DB as STORE_DB
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("torch", "transformers", "scipy", "numpy", "pandas", "rich", "pydantic", "jinja2", "yaml", "sklearn", "starlette", "uvicorn")
+HEAVY = ("torch", "transformers", "scipy", "numpy", "pandas", "rich", "pydantic", "jinja2", "yaml", "sklearn", "starlette", "uvicorn",
+         "vl_convert")
 
 # every help text of the command, then the top-level modules that building it imported
 HELP_EVERYTHING = """

@@ -55,6 +55,9 @@ def test_wheel_installed_elsewhere_lists_and_runs_capitals(tmp_path: Path) -> No
     assert {"tasks/capitals/task.yaml", "tasks/capitals/test.jsonl", "cases/choice_metrics.json"} <= _bundled_names(names, "harness/bundled/")
     assert _bundled_names(names, "harness/bundled/prompts/capitals/") == {"instruct_statement.jinja", "qa_lettered.jinja", "qa_plain.jinja"}
     assert not any(n.startswith(("tasks/", "prompts/", "tests/")) for n in names)  # inside the package, not top-level
+    assert {"vega.min.js", "vega-lite.min.js", "vega-embed.min.js", "LICENSE-vega", "LICENSE-vega-lite", "LICENSE-vega-embed",
+            "README.md"} <= _bundled_names(names, "harness/view/static/vendor/")  # harness view's plots, offline
+    assert {"harness/view/static/plots.js", "harness/view/static/view.css"} <= set(names)
 
     venv = tmp_path / "venv"
     base = getattr(sys, "_base_executable", sys.executable)

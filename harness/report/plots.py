@@ -1,0 +1,270 @@
+"""The plots of a comparison as Vega-Lite specs (plain dicts), drawn in the page by the vendored
+vega-embed of ``harness view`` and rendered to static SVG by ``vl-convert-python`` for a file report.
+
+Per task: each cell's score with its CI, each cell's difference from the best with its CI, a prompt
+variant x setting heatmap, and the spread of the score across prompt variants per setting. Every
+number in a spec's data is read from the ``Comparison`` (``harness.analysis.compare``): the cell
+intervals, the paired differences, the adjusted p-values and verdicts of the ranking, the spreads;
+nothing here computes a statistic. The colours are the verdicts the table and the verdict sentence
+state, and each plot says which of its intervals are adjusted for multiplicity (none: a CI is of one
+cell or one pair alone; the verdict rests on p adjusted over every pair).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.analysis.compare import Comparison, RankedCell, TaskRanking, setting_labels
+from harness.core.deps import require
+from harness.report.numbers import p_value
+from harness.report.terminal import cell_name, number_formats, varying_fields
+
+VEGA_LITE_VERSION = "6.4.1"  # harness/view/static/vendor/vega-lite.min.js; vl-convert renders with its 6.4
+VL_CONVERT_VERSION = "6.4"
+SCHEMA = f"https://vega.github.io/schema/vega-lite/v{VEGA_LITE_VERSION}.json"
+STATIC_WIDTH = 560  # px, the whole figure, when a spec drawn for a page's container is rendered on its own
+LABEL_LIMIT = 280  # px: the longest cell or setting name shown before it is cut with an ellipsis
+ROW = 24  # px per cell / setting row
+
+# the page's badge colours (harness/view/static/view.css): the plot and the table name a verdict alike
+VERDICT_COLOURS = {"best": "#1b7837", "better": "#1b7837", "inconclusive": "#5aae61", "equivalent": "#2166ac", "worse": "#b2182b"}
+VERDICT_ORDER = ("best", "better", "inconclusive", "equivalent", "worse")
+
+Spec = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Plot:
+    name: str  # scores | differences | heatmap | spread
+    description: str  # what it shows, in words (the figure's accessible name)
+    spec: Spec
+
+
+def _number(value: float | None) -> float | None:
+    """A value as JSON carries it: NaN (a cell with no score) and infinities as null."""
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _config() -> Spec:
+    return {
+        "axis": {"labelLimit": LABEL_LIMIT, "titlePadding": 10, "labelFontSize": 12, "titleFontSize": 12, "labelPadding": 4},
+        "legend": {"labelLimit": LABEL_LIMIT, "titleLimit": 2 * LABEL_LIMIT, "orient": "bottom", "direction": "horizontal"},
+        "title": {"anchor": "start", "fontSize": 14, "subtitleFontSize": 11, "subtitleColor": "#5f6b73", "offset": 8},
+        "view": {"stroke": None},
+    }
+
+
+def _frame(title: str, subtitle: Sequence[str], width: int | str) -> Spec:
+    """What every spec shares: schema, title, padding that keeps axis titles inside the figure, and its width
+    (``"container"``: the page's column, with the labels inside it; a number: the whole figure in px)."""
+    return {"$schema": SCHEMA, "title": {"text": title, "subtitle": list(subtitle)}, "width": width, "padding": {"left": 6, "right": 18, "top": 6, "bottom": 6},
+            "autosize": {"type": "fit-x", "contains": "padding"}, "config": _config()}
+
+
+def _axis_format(percent: bool, signed: bool = False) -> Spec:
+    """Axis labels as the table prints numbers: percentage points for a metric in [0, 1]."""
+    if percent:
+        return {"labelExpr": f"format(datum.value * 100, '{'+' if signed else ''}.0f')"}
+    return {"format": "+.3~g" if signed else ".3~g"}
+
+
+def _verdict_colour(cells: Sequence[RankedCell]) -> Spec:
+    """Colour by the verdict text the table shows, each in its badge's colour, in a fixed order."""
+    seen: dict[str, str] = {}
+    for code in VERDICT_ORDER:
+        for rc in cells:
+            if rc.verdict.code == code and rc.verdict.text not in seen:
+                seen[rc.verdict.text] = VERDICT_COLOURS[code]
+    for rc in cells:  # a verdict code this table does not know
+        seen.setdefault(rc.verdict.text, "#4d4d4d")
+    return {"field": "verdict_text", "type": "nominal", "title": "verdict vs the best",
+            "scale": {"domain": list(seen), "range": list(seen.values())}}
+
+
+def _pairs(ranking: TaskRanking) -> int:
+    return len(ranking.cells) * (len(ranking.cells) - 1) // 2
+
+
+def _adjustment_line(ranking: TaskRanking) -> str:
+    return f"colour: the verdict, from p adjusted over all {_pairs(ranking)} pairs (step-down max-T), as in the table"
+
+
+def _cell_rows(ranking: TaskRanking) -> list[dict[str, Any]]:
+    varying = varying_fields([rc.summary for rc in ranking.cells])
+    score, signed, _ = number_formats(ranking)
+    rows = []
+    for rc in ranking.cells:
+        s, ci, vs = rc.summary, rc.summary.interval, rc.vs_best
+        rows.append({
+            "cell": f"{rc.rank}. {cell_name(s, varying)}", "cell_id": s.cell.cell_id, "rank": rc.rank, "n": s.n,
+            "mean": _number(ci.mean), "ci_low": _number(ci.low), "ci_high": _number(ci.high), "ci_method": ci.method,
+            "score": score(ci.mean), "ci": f"[{score(ci.low)}, {score(ci.high)}]",
+            "diff": None if vs is None else _number(vs.diff.mean), "diff_low": None if vs is None else _number(vs.diff.low),
+            "diff_high": None if vs is None else _number(vs.diff.high), "p_adjusted": _number(rc.p_adjusted),
+            "diff_text": "best" if vs is None else signed(vs.diff.mean),
+            "diff_ci": "" if vs is None else f"[{signed(vs.diff.low)}, {signed(vs.diff.high)}]", "p_adj": p_value(rc.p_adjusted),
+            "verdict": rc.verdict.code, "verdict_text": rc.verdict.text, "may_be_best": rc.may_be_best,
+        })
+    return rows
+
+
+def score_plot(comp: Comparison, ranking: TaskRanking, width: int | str = "container") -> Plot:
+    """Each cell's score (dot) and its own CI (bar), best first, coloured by its verdict."""
+    rows = _cell_rows(ranking)
+    percent = ranking.percent
+    unit = " (%)" if percent else ""
+    x = {"type": "quantitative", "title": f"{ranking.metric}{unit}, {comp.confidence:.0%} CI", "scale": {"zero": False},
+         "axis": _axis_format(percent)}
+    spec = _frame(f"{ranking.task}: {ranking.metric} per cell", [
+        f"bar: the {comp.confidence:.0%} CI of each cell on its own, not adjusted for multiplicity", _adjustment_line(ranking)], width)
+    tooltip = [{"field": "cell"}, {"field": "score", "title": ranking.metric}, {"field": "ci", "title": f"{comp.confidence:.0%} CI"},
+               {"field": "n"}, {"field": "verdict_text", "title": "verdict"}]
+    spec.update({
+        "data": {"values": rows}, "height": {"step": ROW},
+        "encoding": {"y": {"field": "cell", "type": "nominal", "sort": None, "title": "cell (best first)"},
+                     "color": {**_verdict_colour(ranking.cells)}, "tooltip": tooltip},
+        "layer": [
+            {"mark": {"type": "rule", "strokeWidth": 3}, "encoding": {"x": {"field": "ci_low", **x}, "x2": {"field": "ci_high"}}},
+            {"mark": {"type": "point", "filled": True, "size": 80, "opacity": 1}, "encoding": {"x": {"field": "mean", "type": "quantitative"}}},
+        ],
+    })
+    return Plot("scores", f"{ranking.metric} of each cell of {ranking.task} with its {comp.confidence:.0%} CI", spec)
+
+
+def difference_plot(comp: Comparison, ranking: TaskRanking, width: int | str = "container") -> Plot | None:
+    """Each cell minus the best with the pair's CI; 0 is the best; the margin band with ``--margin``. None with one cell."""
+    rows = [r for r in _cell_rows(ranking) if r["rank"] > 1]
+    if not rows:
+        return None
+    percent, margin = ranking.percent, ranking.margin
+    unit = " (points)" if percent else ""
+    x = {"type": "quantitative", "title": f"Δ {ranking.metric} vs the best{unit}, {comp.confidence:.0%} CI", "axis": _axis_format(percent, signed=True)}
+    subtitle = [f"bar: the {comp.confidence:.0%} CI of each pair on its own, not adjusted for multiplicity", _adjustment_line(ranking)]
+    clear = [r for r in rows if r["verdict"] in ("inconclusive", "equivalent") and r["diff_low"] is not None and r["diff_high"] is not None
+             and (r["diff_low"] > 0 or r["diff_high"] < 0)]
+    if clear:
+        subtitle.append(f"{len(clear)} {'bar is' if len(clear) == 1 else 'bars are'} clear of 0 yet not worse: "
+                        "that pair alone differs, but not once every pair is accounted for")
+    crossing = [r for r in rows if r["verdict"] == "worse" and r["diff_low"] is not None and r["diff_high"] is not None
+                and r["diff_low"] <= 0 <= r["diff_high"]]
+    if crossing:
+        subtitle.append(f"{len(crossing)} worse {'cell is' if len(crossing) == 1 else 'cells are'} beaten by another cell than the best "
+                        "(see the notes under the table)")
+    if margin is not None:
+        subtitle.append(f"shaded: the equivalence margin ±{margin * 100 if percent else margin:g}{unit}")
+    tooltip = [{"field": "cell"}, {"field": "diff_text", "title": "Δ vs best"}, {"field": "diff_ci", "title": f"{comp.confidence:.0%} CI (this pair)"},
+               {"field": "p_adj", "title": "p adjusted"}, {"field": "verdict_text", "title": "verdict"}]
+    layers: list[Spec] = []
+    if margin is not None:
+        layers.append({"data": {"values": [{"low": -margin, "high": margin}]}, "mark": {"type": "rect", "color": "#2166ac", "opacity": 0.15},
+                       "encoding": {"x": {"field": "low", "type": "quantitative"}, "x2": {"field": "high"}}})
+    layers += [
+        {"data": {"values": [{"zero": 0.0}]}, "mark": {"type": "rule", "color": "#1b7837", "strokeDash": [4, 3]},
+         "encoding": {"x": {"field": "zero", "type": "quantitative"}}},
+        {"mark": {"type": "rule", "strokeWidth": 3}, "encoding": {
+            "y": {"field": "cell", "type": "nominal", "sort": None, "title": "cell"}, "x": {"field": "diff_low", **x},
+            "x2": {"field": "diff_high"}, "color": _verdict_colour(ranking.cells[1:]), "tooltip": tooltip}},
+        {"mark": {"type": "square", "filled": True, "size": 90, "opacity": 1}, "encoding": {
+            "y": {"field": "cell", "type": "nominal", "sort": None}, "x": {"field": "diff", "type": "quantitative"},
+            "color": _verdict_colour(ranking.cells[1:]), "tooltip": tooltip}},
+    ]
+    spec = _frame(f"{ranking.task}: difference from the best cell", subtitle, width)
+    spec.update({"data": {"values": rows}, "height": {"step": ROW}, "layer": layers})
+    return Plot("differences", f"difference of each cell of {ranking.task} from the best, with its {comp.confidence:.0%} CI", spec)
+
+
+def heatmap(comp: Comparison, ranking: TaskRanking, width: int | str = "container") -> Plot:
+    """The score of every (setting, prompt variant): settings down, prompt variants across, a legend titled with the metric."""
+    score, _, _ = number_formats(ranking)
+    labels = setting_labels([rc.summary for rc in ranking.cells])
+    rows: list[dict[str, Any]] = [{"prompt": rc.summary.cell.prompt, "setting": labels[(rc.summary.cell.run_id, rc.summary.cell.cell_id)],
+             "mean": _number(rc.summary.interval.mean), "score": score(rc.summary.interval.mean), "ci": f"[{score(rc.summary.interval.low)}, "
+             f"{score(rc.summary.interval.high)}]", "verdict_text": rc.verdict.text} for rc in ranking.cells]
+    prompts = sorted({str(r["prompt"]) for r in rows})
+    present = [float(r["mean"]) for r in rows if r["mean"] is not None]
+    middle = (min(present) + max(present)) / 2 if present else 0.0  # where the text turns white on the darker half of the scale
+    percent = ranking.percent
+    legend = {"title": f"{ranking.metric}{' (%)' if percent else ''}", "gradientLength": 220, "tickCount": 5,
+              **({"labelExpr": "format(datum.value * 100, '.0f')"} if percent else {"format": ".3~g"})}
+    spec = _frame(f"{ranking.task}: {ranking.metric} by prompt variant and setting", [
+        "colour: the cell's score (its own point estimate); the number is the score as in the table"], width)
+    spec.update({
+        "data": {"values": rows}, "height": {"step": 30},
+        "encoding": {
+            "x": {"field": "prompt", "type": "nominal", "sort": prompts, "title": "prompt variant",
+                  "axis": {"orient": "top", "labelAngle": 0 if len(prompts) <= 4 else -30, "labelLimit": 160}},
+            "y": {"field": "setting", "type": "nominal", "sort": sorted({str(r["setting"]) for r in rows}), "title": "setting (model · shots)"},
+            "tooltip": [{"field": "prompt"}, {"field": "setting"}, {"field": "score", "title": ranking.metric},
+                        {"field": "ci", "title": f"{comp.confidence:.0%} CI"}, {"field": "verdict_text", "title": "verdict"}],
+        },
+        "layer": [
+            {"mark": {"type": "rect", "stroke": "#ffffff", "strokeWidth": 2},
+             "encoding": {"color": {"field": "mean", "type": "quantitative", "scale": {"scheme": "blues"}, "legend": legend}}},
+            {"mark": {"type": "text", "fontSize": 12},
+             "encoding": {"text": {"field": "score"}, "color": {"condition": {"test": f"datum.mean > {middle!r}", "value": "#ffffff"},
+                                                                "value": "#1d2327"}}},
+        ],
+    })
+    return Plot("heatmap", f"{ranking.metric} of {ranking.task} by prompt variant and setting", spec)
+
+
+def spread_plot(comp: Comparison, ranking: TaskRanking, width: int | str = "container") -> Plot | None:
+    """Per setting with two or more prompt variants: each variant's score (dot), min to max (bar) and median (tick),
+    from the comparison's spreads. None when no setting has two variants."""
+    spreads = [sp for sp in comp.spreads if sp.task == ranking.task and sp.n_variants >= 2]
+    if not spreads:
+        return None
+    score, _, _ = number_formats(ranking)
+    labels = setting_labels([rc.summary for rc in ranking.cells])
+    shown = {sp.setting for sp in spreads}
+    order = [sp.setting for sp in sorted(spreads, key=lambda sp: -sp.range)]  # the widest spread first
+    bars = [{"setting": sp.setting, "min": _number(sp.min), "median": _number(sp.median), "max": _number(sp.max), "range": _number(sp.range),
+             "variants": sp.n_variants, "best_prompt": sp.best_prompt, "worst_prompt": sp.worst_prompt,
+             "span": f"{score(sp.min)} to {score(sp.max)} (median {score(sp.median)})"} for sp in spreads]
+    dots = []
+    for rc in ranking.cells:
+        setting, mean = labels[(rc.summary.cell.run_id, rc.summary.cell.cell_id)], rc.summary.interval.mean
+        if setting in shown and mean == mean:  # a cell with no score is not a variant's dot
+            dots.append({"setting": setting, "prompt": rc.summary.cell.prompt, "mean": _number(mean), "score": score(mean)})
+    percent = ranking.percent
+    x = {"type": "quantitative", "title": f"{ranking.metric}{' (%)' if percent else ''} across prompt variants", "scale": {"zero": False},
+         "axis": _axis_format(percent)}
+    y = {"field": "setting", "type": "nominal", "sort": order, "title": "setting (model · shots)"}
+    spec = _frame(f"{ranking.task}: spread across prompt variants", [
+        "bar: lowest to highest variant; tick: median; dot: one prompt variant (its point estimate)"], width)
+    spec.update({
+        "height": {"step": 2 * ROW},
+        "layer": [
+            {"data": {"values": bars}, "mark": {"type": "rule", "strokeWidth": 6, "color": "#c6dbef"},
+             "encoding": {"y": y, "x": {"field": "min", **x}, "x2": {"field": "max"},
+                          "tooltip": [{"field": "setting"}, {"field": "span", "title": ranking.metric}, {"field": "variants"},
+                                      {"field": "best_prompt", "title": "best variant"}, {"field": "worst_prompt", "title": "worst variant"}]}},
+            {"data": {"values": bars}, "mark": {"type": "tick", "thickness": 3, "size": 18, "color": "#08519c"},
+             "encoding": {"y": y, "x": {"field": "median", "type": "quantitative"}}},
+            {"data": {"values": dots}, "mark": {"type": "point", "filled": True, "size": 60, "color": "#1d2327", "opacity": 0.8},
+             "encoding": {"y": y, "x": {"field": "mean", "type": "quantitative"},
+                          "tooltip": [{"field": "prompt"}, {"field": "setting"}, {"field": "score", "title": ranking.metric}]}},
+        ],
+    })
+    return Plot("spread", f"spread of {ranking.metric} of {ranking.task} across prompt variants, per setting", spec)
+
+
+def task_plots(comp: Comparison, ranking: TaskRanking, width: int | str = "container") -> list[Plot]:
+    """The task's plots in page order (a difference plot needs two cells, a spread two prompt variants)."""
+    plots = [score_plot(comp, ranking, width), difference_plot(comp, ranking, width), heatmap(comp, ranking, width), spread_plot(comp, ranking, width)]
+    return [p for p in plots if p is not None]
+
+
+def render_svg(spec: Spec, width: int = STATIC_WIDTH) -> str:
+    """The spec as a static SVG document (vl-convert: the Vega and Vega-Lite the page uses, no browser, no network);
+    a spec drawn to its page's container gets ``width`` px."""
+    require("vl_convert", "view", "vl-convert-python", "a static plot")
+    import vl_convert
+
+    if spec.get("width") == "container":
+        spec = {**copy.deepcopy(spec), "width": width}
+    return str(vl_convert.vegalite_to_svg(spec, vl_version=VL_CONVERT_VERSION))

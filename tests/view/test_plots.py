@@ -1,0 +1,233 @@
+"""The run page's plots: the Vega-Lite specs it embeds (as JSON in <script type="application/json">, safe
+with a model label that holds </script>) are the comparison's, drawn by the vendored vega-embed
+(nothing from the network; the versions its README records, the ones vl-convert renders with);
+in real headless Chromium (slow) they paint, and no title is clipped at 1280 and 1920 px."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.testclient import TestClient
+
+from harness.analysis.compare import compare_runs
+from harness.report.plots import VEGA_LITE_VERSION, VERDICT_COLOURS, VL_CONVERT_VERSION, task_plots
+from harness.store import Store
+from harness.view import create_app
+from tests.browser import has_colour, read_png
+from tests.helpers import cli, write_task
+from tests.view.conftest import Stored, free_port
+
+VENDOR = Path(__file__).resolve().parents[2] / "harness" / "view" / "static" / "vendor"
+LABEL = "hostile:</script><script>alert('out')</script><img src=x onerror=alert(2)>"
+VENDORED = {"vega.min.js": "6.2.0", "vega-lite.min.js": VEGA_LITE_VERSION, "vega-embed.min.js": "7.0.2"}
+SCRIPTS = ["/static/vendor/vega.min.js", "/static/vendor/vega-lite.min.js", "/static/vendor/vega-embed.min.js", "/static/plots.js"]
+
+
+class Page(HTMLParser):
+    """Every <script> of a page (its attributes and text) and every figure.plot's name, as a browser parses them."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.scripts: list[tuple[dict[str, str | None], str]] = []
+        self.figures: list[str | None] = []
+        self._open: dict[str, str | None] | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "script":
+            self._open = dict(attrs)
+            self.scripts.append((self._open, ""))
+        if tag == "figure" and dict(attrs).get("class") == "plot":
+            self.figures.append(dict(attrs).get("data-plot"))
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            attrs, text = self.scripts[-1]
+            self.scripts[-1] = (attrs, text + data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._open = None
+
+    def specs(self) -> list[Any]:
+        return [json.loads(text) for attrs, text in self.scripts if attrs.get("type") == "application/json"]
+
+    def sources(self) -> list[str | None]:
+        return [attrs.get("src") for attrs, _ in self.scripts if attrs.get("type") != "application/json"]
+
+
+@pytest.fixture(scope="module")
+def client(stored: Stored) -> TestClient:
+    return TestClient(create_app(stored.db), base_url="http://127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def hostile_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A run whose model label is markup that closes the script element the specs sit in."""
+    root = tmp_path_factory.mktemp("label")
+    write_task(root / "tasks", "echo", rows=6, spec={"type": "generate", "choices": None, "target": "{{ options[answer] }}",
+                                                     "metrics": ["exact_match"], "prompts": ["plain", "terse"]},
+               templates={"plain": "Q: {{ input }}\nA:", "terse": "{{ input }}"})
+    db = root / "harness.db"
+    assert cli("run", "--db", db, "--tasks-dir", root / "tasks", "--task", "echo", "--model", LABEL, "--quiet") == 0
+    store = Store.open_read_only(db)
+    try:
+        return db, store.resolve_run("latest")
+    finally:
+        store.close()
+
+
+def test_run_page_embeds_the_comparisons_specs_and_draws_them_with_the_vendored_scripts(client: TestClient, stored: Stored) -> None:
+    page = client.get(f"/runs/{stored.toy}?margin=2")
+    assert page.status_code == 200
+    parsed = Page(page.text)
+    store = Store.open_read_only(stored.db)
+    try:
+        comp = compare_runs(store, [stored.toy], margin=0.02)
+    finally:
+        store.close()
+    plots = [p for ranking in comp.rankings for p in task_plots(comp, ranking)]
+    assert parsed.figures == [p.name for p in plots] == ["scores", "differences", "heatmap", "spread"]
+    assert parsed.specs() == [json.loads(json.dumps(p.spec)) for p in plots]
+    assert parsed.sources() == SCRIPTS  # vega, vega-lite, vega-embed, then the page's own; no CDN
+    for src in SCRIPTS:
+        served = client.get(src)
+        assert served.status_code == 200 and "javascript" in served.headers["content-type"] and len(served.content) > 500
+
+
+def test_a_run_page_without_plots_loads_no_plotting_script(client: TestClient, stored: Stored) -> None:
+    parsed = Page(client.get(f"/runs/{stored.failed}").text)
+    assert parsed.figures == [] and parsed.sources() == []
+
+
+def test_a_label_holding_a_closing_script_tag_stays_inside_the_spec(hostile_db: tuple[Path, str]) -> None:
+    db, run = hostile_db
+    page = TestClient(create_app(db), base_url="http://127.0.0.1").get(f"/runs/{run}")
+    assert page.status_code == 200
+    assert "</script><script>alert(" not in page.text and "<img src=x" not in page.text
+    parsed = Page(page.text)
+    assert parsed.sources() == SCRIPTS  # no script element but the page's own
+    assert all(attrs.get("type") == "application/json" or attrs.get("src") for attrs, _ in parsed.scripts)
+    rows = [row for spec in parsed.specs() for part in [spec, *spec.get("layer", [])] for row in part.get("data", {}).get("values", [])]
+    settings = {row["setting"] for row in rows if "setting" in row}
+    assert settings == {f"{LABEL} · 0-shot"}  # the label, whole, as data (heatmap and spread)
+
+
+def test_the_vendored_files_are_the_versions_the_readme_records_and_vl_convert_renders_with() -> None:
+    vl_convert = pytest.importorskip("vl_convert", reason="vl-convert-python is in the view extra")
+    readme = (VENDOR / "README.md").read_text()
+    for name, version in VENDORED.items():
+        data = (VENDOR / name).read_bytes()
+        assert f'"{version}"'.encode() in data, f"{name} is not version {version}"
+        assert re.search(rf"`{re.escape(name)}` \| `[^`]+` \([^)]*\) \| {re.escape(version)} \| `{hashlib.sha256(data).hexdigest()}`", readme)
+        assert not re.search(rb"https?://(cdn|unpkg|cdnjs)\.", data)
+    for licence in ("LICENSE-vega", "LICENSE-vega-lite", "LICENSE-vega-embed"):
+        assert "University of Washington Interactive Data Lab" in (VENDOR / licence).read_text()
+    assert vl_convert.get_vega_version() == VENDORED["vega.min.js"]
+    assert VL_CONVERT_VERSION in vl_convert.get_vegalite_versions() and VEGA_LITE_VERSION.startswith(VL_CONVERT_VERSION + ".")
+    assert vl_convert.get_vega_embed_version() == VENDORED["vega-embed.min.js"]
+
+
+# -- in real headless Chromium ------------------------------------------------------------------
+TITLES = "g.role-axis-title text, g.role-legend-title text, g.role-title-text text, g.role-title-subtitle text"
+GEOMETRY = """figure => {
+  const svg = figure.querySelector('.vega-plot svg').getBoundingClientRect();
+  const box = r => ({left: r.left, right: r.right, top: r.top, bottom: r.bottom});
+  return {svg: box(svg), figure: box(figure.getBoundingClientRect()),
+          titles: Array.from(figure.querySelectorAll(arguments_titles)).map(t => ({text: t.textContent, ...box(t.getBoundingClientRect())}))};
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str) -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is installed by scripts/test.sh")
+    with sync_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        yield instance
+        instance.close()
+
+
+def _drawn(tab: Any) -> list[Any]:
+    tab.wait_for_function("document.querySelectorAll('figure.plot').length > 0 && "
+                          "document.querySelectorAll('figure.plot:not([data-rendered])').length === 0", timeout=30_000)
+    figures = tab.locator("figure.plot").all()
+    assert [f.get_attribute("data-rendered") for f in figures] == ["yes"] * len(figures)
+    return figures
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_the_plots_paint_and_no_title_is_clipped(browser: Any, server: str, stored: Stored, tmp_path: Path, width: int) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 1000})
+    tab = context.new_page()
+    dialogs: list[str] = []
+    tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    outside: list[str] = []
+    tab.on("request", lambda r: None if r.url.startswith(server) else outside.append(r.url))
+    try:
+        tab.goto(f"{server}/runs/{stored.toy}?margin=2")
+        figures = _drawn(tab)
+        assert [f.get_attribute("data-plot") for f in figures] == ["scores", "differences", "heatmap", "spread"]
+        for figure in figures:
+            name = figure.get_attribute("data-plot")
+            svg = figure.locator(".vega-plot svg")
+            assert svg.count() == 1
+            shot = tmp_path / f"{name}-{width}.png"
+            svg.screenshot(path=str(shot))
+            image = read_png(shot)
+            assert len(set(map(tuple, image.reshape(-1, 3)[:: 7].tolist()))) > 10 and image.std() > 10, f"{name} is blank at {width} px"
+            if name in ("scores", "differences"):
+                assert has_colour(image, VERDICT_COLOURS["worse"]) and has_colour(image, VERDICT_COLOURS["inconclusive"])
+            geometry = figure.evaluate(GEOMETRY.replace("arguments_titles", json.dumps(TITLES)))
+            box, frame = geometry["svg"], geometry["figure"]
+            titles = [t for t in geometry["titles"] if t["text"].strip()]
+            assert len(titles) >= 3, f"{name}: its title and axis titles were not found"
+            for t in titles:  # every title inside the drawing (not cut by its edge)
+                assert (t["left"] >= box["left"] - 0.5 and t["right"] <= box["right"] + 0.5 and t["top"] >= box["top"] - 0.5
+                        and t["bottom"] <= box["bottom"] + 0.5), f"{name} at {width} px: '{t['text']}' is clipped ({t} outside {box})"
+            assert box["left"] >= frame["left"] and box["right"] <= frame["right"] + 0.5, f"{name} is wider than its column at {width} px"
+        # two plots a row: no row half empty
+        tops = [round(f.bounding_box()["y"]) for f in figures]
+        assert tops[0] == tops[1] and tops[2] == tops[3] and tops[2] > tops[0]
+        assert tab.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        assert dialogs == [] and outside == []
+    finally:
+        context.close()
+
+
+@pytest.mark.slow
+def test_a_hostile_label_runs_nothing_in_the_browser(browser: Any, hostile_db: tuple[Path, str], tmp_path: Path) -> None:
+    db, run = hostile_db
+    port = free_port()
+    instance = uvicorn.Server(uvicorn.Config(create_app(db, "127.0.0.1"), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not instance.started:
+        assert thread.is_alive() and time.monotonic() < deadline
+        time.sleep(0.05)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    dialogs: list[str] = []
+    tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    try:
+        tab.goto(f"http://127.0.0.1:{port}/runs/{run}")
+        figures = _drawn(tab)
+        assert [f.get_attribute("data-plot") for f in figures] == ["scores", "differences", "heatmap", "spread"]
+        labels = tab.locator('figure[data-plot="heatmap"] g.role-axis-label text').evaluate_all("els => els.map(e => e.textContent)")
+        assert any(text.startswith("hostile:</script><script>alert(") for text in labels), labels  # shown as text
+        assert dialogs == [] and tab.locator("img").count() == 0
+    finally:
+        context.close()
+        instance.should_exit = True
+        thread.join(timeout=10)
