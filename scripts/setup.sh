@@ -29,7 +29,7 @@ step() {  # step DESCRIPTION COMMAND...: the command's output goes to $LOG, show
 
 STAMP=.venv/.harness-setup
 WANT="$(python -c 'import hashlib, sys; print(hashlib.sha256(open("pyproject.toml", "rb").read()).hexdigest(), sys.version.split()[0])')"
-if [ -z "${HARNESS_SETUP_FORCE:-}" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && python -c "import harness, torch" 2>/dev/null; then
+if [ -z "${HARNESS_SETUP_FORCE:-}" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && python -c "import harness, torch, vl_convert" 2>/dev/null; then
   echo "setup: .venv is up to date (pyproject.toml unchanged since the last set-up)"
 else
   rm -f "$STAMP"
