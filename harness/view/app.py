@@ -8,6 +8,7 @@ what a run still in progress has written so far, and no connection is shared bet
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 import socket
@@ -198,8 +199,13 @@ class Viewer:
             problem, report, tasks, cards = None, None, [], []
             try:
                 report = ab_compare(store, base_overview.run.id, run_id, base_label=base_label, tuned_label=tuned_label, margin=margin)
-                overlap = check_overlap_runs(store, report.base_run, report.tuned_run, tuned_label=report.tuned, allow=True)
+                try:
+                    overlap = check_overlap_runs(store, report.base_run, report.tuned_run, tuned_label=report.tuned, allow=True)
+                    unchecked = []
+                except ValueError as exc:  # a model entry this install cannot read (a backend plugin no longer installed)
+                    overlap, unchecked = None, [f"overlap with the tuned model's training items not checked: {str(exc).splitlines()[-1].strip()}"]
                 report = with_checks(report, store, overlap)  # as harness report --ab: the flags are shown, never refused
+                report = dataclasses.replace(report, notes=[*report.notes, *unchecked])
                 tasks = ab_task_views(store, report)
                 cards = [card_view(c) for c in cards_for_runs(store, [report.base_run, report.tuned_run])]
             except HarnessError as exc:

@@ -27,6 +27,7 @@ from harness.tune.card import TuneCard
 from harness.view.pages import input_text, score_text
 
 FLIPS_SHOWN = 100  # items listed per cell and direction; the counts are always whole
+INPUT_SHOWN = 160  # characters of an item's rendered prompt in the flip table (its end: the item's own question)
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def _flip_rows(item_ids: Sequence[str], base: dict[str, StoredItem], tuned: dict
     for item_id in item_ids:
         b, t = base.get(item_id), tuned.get(item_id)
         first = t or b
-        out.append(FlipRow(item_id, input_text(first) if first else "", answer_text(b) if b else "(not stored)",
+        out.append(FlipRow(item_id, input_text(first, INPUT_SHOWN) if first else "", answer_text(b) if b else "(not stored)",
                            answer_text(t) if t else "(not stored)", score_text(b.scores.get(metric)) if b else "",
                            score_text(t.scores.get(metric)) if t else ""))
     return out

@@ -121,3 +121,38 @@ def test_walk_through_every_page(page: tuple[Any, list[str]], server: str, store
     _not_blank(tab, tmp_path, 1280)
     _not_blank(tab, tmp_path, 1920)
     assert dialogs == []
+
+
+@pytest.mark.slow
+def test_ab_and_sensitivity_pages_render(page: tuple[Any, list[str]], server: str, stored: Stored, tmp_path: Path) -> None:
+    """From a run page to its A/B chooser, the A/B of its two models (verdict, rows, flip tables), an item it lists, and the
+    sensitivity page: each paints, fits the window at 1280 and 1920 px, and runs no script."""
+    tab, dialogs = page
+    tab.goto(server + f"/runs/{stored.toy}")
+    tab.click("#decide-links a >> nth=0")
+    tab.wait_for_url(re.compile(rf"/runs/{stored.toy}/ab$"))
+    assert tab.locator("ul.ab-choices li").count() == 2
+    tab.click("text=within this run: base skilled:0.35, tuned skilled:0.85")
+    tab.wait_for_url(re.compile(r"base=skilled%3A0\.35"))
+    assert tab.locator("#ab-verdict").inner_text().startswith("tuned is better than base on 1 of 1 task(s) (toy)")
+    assert tab.locator("h1").inner_text().startswith("A/B: tuned = skilled:0.85 vs base = skilled:0.35")
+    assert tab.locator("table.ab tr.pooled").count() == 1 and tab.locator("table.ab tr.cell").count() == 4 + 1  # and across prompts
+    assert tab.locator("section.flips").count() == 4
+    fixed = tab.locator("table.flip-table.fixed tr.flip")
+    assert fixed.count() > 0 and "wrong" in (fixed.first.locator("td.out").first.get_attribute("class") or "")
+    _not_blank(tab, tmp_path, 1280)
+    _not_blank(tab, tmp_path, 1920)
+    item = fixed.first.get_attribute("data-item")
+    fixed.first.locator("a").first.click()
+    tab.wait_for_url(re.compile(rf"/items/{item}$"))
+    assert tab.locator("section.item-cell").count() == 8
+    tab.go_back()
+    tab.click("#swap")
+    tab.wait_for_url(re.compile(r"base=skilled%3A0\.85"))
+    assert tab.locator("#ab-verdict").inner_text().startswith("tuned is worse than base")
+    tab.goto(server + f"/runs/{stored.toy}/sensitivity")
+    assert tab.locator('section.factor[data-factor="template"] tr.slice').count() == 4  # 2 models x 2 shot counts
+    assert "prompt variant" in tab.locator("table.overview").inner_text() and "plain: " in tab.locator("table.slices").inner_text()
+    _not_blank(tab, tmp_path, 1280)
+    _not_blank(tab, tmp_path, 1920)
+    assert dialogs == []
