@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+import harness.view.decide as decide_page
 from harness.analysis.ab import ab_compare, cluster_deltas, flips
 from harness.backends import BACKENDS
 from harness.backends.scripted import ScriptedBackend
@@ -386,3 +387,14 @@ def test_harness_view_command_serves_the_ab_page_without_the_runs_backends(pair_
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_long_flip_list_is_cut_and_says_so(pair_client: TestClient, pair_store: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(decide_page, "FLIPS_SHOWN", 3)
+    page = pair_client.get(f"/runs/{pair_store.tuned}/ab", params={"base_run": pair_store.base})
+    block = sections(page.text, "flips")[0]
+    wins = int(re.search(r'data-fixed="(\d+)"', block).group(1))  # type: ignore[union-attr]
+    fixed = re.search(r'<table class="flip-table fixed">(.*?)</table>', block, re.S).group(1)  # type: ignore[union-attr]
+    assert wins > 3 and f"fixed (first 3 of {wins})" in fixed
+    shown = re.findall(r'<tr class="flip" data-item="t(\d+)"', fixed)
+    assert len(shown) == 3 and shown == sorted(shown, key=int)  # the first in split order
