@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from harness.backends import ModelSpec
 from harness.core.errors import HarnessError
 from harness.runner.planning import plan
@@ -219,10 +221,17 @@ def check_overlap_runs(store: Store, base_run: str | None, tuned_run: str, *, tu
     card. Content and near-duplicate checks re-read the items from the run's tasks; when they can no
     longer be read, ids are still compared and a note says what was skipped."""
     config = store.run_config(tuned_run)
-    models = [ModelSpec.model_validate(m) for m in config.get("spec", {}).get("models", [])]
+    notes: list[str] = []
+    models: list[ModelSpec] = []
+    for entry in config.get("spec", {}).get("models", []):
+        try:
+            models.append(ModelSpec.model_validate(entry))
+        except ValidationError:  # a stored model this install cannot read (its backend plugin is gone): no card to look for
+            name = entry.get("name") or f"{entry.get('backend')}:{entry.get('model')}" if isinstance(entry, dict) else "?"
+            notes.append(f"model {name}: this install cannot read its entry (backend {entry.get('backend') if isinstance(entry, dict) else '?'} "
+                         "not installed?), so it was not checked for a tuning card")
     if tuned_label is not None:
         models = [m for m in models if m.label == tuned_label]
-    notes: list[str] = []
     card, label = None, tuned_label or (models[0].label if models else "?")
     for model in models:
         card, why = card_for_model(model)
