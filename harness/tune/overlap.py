@@ -223,13 +223,14 @@ def check_overlap_runs(store: Store, base_run: str | None, tuned_run: str, *, tu
     config = store.run_config(tuned_run)
     notes: list[str] = []
     models: list[ModelSpec] = []
-    for entry in config.get("spec", {}).get("models", []):
+    for raw in config.get("spec", {}).get("models", []):
         try:
-            models.append(ModelSpec.model_validate(entry))
+            models.append(ModelSpec.model_validate(raw))
         except ValidationError:  # a stored model this install cannot read (its backend plugin is gone): no card to look for
-            name = entry.get("name") or f"{entry.get('backend')}:{entry.get('model')}" if isinstance(entry, dict) else "?"
-            notes.append(f"model {name}: this install cannot read its entry (backend {entry.get('backend') if isinstance(entry, dict) else '?'} "
-                         "not installed?), so it was not checked for a tuning card")
+            known = raw if isinstance(raw, dict) else {}
+            name = known.get("name") or f"{known.get('backend')}:{known.get('model')}"
+            notes.append(f"model {name}: this install cannot read its entry (backend {known.get('backend')} not installed?), "
+                         "so it was not checked for a tuning card")
     if tuned_label is not None:
         models = [m for m in models if m.label == tuned_label]
     card, label = None, tuned_label or (models[0].label if models else "?")
