@@ -58,7 +58,7 @@ from harness.store.store import Store
 CORPUS = Path(__file__).resolve().parent
 FIXTURES = CORPUS / "fixtures"
 TABLES = CORPUS / "cases"
-MEMORY_LIMIT = 4 * 2**30  # address space of one case (the CLI with torch imported peaks under 1 GiB)
+MEMORY_LIMIT = 4 * 2**30  # address space a case may add to what it inherits (the CLI with torch imported peaks under 1 GiB)
 DEFAULT_TIMEOUT = 20.0
 STDERR_LIMIT = 4000  # an error message longer than this is unbounded (issue 19, defect 8)
 CASE_KEYS = {"id", "about", "base", "task", "drop", "files", "setup", "argv", "python", "expect", "mentions", "stdout", "absent", "exists",
@@ -188,9 +188,18 @@ def _argv(value: Any) -> list[str]:
     return shlex.split(value) if isinstance(value, str) else [str(a) for a in value]
 
 
+def inherited_address_space() -> int:
+    """This process's virtual memory size in bytes (/proc/self/statm's first field, in pages)."""
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        return int(statm.read().split()[0]) * resource.getpagesize()
+
+
 def _child(case: Case, folder: Path, out: Path, err: Path) -> int:
     """In the forked child: limits, a clean environment, the case's folder as cwd, stdout/stderr to files."""
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    # the limit is on what the case adds: a forked child starts with its parent's address space, which in the
+    # whole suite holds torch, a loaded model and thread stacks (several GiB of virtual memory already)
+    limit = inherited_address_space() + MEMORY_LIMIT
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     for fd, path in ((1, out), (2, err)):
         target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(target, fd)
