@@ -8,6 +8,7 @@ User errors (HarnessError) print one paragraph and exit 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -77,8 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `harness compare --json | head`: the reader left, not an error
-        sys.stderr.close()
-        return 0
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:  # it was stdout: point it at /dev/null so the interpreter's last flush does not fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        raise  # another pipe (a server's socket): a real error; sys.stderr stays open (main may run inside a process)
 
 
 if __name__ == "__main__":
