@@ -4,10 +4,17 @@ task whose model answers with HTML (``hostile:``), and a failed run with its rea
 
 from __future__ import annotations
 
+import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,18 +89,53 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def server(stored: Stored) -> Iterator[str]:
-    """The real app under uvicorn on a free loopback port, in a thread: its base URL."""
+@contextmanager
+def serving(db: Path) -> Iterator[str]:
+    """The real app on ``db`` under uvicorn on a free loopback port, in a thread: its base URL; stopped on the way out."""
     port = free_port()
-    app = create_app(stored.db, "127.0.0.1")
-    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    instance = uvicorn.Server(uvicorn.Config(create_app(db, "127.0.0.1"), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=instance.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not instance.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        instance.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(stored: Stored) -> Iterator[str]:
+    """The real app on the shared store: its base URL."""
+    with serving(stored.db) as url:
+        yield url
+
+
+@contextmanager
+def view_command(db: Path) -> Iterator[str]:
+    """``harness view --db DB --port 0`` in a subprocess (the real command, this checkout on its path): the address it
+    printed; terminated on the way out."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "view", "--db", str(db), "--port", "0"], cwd=root,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        assert proc.stderr is not None
+        found = re.search(r"http://127\.0\.0\.1:\d+/", proc.stderr.readline())
+        assert found, "harness view printed no address"
+        yield found.group(0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def fetch(url: str, timeout: float) -> str:
+    """The page at ``url``, retried while the server is not answering yet (up to about 5 s)."""
+    for _ in range(100):
+        try:
+            return str(urllib.request.urlopen(url, timeout=timeout).read().decode())
+        except urllib.error.URLError:
+            time.sleep(0.05)
+    return ""

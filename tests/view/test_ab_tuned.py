@@ -7,18 +7,15 @@ from __future__ import annotations
 import html
 import json
 import re
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 from starlette.testclient import TestClient
 
 from harness.view import create_app
 from tests.browser import read_png
 from tests.helpers import cli
-from tests.view.conftest import free_port
+from tests.view.conftest import serving
 
 
 def _cells(row: str) -> list[str]:
@@ -56,20 +53,12 @@ def test_ab_page_of_a_real_tune_and_ab_pair(tmp_path: Path, db_path: Path, embed
     assert [r[4] for r in rows] == ["best (kept)" if p["step"] == card["best_step"] else "" for p in card["eval_curve"]]
     assert f"train loss at {len(card['train_loss'])} logged steps" in section
     # and in the browser: it paints and fits at both widths
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(db_path, "127.0.0.1"), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is installed by scripts/test.sh")
-    try:
+    with serving(db_path) as url:
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
             tab = browser.new_page(viewport={"width": 1280, "height": 900})
-            tab.goto(f"http://127.0.0.1:{port}{path}")
+            tab.goto(url + path)
             assert tab.locator("#ab-verdict").inner_text() == data["verdict"]
             assert tab.locator(f'section.tuning[data-card="{out.name}"] table.tune-curve tbody tr').count() == len(card["eval_curve"])
             for width in (1280, 1920):
@@ -80,6 +69,3 @@ def test_ab_page_of_a_real_tune_and_ab_pair(tmp_path: Path, db_path: Path, embed
                 assert image.shape[1] == width and image.std() > 10, f"blank page at {width} px"
                 assert tab.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
             browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import html
-import os
 import re
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,7 +21,7 @@ from harness.store import Store
 from harness.view import check_host, create_app, is_loopback
 from harness.view.pages import verdict_sentence
 from tests.helpers import cli
-from tests.view.conftest import FAILURE, IMG, SCRIPT, Stored
+from tests.view.conftest import FAILURE, IMG, SCRIPT, Stored, fetch, view_command
 
 
 @pytest.fixture(scope="module")
@@ -256,23 +252,10 @@ def test_browsing_every_page_leaves_the_database_bytes_unchanged(client: TestCli
 
 def test_harness_view_command_serves_the_pages(stored: Stored) -> None:
     """The real command in a subprocess: it prints its address, answers there, refuses another Host, stops on a signal."""
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "view", "--db", str(stored.db), "--port", "0"], cwd=root,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)})
-    try:
-        line = proc.stderr.readline()
-        url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
-        for _ in range(100):
-            try:
-                page = urllib.request.urlopen(url + f"runs/{stored.toy}", timeout=5).read().decode()
-                break
-            except urllib.error.URLError:
-                time.sleep(0.05)
+    with view_command(stored.db) as url:
+        page = fetch(url + f"runs/{stored.toy}", timeout=5)
         assert '<p class="verdict">On toy' in page
         request = urllib.request.Request(url, headers={"Host": "attacker.example"})
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=5)
         assert refused.value.code == 400
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)

@@ -14,9 +14,6 @@ import os
 import re
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +32,7 @@ from harness.store import Store
 from harness.view import create_app
 from tests.decide_support import QUESTION, unit
 from tests.helpers import MC_TEMPLATE, cli, write_task
-from tests.view.conftest import IMG, SCRIPT, Stored
+from tests.view.conftest import IMG, SCRIPT, Stored, fetch, view_command
 
 POLITE = ("{% macro answer(choice, index) %} {{ choice }}{% endmacro %}Answer the question.\n"
           "{% for s in shots %}Q: {{ s.input }}\nA:{{ s.answer }}\n\n{% endfor %}Q: {{ input }}\nA:")
@@ -370,24 +367,11 @@ def test_harness_view_command_serves_the_ab_page_without_the_runs_backends(pair_
     """A process where the runs' backends are not installed (here: the tests' scripted ones) still shows the A/B verdict;
     the overlap check, which reads the tuned model's entry, says it was not done instead of failing the page."""
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "view", "--db", str(pair_store.db), "--port", "0"], cwd=root,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)})
-    try:
-        line = proc.stderr.readline()  # type: ignore[union-attr]
-        url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)  # type: ignore[union-attr]
-        page = ""
-        for _ in range(100):
-            try:
-                page = urllib.request.urlopen(url + f"runs/{pair_store.tuned}/ab?base_run={pair_store.base}", timeout=30).read().decode()
-                break
-            except urllib.error.URLError:
-                time.sleep(0.05)
+    with view_command(pair_store.db) as url:
+        page = fetch(url + f"runs/{pair_store.tuned}/ab?base_run={pair_store.base}", timeout=30)
         assert 'id="ab-verdict">tuned is better than base' in page
         text = html.unescape(page)
         assert "this install cannot read its entry (backend marked not installed?), so it was not checked for a tuning card" in text, text[-3000:]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
     # harness ab itself, in such a process: the verdict and the same note, not a ValidationError traceback
     done = subprocess.run([sys.executable, "-m", "harness.cli", "ab", "--db", str(pair_store.db), "--base-run", pair_store.base,
                            "--tuned-run", pair_store.tuned], cwd=root, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)},

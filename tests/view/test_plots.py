@@ -8,15 +8,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
-import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.testclient import TestClient
 
 from harness.analysis.compare import compare_runs
@@ -25,7 +22,7 @@ from harness.store import Store
 from harness.view import create_app
 from tests.browser import has_colour, read_png
 from tests.helpers import cli, write_task
-from tests.view.conftest import Stored, free_port
+from tests.view.conftest import Stored, serving
 
 VENDOR = Path(__file__).resolve().parents[2] / "harness" / "view" / "static" / "vendor"
 LABEL = "hostile:</script><script>alert('out')</script><img src=x onerror=alert(2)>"
@@ -208,20 +205,17 @@ def test_the_plots_paint_and_no_title_is_clipped(browser: Any, server: str, stor
 @pytest.mark.slow
 def test_a_hostile_label_runs_nothing_in_the_browser(browser: Any, hostile_db: tuple[Path, str], tmp_path: Path) -> None:
     db, run = hostile_db
-    port = free_port()
-    instance = uvicorn.Server(uvicorn.Config(create_app(db, "127.0.0.1"), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        assert thread.is_alive() and time.monotonic() < deadline
-        time.sleep(0.05)
+    with serving(db) as url:
+        _hostile_page_runs_nothing(browser, url, run)
+
+
+def _hostile_page_runs_nothing(browser: Any, url: str, run: str) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     tab = context.new_page()
     dialogs: list[str] = []
     tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     try:
-        tab.goto(f"http://127.0.0.1:{port}/runs/{run}")
+        tab.goto(f"{url}/runs/{run}")
         figures = _drawn(tab)
         assert [f.get_attribute("data-plot") for f in figures] == ["scores", "differences", "heatmap", "spread"]
         labels = tab.locator('figure[data-plot="heatmap"] g.role-axis-label text').evaluate_all("els => els.map(e => e.textContent)")
@@ -229,5 +223,3 @@ def test_a_hostile_label_runs_nothing_in_the_browser(browser: Any, hostile_db: t
         assert dialogs == [] and tab.locator("img").count() == 0
     finally:
         context.close()
-        instance.should_exit = True
-        thread.join(timeout=10)
