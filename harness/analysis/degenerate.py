@@ -24,7 +24,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.scoring.metrics import NO_CHOICE, Outcome, predicted_choice
-from harness.store import Store, StoredCell, StoredItem
+from harness.store import ItemAnswer, Store, StoredCell
 from harness.tasks.kinds import task_kind
 
 DEGENERATE_SHARE = 0.9
@@ -74,8 +74,8 @@ def is_degenerate(count: int, n: int, share: float = DEGENERATE_SHARE, min_items
 def degenerate_cells(store: Store, run_ids: Sequence[str], *, share: float = DEGENERATE_SHARE,
                      min_items: int = MIN_ITEMS) -> list[DegenerateCell]:
     """The degenerate cells of these runs, in the store's cell order."""
-    rows: dict[tuple[str, str], list[StoredItem]] = {}
-    for row in store.items(run_ids):
+    rows: dict[tuple[str, str], list[ItemAnswer]] = {}
+    for row in store.answers(run_ids):  # the answers alone: prompts, targets and scores are not decoded
         rows.setdefault((row.run_id, row.cell_id), []).append(row)
     out = []
     for cell in store.cells(run_ids):
@@ -85,16 +85,19 @@ def degenerate_cells(store: Store, run_ids: Sequence[str], *, share: float = DEG
     return out
 
 
-def _predicted(row: StoredItem, normalise: bool) -> tuple[int, str]:
+def _predicted(row: ItemAnswer, normalise: bool) -> tuple[int, str]:
     """(index, stripped text) of the choice a stored multiple-choice item predicts."""
     continuations = tuple(row.continuations or ())
     # [: n]: acc_mutual_info's unconditional results follow the choices' own (runner.prepare)
-    logprobs = tuple(float(r.get("logprob", float("nan"))) for r in row.response)[: len(continuations)]
-    index = predicted_choice(Outcome(item=None, choice_logprobs=logprobs, continuations=continuations), normalise)  # type: ignore[arg-type]
+    logprobs = row.logprobs[: len(continuations)]
+    if not normalise:  # predicted_choice's own rule without an array per item: NaN (or nothing) is no choice, else the first maximum
+        index = NO_CHOICE if not logprobs or any(v != v for v in logprobs) else logprobs.index(max(logprobs))
+    else:
+        index = predicted_choice(Outcome(item=None, choice_logprobs=logprobs, continuations=continuations), normalise)  # type: ignore[arg-type]
     return index, (continuations[index].strip() if 0 <= index < len(continuations) else "(no choice)")
 
 
-def _cell(cell: StoredCell, rows: list[StoredItem], share: float, min_items: int) -> DegenerateCell | None:
+def _cell(cell: StoredCell, rows: list[ItemAnswer], share: float, min_items: int) -> DegenerateCell | None:
     kind = task_kind(cell.task_type)
     if kind.answer == "choice":  # not stored as text: the highest-scoring choice, read from the stored log-likelihoods
         normalise = bool(cell.metrics) and cell.metrics[0] == "acc_norm"

@@ -1,12 +1,13 @@
 """The results store: one SQLite file of runs, cells, items and the response cache, read as frozen records."""
 
 from harness.store.export import export_run, item_row
-from harness.store.records import CalibrationRow, ItemRecord, ItemScores, StoredCell, StoredItem, StoredRun
+from harness.store.records import CalibrationRow, ItemAnswer, ItemRecord, ItemScores, StoredCell, StoredItem, StoredRun
 from harness.store.store import DEFAULT_DB, Store
 
 __all__ = [
     "DEFAULT_DB",
     "CalibrationRow",
+    "ItemAnswer",
     "ItemRecord",
     "ItemScores",
     "Store",

@@ -96,3 +96,43 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
 ]
+
+# What the viewer's full-text search matches in an items row (harness/store/browse.py verifies every candidate against the same
+# expressions): the item id, the prompt's text, the outputs (the extracted answer, the choices, a generation's text) and the target.
+# A loglikelihood response is numbers only, so it is not text to search; a response that is not strict JSON (a NaN log-prob in a
+# generation's token log-probs) is searched as it is stored.
+SEARCH_COLUMNS = ("item_id", "prompt", "outputs", "target")
+
+
+def search_values(row: str) -> tuple[str, ...]:
+    """The SQL expressions of ``SEARCH_COLUMNS`` over the items row ``row`` (``new``, ``old`` or a table alias)."""
+    outputs = (f"COALESCE({row}.extracted, '') || char(10) || COALESCE({row}.continuations_json, '') || char(10) || "
+               f"CASE WHEN {row}.continuations_json IS NOT NULL THEN '' WHEN json_valid({row}.response_json) THEN "
+               f"COALESCE((SELECT group_concat(json_extract(value, '$.text'), char(10)) FROM json_each({row}.response_json)), '') "
+               f"ELSE {row}.response_json END")
+    return f"{row}.item_id", f"json_extract({row}.prompt_json, '$')", outputs, f"{row}.target_json"
+
+
+def _search_migration() -> str:
+    columns = ", ".join(SEARCH_COLUMNS)
+    new, old = ", ".join(search_values("new")), ", ".join(search_values("old"))
+    delete = f"INSERT INTO items_search(items_search, rowid, {columns}) VALUES ('delete', old.rowid, {old})"
+    insert = f"INSERT INTO items_search(rowid, {columns}) VALUES (new.rowid, {new})"
+    return f"""
+        CREATE INDEX items_scores ON items(run_id, cell_id, position, item_id, scores_json, cluster, target_json);
+        CREATE INDEX runs_by_created ON runs(created_at);
+        CREATE VIRTUAL TABLE items_search USING fts5({columns}, tokenize='trigram', content='', detail=none);
+        INSERT INTO items_search(rowid, {columns}) SELECT rowid, {", ".join(search_values("items"))} FROM items;
+        CREATE TRIGGER items_search_insert AFTER INSERT ON items BEGIN {insert}; END;
+        CREATE TRIGGER items_search_delete AFTER DELETE ON items BEGIN {delete}; END;
+        CREATE TRIGGER items_search_update AFTER UPDATE OF item_id, prompt_json, continuations_json, response_json, extracted, target_json
+            ON items BEGIN {delete}; {insert}; END
+        """
+
+
+MIGRATIONS.append(
+    # harness view at scale (200,000 items x 8 cells): a covering index of what summaries and the items page read per row (scores,
+    # cluster, target, in split order), runs by date, and a trigram full-text index of each row's text (contentless, no positions:
+    # it narrows a search to candidate rows, which browse.py checks with LIKE), kept current by triggers on items
+    ("006_view_indices", _search_migration()),
+)

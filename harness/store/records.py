@@ -116,6 +116,19 @@ class ItemScores:
 
 
 @dataclass(frozen=True)
+class ItemAnswer:
+    """What an item answered, alone: its choices' log-probs (each stored result's ``logprob``, NaN where it has none) and
+    the extracted answer, without decoding prompts, targets and scores (the degenerate-cell check reads every item)."""
+
+    run_id: str
+    cell_id: str
+    item_id: str
+    continuations: list[str] | None
+    logprobs: tuple[float, ...]
+    extracted: str | None
+
+
+@dataclass(frozen=True)
 class CalibrationRow:
     """One row of ``calibration`` (contextual calibration of one item, ``harness calibrate``)."""
 

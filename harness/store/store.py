@@ -27,7 +27,7 @@ from typing import Any
 from harness.core.errors import HarnessError, did_you_mean
 from harness.requests import Result, result_from_json, result_to_json
 from harness.store.migrations import MIGRATIONS
-from harness.store.records import CalibrationRow, ItemRecord, ItemScores, RunClaim, StoredCell, StoredItem, StoredRun
+from harness.store.records import CalibrationRow, ItemAnswer, ItemRecord, ItemScores, RunClaim, StoredCell, StoredItem, StoredRun
 
 DEFAULT_DB = Path("results") / "harness.db"
 OWNER_STALE_S = 30 * 60  # a run owned on another host, not written to for this long, is taken to be abandoned
@@ -135,6 +135,20 @@ def damaged_database(exc: BaseException, path: Path | str | None) -> HarnessErro
                         f"a new file (`sqlite3 {db} .recover` may save what is left)")
 
 
+def statements(sql: str) -> list[str]:
+    """A migration's SQL cut into whole statements (a trigger's body keeps its own semicolons)."""
+    out, pending = [], ""
+    for part in sql.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                out.append(pending.strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        out.append(pending.strip())
+    return out
+
+
 def _marks(values: Sequence[Any]) -> str:
     return ",".join("?" * len(values))
 
@@ -185,6 +199,7 @@ class Store:
             _switch_to_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA recursive_triggers=ON")  # INSERT OR REPLACE's delete of the old row fires the search index's trigger
         except sqlite3.DatabaseError as exc:
             if not existed and self.path.is_file() and self.path.stat().st_size == 0:
                 self.path.unlink()  # no empty file left behind by an open that failed (a full disk)
@@ -256,9 +271,8 @@ class Store:
                 applied = set()
             for name, sql in MIGRATIONS:
                 if name not in applied:
-                    for statement in sql.split(";"):
-                        if statement.strip():
-                            self._apply(name, statement)
+                    for statement in statements(sql):
+                        self._apply(name, statement)
                     self.db.execute("INSERT INTO migrations VALUES (?, ?)", (name, now()))
 
     def _apply(self, migration: str, statement: str) -> None:
@@ -497,6 +511,17 @@ class Store:
             list(run_ids),
         )
         return [ItemScores(r["run_id"], r["cell_id"], r["item_id"], json.loads(r["scores_json"]), r["cluster"]) for r in rows]
+
+    def answers(self, run_ids: Sequence[str]) -> list[ItemAnswer]:
+        """The runs' items' answers (choices, log-probs, extracted text), in ``items`` order, without their other columns."""
+        rows = self.db.execute(
+            f"SELECT run_id, cell_id, item_id, continuations_json, response_json, extracted FROM items WHERE run_id IN ({_marks(run_ids)}) "
+            "ORDER BY run_id, cell_id, position",
+            list(run_ids),
+        )
+        nan = float("nan")
+        return [ItemAnswer(r[0], r[1], r[2], json.loads(r[3]) if r[3] else None,
+                           tuple(float(x.get("logprob", nan)) for x in json.loads(r[4])), r[5]) for r in rows]
 
     # -- calibration --------------------------------------------------------------
     def write_calibration(self, rows: Sequence[CalibrationRow], metric: str) -> None:
