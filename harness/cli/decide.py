@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from harness.analysis.ab import ab_compare, cell_pairs, run_pair, tuned_spec
 from harness.analysis.compare import compare_runs, find_cell, item_diff
@@ -16,14 +15,14 @@ from harness.backends import parse_model
 from harness.core.errors import HarnessError
 from harness.core.yamlfile import validate
 from harness.report.ab import print_ab, with_checks
-from harness.report.html import write_ab_report, write_report
 from harness.report.terminal import comparison_csv, comparison_tables, console, diff_view, pair_tables, print_json
-from harness.report.tune import cards_for_runs, tuning_section, write_tuning_report
 from harness.runner.rescore import rescore_run
 from harness.runner.spec import ExperimentSpec
 from harness.store.store import Store
-from harness.tune.card import load_card
+from harness.tune.card import CARD_JSON, load_card
 from harness.tune.overlap import check_overlap, check_overlap_runs
+from harness.view.context import AbQuery
+from harness.view.export import write_ab_report, write_report, write_tuning_report
 
 
 def _comparison(args: argparse.Namespace, store: Store):  # type: ignore[no-untyped-def]
@@ -92,16 +91,10 @@ def cmd_ab(args: argparse.Namespace) -> int:
         print_ab(report, console(args.wide))
         for a, b in cell_pairs(report)[:5]:
             print(f"  harness show --diff {a} {b}")
-    if args.html:
-        _write_ab_html(report, store, args.html)
+    if args.html:  # the A/B page of harness view as one file: the same A/B, computed again from the store with the same options
+        write_ab_report(store, AbQuery(tuned_run, base_run, base_label, tuned_label, _ab_options(args)), args.html)
+        print(f"wrote {args.html} (A/B verdict, the same numbers as above); open it in any browser, no network needed", file=sys.stderr)
     return 0
-
-
-def _write_ab_html(report, store: Store, path: Path, diff_limit: int = 30) -> None:  # type: ignore[no-untyped-def]
-
-    cards = {c.folder.resolve(): c for c in cards_for_runs(store, [report.base_run, report.tuned_run]) if c is not None}
-    write_ab_report(report, path, store, diff_limit, appendix=[tuning_section(c) for c in cards.values()])
-    print(f"wrote {path} (A/B verdict, the same numbers as above); open it in any browser, no network needed", file=sys.stderr)
 
 
 def _ab_spec(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -136,36 +129,41 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ab_options(args: argparse.Namespace) -> dict[str, object]:
+    return {"metric": args.metric, "alpha": args.alpha, "resamples": args.resamples, "seed": args.seed, "confidence": args.confidence,
+            "margin": args.margin, "unscorable": args.unscorable}
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    """Runs' comparison, with the curves of any tuned model in them appended; or, with --tune and no runs, curves alone."""
+    """The run page of ``harness view`` for the runs' comparison (with the cards of any tuned model in them), the A/B page
+    with ``--ab``, or, with --tune and no runs, the tuning cards alone: one self-contained HTML file."""
     if args.output.is_dir():
         raise HarnessError(f"harness report: -o/--output '{args.output}' is a folder; give the HTML file to write, e.g. {args.output / 'report.html'}")
-    if args.tune and not args.runs:
-        written = write_tuning_report(args.tune, args.output)
-        print(f"wrote {args.output} (tuning curves of {len(written)} run(s)); open it in any browser, no network needed")
-        return 0
-    if args.ab:
-        if args.runs:
-            raise HarnessError("harness report --ab BASE_RUN TUNED_RUN takes no other runs")
-
-        store = Store.open_read_only(args.db)
-        base_run, tuned_run = (store.resolve_run(r) for r in args.ab)
-        report = ab_compare(store, base_run, tuned_run, metric=args.metric, alpha=args.alpha, resamples=args.resamples,
-                            seed=args.seed, confidence=args.confidence, margin=args.margin, unscorable=args.unscorable)
-
-        overlap = check_overlap_runs(store, base_run, tuned_run, tuned_label=report.tuned, allow=True)  # a report shows, never refuses
-        _write_ab_html(with_checks(report, store, overlap), store, args.output, args.diff_limit)
-        return 0
-    args.runs = args.runs or ["latest"]
-    store = Store.open_read_only(args.db)
-    comp = _comparison(args, store)
     named = [load_card(folder) for folder in args.tune]
     missing = [str(f) for f, c in zip(args.tune, named) if c is None]
     if missing:
-        raise HarnessError(f"harness report --tune: no tuning card in {', '.join(missing)} (is it a `harness tune -o` folder?)")
-    cards = {c.folder.resolve(): c for c in [*cards_for_runs(store, comp.runs), *named] if c is not None}
-    path = write_report(comp, args.output, store, args.diff_limit, appendix=[tuning_section(c) for c in cards.values()])
+        raise HarnessError(f"harness report --tune: {', '.join(repr(m) for m in missing)} {'holds' if len(missing) == 1 else 'hold'} no "
+                           f"{CARD_JSON} (is it a `harness tune -o` folder?)")
+    cards = [c for c in named if c is not None]
+    if args.tune and not args.runs and not args.ab:
+        write_tuning_report(cards, args.output)
+        print(f"wrote {args.output} (tuning curves of {len(cards)} run(s)); open it in any browser, no network needed")
+        return 0
+    store = Store.open_read_only(args.db)
+    try:
+        if args.ab:
+            if args.runs:
+                raise HarnessError("harness report --ab BASE_RUN TUNED_RUN takes no other runs")
+            base_run, tuned_run = (store.resolve_run(r) for r in args.ab)
+            write_ab_report(store, AbQuery(tuned_run, base_run, options=_ab_options(args)), args.output)
+            print(f"wrote {args.output} (A/B of tuned run {tuned_run} against base run {base_run}); open it in any browser, no network needed")
+            return 0
+        args.runs = args.runs or ["latest"]
+        comp = _comparison(args, store)
+        page = write_report(store, comp, args.output, diff_limit=args.diff_limit, cards=cards)
+    finally:
+        store.close()
     cells = sum(len(r.cells) for r in comp.rankings)
-    curves = f", tuning curves of {len(cards)} run(s)" if cards else ""
-    print(f"wrote {path} ({len(comp.rankings)} task(s), {cells} cells{curves}); open it in any browser, no network needed")
+    curves = f", tuning curves of {len(page.cards)} run(s)" if page.cards else ""
+    print(f"wrote {args.output} ({len(comp.rankings)} task(s), {cells} cells{curves}); open it in any browser, no network needed")
     return 0

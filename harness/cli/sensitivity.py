@@ -6,9 +6,10 @@ import argparse
 
 from harness.analysis.sensitivity import analyse
 from harness.core.errors import HarnessError
-from harness.report.sensitivity import print_tables, write_html
+from harness.report.sensitivity import print_tables
 from harness.report.terminal import console, print_json
 from harness.store.store import Store
+from harness.view.export import write_sensitivity_report
 
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
@@ -16,12 +17,12 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     try:
         runs = [store.resolve_run(r) for r in args.runs]
         result = analyse(store, runs, args.metric, tasks=args.only_tasks, confidence=args.confidence, resamples=args.resamples, seed=args.seed)
+        if not result.slices:
+            raise HarnessError(f"runs {', '.join(runs)}: no factor varies (each needs two settings that differ only in it)")
+        if args.output:  # the sensitivity page of harness view, as one file
+            write_sensitivity_report(store, result, args.output)
     finally:
         store.close()
-    if not result.slices:
-        raise HarnessError(f"runs {', '.join(runs)}: no factor varies (each needs two settings that differ only in it)")
-    if args.output:
-        write_html(result, args.output)
     if args.json:
         print_json(result.to_dict())
     else:

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.analysis.compare import Comparison, RankedCell, TaskRanking, setting_labels
+from harness.analysis.sensitivity import Slice
 from harness.core.deps import require
 from harness.report.numbers import p_value
-from harness.report.terminal import cell_name, number_formats, varying_fields
+from harness.report.terminal import cell_name, number_formats, tau_text, varying_fields
+from harness.tune.card import TuneCard
 
 VEGA_LITE_VERSION = "6.4.1"  # harness/view/static/vendor/vega-lite.min.js; vl-convert renders with its 6.4
 VL_CONVERT_VERSION = "6.4"
@@ -33,6 +35,7 @@ ROW = 24  # px per cell / setting row
 # the page's badge colours (harness/view/static/view.css): the plot and the table name a verdict alike
 VERDICT_COLOURS = {"best": "#1b7837", "better": "#1b7837", "inconclusive": "#5aae61", "equivalent": "#2166ac", "worse": "#b2182b"}
 VERDICT_ORDER = ("best", "better", "inconclusive", "equivalent", "worse")
+LOSS_COLOUR, EVAL_COLOUR, BEST_COLOUR, STOP_COLOUR = "#b2182b", "#2166ac", "#1b7837", "#8c510a"  # a tuning curve's marks
 
 Spec = dict[str, Any]
 
@@ -257,6 +260,132 @@ def task_plots(comp: Comparison, ranking: TaskRanking, width: int | str = "conta
     """The task's plots in page order (a difference plot needs two cells, a spread two prompt variants)."""
     plots = [score_plot(comp, ranking, width), difference_plot(comp, ranking, width), heatmap(comp, ranking, width), spread_plot(comp, ranking, width)]
     return [p for p in plots if p is not None]
+
+
+def stability_plot(comp: Comparison, width: int | str = "container") -> Plot | None:
+    """Kendall τ of the prompt variants' order between two settings (dot) with its CI over items (bar), per task and pair
+    of settings; 1 is the same order, 0 no relation, −1 reversed. None when no two settings share two or more variants."""
+    rows = [{"pair": f"{s.task}: {s.setting_a} | vs {s.setting_b}", "task": s.task, "tau": _number(s.tau), "low": _number(s.ci_low),
+             "high": _number(s.ci_high), "variants": s.n_variants, "items": s.n_items, "text": tau_text(s)} for s in comp.stability]
+    if not rows:
+        return None
+    x = {"type": "quantitative", "title": f"Kendall τ of the prompt variants' order, {comp.confidence:.0%} CI", "scale": {"domain": [-1, 1]}}
+    # two lines per pair (setting A, then "vs" setting B) and no axis title: one line of both would be cut at the label limit
+    y = {"field": "pair", "type": "nominal", "sort": None, "title": None, "axis": {"labelExpr": "split(datum.label, ' | ')", "labelLineHeight": 14}}
+    tooltip = [{"field": "pair"}, {"field": "text", "title": "τ [CI]"}, {"field": "variants"}, {"field": "items"}]
+    spec = _frame("Rank stability of the prompt variants", [
+        "dot: τ between the variants' order under the two settings; bar: its bootstrap CI over the items both share",
+        "1: the same order under both; 0: unrelated; −1: reversed (not adjusted for multiplicity)"], width)
+    spec.update({"data": {"values": rows}, "height": {"step": 2 * ROW}, "layer": [
+        {"data": {"values": [{"zero": 0.0}]}, "mark": {"type": "rule", "color": "#888888", "strokeDash": [4, 3]},
+         "encoding": {"x": {"field": "zero", "type": "quantitative"}}},
+        {"mark": {"type": "rule", "strokeWidth": 3, "color": "#2166ac"},
+         "encoding": {"y": y, "x": {"field": "low", **x}, "x2": {"field": "high"}, "tooltip": tooltip}},
+        {"mark": {"type": "point", "filled": True, "size": 80, "color": "#08306b", "opacity": 1},
+         "encoding": {"y": y, "x": {"field": "tau", "type": "quantitative"}, "tooltip": tooltip}},
+    ]})
+    return Plot("stability", "Kendall tau of the prompt variants' order between settings, with its CI", spec)
+
+
+def factor_plot(factor: str, slices: Sequence[Slice], confidence: float, width: int | str = "container") -> Plot:
+    """One factor of ``harness sensitivity``: per slice (everything else fixed) a band from the lowest to the highest setting's
+    mean, and each setting's mean with its CI (the lowest and highest in red), from the analysis's own intervals."""
+    bands, levels = [], []
+    for s in slices:
+        bands.append({"slice": s.context, "min": _number(s.min.mean), "max": _number(s.max.mean), "range": _number(s.range),
+                      "lowest": s.min.name, "highest": s.max.name})
+        for lv in s.levels:
+            ci = lv.interval
+            levels.append({"slice": s.context, "setting": lv.name, "mean": _number(lv.mean), "low": _number(ci.low), "high": _number(ci.high),
+                           "method": ci.method, "extreme": "lowest or highest" if lv is s.min or lv is s.max else "in between",
+                           "draws": lv.draws})
+    metric = slices[0].metric
+    percent = all(0 <= (lv.mean if lv.mean == lv.mean else 0) <= 1 for s in slices for lv in s.levels)
+    x = {"type": "quantitative", "title": f"{metric}{' (%)' if percent else ''}, {confidence:.0%} CI per setting", "scale": {"zero": False},
+         "axis": _axis_format(percent)}
+    y = {"field": "slice", "type": "nominal", "sort": None, "title": None}
+    colour = {"field": "extreme", "type": "nominal", "title": "setting", "scale": {"domain": ["lowest or highest", "in between"],
+                                                                                     "range": ["#b2182b", "#2166ac"]}}
+    tooltip = [{"field": "setting"}, {"field": "slice", "title": "all else fixed"}, {"field": "mean", "format": ".3f"},
+               {"field": "low", "format": ".3f"}, {"field": "high", "format": ".3f"}, {"field": "method", "title": "CI"}]
+    spec = _frame(f"{factor}: spread per slice", [
+        "band: the lowest to the highest setting's mean; dot and bar: each setting's mean and its own CI (not adjusted)"], width)
+    spec.update({"height": {"step": 2 * ROW}, "layer": [
+        {"data": {"values": bands}, "mark": {"type": "rule", "strokeWidth": 12, "color": "#c6dbef"},
+         "encoding": {"y": y, "x": {"field": "min", **x}, "x2": {"field": "max"},
+                      "tooltip": [{"field": "slice"}, {"field": "lowest"}, {"field": "highest"}, {"field": "range", "format": ".3f"}]}},
+        {"data": {"values": levels}, "mark": {"type": "rule", "strokeWidth": 1.5, "opacity": 0.7, "yOffset": 6},
+         "encoding": {"y": y, "x": {"field": "low", "type": "quantitative"}, "x2": {"field": "high"}, "color": colour, "tooltip": tooltip}},
+        {"data": {"values": levels}, "mark": {"type": "point", "filled": True, "size": 60, "opacity": 1},
+         "encoding": {"y": y, "x": {"field": "mean", "type": "quantitative"}, "color": colour, "tooltip": tooltip}},
+    ]})
+    return Plot(f"factor-{factor}", f"{factor}: range of the setting means per slice, each with its CI", spec)
+
+
+def _step_marks(card: TuneCard, top: str) -> list[Spec]:
+    """The best (kept) step and, for a run stopped early, the steps never run (shaded) and where it stopped."""
+    data, marks = card.data, []
+    if card.stopped_early:
+        stop = int(data.get("steps") or 0)
+        marks.append({"data": {"values": [{"from": stop, "to": card.max_steps}]}, "mark": {"type": "rect", "color": "#000000", "opacity": 0.05},
+                      "encoding": {"x": {"field": "from", "type": "quantitative"}, "x2": {"field": "to"}}})
+        marks.append({"data": {"values": [{"step": stop, "what": f"early stop {stop}"}]},
+                      "mark": {"type": "rule", "color": STOP_COLOUR, "strokeWidth": 2},
+                      "encoding": {"x": {"field": "step", "type": "quantitative"}, "tooltip": [{"field": "what"}]}})
+    best = data.get("best_step")
+    if best is not None:
+        marks.append({"data": {"values": [{"step": best, "what": f"best {best} (kept)", "top": top}]},
+                      "mark": {"type": "rule", "color": BEST_COLOUR, "strokeWidth": 2, "strokeDash": [5, 3]},
+                      "encoding": {"x": {"field": "step", "type": "quantitative"}, "tooltip": [{"field": "what"}]}})
+        marks.append({"data": {"values": [{"step": best, "what": f"best {best}"}]},
+                      "mark": {"type": "text", "color": BEST_COLOUR, "align": "left", "dx": 4, "y": 8, "fontSize": 11},
+                      "encoding": {"x": {"field": "step", "type": "quantitative"}, "text": {"field": "what"}}})
+    return marks
+
+
+def tuning_plots(card: TuneCard, width: int | str = "container") -> list[Plot]:
+    """A ``harness tune`` card's curves on one step axis (0 to the configured maximum): the train loss, then the selection
+    metric at each evaluation with its 95% CI (band and bars), the best (kept) step and an early stop marked on both."""
+    data = card.data
+    steps = {"type": "quantitative", "title": "optimiser step", "scale": {"domain": [0, card.max_steps], "nice": False}}
+    losses = [{"step": p["step"], "loss": _number(float(p["loss"]))} for p in data.get("train_loss", []) if p.get("loss") is not None]
+    evals = []
+    for p in data.get("eval_curve", []):
+        value = p.get(card.metric)
+        if isinstance(value, (int, float)) and value == value:
+            low, high = _number(p.get("ci_low")), _number(p.get("ci_high"))
+            evals.append({"step": p.get("step"), "value": float(value), "low": low, "high": high, "n": p.get("n"),
+                          "ci": "—" if low is None or high is None else f"[{low:.4f}, {high:.4f}]"})
+    out = []
+    if losses:
+        spec = _frame(f"{card.folder.name}: train loss", ["loss on the answer tokens at each logged step"], width)
+        spec.update({"data": {"values": losses}, "height": 150, "layer": [
+            {"mark": {"type": "line", "color": LOSS_COLOUR, "point": {"color": LOSS_COLOUR, "size": 20}},
+             "encoding": {"x": {"field": "step", **steps}, "y": {"field": "loss", "type": "quantitative", "title": "train loss",
+                                                                 "scale": {"zero": False}},
+                          "tooltip": [{"field": "step"}, {"field": "loss", "format": ".4f"}]}},
+            *_step_marks(card, "loss")]})
+        out.append(Plot("tune-loss", f"train loss of {card.folder.name} by step", spec))
+    if evals:
+        sizes = sorted({int(e["n"]) for e in evals if isinstance(e.get("n"), int)})
+        bounded = all(0 <= e["value"] <= 1 for e in evals)
+        y = {"type": "quantitative", "title": f"selection {card.metric}", "scale": {"zero": False, **({"domainMax": 1} if bounded else {})}}
+        with_ci = [e for e in evals if e["low"] is not None and e["high"] is not None]
+        spec = _frame(f"{card.folder.name}: selection {card.metric} by step", [
+            "band and bars: the 95% CI at each evaluation" + (f" (n = {', '.join(map(str, sizes))} items)" if sizes else "")], width)
+        layers: list[Spec] = []
+        if with_ci:
+            layers += [{"data": {"values": with_ci}, "mark": {"type": "area", "color": EVAL_COLOUR, "opacity": 0.12},
+                        "encoding": {"x": {"field": "step", **steps}, "y": {"field": "low", **y}, "y2": {"field": "high"}}},
+                       {"data": {"values": with_ci}, "mark": {"type": "rule", "color": EVAL_COLOUR},
+                        "encoding": {"x": {"field": "step", **steps}, "y": {"field": "low", **y}, "y2": {"field": "high"}}}]
+        layers.append({"mark": {"type": "line", "color": EVAL_COLOUR, "point": {"color": EVAL_COLOUR, "size": 30}},
+                       "encoding": {"x": {"field": "step", **steps}, "y": {"field": "value", **y},
+                                    "tooltip": [{"field": "step"}, {"field": "value", "title": card.metric, "format": ".4f"},
+                                                {"field": "ci", "title": "95% CI"}, {"field": "n"}]}})
+        spec.update({"data": {"values": evals}, "height": 150, "layer": [*layers, *_step_marks(card, "eval")]})
+        out.append(Plot("tune-eval", f"selection {card.metric} of {card.folder.name} by step with its 95% CI", spec))
+    return out
 
 
 def render_svg(spec: Spec, width: int = STATIC_WIDTH) -> str:

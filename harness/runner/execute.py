@@ -112,6 +112,8 @@ def run_experiment(
         for line in config.get("warnings", []):
             log(f"warning: {line}")
     config_hash = stable_hash(config)
+    # each template's text, for the viewer's provenance; after the hash, which already holds each text's sha256
+    config["template_sources"] = {f"{c.task.name}/{c.template.name}": c.template.source for c in cells}
     store = store if isinstance(store, Store) else store()
     total = sum(len(c.items) for c in cells)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")

@@ -19,6 +19,7 @@ from harness.analysis.compare import answer_text
 from harness.analysis.sensitivity import DESCRIPTIONS, FACTORS, Sensitivity
 from harness.report.ab import AbFormat, ab_notes, ab_rows
 from harness.report.numbers import percent
+from harness.report.plots import Plot, factor_plot
 from harness.report.sensitivity import SLICE_HEAD, TEST_HEAD, ci_text, slice_row, test_row
 from harness.report.tune import tuning_facts
 from harness.store import Store, StoredItem
@@ -208,6 +209,7 @@ class FactorView:
     description: str
     slices: list[SliceView]
     tests: list[list[str]]  # the report's paired-test rows
+    plot: Plot
 
 
 @dataclass(frozen=True)
@@ -229,5 +231,6 @@ def sensitivity_view(result: Sensitivity) -> SensitivityView:
         if not slices:
             continue
         views = [SliceView(slice_row(s), s.task, [LevelRow(lv.name, ci_text(lv.interval), lv.draws) for lv in s.levels]) for s in slices]
-        factors.append(FactorView(factor, DESCRIPTIONS[factor], views, [test_row(t) for t in result.tests if t.factor == factor]))
+        factors.append(FactorView(factor, DESCRIPTIONS[factor], views, [test_row(t) for t in result.tests if t.factor == factor],
+                                  factor_plot(factor, slices, result.confidence)))
     return SensitivityView(overview, factors, list(result.notes), list(SLICE_HEAD), list(TEST_HEAD))

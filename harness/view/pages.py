@@ -143,7 +143,7 @@ class Provenance:
     settings: list[tuple[str, str]]  # the run's spec fields that choose items and demonstrations
     versions: list[tuple[str, str]]
     models: list[tuple[str, str]]  # label, identity (JSON)
-    templates: list[tuple[str, str, str]]  # task, template name, sha256
+    templates: list[tuple[str, str, str, str]]  # task, template name, sha256, its text
     data: list[tuple[str, str, str]]  # task, split, sha256
 
 
@@ -155,7 +155,9 @@ def provenance(overview: RunOverview) -> Provenance:
     spec = config.get("spec", {}) if isinstance(config.get("spec"), dict) else {}
     settings = [(name, json.dumps(spec[name], ensure_ascii=False)) for name in SETTINGS if name in spec and spec[name] is not None]
     models = list({c.model: json.dumps(c.model_json, sort_keys=True, ensure_ascii=False) for c in overview.cells}.items())
-    templates = sorted({(c.task, c.prompt, c.prompt_sha256) for c in overview.cells})
+    sources = config.get("template_sources") or {}
+    templates = [(task, name, digest, str(sources.get(f"{task}/{name}", "(not stored: the run was made before harness kept template texts)")))
+                 for task, name, digest in sorted({(c.task, c.prompt, c.prompt_sha256) for c in overview.cells})]
     data = []
     for task, info in sorted((config.get("tasks") or {}).items()):
         for split, digest in sorted((info.get("data") or {}).items() if isinstance(info, dict) else []):

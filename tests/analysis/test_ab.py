@@ -155,13 +155,14 @@ def test_ab_html_report_shows_the_terminal_verdict_with_the_same_numbers(tmp_pat
             "--tuned", "skilled:0.8", "--quiet", "--margin", "0.05"]
     assert cli(*args, "--html", out_html) == 0
     terminal = capsys.readouterr().out
-    page = out_html.read_text()
-    assert "A/B: tuned = skilled:0.8 vs base = skilled:0.3 (Δ = tuned − base)" in html.unescape(page)
+    page = out_html.read_text()  # the A/B page of harness view, as one file
+    title = re.search(r"<h1>(.*?)</h1>", page, re.S).group(1)
+    assert html.unescape(re.sub("<.*?>", " ", title)).split() == "A/B: tuned = skilled:0.8 vs base = skilled:0.3 Δ = tuned − base".split()
     verdict = re.search(r"verdict:\s+(.+)", terminal).group(1).strip()
-    assert html.unescape(re.search(r"<b>verdict:</b> (.*?)</p>", page).group(1)).startswith(verdict[:60])
-    rows = re.findall(r"<tr class='(?:pooled|cell)'>(.*?)</tr>", page)
-    (pooled,) = re.findall(r"<tr class='pooled'>(.*?)</tr>", page)
-    cells = [html.unescape(re.sub("<.*?>", "", c)) for c in re.findall(r"<td>(.*?)</td>", pooled)]
+    assert html.unescape(re.search(r'<p class="verdict" id="ab-verdict">(.*?)</p>', page).group(1)).startswith(verdict[:60])
+    rows = re.findall(r'<tr class="(?:pooled|cell)">(.*?)</tr>', page, re.S)
+    (pooled,) = re.findall(r'<tr class="pooled">(.*?)</tr>', page, re.S)
+    cells = [html.unescape(re.sub("<.*?>", "", c)).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", pooled, re.S)]
     assert cells[0] == "all 2 cells" and len(rows) == 4  # 2 cells, the pooled row, the across-prompt row
     for value in cells[1:6]:  # n, base, tuned, Δ [CI], p: each appears in the terminal table (Δ and its CI in two columns)
         assert all(part in terminal for part in value.split()), (value, terminal)
@@ -173,7 +174,7 @@ def test_ab_html_report_shows_the_terminal_verdict_with_the_same_numbers(tmp_pat
     # harness report --ab on the stored runs writes the same A/B page
     again = tmp_path / "again.html"
     assert cli("report", "--db", db_path, "--ab", data["base_run"], data["tuned_run"], "-o", again, "--margin", "0.05") == 0
-    assert re.findall(r"<tr class='(?:pooled|cell)'>(.*?)</tr>", again.read_text()) == rows
+    assert re.findall(r'<tr class="(?:pooled|cell)">(.*?)</tr>', again.read_text(), re.S) == rows
 
 
 def test_a_degenerate_tuned_model_is_flagged_in_ab_and_compare(tmp_path: Path, db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

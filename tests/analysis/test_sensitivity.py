@@ -133,16 +133,19 @@ def test_cli_json_terminal_html_in_chromium(runs: tuple[Path, list[str], Path], 
     out = capsys.readouterr().out
     assert "largest range" in out and "paired tests" in out and f"wrote {report}" in out
     source = report.read_text()
-    assert not re.search(r"<script|<link|<img|src=|@import|url\(", source)
+    assert not re.search(r"<script|<link|<img|src=|@import|url\((?!#)", source)  # the sensitivity page of harness view, as one file
     dom = browse(chromium, report, tmp_path, "--dump-dom").stdout
     assert dom.count("<section class=\"factor\"") == len(FACTORS)
-    assert dom.count('<svg class="range-chart') == len(FACTORS)
-    assert dom.count('<circle class="level"') == sum(len(s["levels"]) for s in data["slices"])
-    assert len(re.findall(r"<table class=\"plain paired\"", dom)) == 2
+    for factor in FACTORS:  # each factor's range plot, rendered to SVG with its marks
+        (figure,) = re.findall(rf'<figure class="plot" data-plot="factor-{factor}">(.*?)</figure>', dom, re.S)
+        assert "<svg" in figure and "mark-symbol role-mark" in figure and "mark-rule role-mark" in figure
+    levels = sum(len(s["levels"]) for s in data["slices"])
+    assert dom.count('<li class="level">') == levels
+    assert len(re.findall(r"<table class=\"paired\"", dom)) == 2
     shot = tmp_path / "shot.png"
     browse(chromium, report, tmp_path, f"--screenshot={shot}", "--window-size=1400,2400")
     image = read_png(shot)
-    assert image.std() > 10 and has_colour(image, "#9ecae1") and has_colour(image, "#b2182b", at_least=10)
+    assert image.std() > 10 and has_colour(image, "#c6dbef") and has_colour(image, "#b2182b", at_least=10)
 
 
 def test_nothing_varies_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -166,7 +169,9 @@ def test_pooled_levels_t_over_differing_draws_clipped_and_identical_draws_count_
 
 def test_t_over_one_draw_is_no_interval_and_renders_as_such() -> None:
     from harness.analysis.sensitivity import Level, Slice, _t_over_draws
-    from harness.report.sensitivity import render, slice_row
+    from harness.report.plots import factor_plot
+    from harness.report.sensitivity import slice_row
+    from harness.view.decide import sensitivity_view
 
     one = _t_over_draws((0.6,), True, 0.95, 10)
     assert one.mean == 0.6 and one.low != one.low and one.high != one.high  # NaN bounds, not the zero-width (0.6, 0.6)
@@ -182,5 +187,8 @@ def test_t_over_one_draw_is_no_interval_and_renders_as_such() -> None:
     assert "1 draw: no CI over draws" in row and "60.0 [60.0, 60.0]" not in row and "[—, —]" not in row
     from harness.analysis.sensitivity import Sensitivity
 
-    html = render(Sensitivity(["r"], [s], [], 0.95))
-    assert "1 draw: no CI over draws" in html and "60.0 [60.0, 60.0]" not in html
+    view = sensitivity_view(Sensitivity(["r"], [s], [], 0.95))  # the page's (and its export's) rows and plot
+    (factor,) = view.factors
+    assert factor.slices[0].levels[0].ci == "60.0 [—] (1 draw: no CI over draws)" and "60.0 [60.0, 60.0]" not in str(view)
+    points = factor_plot("draw", [s], 0.95).spec["layer"][2]["data"]["values"]
+    assert points[0]["low"] is None and points[0]["high"] is None and points[1]["low"] is not None  # no bar where there is no CI

@@ -1,5 +1,6 @@
-"""Tuning curves in the HTML report: a real (tiny-model) tuning card, rendered by `harness report`
-and opened in headless Chromium with tests/report/test_html.py's helpers."""
+"""Tuning curves in the report: a real (tiny-model) tuning card, rendered by `harness report` (the tuning section of
+the viewer's pages, as one file: Vega-Lite specs rendered to SVG) and opened in headless Chromium. The SVG's marks carry
+their data in aria-labels (Vega's), which the checks read to place each point, bar and marker on the step axis."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.report.tune import EVAL_COLOUR, LOSS_COLOUR
+from harness.report.plots import EVAL_COLOUR, LOSS_COLOUR, tuning_plots
+from harness.tune.card import load_card
 from tests.browser import browse, has_colour, read_png
 from tests.helpers import cli
+
+LOADS = r"<script|<link|<img|src=|@import|url\((?!#)"
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +27,16 @@ def stopped_run(tmp_path_factory: pytest.TempPathFactory, tiny_gemma: Path) -> P
     return out
 
 
-def _error_bars(dom: str) -> list[tuple[float, float, float]]:
-    """(x, y of the lower bound, y of the upper bound) of every CI error bar of the selection curve."""
-    bars = re.findall(r'<g class="eval-curve-ci"><line x1="([\d.]+)" y1="([\d.]+)" x2="[\d.]+" y2="([\d.]+)"', dom)
-    return [(float(x), float(low), float(high)) for x, low, high in bars]
+def _figure(dom: str, name: str) -> str:
+    (figure,) = re.findall(rf'<figure class="plot" data-plot="{name}">(.*?)</figure>', dom, re.S)
+    return figure
 
 
-def _points(dom: str, css_class: str) -> list[tuple[float, float]]:
-    (coords,) = re.findall(rf'<polyline class="{css_class}" points="([^"]*)"', dom)
-    return [(float(x), float(y)) for x, y in (p.split(",") for p in coords.split())]
+def _marks(svg: str, kind: str) -> list[tuple[str, float, float]]:
+    """(aria-label, x, y) of every mark of ``kind`` (point, rule mark, ...) in the plot's SVG."""
+    found = re.findall(rf'<(?:path|line) aria-label="([^"]*)" role="graphics-symbol" aria-roledescription="{kind}" '
+                       r'transform="translate\(([-\d.e]+),([-\d.e]+)\)"', svg)
+    return [(label, float(x), float(y)) for label, x, y in found]
 
 
 def test_tuning_report_alone_draws_both_curves_and_marks_best_and_stop(stopped_run: Path, tmp_path: Path, chromium: str,
@@ -41,33 +46,28 @@ def test_tuning_report_alone_draws_both_curves_and_marks_best_and_stop(stopped_r
     report = tmp_path / "tune.html"
     assert cli("report", "--tune", stopped_run, "-o", report) == 0
     assert "tuning curves of 1 run(s)" in capsys.readouterr().out
-    source = report.read_text()
-    assert not re.search(r"<script|<link|<img|src=|@import|url\(", source), "the report must not load anything"
+    assert not re.search(LOADS, report.read_text()), "the report must not load anything"
     dom = browse(chromium, report, tmp_path, "--dump-dom").stdout
-    assert dom.count('<svg class="tune-curves"') == 1 and "stopped early at step 3 of 12" in dom
-    loss, evals = _points(dom, "train-loss"), _points(dom, "eval-curve")
-    assert len(loss) == len(card["train_loss"]) == 3 and len(evals) == len(card["eval_curve"]) == 4
-    assert dom.count('class="eval-curve-point"') == 4 and dom.count('class="train-loss-point"') == 3
-    assert [x for x, _ in loss] == sorted(x for x, _ in loss) and len({y for _, y in evals}) == 1  # lr 0: a flat eval curve
-    best = re.search(r'<line class="best-step" x1="([\d.]+)"', dom)
-    stop = re.search(r'<line class="stop-step" x1="([\d.]+)"', dom)
-    assert best and stop
-    assert float(best.group(1)) == evals[1][0]  # the best-step marker sits on the step-1 evaluation
-    assert float(stop.group(1)) == evals[3][0] == loss[2][0]  # the stop marker on the last step run
-    assert float(stop.group(1)) < 0.5 * 760  # step 3 of 12 is in the left third of the step axis
-    # every evaluation has its 95% CI as an error bar at its step, bracketing the point, on the same value -> y scale
-    bars = _error_bars(dom)
-    assert len(bars) == len(evals) == 4 and [b[0] for b in bars] == [x for x, _ in evals]
-    for (x, y), (_, y_low, y_high), point in zip(evals, bars, card["eval_curve"]):
+    assert "stopped early at step 3 of 12" in dom and "train holdout: 4 of 40 items, seed 1234" in dom
+    loss, evals = _figure(dom, "tune-loss"), _figure(dom, "tune-eval")
+    loss_points = [m for m in _marks(loss, "point") if m[0].startswith("optimiser step")]
+    eval_points = [m for m in _marks(evals, "point") if m[0].startswith("optimiser step")]
+    assert len(loss_points) == len(card["train_loss"]) == 3 and len(eval_points) == len(card["eval_curve"]) == 4
+    assert [x for _, x, _ in eval_points] == sorted(x for _, x, _ in eval_points) and len({y for *_, y in eval_points}) == 1  # lr 0: flat
+    x_of = {int(re.search(r"step: (\d+)", label).group(1)): x for label, x, _ in eval_points}  # type: ignore[union-attr]
+    assert abs(x_of[3] - 3 / 12 * (x_of[1] - x_of[0]) * 12) < 0.01  # one linear step axis from 0 to the configured 12
+    markers = {what: x for label, x, _ in _marks(evals, "rule mark") for what in ("best 1 (kept)", "early stop 3") if f"what: {what}" in label}
+    assert markers == {"best 1 (kept)": x_of[1], "early stop 3": x_of[3]}  # on the step-1 evaluation; on the last step run
+    bars = [m for m in _marks(evals, "rule mark") if "high:" in m[0]]  # every evaluation's 95% CI, at its step
+    assert sorted(x for _, x, _ in bars) == sorted(x_of.values())
+    for point in card["eval_curve"]:
         assert point["n"] == 4 and point["ci_low"] <= point["acc"] <= point["ci_high"] and point["ci_high"] > point["ci_low"]
-        assert y_low >= y >= y_high and y_low > y_high  # SVG y grows downwards
-        slope = (y_low - y_high) / (point["ci_high"] - point["ci_low"])
-        assert abs(y_low - slope * (point["acc"] - point["ci_low"]) - y) < 0.25
-    assert dom.count('class="eval-curve-band"') == 1
-    assert "95% CI" in dom and "n = 4" in dom and "train holdout: 4 of 40 items, seed 1234" in dom
-    assert "selection acc, 95% CI (n = 4 items per evaluation)" in dom
+    spec = tuning_plots(load_card(stopped_run))[1].spec  # type: ignore[arg-type]
+    values = spec["data"]["values"]
+    assert [(v["low"], v["high"]) for v in values] == [(p["ci_low"], p["ci_high"]) for p in card["eval_curve"]]
+    assert "n = 4 items" in " ".join(spec["title"]["subtitle"]) and "mark-area role-mark" in evals  # the CI band
     shot = tmp_path / "shot.png"
-    browse(chromium, report, tmp_path, f"--screenshot={shot}", "--window-size=900,900")
+    browse(chromium, report, tmp_path, f"--screenshot={shot}", "--window-size=1400,1200")
     image = read_png(shot)
     assert image.std() > 10 and has_colour(image, LOSS_COLOUR) and has_colour(image, EVAL_COLOUR)
 
@@ -81,14 +81,15 @@ def test_report_on_an_ab_run_appends_the_adapters_curves(stopped_run: Path, tiny
     assert cli("report", "--db", db_path, "-o", report) == 0
     assert "tuning curves of 1 run(s)" in capsys.readouterr().out
     dom = browse(chromium, report, tmp_path, "--dump-dom").stdout
-    assert dom.count('<table class="ranked"') == 1 and dom.count('<svg class="tune-curves"') == 1
-    assert "Tuning curves — adapter" in dom and len(_points(dom, "train-loss")) == 3
+    assert dom.count('<table class="ranked"') == 1 and dom.count('data-plot="tune-loss"') == 1
+    assert "Tuning card — adapter" in dom and len([m for m in _marks(_figure(dom, "tune-loss"), "point") if m[0].startswith("optimiser")]) == 3
     # a comparison of runs without a tuned model gains no curves
     assert cli("run", "--db", db_path, "--task", "capitals", "--prompt", "qa_plain", "--model", f"hf:{tiny_gemma}", "--limit", "4",
                "--new", "--quiet") == 0
     capsys.readouterr()
     assert cli("report", "--db", db_path, "-o", report) == 0
-    assert "tuning curves" not in capsys.readouterr().out and "tune-curves" not in report.read_text()
+    capsys.readouterr()
+    assert "tune-loss" not in report.read_text() and "Tuning card" not in report.read_text()
 
 
 def test_report_tune_on_a_folder_without_a_card_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,7 +17,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from harness.analysis.compare import compare_runs
-from harness.report.plots import VEGA_LITE_VERSION, VERDICT_COLOURS, VL_CONVERT_VERSION, task_plots
+from harness.report.plots import VEGA_LITE_VERSION, VERDICT_COLOURS, VL_CONVERT_VERSION, stability_plot, task_plots
 from harness.store import Store
 from harness.view import create_app
 from tests.browser import has_colour, read_png
@@ -93,9 +93,9 @@ def test_run_page_embeds_the_comparisons_specs_and_draws_them_with_the_vendored_
         comp = compare_runs(store, [stored.toy], margin=0.02)
     finally:
         store.close()
-    plots = [p for ranking in comp.rankings for p in task_plots(comp, ranking)]
-    assert parsed.figures == [p.name for p in plots] == ["scores", "differences", "heatmap", "spread"]
-    assert parsed.specs() == [json.loads(json.dumps(p.spec)) for p in plots]
+    plots = [p for ranking in comp.rankings for p in task_plots(comp, ranking)] + [stability_plot(comp)]
+    assert parsed.figures == [p.name for p in plots if p] == ["scores", "differences", "heatmap", "spread", "stability"]
+    assert parsed.specs() == [json.loads(json.dumps(p.spec)) for p in plots if p]
     assert parsed.sources() == SCRIPTS  # vega, vega-lite, vega-embed, then the page's own; no CDN
     for src in SCRIPTS:
         served = client.get(src)
@@ -174,7 +174,7 @@ def test_the_plots_paint_and_no_title_is_clipped(browser: Any, server: str, stor
     try:
         tab.goto(f"{server}/runs/{stored.toy}?margin=2")
         figures = _drawn(tab)
-        assert [f.get_attribute("data-plot") for f in figures] == ["scores", "differences", "heatmap", "spread"]
+        assert [f.get_attribute("data-plot") for f in figures] == ["scores", "differences", "heatmap", "spread", "stability"]
         for figure in figures:
             name = figure.get_attribute("data-plot")
             svg = figure.locator(".vega-plot svg")
