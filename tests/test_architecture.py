@@ -58,7 +58,7 @@ def test_the_layer_contracts_hold() -> None:
     ("core/errors.py", "import harness.cli.app"),           # the kernel reaching the top
     ("scoring/scorer.py", "from harness.store import store"),  # a stage importing a later one
     ("analysis/ranking.py", "import harness.report.terminal"),  # analysis printing
-    ("report/html.py", "import harness.view.app"),  # a report reaching the web app above it
+    ("report/plots.py", "import harness.view.app"),  # a report reaching the web app above it
     ("view/pages.py", "import harness.api"),  # the web app and the Python API are independent siblings
     ("store/browse.py", "import harness.view.pages"),  # the store's page queries knowing the pages
 ])

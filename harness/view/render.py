@@ -37,5 +37,10 @@ def environment(static: bool = False, svg: Callable[[Any, bool], str] | None = N
     return env
 
 
-def stylesheet() -> str:
-    return (HERE / "static" / "view.css").read_text(encoding="utf-8")
+def stylesheet() -> Markup:
+    """The app's stylesheet, for an export's <style>: our own file, inlined as it is (HTML does not decode entities inside
+    <style>, so escaping its quotes would break every rule that names a font)."""
+    css = (HERE / "static" / "view.css").read_text(encoding="utf-8")
+    if "</" in css:
+        raise ValueError("harness/view/static/view.css must not contain '</' (it is inlined in a <style> element)")
+    return Markup(css)

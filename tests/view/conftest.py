@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -139,3 +140,13 @@ def fetch(url: str, timeout: float) -> str:
         except urllib.error.URLError:
             time.sleep(0.05)
     return ""
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str) -> Iterator[Any]:
+    """Debian's chromium driven by playwright (``executable_path``: no browser is downloaded)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is installed by scripts/test.sh")
+    with sync_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        yield instance
+        instance.close()

@@ -11,18 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.browser import read_png
+from tests.view.browsing import page_fits
 from tests.view.conftest import IMG, SCRIPT, Stored
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is installed by scripts/test.sh")
-
-
-@pytest.fixture(scope="module")
-def browser(chromium: str) -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        yield instance
-        instance.close()
 
 
 @pytest.fixture
@@ -39,16 +31,6 @@ def page(browser: Any) -> Iterator[tuple[Any, list[str]]]:
     tab.on("dialog", record)
     yield tab, dialogs
     context.close()
-
-
-def _not_blank(tab: Any, tmp: Path, width: int) -> None:
-    """At ``width`` px the page paints (pixels vary) and nothing is wider than the window (no clipped labels)."""
-    tab.set_viewport_size({"width": width, "height": 900})
-    shot = tmp / f"shot-{width}.png"
-    tab.screenshot(path=str(shot))
-    image = read_png(shot)
-    assert image.shape[1] == width and image.std() > 10, f"blank page at {width} px"
-    assert tab.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
 def test_model_output_shows_as_text_and_runs_nothing(page: tuple[Any, list[str]], server: str, stored: Stored) -> None:
@@ -68,8 +50,8 @@ def test_walk_through_every_page(page: tuple[Any, list[str]], server: str, store
     tab.goto(server + "/")
     assert tab.locator("tr.run").count() == 3
     assert "failed" in tab.locator(f'tr[data-run="{stored.failed}"]').inner_text()
-    _not_blank(tab, tmp_path, 1280)
-    _not_blank(tab, tmp_path, 1920)
+    page_fits(tab, tmp_path, 1280)
+    page_fits(tab, tmp_path, 1920)
     # filter the runs by model, through the form
     tab.select_option('select[name="model"]', "skilled:0.35")
     tab.click("form.filters button")
@@ -83,15 +65,15 @@ def test_walk_through_every_page(page: tuple[Any, list[str]], server: str, store
     assert tab.locator("table.ranked tbody tr").count() == 8
     assert tab.locator('tr[data-verdict="worse"]').count() >= 1
     assert "sha256" in tab.locator("section.provenance").inner_text()
-    _not_blank(tab, tmp_path, 1280)
-    _not_blank(tab, tmp_path, 1920)
+    page_fits(tab, tmp_path, 1280)
+    page_fits(tab, tmp_path, 1920)
     # the items of its task: the outputs matrix
     tab.click("text=items of toy")
     tab.wait_for_url(re.compile(r"/items\?task=toy"))
     assert tab.locator("tr.item").count() == 50 and tab.locator("#total").inner_text() == "60"
     assert tab.locator("th.cell").count() == 8
-    _not_blank(tab, tmp_path, 1280)
-    _not_blank(tab, tmp_path, 1920)
+    page_fits(tab, tmp_path, 1280)
+    page_fits(tab, tmp_path, 1920)
     # search
     tab.fill('input[name="q"]', "t question 7?")
     tab.click("#item-filters button")
@@ -118,8 +100,8 @@ def test_walk_through_every_page(page: tuple[Any, list[str]], server: str, store
     assert f"Q: t question {item[1:]}?" in tab.locator("pre.prompt").first.inner_text()
     assert "f0, f1" in tab.inner_text("main")
     assert tab.locator("tr.chosen").count() == 8
-    _not_blank(tab, tmp_path, 1280)
-    _not_blank(tab, tmp_path, 1920)
+    page_fits(tab, tmp_path, 1280)
+    page_fits(tab, tmp_path, 1920)
     assert dialogs == []
 
 
@@ -140,8 +122,8 @@ def test_ab_and_sensitivity_pages_render(page: tuple[Any, list[str]], server: st
     assert tab.locator("section.flips").count() == 4
     fixed = tab.locator("table.flip-table.fixed tr.flip")
     assert fixed.count() > 0 and "wrong" in (fixed.first.locator("td.out").first.get_attribute("class") or "")
-    _not_blank(tab, tmp_path, 1280)
-    _not_blank(tab, tmp_path, 1920)
+    page_fits(tab, tmp_path, 1280)
+    page_fits(tab, tmp_path, 1920)
     item = fixed.first.get_attribute("data-item")
     fixed.first.locator("a").first.click()
     tab.wait_for_url(re.compile(rf"/items/{item}$"))
@@ -153,6 +135,6 @@ def test_ab_and_sensitivity_pages_render(page: tuple[Any, list[str]], server: st
     tab.goto(server + f"/runs/{stored.toy}/sensitivity")
     assert tab.locator('section.factor[data-factor="template"] tr.slice').count() == 4  # 2 models x 2 shot counts
     assert "prompt variant" in tab.locator("table.overview").inner_text() and "plain: " in tab.locator("table.slices").inner_text()
-    _not_blank(tab, tmp_path, 1280)
-    _not_blank(tab, tmp_path, 1920)
+    page_fits(tab, tmp_path, 1280)
+    page_fits(tab, tmp_path, 1920)
     assert dialogs == []

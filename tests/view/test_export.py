@@ -7,12 +7,16 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from harness.view import create_app
+from harness.view.render import stylesheet
+from tests.browser import read_png
 from tests.helpers import cli, write_task
+from tests.view.browsing import rows_full
 from tests.view.conftest import IMG, SCRIPT, Stored
 
 LOADS = r"<script|<link|<img|src=|@import|url\((?!#)"
@@ -39,6 +43,33 @@ def test_report_is_the_run_page_with_its_plots_drawn_on_the_server(stored: Store
     ids = re.findall(r'\bid="([^"]+)"', source)
     assert len(ids) == len(set(ids))  # the inline SVGs' gradient and clip ids do not collide
     assert "Items where the best cell and #" in source and "Provenance" in source and "sha256" in source
+    (style,) = re.findall(r"<style>\n(.*?)\n</style>", source, re.S)
+    assert style == stylesheet()  # inlined as it is: an escaped quote would drop every rule naming a font
+
+
+@pytest.mark.parametrize("width", [1400, 1920])
+def test_report_rows_are_full_and_its_plots_fit_their_columns(stored: Stored, tmp_path: Path, browser: Any, width: int,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r.html"
+    assert cli("report", "--db", stored.db, stored.toy, "-o", out) == 0
+    capsys.readouterr()
+    context = browser.new_context(viewport={"width": width, "height": 1000})
+    tab = context.new_page()
+    try:
+        tab.goto(out.as_uri())
+        for grid in tab.locator("div.plots").all():
+            figures = grid.locator("figure.plot").all()
+            rows_full(figures)
+            for figure in figures:
+                svg, frame = figure.locator("svg").first.bounding_box(), figure.bounding_box()
+                assert svg["x"] >= frame["x"] and svg["x"] + svg["width"] <= frame["x"] + frame["width"] + 0.5, figure.get_attribute("data-plot")
+                assert svg["width"] > 0.8 * frame["width"], f"{figure.get_attribute('data-plot')} leaves its column half empty"
+        assert tab.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        shot = tmp_path / "shot.png"
+        tab.screenshot(path=str(shot), full_page=True)
+        assert read_png(shot).std() > 10
+    finally:
+        context.close()
 
 
 def test_markup_in_model_names_and_outputs_is_text_in_the_report_and_its_svg(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

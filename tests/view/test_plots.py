@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,9 @@ from harness.analysis.compare import compare_runs
 from harness.report.plots import VEGA_LITE_VERSION, VERDICT_COLOURS, VL_CONVERT_VERSION, stability_plot, task_plots
 from harness.store import Store
 from harness.view import create_app
-from tests.browser import has_colour, read_png
+from tests.browser import has_colour
 from tests.helpers import cli, write_task
+from tests.view.browsing import drawn, plot_fits
 from tests.view.conftest import Stored, serving
 
 VENDOR = Path(__file__).resolve().parents[2] / "harness" / "view" / "static" / "vendor"
@@ -136,32 +136,6 @@ def test_the_vendored_files_are_the_versions_the_readme_records_and_vl_convert_r
 
 
 # -- in real headless Chromium ------------------------------------------------------------------
-TITLES = "g.role-axis-title text, g.role-legend-title text, g.role-title-text text, g.role-title-subtitle text"
-GEOMETRY = """figure => {
-  const svg = figure.querySelector('.vega-plot svg').getBoundingClientRect();
-  const box = r => ({left: r.left, right: r.right, top: r.top, bottom: r.bottom});
-  return {svg: box(svg), figure: box(figure.getBoundingClientRect()),
-          titles: Array.from(figure.querySelectorAll(arguments_titles)).map(t => ({text: t.textContent, ...box(t.getBoundingClientRect())}))};
-}"""
-
-
-@pytest.fixture(scope="module")
-def browser(chromium: str) -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is installed by scripts/test.sh")
-    with sync_api.sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        yield instance
-        instance.close()
-
-
-def _drawn(tab: Any) -> list[Any]:
-    tab.wait_for_function("document.querySelectorAll('figure.plot').length > 0 && "
-                          "document.querySelectorAll('figure.plot:not([data-rendered])').length === 0", timeout=30_000)
-    figures = tab.locator("figure.plot").all()
-    assert [f.get_attribute("data-rendered") for f in figures] == ["yes"] * len(figures)
-    return figures
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("width", [1280, 1920])
 def test_the_plots_paint_and_no_title_is_clipped(browser: Any, server: str, stored: Stored, tmp_path: Path, width: int) -> None:
@@ -173,29 +147,14 @@ def test_the_plots_paint_and_no_title_is_clipped(browser: Any, server: str, stor
     tab.on("request", lambda r: None if r.url.startswith(server) else outside.append(r.url))
     try:
         tab.goto(f"{server}/runs/{stored.toy}?margin=2")
-        figures = _drawn(tab)
+        figures = drawn(tab)
         assert [f.get_attribute("data-plot") for f in figures] == ["scores", "differences", "heatmap", "spread", "stability"]
         for figure in figures:
-            name = figure.get_attribute("data-plot")
-            svg = figure.locator(".vega-plot svg")
-            assert svg.count() == 1
-            shot = tmp_path / f"{name}-{width}.png"
-            svg.screenshot(path=str(shot))
-            image = read_png(shot)
-            assert len(set(map(tuple, image.reshape(-1, 3)[:: 7].tolist()))) > 10 and image.std() > 10, f"{name} is blank at {width} px"
-            if name in ("scores", "differences"):
+            image = plot_fits(figure, width, tmp_path)
+            if figure.get_attribute("data-plot") in ("scores", "differences"):
                 assert has_colour(image, VERDICT_COLOURS["worse"]) and has_colour(image, VERDICT_COLOURS["inconclusive"])
-            geometry = figure.evaluate(GEOMETRY.replace("arguments_titles", json.dumps(TITLES)))
-            box, frame = geometry["svg"], geometry["figure"]
-            titles = [t for t in geometry["titles"] if t["text"].strip()]
-            assert len(titles) >= 3, f"{name}: its title and axis titles were not found"
-            for t in titles:  # every title inside the drawing (not cut by its edge)
-                assert (t["left"] >= box["left"] - 0.5 and t["right"] <= box["right"] + 0.5 and t["top"] >= box["top"] - 0.5
-                        and t["bottom"] <= box["bottom"] + 0.5), f"{name} at {width} px: '{t['text']}' is clipped ({t} outside {box})"
-            assert box["left"] >= frame["left"] and box["right"] <= frame["right"] + 0.5, f"{name} is wider than its column at {width} px"
-        # two plots a row: no row half empty
         tops = [round(f.bounding_box()["y"]) for f in figures]
-        assert tops[0] == tops[1] and tops[2] == tops[3] and tops[2] > tops[0]
+        assert tops[0] == tops[1] and tops[2] == tops[3] and tops[2] > tops[0]  # two plots a row: no row half empty
         assert tab.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         assert dialogs == [] and outside == []
     finally:
@@ -216,7 +175,7 @@ def _hostile_page_runs_nothing(browser: Any, url: str, run: str) -> None:
     tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     try:
         tab.goto(f"{url}/runs/{run}")
-        figures = _drawn(tab)
+        figures = drawn(tab)
         assert [f.get_attribute("data-plot") for f in figures] == ["scores", "differences", "heatmap", "spread"]
         labels = tab.locator('figure[data-plot="heatmap"] g.role-axis-label text').evaluate_all("els => els.map(e => e.textContent)")
         assert any(text.startswith("hostile:</script><script>alert(") for text in labels), labels  # shown as text
