@@ -19,6 +19,8 @@ def main() -> None:
     parser.add_argument("png", type=Path)
     parser.add_argument("--width", type=int, default=1400)
     args = parser.parse_args()
+    if not args.report.is_file():
+        parser.error(f"no report at {args.report} (write one with: harness report -o {args.report})")
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.analysis.ab import ABReport, ABTask, ClusterDelta
 from harness.analysis.compare import Comparison, RankedCell, TaskRanking, setting_labels
 from harness.analysis.sensitivity import Slice
 from harness.core.deps import require
@@ -320,6 +321,67 @@ def factor_plot(factor: str, slices: Sequence[Slice], confidence: float, width: 
          "encoding": {"y": y, "x": {"field": "mean", "type": "quantitative"}, "color": colour, "tooltip": tooltip}},
     ]})
     return Plot(f"factor-{factor}", f"{factor}: range of the setting means per slice, each with its CI", spec)
+
+
+def ab_plot(report: ABReport, task: ABTask, width: int | str = "container") -> Plot:
+    """``harness ab`` of one task: tuned − base per matched cell and pooled over them, each with its CI, 0 (no change) marked,
+    the margin band with ``--margin``; colour: the row's verdict (a cell's alone, unadjusted; the pooled row's, Holm over tasks)."""
+    unit = " (points)" if task.percent else ""
+    rows = []
+    for c in task.cells:
+        d = c.result.diff
+        rows.append({"row": c.name, "kind": "one cell", "diff": _number(d.mean), "low": _number(d.low), "high": _number(d.high),
+                     "verdict": c.verdict.code, "verdict_text": c.verdict.text, "n": c.result.n, "p": p_value(c.result.p_value)})
+    d = task.pooled.diff
+    rows.append({"row": f"all {len(task.cells)} cells (pooled)", "kind": "pooled", "diff": _number(d.mean), "low": _number(d.low),
+                 "high": _number(d.high), "verdict": task.verdict.code, "verdict_text": task.verdict.text, "n": task.pooled.n,
+                 "p": p_value(task.p_holm)})
+    seen = {r["verdict_text"]: VERDICT_COLOURS.get(str(r["verdict"]), "#4d4d4d") for r in rows}
+    colour = {"field": "verdict_text", "type": "nominal", "title": "verdict", "scale": {"domain": list(seen), "range": list(seen.values())}}
+    x = {"type": "quantitative", "title": f"Δ {task.metric} = tuned − base{unit}, {report.confidence:.0%} CI", "axis": _axis_format(task.percent, signed=True)}
+    y = {"field": "row", "type": "nominal", "sort": None, "title": None}
+    tooltip = [{"field": "row"}, {"field": "diff", "format": "+.4f", "title": "Δ"}, {"field": "low", "format": "+.4f"},
+               {"field": "high", "format": "+.4f"}, {"field": "n"}, {"field": "p"}, {"field": "verdict_text", "title": "verdict"}]
+    subtitle = [f"a cell's bar: its own {report.confidence:.0%} CI, not adjusted; the pooled row's verdict: p Holm-adjusted over tasks",
+                f"right of 0: tuned is {'better' if task.higher_is_better else 'worse'} "
+                f"({task.metric}: {'higher' if task.higher_is_better else 'lower'} is better)"]
+    layers: list[Spec] = []
+    if report.margin is not None:
+        subtitle.append(f"shaded: the equivalence margin ±{report.margin * 100 if task.percent else report.margin:g}{unit}")
+        layers.append({"data": {"values": [{"low": -report.margin, "high": report.margin}]}, "mark": {"type": "rect", "color": "#2166ac", "opacity": 0.15},
+                       "encoding": {"x": {"field": "low", "type": "quantitative"}, "x2": {"field": "high"}}})
+    layers += [
+        {"data": {"values": [{"zero": 0.0}]}, "mark": {"type": "rule", "color": "#555555", "strokeDash": [4, 3]},
+         "encoding": {"x": {"field": "zero", "type": "quantitative"}}},
+        {"mark": {"type": "rule", "strokeWidth": 3}, "encoding": {"y": y, "x": {"field": "low", **x}, "x2": {"field": "high"}, "color": colour,
+                                                                 "tooltip": tooltip}},
+        {"mark": {"type": "point", "filled": True, "size": 80, "opacity": 1, "shape": "diamond"},
+         "encoding": {"y": y, "x": {"field": "diff", "type": "quantitative"}, "color": colour, "tooltip": tooltip}},
+    ]
+    spec = _frame(f"{task.task}: tuned − base", subtitle, width)
+    spec.update({"data": {"values": rows}, "height": {"step": ROW}, "layer": layers})
+    return Plot("ab", f"difference tuned minus base of {task.task} per cell and pooled, with its {report.confidence:.0%} CI", spec)
+
+
+def cluster_plot(task: ABTask, deltas: Sequence[ClusterDelta], width: int | str = "container") -> Plot | None:
+    """Per declared cluster: tuned − base over its pairs (a bar from 0), worst for the tuned model first. Descriptive: no CI
+    and no test per cluster (the task's pooled row is the test); None without clusters."""
+    if not deltas:
+        return None
+    unit = " (points)" if task.percent else ""
+    rows = [{"cluster": d.cluster, "diff": _number(d.diff), "pairs": d.pairs, "fixed": d.fixed, "broken": d.broken,
+             "direction": "tuned better" if (d.diff > 0) == task.higher_is_better and d.diff != 0 else "tuned worse" if d.diff != 0 else "no change"}
+            for d in deltas]
+    colour = {"field": "direction", "type": "nominal", "title": None,
+              "scale": {"domain": ["tuned better", "no change", "tuned worse"], "range": ["#1b7837", "#888888", "#b2182b"]}}
+    spec = _frame(f"{task.task}: tuned − base per cluster", ["descriptive: the mean difference over each cluster's pairs; "
+                                                              "no CI or test per cluster (the pooled row above is the test)"], width)
+    spec.update({"data": {"values": rows}, "height": {"step": ROW}, "mark": {"type": "bar"}, "encoding": {
+        "y": {"field": "cluster", "type": "nominal", "sort": None, "title": None},
+        "x": {"field": "diff", "type": "quantitative", "title": f"Δ {task.metric} = tuned − base{unit}", "axis": _axis_format(task.percent, signed=True)},
+        "color": colour, "tooltip": [{"field": "cluster"}, {"field": "diff", "format": "+.4f", "title": "Δ"}, {"field": "pairs"},
+                                     {"field": "fixed"}, {"field": "broken"}]}})
+    return Plot("clusters", f"difference tuned minus base of {task.task} per cluster", spec)
 
 
 def _step_marks(card: TuneCard, top: str) -> list[Spec]:

@@ -19,7 +19,7 @@ from harness.analysis.compare import answer_text
 from harness.analysis.sensitivity import DESCRIPTIONS, FACTORS, Sensitivity
 from harness.report.ab import AbFormat, ab_notes, ab_rows
 from harness.report.numbers import percent
-from harness.report.plots import Plot, factor_plot
+from harness.report.plots import Plot, ab_plot, cluster_plot, factor_plot
 from harness.report.sensitivity import SLICE_HEAD, TEST_HEAD, ci_text, slice_row, test_row
 from harness.report.tune import tuning_facts
 from harness.store import Store, StoredItem
@@ -108,6 +108,7 @@ class AbTaskView:
     cells: list[AbCellView]
     clusters: list[ClusterRow]
     clustered: bool
+    plots: list[Plot]  # tuned − base per cell and pooled; per cluster when the task declares clusters
 
 
 def _flip_rows(item_ids: Sequence[str], base: dict[str, StoredItem], tuned: dict[str, StoredItem], metric: str) -> list[FlipRow]:
@@ -141,10 +142,12 @@ def ab_task_views(store: Store, report: ABReport) -> list[AbTaskView]:
             cells.append(AbCellView(c.name, c.base.cell.cell_id, c.tuned.cell.cell_id, r.n, r.wins, r.ties, r.losses,
                                     _flip_rows(fixed, base_rows, tuned_rows, t.metric), _flip_rows(broken, base_rows, tuned_rows, t.metric)))
         fmt = AbFormat(t.percent)
+        deltas = cluster_deltas(t)
         clusters = [ClusterRow(d.cluster, d.items, d.pairs, fmt.score(d.base), fmt.score(d.tuned), fmt.signed(d.diff), d.fixed, d.broken)
-                    for d in cluster_deltas(t)]
+                    for d in deltas]
+        plots = [p for p in (ab_plot(report, t), cluster_plot(t, deltas)) if p is not None]
         out.append(AbTaskView(t.task, t.metric, t.higher_is_better, t.verdict.code, ab_rows(t, report),
-                              [line.strip() for line in ab_notes(t, report, fmt)], cells, clusters, _clustered(t)))
+                              [line.strip() for line in ab_notes(t, report, fmt)], cells, clusters, _clustered(t), plots))
     return out
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.view.browsing import page_fits
+from tests.view.browsing import drawn, page_fits, plot_fits
 from tests.view.conftest import IMG, SCRIPT, Stored
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is installed by scripts/test.sh")
@@ -122,8 +122,11 @@ def test_ab_and_sensitivity_pages_render(page: tuple[Any, list[str]], server: st
     assert tab.locator("section.flips").count() == 4
     fixed = tab.locator("table.flip-table.fixed tr.flip")
     assert fixed.count() > 0 and "wrong" in (fixed.first.locator("td.out").first.get_attribute("class") or "")
-    page_fits(tab, tmp_path, 1280)
-    page_fits(tab, tmp_path, 1920)
+    for width in (1280, 1920):
+        page_fits(tab, tmp_path, width)
+        figures = drawn(tab)
+        assert [f.get_attribute("data-plot") for f in figures] == ["ab"]  # the toy task declares no clusters
+        plot_fits(figures[0], width, tmp_path)
     item = fixed.first.get_attribute("data-item")
     fixed.first.locator("a").first.click()
     tab.wait_for_url(re.compile(rf"/items/{item}$"))
@@ -135,6 +138,8 @@ def test_ab_and_sensitivity_pages_render(page: tuple[Any, list[str]], server: st
     tab.goto(server + f"/runs/{stored.toy}/sensitivity")
     assert tab.locator('section.factor[data-factor="template"] tr.slice').count() == 4  # 2 models x 2 shot counts
     assert "prompt variant" in tab.locator("table.overview").inner_text() and "plain: " in tab.locator("table.slices").inner_text()
-    page_fits(tab, tmp_path, 1280)
-    page_fits(tab, tmp_path, 1920)
+    for width in (1280, 1920):
+        page_fits(tab, tmp_path, width)
+        for figure in drawn(tab):  # one range plot per factor
+            plot_fits(figure, width, tmp_path)
     assert dialogs == []

@@ -189,6 +189,26 @@ def test_ab_page_per_cluster_deltas(pair_client: TestClient, pair_store: Pair, c
     assert weighted == pytest.approx(100 * task["diff"], abs=0.06)
 
 
+def test_ab_page_plots_are_harness_abs_numbers(pair_client: TestClient, pair_store: Pair, capsys: pytest.CaptureFixture[str]) -> None:
+    """The A/B plot's rows are ab's cells and pooled row (Δ and CI, coloured by their verdicts); the cluster plot's bars are
+    the cluster table's differences."""
+    data = ab_json(capsys, pair_store.db, "--base-run", pair_store.base, "--tuned-run", pair_store.tuned)
+    (task,) = data["tasks"]
+    page = pair_client.get(f"/runs/{pair_store.tuned}/ab", params={"base_run": pair_store.base}).text
+    specs = {name: json.loads(html.unescape(spec)) for name, spec in re.findall(
+        r'<figure class="plot" data-plot="([\w-]+)">\s*<div class="vega-plot"[^>]*></div>\s*<script type="application/json" class="plot-spec">(.*?)</script>',
+        page, re.S)}
+    assert list(specs) == ["ab", "clusters"]
+    rows = specs["ab"]["data"]["values"]
+    assert [(r["diff"], r["low"], r["high"], r["verdict"]) for r in rows[:-1]] == [
+        (c["diff"], c["diff_ci_low"], c["diff_ci_high"], c["verdict"]) for c in task["cells"]]
+    assert (rows[-1]["row"], rows[-1]["diff"], rows[-1]["verdict"]) == ("all 4 cells (pooled)", task["diff"], task["outcome"])
+    bars = {r["cluster"]: r["diff"] for r in specs["clusters"]["data"]["values"]}
+    table = re.search(r'<table class="clusters">(.*?)</table>', page, re.S).group(1)  # type: ignore[union-attr]
+    shown = {html.unescape(name): cells_of(row)[5] for name, row in re.findall(r'<tr class="cluster" data-cluster="([^"]+)">(.*?)</tr>', table, re.S)}
+    assert {name: f"{100 * diff:+.1f}" for name, diff in bars.items()} == shown
+
+
 def test_flips_and_cluster_deltas_agree_with_the_paired_results(pair_store: Pair) -> None:
     store = Store.open_read_only(pair_store.db)
     try:
