@@ -9,11 +9,13 @@ what a run still in progress has written so far, and no connection is shared bet
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import math
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -37,8 +39,23 @@ from harness.report.ab import with_checks
 from harness.report.plots import task_plots
 from harness.report.tune import cards_for_runs
 from harness.store import Store
-from harness.store.browse import ItemFilter, RunOverview, ab_partners, item_exists, item_page, item_rows, run_facets, run_overview, run_page
+from harness.store.browse import (
+    ItemFilter,
+    ItemSort,
+    RunOverview,
+    ab_partners,
+    item_exists,
+    item_page,
+    item_rows,
+    label_text,
+    margins,
+    run_facets,
+    run_overview,
+    run_page,
+    score_table,
+)
 from harness.tune.overlap import check_overlap_runs
+from harness.view.cache import ViewCache, file_signature
 from harness.view.decide import ab_choices, ab_task_views, card_view, sensitivity_view
 from harness.view.pages import best_cells, cell_label, input_text, item_cell_view, main_metric, matrix_cell, provenance, task_views
 
@@ -82,6 +99,7 @@ class Viewer:
     def __init__(self, db: Path) -> None:
         self.db = Path(db)
         Store.open_read_only(self.db).close()  # "no database at PATH" now, not on the first page
+        self.cache = ViewCache(self.db)  # pages' computed values, until the file changes (harness/view/cache.py)
         self.templates = _environment()
 
     @contextmanager
@@ -100,12 +118,18 @@ class Viewer:
     def runs(self, request: Request) -> Response:
         q = request.query_params
         task, model, status = q.get("task") or None, q.get("model") or None, q.get("status") or None
+        created_from, created_to = _day(q.get("created_from")), _day(q.get("created_to"))
         page = _page(q.get("page"))
+        signature = file_signature(self.db)
         with self.store() as store:
-            found = run_page(store, task=task, model=model, status=status, offset=(page - 1) * RUNS_PER_PAGE, limit=RUNS_PER_PAGE)
+            found = run_page(store, task=task, model=model, status=status, created_from=created_from, created_to=created_to,
+                             offset=(page - 1) * RUNS_PER_PAGE, limit=RUNS_PER_PAGE)
             facets = run_facets(store)
-            rows = [(overview, best_cells(store, overview)) for overview in found.runs]
-        return self.render("runs.html", rows=rows, facets=facets, total=found.total, filters={"task": task, "model": model, "status": status},
+            rows = [(overview, self.cache.get(("best", overview.run.id, overview.n_items), functools.partial(best_cells, store, overview), signature))
+                    for overview in found.runs]
+        filters = {"task": task, "model": model, "status": status, "created_from": created_from.isoformat() if created_from else None,
+                   "created_to": created_to.isoformat() if created_to else None}
+        return self.render("runs.html", rows=rows, facets=facets, total=found.total, filters=filters,
                            page=page, pages=max(1, math.ceil(found.total / RUNS_PER_PAGE)))
 
     def run(self, request: Request) -> Response:
@@ -130,8 +154,9 @@ class Viewer:
 
     def items(self, request: Request) -> Response:
         run_id, q = request.path_params["run_id"], request.query_params
+        signature = file_signature(self.db)  # before any read: a write while this page reads is seen by the next request
         with self.store() as store:
-            overview = run_overview(store, run_id)
+            overview = self.cache.get(("overview", run_id), lambda: run_overview(store, run_id), signature)
             if overview is None:
                 raise HTTPException(404, f"no run {run_id} in {self.db}")
             tasks = overview.tasks
@@ -146,20 +171,35 @@ class Viewer:
             for ref in (a, b):
                 if ref is not None and ref not in ids:
                     raise HTTPException(404, f"task {task} of run {run_id} has no cell {ref}")
-            where = ItemFilter(search=(q.get("q") or "").strip(), metric=metric, disagree=show == "disagree")
+            label, cluster = q.get("label") or None, q.get("cluster") or None
+            sort: ItemSort = "margin" if q.get("sort") == "margin" and ids else "split"
+            margin_in = (a or ids[0]) if sort == "margin" else None  # the margin of cell A, or of the first cell
+            where = ItemFilter(search=(q.get("q") or "").strip(), metric=metric, disagree=show == "disagree", unscorable=show == "unscorable",
+                               label=label, cluster=cluster, sort=sort, margin_in=margin_in)
             if show == "flips" and a and b:  # wrong (worse) in A, right (better) in B, in the metric's direction
-                where = ItemFilter(where.search, metric, *((a, b) if higher_is_better else (b, a)))
+                lower, higher = (a, b) if higher_is_better else (b, a)
+                where = dataclasses.replace(where, lower_in=lower, higher_in=higher)
+            table = self.cache.get(("table", run_id, tuple(ids), metric), lambda: score_table(store, run_id, ids, metric), signature)
+            margin = None
+            if margin_in is not None:
+                margin = self.cache.get(("margin", run_id, tuple(ids), margin_in), lambda: margins(store, run_id, margin_in, table.item_ids),
+                                        signature)
             page = _page(q.get("page"))
-            found = item_page(store, run_id, ids, where, offset=(page - 1) * ITEMS_PER_PAGE, limit=ITEMS_PER_PAGE)
+            found = item_page(store, run_id, ids, where, offset=(page - 1) * ITEMS_PER_PAGE, limit=ITEMS_PER_PAGE, table=table, margin=margin)
+        at = {item: k for k, item in enumerate(table.item_ids)} if margin is not None else {}
         rows = []
         for item_id in found.item_ids:
             stored = [found.rows.get((item_id, c)) for c in ids]
             first = next(r for r in stored if r is not None)
-            rows.append((item_id, input_text(first), [matrix_cell(r, metric) for r in stored]))
-        params = {"task": task, "q": where.search, "show": show if show != "all" else "", "a": a, "b": b}
+            value = float(margin[at[item_id]]) if margin is not None else math.nan
+            rows.append((item_id, input_text(first), [matrix_cell(r, metric) for r in stored], "" if value != value else f"{value:+.2f}"))
+        params = {"task": task, "q": where.search, "show": show if show != "all" else "", "a": a, "b": b, "label": label, "cluster": cluster,
+                  "sort": sort if sort != "split" else ""}
+        labels = [(value, label_text(value)) for value in table.label_values()]
         return self.render("items.html", overview=overview, task=task, tasks=tasks, cells=[(c, cell_label(c, cells)) for c in cells],
                            metric=metric, rows=rows, total=found.total, page=page, pages=max(1, math.ceil(found.total / ITEMS_PER_PAGE)),
-                           params=params, show=show, a=a, b=b)
+                           params=params, show=show, a=a, b=b, labels=labels, clusters=table.cluster_values(), label=label, cluster=cluster,
+                           sort=sort, margin_in=next((lab for c, lab in ((c, cell_label(c, cells)) for c in cells) if c.cell_id == margin_in), ""))
 
     def item(self, request: Request) -> Response:
         run_id, item_id = request.path_params["run_id"], request.path_params["item_id"]
@@ -235,6 +275,14 @@ class Viewer:
         detail = exc.detail if isinstance(exc, HTTPException) else "not found"
         code = exc.status_code if isinstance(exc, HTTPException) else 404
         return self.render("error.html", status=code, message=detail, code=code)
+
+
+def _day(value: str | None) -> date | None:
+    """``?created_from=2026-01-31`` as a date; None when absent or not a date."""
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
 
 
 def _page(value: str | None) -> int:

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import html
+import math
 import re
 import urllib.error
 import urllib.request
+from datetime import date, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 from starlette.testclient import TestClient
@@ -17,7 +20,7 @@ from starlette.testclient import TestClient
 from harness.analysis.compare import compare_runs
 from harness.core.errors import HarnessError
 from harness.report.terminal import cell_name, varying_fields
-from harness.store import Store
+from harness.store import ItemRecord, Store, StoredCell
 from harness.view import check_host, create_app, is_loopback
 from harness.view.pages import verdict_sentence
 from tests.helpers import cli
@@ -259,3 +262,139 @@ def test_harness_view_command_serves_the_pages(stored: Stored) -> None:
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=5)
         assert refused.value.code == 400
+
+
+# -- the items page's filters and sort, and the runs page's dates, on a hand-written store -------------------------------------------
+N_HAND = 130  # items of the hand-written run: three pages of 50
+
+
+@pytest.fixture(scope="module")
+def hand(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two multiple-choice cells over 130 items: labels (targets) k % 3, clusters "c<k % 4>", item k's margin in cell a
+    (k - 65) / 10 (correct choice's log-prob minus the best wrong one's), NaN (unscorable) in a for every 13th item;
+    cell b is right on even items. Plus 60 empty runs on 60 days, for the runs page's dates and pages."""
+    db = tmp_path_factory.mktemp("hand") / "h.db"
+    store = Store(db)
+    try:
+        store.create_run("hand", "h" * 64, {"spec": {}}, {}, 1)
+        for cell in ("a", "b"):
+            store.add_cell(StoredCell("hand", cell, "mc", "multiple_choice", f"prompt-{cell}", "0" * 64, 0, "none", "m", {}, ["acc"], N_HAND))
+        records = []
+        for k in range(N_HAND):
+            target, margin, unscorable = k % 3, (k - 65) / 10, k % 13 == 0
+            logprobs = [-2.0, -2.0, -2.0]
+            logprobs[target] = -2.0 + margin
+            if unscorable:
+                logprobs = [math.nan] * 3
+            for cell in ("a", "b"):
+                values = logprobs if cell == "a" else [-1.0, -2.0, -3.0]
+                acc = (math.nan if unscorable else float(margin > 0)) if cell == "a" else float(k % 2 == 0)
+                response = [{"kind": "loglikelihood", "logprob": v, "is_greedy": False, "n_tokens": 1, "latency_s": 0.0} for v in values]
+                records.append(ItemRecord(cell, f"h{k:03d}", k, f"Hand question {k} <b>bold</b>?", [" x", " y", " z"], [], target, response,
+                                          None, {"acc": acc}, 0.0, 1, False, f"c{k % 4}"))
+        store.write_items("hand", records, {})
+        store.finish_run("hand")
+        for day in range(60):
+            run = f"2025{day:04d}-empty"
+            store.create_run(run, f"{day:064d}", {"spec": {}}, {}, 1)
+            made = (date(2025, 1, 1) + timedelta(days=day)).isoformat() + "T12:00:00+00:00"
+            store.db.execute("UPDATE runs SET created_at = ? WHERE id = ?", (made, run))
+    finally:
+        store.close()
+    return db
+
+
+@pytest.fixture(scope="module")
+def hand_client(hand: Path) -> TestClient:
+    return TestClient(create_app(hand), base_url="http://127.0.0.1")
+
+
+def items_of(page: str) -> list[str]:
+    return re.findall(r'<tr class="item" data-item="([^"]+)"', page)
+
+
+def pager_links(page: str) -> list[dict[str, list[str]]]:
+    return [parse_qs(html.unescape(href)) for href in re.findall(r'<nav class="pager">.*?</nav>', page, re.S)[0:1]
+            for href in re.findall(r'href="\?([^"]*)"', href)]
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ({"show": "unscorable"}, [k for k in range(N_HAND) if k % 13 == 0]),
+    ({"label": "2"}, [k for k in range(N_HAND) if k % 3 == 2]),
+    ({"cluster": "c1"}, [k for k in range(N_HAND) if k % 4 == 1]),
+    ({"cluster": "c1", "label": "0", "show": "disagree"}, [k for k in range(N_HAND) if k % 4 == 1 and k % 3 == 0 and k % 13
+                                                           and (k > 65) != (k % 2 == 0)]),
+    ({"show": "flips", "a": "a", "b": "b", "cluster": "c2"}, [k for k in range(N_HAND) if k % 4 == 2 and k % 13 and k <= 65]),
+    ({"label": "9"}, []), ({"cluster": "nope"}, []),
+])
+def test_items_page_filters_by_unscorable_label_and_cluster_with_totals(hand_client: TestClient, query: dict[str, str],
+                                                                         expected: list[int]) -> None:
+    page = hand_client.get("/runs/hand/items", params=query)
+    assert page.status_code == 200 and total(page.text) == len(expected)
+    assert items_of(page.text) == [f"h{k:03d}" for k in expected][:50]
+    if not expected:
+        assert "No items match" in page.text
+    for value in query.values() if expected else ():  # the form shows what is applied
+        assert re.search(rf'<option value="{re.escape(value)}" selected>', page.text)
+
+
+def test_items_page_offers_the_labels_and_clusters_stored(hand_client: TestClient) -> None:
+    page = hand_client.get("/runs/hand/items").text
+    assert re.findall(r'<option value="(\d)">choice \1</option>', page) == ["0", "1", "2"]
+    assert re.findall(r'<option value="(c\d)">', page) == ["c0", "c1", "c2", "c3"]
+
+
+def test_items_page_sorts_by_margin_across_pages_and_keeps_the_filters_in_its_links(hand_client: TestClient) -> None:
+    scorable = [k for k in range(N_HAND) if k % 13]  # margins rise with k; the unscorable ones have none: last
+    order = [f"h{k:03d}" for k in scorable + [k for k in range(N_HAND) if k % 13 == 0]]
+    first = hand_client.get("/runs/hand/items", params={"sort": "margin", "a": "a"})
+    assert total(first.text) == N_HAND and items_of(first.text) == order[:50]
+    assert 'id="margin-note"' in first.text and "most confidently wrong first" in first.text
+    margins = re.findall(r'<td class="num margin">([^<]+)</td>', first.text)
+    assert margins[:2] == ["-6.40", "-6.30"]  # item 1: (1 - 65) / 10
+    (link,) = pager_links(first.text)
+    assert link == {"task": ["mc"], "a": ["a"], "sort": ["margin"], "page": ["2"]}
+    third = hand_client.get("/runs/hand/items", params={"sort": "margin", "a": "a", "page": "3"})
+    assert items_of(third.text) == order[100:] and "—" in third.text  # the unscorable ones, with no margin
+    filtered = hand_client.get("/runs/hand/items", params={"sort": "margin", "a": "a", "cluster": "c3", "label": "1", "q": "question"})
+    expected = [f"h{k:03d}" for k in scorable if k % 4 == 3 and k % 3 == 1] + [f"h{k:03d}" for k in range(N_HAND) if k % 13 == 0 and k % 12 == 7]
+    assert items_of(filtered.text) == expected and total(filtered.text) == len(expected)
+    unsorted = hand_client.get("/runs/hand/items", params={"cluster": "c0", "label": "0", "page": "1"})
+    assert items_of(unsorted.text) == [f"h{k:03d}" for k in range(N_HAND) if k % 12 == 0]  # split order without sort
+
+
+def test_items_pager_keeps_every_filter(hand_client: TestClient) -> None:
+    page = hand_client.get("/runs/hand/items", params={"show": "flips", "a": "b", "b": "a", "q": "Hand", "page": "1"})
+    expected = [k for k in range(N_HAND) if k % 13 and k % 2 == 1 and k > 65]  # wrong in b (odd), right in a (margin > 0)
+    assert total(page.text) == len(expected) and len(expected) <= 50 and not pager_links(page.text)
+    wide = hand_client.get("/runs/hand/items", params={"label": "1", "q": "question", "show": "all"})
+    assert total(wide.text) == len([k for k in range(N_HAND) if k % 3 == 1]) == 43 and not pager_links(wide.text)
+    many = hand_client.get("/runs/hand/items", params={"q": "hand", "cluster": "c0", "sort": "margin", "page": "1"})
+    assert total(many.text) == 33
+    everything = hand_client.get("/runs/hand/items", params={"q": "?", "show": "unscorable", "page": "2"})
+    assert total(everything.text) == 10 and items_of(everything.text) == []  # page 2 of one page: empty, total still told
+
+
+@pytest.mark.parametrize("text", ['"><script>alert(1)</script>', "' OR 1=1 --", '"*" NEAR/2 OR', "%_%", "\\\"", "<b>bold</b>"])
+def test_items_search_with_a_hostile_string_is_text(hand_client: TestClient, text: str) -> None:
+    page = hand_client.get("/runs/hand/items", params={"q": text, "label": "0"})
+    assert page.status_code == 200 and "<script>alert" not in page.text
+    shown = re.search(r'<input name="q" type="search" value="([^"]*)"', page.text)
+    assert shown and html.unescape(shown.group(1)) == text  # the search box shows it back, escaped
+    expected = [k for k in range(N_HAND) if k % 3 == 0] if text == "<b>bold</b>" else []
+    assert total(page.text) == len(expected) and items_of(page.text) == [f"h{k:03d}" for k in expected][:50]
+
+
+def test_runs_page_filters_by_creation_date_with_pages(hand_client: TestClient) -> None:
+    january = hand_client.get("/", params={"created_from": "2025-01-01", "created_to": "2025-01-31"})
+    runs = re.findall(r'<tr class="run" data-run="([^"]+)"', january.text)
+    assert total(january.text) == 31 and runs == [f"2025{d:04d}-empty" for d in range(30, -1, -1)]
+    assert 'value="2025-01-01"' in january.text and 'value="2025-01-31"' in january.text
+    year = hand_client.get("/", params={"created_to": "2025-12-31"})
+    assert total(year.text) == 60  # not the hand run, made today
+    (link,) = pager_links(year.text)
+    assert link == {"created_to": ["2025-12-31"], "page": ["2"]}
+    second = hand_client.get("/", params={"created_to": "2025-12-31", "page": "2"})
+    assert re.findall(r'data-run="([^"]+)"', second.text) == [f"2025{d:04d}-empty" for d in range(9, -1, -1)]
+    assert "No runs match these filters" in hand_client.get("/", params={"created_to": "2024-12-31"}).text
+    assert total(hand_client.get("/", params={"created_from": "not a date"}).text) == 61  # ignored, as an unknown page number is
