@@ -8,13 +8,14 @@ import html
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from harness.view import create_app
-from tests.browser import read_png
 from tests.helpers import cli
+from tests.view.browsing import drawn, page_fits, plot_fits
 from tests.view.conftest import serving
 
 
@@ -23,7 +24,7 @@ def _cells(row: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_ab_page_of_a_real_tune_and_ab_pair(tmp_path: Path, db_path: Path, embedded_model: Path, chromium: str,
+def test_ab_page_of_a_real_tune_and_ab_pair(tmp_path: Path, db_path: Path, embedded_model: Path, browser: Any,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "adapter"
     assert cli("tune", "--task", "capitals", "--prompt", "qa_plain", "-o", out, "--steps", "2", "--eval-steps", "1", "--batch-size", "2",
@@ -52,20 +53,20 @@ def test_ab_page_of_a_real_tune_and_ab_pair(tmp_path: Path, db_path: Path, embed
     assert [r[:2] for r in rows] == [[str(p["step"]), f"{p['acc']:.4f}"] for p in card["eval_curve"]]
     assert [r[4] for r in rows] == ["best (kept)" if p["step"] == card["best_step"] else "" for p in card["eval_curve"]]
     assert f"train loss at {len(card['train_loss'])} logged steps" in section
-    # and in the browser: it paints and fits at both widths
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is installed by scripts/test.sh")
+    # and in the browser: it paints and fits at both widths, with its plots (the A/B's and the card's curves) drawn
     with serving(db_path) as url:
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-            tab = browser.new_page(viewport={"width": 1280, "height": 900})
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        try:
+            tab = context.new_page()
             tab.goto(url + path)
             assert tab.locator("#ab-verdict").inner_text() == data["verdict"]
             assert tab.locator(f'section.tuning[data-card="{out.name}"] table.tune-curve tbody tr').count() == len(card["eval_curve"])
             for width in (1280, 1920):
                 tab.set_viewport_size({"width": width, "height": 900})
-                shot = tmp_path / f"ab-{width}.png"
-                tab.screenshot(path=str(shot), full_page=True)
-                image = read_png(shot)
-                assert image.shape[1] == width and image.std() > 10, f"blank page at {width} px"
-                assert tab.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-            browser.close()
+                figures = drawn(tab)
+                assert [f.get_attribute("data-plot") for f in figures] == ["ab", "tune-loss", "tune-eval"]
+                for figure in figures:
+                    plot_fits(figure, width, tmp_path)
+                page_fits(tab, tmp_path, width)
+        finally:
+            context.close()
