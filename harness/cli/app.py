@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -78,12 +79,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `harness compare --json | head`: the reader left, not an error
-        try:
-            sys.stdout.flush()
-        except BrokenPipeError:  # it was stdout: point it at /dev/null so the interpreter's last flush does not fail again
+        if _stdout_gone():  # point stdout at /dev/null so the interpreter's last flush does not fail again
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
         raise  # another pipe (a server's socket): a real error; sys.stderr stays open (main may run inside a process)
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader has left. A flush that fails says so, but the failed write may have left
+    nothing to flush: then the pipe itself is asked (poll reports POLLERR on a pipe with no reader)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    except (OSError, ValueError):
+        return False
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no fileno (a captured stream), or no poll on this platform
+        return False
 
 
 if __name__ == "__main__":

@@ -30,3 +30,12 @@ def test_another_broken_pipe_is_raised_and_stderr_stays_open(monkeypatch: pytest
     with pytest.raises(BrokenPipeError):
         app.main(["tasks"])
     assert sys.stderr is stderr and not sys.stderr.closed
+
+
+def test_a_reader_that_left_before_anything_was_buffered_is_still_not_an_error() -> None:
+    """The write that failed may leave nothing to flush (it was the flush that failed): stdout is then asked itself.
+    This was a flaky traceback under `harness tasks --json | head -c 10`."""
+    code = ("import os, sys\nfrom harness.cli import app\nr, w = os.pipe(); os.close(r); os.dup2(w, 1)\n"
+            "def broken(args):\n    raise BrokenPipeError(32, 'Broken pipe')\napp.check_dirs = broken\nsys.exit(app.main(['tasks']))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
