@@ -106,7 +106,7 @@ def _report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", action=ListFlag, dest="only_tasks")
     p.add_argument("--diff-limit", type=int, default=30, help="disagreeing items listed per task (default: %(default)s)")
     p.add_argument("--ab", nargs=2, metavar=("BASE_RUN", "TUNED_RUN"),
-                   help="an A/B report of two runs (as `harness ab --base-run --tuned-run` prints it) instead of a ranking")
+                   help="the A/B page of two runs (as `harness ab --base-run --tuned-run` prints it) instead of the run page")
     p.add_argument("--tune", nargs="+", type=Path, default=[], metavar="OUT",
                    help="`harness tune` output folder(s): their training/eval curves (alone, or appended to the named runs)")
     _stat_options(p)
@@ -117,5 +117,5 @@ register_verb(Verb("ab", "A/B a tuned model (checkpoint or --adapter) against it
                    "harness.cli.decide:cmd_ab", ("db", "dirs")))
 register_verb(Verb("rescore", "recompute a run's scores from stored responses (no model), optionally adding metrics", _rescore_arguments,
                    "harness.cli.decide:cmd_rescore", ("db", "dirs")))
-register_verb(Verb("report", "write one self-contained HTML report (plots, ranked table, disagreeing items)", _report_arguments,
+register_verb(Verb("report", "write harness view's run page (or A/B page) as one self-contained HTML file", _report_arguments,
                    "harness.cli.decide:cmd_report"))

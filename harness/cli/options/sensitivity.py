@@ -13,7 +13,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="*", default=["latest"], help="run ids or prefixes (default: latest)")
     p.add_argument("--metric", help="metric (default: each task's first; acc also pairs with acc_calibrated)")
     p.add_argument("--task", action=ListFlag, dest="only_tasks", help="only these tasks (a b, or a,b)")
-    output_option(p, "also write the report as one self-contained HTML file", type=Path, metavar="OUT", old="--html")
+    output_option(p, "also write the sensitivity page of harness view as one self-contained HTML file", type=Path, metavar="OUT", old="--html")
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
