@@ -239,10 +239,11 @@ def search_rows(store: Store, run_id: str, cell_ids: Sequence[str], text: str) -
 
 
 def item_page(store: Store, run_id: str, cell_ids: Sequence[str], where: ItemFilter, *, offset: int = 0, limit: int = 50,
-              table: ScoreTable | None = None, margin: np.ndarray | None = None) -> ItemPage:
+              table: ScoreTable | None = None, margin: np.ndarray | None = None, matches: set[str] | None = None) -> ItemPage:
     """The items of ``cell_ids`` (one task's cells of a run) that match ``where``, in split order (or by margin), ``limit`` from
     ``offset``. ``table``: the cells' ``ScoreTable`` on ``where.metric`` (read here when not given); ``margin``: the margins of
-    the table's items in ``where.margin_in`` (read here when sorting by margin and not given)."""
+    the table's items in ``where.margin_in`` (read here when sorting by margin and not given); ``matches``: the item ids
+    ``search_rows`` finds for ``where.search`` (searched here when not given)."""
     if not cell_ids:
         return ItemPage([], {}, 0)
     if table is None:
@@ -264,7 +265,7 @@ def item_page(store: Store, run_id: str, cell_ids: Sequence[str], where: ItemFil
     if where.cluster is not None:
         keep &= np.array([cluster == where.cluster for cluster in table.clusters], dtype=bool)
     if where.search:
-        found = search_rows(store, run_id, cell_ids, where.search)
+        found = search_rows(store, run_id, cell_ids, where.search) if matches is None else matches
         keep &= np.array([item in found for item in table.item_ids], dtype=bool)
     order = np.flatnonzero(keep)
     if where.sort == "margin" and where.margin_in:

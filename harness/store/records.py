@@ -123,7 +123,7 @@ class ItemAnswer:
     run_id: str
     cell_id: str
     item_id: str
-    continuations: list[str] | None
+    continuations: tuple[str, ...] | None
     logprobs: tuple[float, ...]
     extracted: str | None
 

@@ -510,7 +510,17 @@ class Store:
             "ORDER BY run_id, cell_id, position",
             list(run_ids),
         )
-        return [ItemScores(r["run_id"], r["cell_id"], r["item_id"], json.loads(r["scores_json"]), r["cluster"]) for r in rows]
+        decoded: dict[str, dict[str, float]] = {}  # a run's scores_json texts repeat (0/1 metrics): each distinct one is decoded once
+
+        def scores(text: str) -> dict[str, float]:
+            found = decoded.get(text)
+            if found is None:
+                found = json.loads(text)
+                if len(decoded) < 100_000:
+                    decoded[text] = found
+            return dict(found)  # every row its own dict, as json.loads gives
+
+        return [ItemScores(r[0], r[1], r[2], scores(r[3]), r[4]) for r in rows]
 
     def answers(self, run_ids: Sequence[str]) -> list[ItemAnswer]:
         """The runs' items' answers (choices, log-probs, extracted text), in ``items`` order, without their other columns."""
@@ -520,8 +530,20 @@ class Store:
             list(run_ids),
         )
         nan = float("nan")
-        return [ItemAnswer(r[0], r[1], r[2], json.loads(r[3]) if r[3] else None,
-                           tuple(float(x.get("logprob", nan)) for x in json.loads(r[4])), r[5]) for r in rows]
+        choices: dict[str, tuple[str, ...]] = {}  # the choices repeat from item to item (" A" .. " D"): each text decoded once
+
+        def continuations(text: str | None) -> tuple[str, ...] | None:
+            if not text:
+                return None
+            found = choices.get(text)
+            if found is None:
+                found = tuple(json.loads(text))
+                if len(choices) < 100_000:
+                    choices[text] = found
+            return found
+
+        return [ItemAnswer(r[0], r[1], r[2], continuations(r[3]), tuple(float(x.get("logprob", nan)) for x in json.loads(r[4])), r[5])
+                for r in rows]
 
     # -- calibration --------------------------------------------------------------
     def write_calibration(self, rows: Sequence[CalibrationRow], metric: str) -> None:

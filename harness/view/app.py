@@ -53,6 +53,7 @@ from harness.store.browse import (
     run_overview,
     run_page,
     score_table,
+    search_rows,
 )
 from harness.tune.overlap import check_overlap_runs
 from harness.view.cache import ViewCache, file_signature
@@ -99,7 +100,7 @@ class Viewer:
     def __init__(self, db: Path) -> None:
         self.db = Path(db)
         Store.open_read_only(self.db).close()  # "no database at PATH" now, not on the first page
-        self.cache = ViewCache(self.db)  # pages' computed values, until the file changes (harness/view/cache.py)
+        self.cache = ViewCache(self.db, limits={"best": 1000, "overview": 200, "search": 32})  # until the file changes (view/cache.py)
         self.templates = _environment()
 
     @contextmanager
@@ -184,8 +185,13 @@ class Viewer:
             if margin_in is not None:
                 margin = self.cache.get(("margin", run_id, tuple(ids), margin_in), lambda: margins(store, run_id, margin_in, table.item_ids),
                                         signature)
+            matches = None
+            if where.search:  # kept, so the next page or another filter on the same search reads no text
+                matches = self.cache.get(("search", run_id, tuple(ids), where.search), lambda: search_rows(store, run_id, ids, where.search),
+                                         signature)
             page = _page(q.get("page"))
-            found = item_page(store, run_id, ids, where, offset=(page - 1) * ITEMS_PER_PAGE, limit=ITEMS_PER_PAGE, table=table, margin=margin)
+            found = item_page(store, run_id, ids, where, offset=(page - 1) * ITEMS_PER_PAGE, limit=ITEMS_PER_PAGE, table=table, margin=margin,
+                              matches=matches)
         at = {item: k for k, item in enumerate(table.item_ids)} if margin is not None else {}
         rows = []
         for item_id in found.item_ids:

@@ -22,6 +22,7 @@ from harness.core.errors import HarnessError
 from harness.report.terminal import cell_name, varying_fields
 from harness.store import ItemRecord, Store, StoredCell
 from harness.view import check_host, create_app, is_loopback
+from harness.view.cache import ViewCache
 from harness.view.pages import verdict_sentence
 from tests.helpers import cli
 from tests.view.conftest import FAILURE, IMG, SCRIPT, Stored, fetch, view_command
@@ -398,3 +399,46 @@ def test_runs_page_filters_by_creation_date_with_pages(hand_client: TestClient) 
     assert re.findall(r'data-run="([^"]+)"', second.text) == [f"2025{d:04d}-empty" for d in range(9, -1, -1)]
     assert "No runs match these filters" in hand_client.get("/", params={"created_to": "2024-12-31"}).text
     assert total(hand_client.get("/", params={"created_from": "not a date"}).text) == 61  # ignored, as an unknown page number is
+
+
+def test_items_and_runs_pages_kept_between_requests_recompute_after_any_write(hand: Path, tmp_path: Path) -> None:
+    """The viewer keeps each page's score table, search and best cells (harness/view/cache.py) until the file changes:
+    a rescore rewrites scores in place (no item count changes), and the next page shows the new scores."""
+    db = tmp_path / "copy.db"
+    db.write_bytes(hand.read_bytes())
+    app = create_app(db)
+    client = TestClient(app, base_url="http://127.0.0.1")
+    assert total(client.get("/runs/hand/items", params={"show": "unscorable"}).text) == 10
+    assert total(client.get("/runs/hand/items", params={"show": "unscorable", "q": "question"}).text) == 10  # the table from the cache
+    store = Store(db)
+    try:
+        store.update_scores("hand", [("a", "h000", {"acc": 1.0}, None), ("b", "h001", {"acc": math.nan}, "rescored")])
+    finally:
+        store.close()
+    assert total(client.get("/runs/hand/items", params={"show": "unscorable"}).text) == 10  # h000 scored now, h001 unscorable in b
+    assert items_of(client.get("/runs/hand/items", params={"show": "unscorable"}).text)[:2] == ["h001", "h013"]
+    assert items_of(client.get("/runs/hand/items", params={"q": "rescored"}).text) == ["h001"]  # the search too
+
+
+def test_view_cache_bounds_each_kind_and_checks_the_file(tmp_path: Path) -> None:
+    db = tmp_path / "f.db"
+    db.write_bytes(b"x")
+    cache = ViewCache(db, size=2, limits={"small": 3})
+    calls: list[str] = []
+
+    def value(name: str) -> str:
+        calls.append(name)
+        return name
+
+    for name in ("a", "b", "a", "c", "b"):  # a kept (recently used), b pushed out by c, then b again
+        cache.get(("big", name), lambda: value(name))
+    assert calls == ["a", "b", "c", "b"]
+    for name in ("1", "2", "3", "1"):
+        cache.get(("small", name), lambda: value(name))
+    assert calls[-3:] == ["1", "2", "3"]  # room for three of this kind
+    db.write_bytes(b"xy")  # any change to the file: recomputed
+    cache.get(("small", "1"), lambda: value("1"))
+    assert calls[-1] == "1" and len(calls) == 8
+    (tmp_path / "f.db-wal").write_bytes(b"")  # an empty log, as a reader leaves it: no change
+    cache.get(("small", "1"), lambda: value("1"))
+    assert len(calls) == 8
