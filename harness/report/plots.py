@@ -13,7 +13,11 @@ cell or one pair alone; the verdict rests on p adjusted over every pair).
 from __future__ import annotations
 
 import copy
+import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +26,7 @@ from harness.analysis.ab import ABReport, ABTask, ClusterDelta
 from harness.analysis.compare import Comparison, RankedCell, TaskRanking, setting_labels
 from harness.analysis.sensitivity import Slice
 from harness.core.deps import require
+from harness.core.errors import HarnessError
 from harness.report.numbers import p_value
 from harness.report.terminal import cell_name, number_formats, tau_text, varying_fields
 from harness.tune.card import TuneCard
@@ -450,12 +455,40 @@ def tuning_plots(card: TuneCard, width: int | str = "container") -> list[Plot]:
     return out
 
 
+_RUNTIME_PID: int | None = None  # the process that started vl-convert's runtime: its worker threads do not survive a fork
+
+
 def render_svg(spec: Spec, width: int = STATIC_WIDTH) -> str:
     """The spec as a static SVG document (vl-convert: the Vega and Vega-Lite the page uses, no browser, no network);
     a spec drawn to its page's container gets ``width`` px."""
+    return render_svgs([(spec, width)])[0]
+
+
+def render_svgs(specs: Sequence[tuple[Spec, int]]) -> list[str]:
+    """Each (spec, width) as an SVG document, in order. In a process forked after vl-convert started in its parent, the
+    inherited runtime waits forever on a worker thread the fork did not copy: there they are rendered in a fresh Python."""
+    global _RUNTIME_PID
     require("vl_convert", "view", "vl-convert-python", "a static plot")
+    sized = [{**copy.deepcopy(spec), "width": width} if spec.get("width") == "container" else spec for spec, width in specs]
+    if _RUNTIME_PID is not None and os.getpid() != _RUNTIME_PID:
+        return _render_in_a_fresh_process(sized)
     import vl_convert
 
-    if spec.get("width") == "container":
-        spec = {**copy.deepcopy(spec), "width": width}
-    return str(vl_convert.vegalite_to_svg(spec, vl_version=VL_CONVERT_VERSION))
+    _RUNTIME_PID = os.getpid()
+    return [str(vl_convert.vegalite_to_svg(spec, vl_version=VL_CONVERT_VERSION)) for spec in sized]
+
+
+RENDER_SCRIPT = ("import json, sys, vl_convert\n"
+                 "json.dump([vl_convert.vegalite_to_svg(s, vl_version=sys.argv[1]) for s in json.load(sys.stdin)], sys.stdout)\n")
+
+
+def _render_in_a_fresh_process(specs: Sequence[Spec], timeout_s: float = 300.0) -> list[str]:
+    try:
+        done = subprocess.run([sys.executable, "-c", RENDER_SCRIPT, VL_CONVERT_VERSION], input=json.dumps(specs), capture_output=True,
+                              text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise HarnessError(f"rendering {len(specs)} plot(s) to SVG took over {timeout_s:.0f} s") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise HarnessError(f"rendering {len(specs)} plot(s) to SVG failed: {last}")
+    return [str(svg) for svg in json.loads(done.stdout)]

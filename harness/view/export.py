@@ -8,6 +8,7 @@ vl-convert, links shown as text. Nothing in the file loads a script, a style or 
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +18,7 @@ from harness.analysis.compare import Comparison
 from harness.analysis.sensitivity import Sensitivity
 from harness.core.errors import HarnessError
 from harness.core.files import write_atomic
-from harness.report.plots import Plot, render_svg
+from harness.report.plots import Plot, render_svgs
 from harness.store import Store
 from harness.tune.card import TuneCard
 from harness.view.context import AbChoicePage, AbQuery, RunPage, SensitivityPage, build_ab_page, build_run_page, overview_of, tuning_cards, values
@@ -28,26 +29,35 @@ __all__ = ["write_ab_report", "write_report", "write_sensitivity_report", "write
 
 
 class _Figures:
-    """Renders each plot of a page to SVG, its element ids prefixed with the figure's number: the SVGs share one document,
-    and two heatmaps' legends would otherwise both define (and fill from) ``gradient_0``."""
+    """The page's plots to SVG, all at once after the page is rendered (one vl-convert pass, or one fresh process where
+    vl-convert cannot run in this one): the template gets a placeholder per figure. Each SVG's element ids are prefixed
+    with its figure's number: the SVGs share one document, and two heatmaps' legends would otherwise both define (and
+    fill from) ``gradient_0``."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.wanted: list[tuple[Plot, int]] = []
+        self.token = f"harness-figure-{secrets.token_hex(8)}-"
 
     def __call__(self, plot: Plot, wide: bool) -> str:
-        self.count += 1
-        svg = render_svg(plot.spec, width=ROW_PX if wide else COLUMN_PX)
-        prefix = f"f{self.count}-"
-        for name in set(re.findall(r'\bid="([^"]+)"', svg)):
-            svg = svg.replace(f'id="{name}"', f'id="{prefix}{name}"').replace(f"url(#{name})", f"url(#{prefix}{name})")
-            svg = svg.replace(f'href="#{name}"', f'href="#{prefix}{name}"')
-        return svg
+        self.wanted.append((plot, ROW_PX if wide else COLUMN_PX))
+        return f"{self.token}{len(self.wanted) - 1}."
+
+    def fill(self, html: str) -> str:
+        svgs = render_svgs([(plot.spec, width) for plot, width in self.wanted]) if self.wanted else []
+        for n, svg in enumerate(svgs):
+            prefix = f"f{n + 1}-"
+            for name in set(re.findall(r'\bid="([^"]+)"', svg)):
+                svg = svg.replace(f'id="{name}"', f'id="{prefix}{name}"').replace(f"url(#{name})", f"url(#{prefix}{name})")
+                svg = svg.replace(f'href="#{name}"', f'href="#{prefix}{name}"')
+            html = html.replace(f"{self.token}{n}.", svg, 1)
+        return html
 
 
 def _write(path: Path, template: str, db: str, page: dict[str, Any]) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    env = environment(static=True, svg=_Figures(), css=stylesheet(), generated=stamp)
-    html = env.get_template(template).render(db=db, **page)
+    figures = _Figures()
+    env = environment(static=True, svg=figures, css=stylesheet(), generated=stamp)
+    html = figures.fill(env.get_template(template).render(db=db, **page))
     write_atomic(path, [html])
     path.chmod(0o644)  # a report is meant to be shared (write_atomic's temp file is private)
     return path

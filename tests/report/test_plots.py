@@ -5,7 +5,10 @@ vl-convert holding its axis titles and marks."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,3 +149,31 @@ def test_a_spec_renders_to_static_svg_with_its_axis_titles_and_marks(comp: Compa
     assert svg.count('class="mark-rule role-mark') == 1 and svg.count('class="mark-symbol role-mark') == 1
     assert svg.count("<path") >= 2 * len(ranking.cells)  # a bar and a dot per cell
     assert VERDICT_COLOURS["worse"] in svg and VERDICT_COLOURS["best"] in svg
+
+
+def test_a_process_forked_after_vl_convert_started_still_renders(tmp_path: Path) -> None:
+    """vl-convert's runtime runs on worker threads a fork does not copy: in a child forked after the parent rendered, a
+    render waited forever (the hostile-input corpus forks a child per case; ``harness report`` there hung). The child
+    now renders in a fresh Python, and gets the same SVG."""
+    spec = {"$schema": "https://vega.github.io/schema/vega-lite/v6.json", "data": {"values": [{"x": 1, "y": 2}, {"x": 2, "y": 3}]},
+            "mark": "point", "encoding": {"x": {"field": "x", "type": "quantitative"}, "y": {"field": "y", "type": "quantitative"}},
+            "width": 200, "height": 100}
+    here = render_svg(spec)
+    out = tmp_path / "child.svg"
+    pid = os.fork()
+    if pid == 0:  # the child: render, write, leave without running the parent's atexit or pytest's teardown
+        try:
+            out.write_text(render_svg(spec))
+        finally:
+            os._exit(0)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("rendering in a forked child hung")
+    assert out.read_text() == here
