@@ -227,14 +227,16 @@ def search_rows(store: Store, run_id: str, cell_ids: Sequence[str], text: str) -
         return set()
     like = _like(text)
     checks = " OR ".join(f"{expr} LIKE ? ESCAPE '\\'" for expr in search_values("i"))
+    cells = f"i.run_id = ? AND i.cell_id IN ({placeholders(cell_ids)})"
     params: list[object] = [run_id, *cell_ids, *[like] * len(SEARCH_COLUMNS)]
-    candidates = ""
     grams = sorted({text[k:k + 3] for k in range(len(text) - 2)})
-    if grams:
+    if grams:  # the index's candidates drive the loop (CROSS JOIN keeps that order): each is one rowid lookup, then LIKE
         query = " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams)
-        candidates = " AND i.rowid IN (SELECT rowid FROM items_search WHERE items_search MATCH ?)"
-        params.insert(len(cell_ids) + 1, query)
-    sql = f"SELECT DISTINCT i.item_id FROM items i WHERE i.run_id = ? AND i.cell_id IN ({placeholders(cell_ids)}){candidates} AND ({checks})"
+        sql = (f"SELECT DISTINCT i.item_id FROM items_search s CROSS JOIN items i ON i.rowid = s.rowid "
+               f"WHERE s.items_search MATCH ? AND {cells} AND ({checks})")
+        params.insert(0, query)
+    else:
+        sql = f"SELECT DISTINCT i.item_id FROM items i WHERE {cells} AND ({checks})"
     return {str(r[0]) for r in store.db.execute(sql, params)}
 
 

@@ -100,7 +100,7 @@ class Viewer:
     def __init__(self, db: Path) -> None:
         self.db = Path(db)
         Store.open_read_only(self.db).close()  # "no database at PATH" now, not on the first page
-        self.cache = ViewCache(self.db, limits={"best": 1000, "overview": 200, "search": 32})  # until the file changes (view/cache.py)
+        self.cache = ViewCache(self.db, limits={"best": 1000, "overview": 200, "search": 32, "runs": 64})  # until the file changes (view/cache.py)
         self.templates = _environment()
 
     @contextmanager
@@ -123,9 +123,10 @@ class Viewer:
         page = _page(q.get("page"))
         signature = file_signature(self.db)
         with self.store() as store:
-            found = run_page(store, task=task, model=model, status=status, created_from=created_from, created_to=created_to,
-                             offset=(page - 1) * RUNS_PER_PAGE, limit=RUNS_PER_PAGE)
-            facets = run_facets(store)
+            found = self.cache.get(("runs", task, model, status, created_from, created_to, page), functools.partial(
+                run_page, store, task=task, model=model, status=status, created_from=created_from, created_to=created_to,
+                offset=(page - 1) * RUNS_PER_PAGE, limit=RUNS_PER_PAGE), signature)  # its item counts read every run's items
+            facets = self.cache.get(("facets",), functools.partial(run_facets, store), signature)
             rows = [(overview, self.cache.get(("best", overview.run.id, overview.n_items), functools.partial(best_cells, store, overview), signature))
                     for overview in found.runs]
         filters = {"task": task, "model": model, "status": status, "created_from": created_from.isoformat() if created_from else None,
