@@ -17,10 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode
+from typing import Any, TypeVar
 
-import jinja2
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -31,19 +29,13 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from harness.analysis.ab import ab_compare
 from harness.analysis.compare import compare_runs
-from harness.analysis.sensitivity import analyse
 from harness.core.errors import HarnessError
-from harness.report.ab import with_checks
-from harness.report.plots import task_plots
-from harness.report.tune import cards_for_runs
 from harness.store import Store
 from harness.store.browse import (
     ItemFilter,
     ItemSort,
     RunOverview,
-    ab_partners,
     item_exists,
     item_page,
     item_rows,
@@ -55,15 +47,15 @@ from harness.store.browse import (
     score_table,
     search_rows,
 )
-from harness.tune.overlap import check_overlap_runs
 from harness.view.cache import ViewCache, file_signature
-from harness.view.decide import ab_choices, ab_task_views, card_view, sensitivity_view
-from harness.view.pages import best_cells, cell_label, input_text, item_cell_view, main_metric, matrix_cell, provenance, task_views
+from harness.view.context import AbChoicePage, AbQuery, NotFound, build_ab_page, build_run_page, build_sensitivity_page, overview_of, values
+from harness.view.pages import best_cells, cell_label, input_text, item_cell_view, main_metric, matrix_cell
+from harness.view.render import HERE, environment
 
-HERE = Path(__file__).resolve().parent
 RUNS_PER_PAGE = 50
 ITEMS_PER_PAGE = 50
 LOOPBACK_NAMES = ("localhost", "127.0.0.1")
+T = TypeVar("T")
 
 
 def is_loopback(host: str) -> bool:
@@ -86,14 +78,6 @@ def check_host(host: str, explicit: bool) -> None:
                            "prompt and output in the database; pass --host explicitly to serve on it")
 
 
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True)
-    env.policies["json.dumps_kwargs"] = {"sort_keys": True, "allow_nan": False}  # tojson (the plots' specs): strict JSON or an error
-    env.filters["query"] = lambda params: urlencode({k: v for k, v in params.items() if v not in (None, "", False)})
-    return env
-
-
 class Viewer:
     """The pages, over one database path."""
 
@@ -101,7 +85,7 @@ class Viewer:
         self.db = Path(db)
         Store.open_read_only(self.db).close()  # "no database at PATH" now, not on the first page
         self.cache = ViewCache(self.db, limits={"best": 1000, "overview": 200, "search": 32, "runs": 64})  # until the file changes (view/cache.py)
-        self.templates = _environment()
+        self.templates = environment()
 
     @contextmanager
     def store(self) -> Iterator[Store]:
@@ -137,22 +121,21 @@ class Viewer:
     def run(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
         margin = _margin(request.query_params.get("margin"))
+        signature = file_signature(self.db)  # the page is kept until the database changes (harness/view/cache.py)
         with self.store() as store:
-            overview = run_overview(store, run_id)
-            if overview is None:
-                raise HTTPException(404, f"no run {run_id} in {self.db}")
-            problem, tasks, warnings, plots = None, [], [], {}
-            if overview.n_items:
-                try:
-                    comp = compare_runs(store, [run_id], margin=margin)
-                    tasks, warnings = task_views(comp), comp.warnings
-                    plots = {ranking.task: task_plots(comp, ranking) for ranking in comp.rankings}
-                except HarnessError as exc:
-                    problem = str(exc)
-            else:
-                problem = "no items stored yet"
-        return self.render("run.html", overview=overview, tasks=tasks, warnings=warnings, problem=problem, margin=margin,
-                           provenance=provenance(overview), plots=plots)
+            overview = self._overview(store, run_id)
+
+            def build() -> Any:
+                comp, problem = None, "no items stored yet" if not overview.n_items else None
+                if overview.n_items:
+                    try:
+                        comp = compare_runs(store, [run_id], margin=margin)
+                    except HarnessError as exc:
+                        problem = str(exc)
+                return build_run_page(store, [overview], comp, margin=margin, problem=problem)
+
+            page = self.cache.get(("run", run_id, margin), build, signature)
+        return self.render("run.html", **values(page))
 
     def items(self, request: Request) -> Response:
         run_id, q = request.path_params["run_id"], request.query_params
@@ -223,60 +206,31 @@ class Viewer:
         return self.render("item.html", overview=overview, item_id=item_id, views=views, task=cells[0].task if cells else "")
 
     def _overview(self, store: Store, run_id: str) -> RunOverview:
-        overview = run_overview(store, run_id)
-        if overview is None:
-            raise HTTPException(404, f"no run {run_id} in {self.db}")
-        return overview
+        return self._found(lambda: overview_of(store, run_id))
 
     def ab(self, request: Request) -> Response:
         """``harness ab --base-run BASE --tuned-run RUN [--base LABEL] [--tuned LABEL]`` as a page: this run is the tuned side;
         without a base run or model labels, the pairings there are to choose from."""
         run_id, q = request.path_params["run_id"], request.query_params
-        base_run, base_label, tuned_label = q.get("base_run") or None, q.get("base") or None, q.get("tuned") or None
-        margin = _margin(q.get("margin"))
+        query = AbQuery(run_id, q.get("base_run") or None, q.get("base") or None, q.get("tuned") or None,
+                        {"margin": _margin(q.get("margin"))})
         with self.store() as store:
-            overview = self._overview(store, run_id)
-            if base_run is None and base_label is None and tuned_label is None:
-                choices = ab_choices(overview, ab_partners(store, run_id))
-                return self.render("ab_choose.html", overview=overview, choices=choices)
-            base_overview = self._overview(store, base_run) if base_run else overview
-            for label, side, role in ((base_label, base_overview, "base"), (tuned_label, overview, "tuned")):
-                if label is not None and label not in side.models:
-                    raise HTTPException(404, f"run {side.run.id} has no {role} model {label} (its models: {', '.join(side.models)})")
-            problem, report, tasks, cards = None, None, [], []
-            try:
-                report = ab_compare(store, base_overview.run.id, run_id, base_label=base_label, tuned_label=tuned_label, margin=margin)
-                try:
-                    overlap = check_overlap_runs(store, report.base_run, report.tuned_run, tuned_label=report.tuned, allow=True)
-                    unchecked = []
-                except ValueError as exc:  # a model entry this install cannot read (a backend plugin no longer installed)
-                    overlap, unchecked = None, [f"overlap with the tuned model's training items not checked: {str(exc).splitlines()[-1].strip()}"]
-                report = with_checks(report, store, overlap)  # as harness report --ab: the flags are shown, never refused
-                report = dataclasses.replace(report, notes=[*report.notes, *unchecked])
-                tasks = ab_task_views(store, report)
-                cards = [card_view(c) for c in cards_for_runs(store, [report.base_run, report.tuned_run])]
-            except HarnessError as exc:
-                problem = str(exc)
-        params = {"base_run": base_run, "base": base_label, "tuned": tuned_label}
-        return self.render("ab.html", overview=overview, base_overview=base_overview, report=report, tasks=tasks, cards=cards,
-                           problem=problem, margin=margin, params=params, swap={"base_run": run_id, "base": tuned_label, "tuned": base_label})
+            page = self._found(lambda: build_ab_page(store, query))
+        return self.render("ab_choose.html" if isinstance(page, AbChoicePage) else "ab.html", **values(page))
 
     def sensitivity(self, request: Request) -> Response:
         """``harness sensitivity RUN [RUN ...]`` as a page: this run and any ``?also=RUN``."""
         run_id, q = request.path_params["run_id"], request.query_params
         with self.store() as store:
-            overview = self._overview(store, run_id)
-            runs = list(dict.fromkeys([run_id, *(self._overview(store, r).run.id for r in q.getlist("also") if r)]))
-            view, problem = None, None
-            try:
-                result = analyse(store, runs)
-                if result.slices:
-                    view = sensitivity_view(result)
-                else:
-                    problem = f"runs {', '.join(runs)}: no factor varies (each needs two settings that differ only in it)"
-            except HarnessError as exc:
-                problem = str(exc)
-        return self.render("sensitivity.html", overview=overview, runs=runs, view=view, problem=problem)
+            page = self._found(lambda: build_sensitivity_page(store, run_id, q.getlist("also")))
+        return self.render("sensitivity.html", **values(page))
+
+    @staticmethod
+    def _found(build: Callable[[], T]) -> T:
+        try:
+            return build()
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
 
     def not_found(self, request: Request, exc: Exception) -> Response:
         detail = exc.detail if isinstance(exc, HTTPException) else "not found"
