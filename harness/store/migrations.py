@@ -136,3 +136,7 @@ MIGRATIONS.append(
     # it narrows a search to candidate rows, which browse.py checks with LIKE), kept current by triggers on items
     ("006_view_indices", _search_migration()),
 )
+
+# migrations that add only indices (no table or column a query needs): a reader that never writes (harness view) reads a
+# database without them, more slowly (harness/store/browse.py falls back where it would use them)
+INDEX_ONLY = frozenset({"006_view_indices"})

@@ -26,7 +26,7 @@ from typing import Any
 
 from harness.core.errors import HarnessError, did_you_mean
 from harness.requests import Result, result_from_json, result_to_json
-from harness.store.migrations import MIGRATIONS
+from harness.store.migrations import INDEX_ONLY, MIGRATIONS
 from harness.store.records import CalibrationRow, ItemAnswer, ItemRecord, ItemScores, RunClaim, StoredCell, StoredItem, StoredRun
 
 DEFAULT_DB = Path("results") / "harness.db"
@@ -159,22 +159,28 @@ class Store:
     ``read_only`` (``Store.open_read_only``) is for the verbs that only read: it never creates
     the file ("no database at PATH" instead), never switches the journal mode and works on
     read-only storage. A database that still needs a migration is migrated first when it is
-    writable, and refused with a clear message when it is not.
+    writable, and refused with a clear message when it is not. ``never_write`` (``harness view``)
+    does not migrate either: a database that lacks only indices (``INDEX_ONLY``) is read without
+    them (``pending`` names them; the queries that would use them fall back), one that lacks a
+    table or column is refused with how to upgrade it.
     """
 
-    def __init__(self, path: Path | str = DEFAULT_DB, *, read_only: bool = False) -> None:
+    def __init__(self, path: Path | str = DEFAULT_DB, *, read_only: bool = False, never_write: bool = False) -> None:
         self.path = Path(path)
-        self.read_only = read_only
-        self.db = self._connect_read_only() if read_only else self._connect()
-        if read_only:
+        self.read_only = read_only or never_write
+        self.never_write = never_write
+        self.pending: list[str] = []
+        self.db = self._connect_read_only() if self.read_only else self._connect()
+        if self.read_only:
             self._check_read_only()
         else:
             self._migrate()
 
     @classmethod
-    def open_read_only(cls, path: Path | str = DEFAULT_DB) -> Store:
-        """The database at ``path`` for reading (see the class docstring): show, compare, report, export..."""
-        return cls(path, read_only=True)
+    def open_read_only(cls, path: Path | str = DEFAULT_DB, *, never_write: bool = False) -> Store:
+        """The database at ``path`` for reading (see the class docstring): show, compare, report, export...;
+        ``never_write``: not even a migration (the viewer)."""
+        return cls(path, read_only=True, never_write=never_write)
 
     # -- opening --------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -293,7 +299,13 @@ class Store:
         pending = [name for name, _ in MIGRATIONS if name not in applied]
         if not pending:
             return
+        if self.never_write and set(pending) <= INDEX_ONLY:
+            self.pending = pending
+            return
         self.db.close()
+        if self.never_write:
+            raise HarnessError(f"{self.path} was written by an older harness and needs migration {', '.join(pending)}; this command never "
+                               f"writes the database: upgrade it once with `harness show --db {self.path}` (or any command that writes)")
         if os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK):
             self.read_only = False  # an older database that can be written: migrate it as any other open would
             self.db = self._connect()

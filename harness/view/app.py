@@ -83,13 +83,13 @@ class Viewer:
 
     def __init__(self, db: Path) -> None:
         self.db = Path(db)
-        Store.open_read_only(self.db).close()  # "no database at PATH" now, not on the first page
+        Store.open_read_only(self.db, never_write=True).close()  # "no database at PATH" now, not on the first page
         self.cache = ViewCache(self.db, limits={"best": 1000, "overview": 200, "search": 32, "runs": 64})  # until the file changes (view/cache.py)
         self.templates = environment()
 
     @contextmanager
     def store(self) -> Iterator[Store]:
-        store = Store.open_read_only(self.db)
+        store = Store.open_read_only(self.db, never_write=True)
         try:
             yield store
         finally:

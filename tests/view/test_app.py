@@ -8,6 +8,8 @@ import hashlib
 import html
 import math
 import re
+import shutil
+import sqlite3
 import urllib.error
 import urllib.request
 from datetime import date, timedelta
@@ -442,3 +444,45 @@ def test_view_cache_bounds_each_kind_and_checks_the_file(tmp_path: Path) -> None
     (tmp_path / "f.db-wal").write_bytes(b"")  # an empty log, as a reader leaves it: no change
     cache.get(("small", "1"), lambda: value("1"))
     assert len(calls) == 8
+
+
+def _older(db: Path, dropping: str) -> None:
+    """Make ``db`` look as an older harness left it: without migration 006's index objects and its record, and (``dropping``
+    another name) without that migration's record too."""
+    con = sqlite3.connect(db)
+    try:
+        for kind, name in con.execute("SELECT type, name FROM sqlite_master WHERE name LIKE 'items_search%' OR name IN "
+                                      "('items_scores', 'runs_by_created') ORDER BY type = 'table'").fetchall():
+            if kind in ("index", "trigger") or (kind == "table" and name == "items_search"):
+                con.execute(f"DROP {kind.upper()} IF EXISTS {name}")
+        con.execute("DELETE FROM migrations WHERE name IN ('006_view_indices', ?)", (dropping,))
+        con.commit()
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        con.close()
+
+
+def test_the_viewer_reads_an_unmigrated_database_without_writing_it(stored: Stored, tmp_path: Path) -> None:
+    """A database from before the viewer's indices (migration 006) is read as it is, never migrated (the viewer never
+    writes): every page answers, search falls back to LIKE and finds what the index would, and the file is unchanged."""
+    db = tmp_path / "old.db"
+    shutil.copy(stored.db, db)
+    for suffix in ("-wal", "-shm"):
+        if Path(f"{stored.db}{suffix}").exists():
+            shutil.copy(f"{stored.db}{suffix}", f"{db}{suffix}")
+    fresh = TestClient(create_app(stored.db), base_url="http://127.0.0.1")
+    expected = total(fresh.get(f"/runs/{stored.toy}/items", params={"q": "question 1"}).text)
+    _older(db, "006_view_indices")
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    client = TestClient(create_app(db), base_url="http://127.0.0.1")
+    for path in ("/", f"/runs/{stored.toy}", f"/runs/{stored.toy}/items", f"/runs/{stored.toy}/items/t0"):
+        assert client.get(path).status_code == 200, path
+    assert total(client.get(f"/runs/{stored.toy}/items", params={"q": "question 1"}).text) == expected > 0
+    wal = Path(f"{db}-wal")
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before and (not wal.exists() or wal.stat().st_size == 0)  # a reader's empty log
+    # one that lacks a column the pages read is refused with how to upgrade it, still without writing
+    _older(db, "005_run_lifecycle")
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    with pytest.raises(HarnessError, match="needs migration .*never writes the database: upgrade it once with `harness show"):
+        create_app(db)
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before and (not wal.exists() or wal.stat().st_size == 0)
