@@ -230,8 +230,9 @@ def search_rows(store: Store, run_id: str, cell_ids: Sequence[str], text: str) -
     cells = f"i.run_id = ? AND i.cell_id IN ({placeholders(cell_ids)})"
     params: list[object] = [run_id, *cell_ids, *[like] * len(SEARCH_COLUMNS)]
     grams = sorted({text[k:k + 3] for k in range(len(text) - 2)})
-    # a database the viewer read without migrating it has no index: LIKE over the rows, as for a short text
-    if grams and "006_view_indices" not in store.pending:  # the index's candidates drive the loop (CROSS JOIN keeps that order): each is one rowid lookup, then LIKE
+    # the index's candidates drive the loop (CROSS JOIN keeps that order): each is one rowid lookup, then LIKE; a database the
+    # viewer read without migrating it has no index: LIKE over the rows, as for a short text
+    if grams and "006_view_indices" not in store.pending:
         query = " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams)
         sql = (f"SELECT DISTINCT i.item_id FROM items_search s CROSS JOIN items i ON i.rowid = s.rowid "
                f"WHERE s.items_search MATCH ? AND {cells} AND ({checks})")
