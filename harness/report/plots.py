@@ -469,6 +469,7 @@ def render_svgs(specs: Sequence[tuple[Spec, int]]) -> list[str]:
     inherited runtime waits forever on a worker thread the fork did not copy: there they are rendered in a fresh Python."""
     global _RUNTIME_PID
     require("vl_convert", "view", "vl-convert-python", "a static plot")
+    _check_address_space()
     sized = [{**copy.deepcopy(spec), "width": width} if spec.get("width") == "container" else spec for spec, width in specs]
     if _RUNTIME_PID is not None and os.getpid() != _RUNTIME_PID:
         return _render_in_a_fresh_process(sized)
@@ -476,6 +477,25 @@ def render_svgs(specs: Sequence[tuple[Spec, int]]) -> list[str]:
 
     _RUNTIME_PID = os.getpid()
     return [str(vl_convert.vegalite_to_svg(spec, vl_version=VL_CONVERT_VERSION)) for spec in sized]
+
+
+V8_ADDRESS_SPACE = 72 * 2**30  # what vl-convert's V8 reserves (not uses): it aborts (SIGTRAP) under 64 GiB more, draws with 72
+
+
+def _check_address_space() -> None:
+    """A clear error instead of V8's abort when the process's address-space limit (``ulimit -v``) leaves too little room."""
+    try:
+        import resource  # POSIX only
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            used = int(statm.read().split()[0]) * resource.getpagesize()
+    except (ImportError, OSError, ValueError):  # no resource limits or no /proc (not Linux): nothing to check
+        return
+    if soft != resource.RLIM_INFINITY and soft - used < V8_ADDRESS_SPACE:
+        raise HarnessError(f"the static plots are drawn by vl-convert, whose V8 engine reserves about {V8_ADDRESS_SPACE >> 30} GiB of "
+                           f"address space (reserved, not used); this process may map {max(0, soft - used) >> 30} GiB more "
+                           "(ulimit -v): raise the limit, or browse the run with harness view, which draws its plots in the browser")
 
 
 RENDER_SCRIPT = ("import json, sys, vl_convert\n"

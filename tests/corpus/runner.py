@@ -26,6 +26,7 @@ A case (one entry of ``tests/corpus/cases/*.yaml``; the table's ``defaults`` fil
     not_mentions: [sk-corpus-1]      # secrets that must appear nowhere: stdout, stderr, any file the command wrote
     env: {OPENAI_API_KEY: sk-x}      # environment for the command (no HARNESS_* or OPENAI_* variables otherwise)
     timeout: 20                      # seconds before the case counts as a hang
+    address_space_gib: 80            # the address space the case may add (default 4): V8 (vl-convert's static plots) reserves ~70 GiB
 
 Every case is also checked for what a failure must not leave behind: no ``*.tmp`` file in the case
 folder, and no run left ``running`` in ``results.db`` (``Store.open_read_only(...).runs()``).
@@ -62,7 +63,7 @@ MEMORY_LIMIT = 4 * 2**30  # address space a case may add to what it inherits (th
 DEFAULT_TIMEOUT = 20.0
 STDERR_LIMIT = 4000  # an error message longer than this is unbounded (issue 19, defect 8)
 CASE_KEYS = {"id", "about", "base", "task", "drop", "files", "setup", "argv", "python", "expect", "mentions", "stdout", "absent", "exists",
-             "unchanged", "not_mentions", "env", "timeout", "owner"}
+             "unchanged", "not_mentions", "env", "timeout", "owner", "address_space_gib"}
 CLASSES = ("clean", "accepted", "traceback", "wrongly accepted", "wrongly rejected", "unclear", "unbounded", "half-written", "leaked", "hang",
            "memory", "crash", "setup failed")
 GOOD = ("clean", "accepted")
@@ -198,7 +199,7 @@ def _child(case: Case, folder: Path, out: Path, err: Path) -> int:
     """In the forked child: limits, a clean environment, the case's folder as cwd, stdout/stderr to files."""
     # the limit is on what the case adds: a forked child starts with its parent's address space, which in the
     # whole suite holds torch, a loaded model and thread stacks (several GiB of virtual memory already)
-    limit = inherited_address_space() + MEMORY_LIMIT
+    limit = inherited_address_space() + int(float(case.spec.get("address_space_gib", MEMORY_LIMIT / 2**30)) * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     for fd, path in ((1, out), (2, err)):
         target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
