@@ -14,8 +14,9 @@ backends -> scoring -> store -> runner -> analysis -> report, with the CLI on to
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from harness.core.lazy import lazy_names
 
 if TYPE_CHECKING:
     from harness.api import Task, compare, load_results, run
@@ -23,11 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["Task", "compare", "load_results", "run"]
 
 
-def __getattr__(name: str) -> Any:
-    """The API is imported on first use, not with the package: ``harness --help`` and every
-    ``import harness.<module>`` would otherwise load the whole stack (scipy, pandas) first."""
-    if name not in __all__:
-        raise AttributeError(f"module 'harness' has no attribute {name!r}")
-    value = getattr(importlib.import_module("harness.api"), name)
-    globals()[name] = value
-    return value
+# the API is imported on first use, not with the package: ``harness --help`` and every ``import harness.<module>`` would
+# otherwise load the whole stack (scipy, pandas) first
+__getattr__ = lazy_names(__name__, dict.fromkeys(__all__, "api"))

@@ -8,8 +8,9 @@ would pay for them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from harness.core.lazy import lazy_names
 
 if TYPE_CHECKING:
     from harness.core.deps import require
@@ -34,10 +35,4 @@ __all__ = [
     "validate", "write_atomic",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'harness.core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"harness.core.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _WHERE)

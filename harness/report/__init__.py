@@ -8,8 +8,9 @@ HTML reports stand on.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from harness.core.lazy import lazy_names
 
 if TYPE_CHECKING:
     from harness.report.ab import print_ab
@@ -26,10 +27,4 @@ __all__ = [
     "comparison_tables", "console", "p_value", "percent", "print_ab", "print_json", "print_tables",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'harness.report' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"harness.report.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _WHERE)

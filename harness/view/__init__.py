@@ -8,8 +8,9 @@ Starlette and uvicorn, which only the app needs.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from harness.core.lazy import lazy_names
 
 if TYPE_CHECKING:
     from harness.view.app import check_host, create_app, is_loopback, serve
@@ -21,10 +22,4 @@ _WHERE = {"check_host": "app", "create_app": "app", "is_loopback": "app", "serve
 __all__ = ["check_host", "create_app", "is_loopback", "serve", "write_ab_report", "write_report", "write_sensitivity_report",
            "write_tuning_report"]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'harness.view' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"harness.view.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _WHERE)
