@@ -12,6 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# what a self-contained HTML file must not hold: anything that loads a script, style or image (an in-document
+# url(#gradient), which the inline SVG plots use, is not a load)
+LOADS = r"<script|<link|<img|src=|@import|url\((?!#)"
+
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run", "--disable-extensions", "--disable-default-apps", "--hide-scrollbars"]
 

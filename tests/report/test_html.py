@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 
 from harness.store.store import Store
-from tests.browser import browse, has_colour, read_png
+from tests.browser import LOADS, browse, has_colour, read_png
 from tests.decide_support import toy_task
 from tests.helpers import cli
 
 ROOT = Path(__file__).resolve().parents[2]
-LOADS = r"<script|<link|<img|src=|@import|url\((?!#)"  # an in-document url(#gradient) is not a load
 
 
 def check_report(chromium: str, report: Path, tmp: Path, cells: int, tasks: int = 1) -> str:

@@ -12,10 +12,8 @@ import pytest
 
 from harness.report.plots import EVAL_COLOUR, LOSS_COLOUR, tuning_plots
 from harness.tune.card import load_card
-from tests.browser import browse, has_colour, read_png
+from tests.browser import LOADS, browse, has_colour, read_png
 from tests.helpers import cli
-
-LOADS = r"<script|<link|<img|src=|@import|url\((?!#)"
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,11 @@ from starlette.testclient import TestClient
 
 from harness.view import create_app
 from harness.view.render import stylesheet
-from tests.browser import read_png
+from tests.browser import LOADS, read_png
 from tests.helpers import cli, write_task
 from tests.view.browsing import rows_full
 from tests.view.conftest import IMG, SCRIPT, Stored
 
-LOADS = r"<script|<link|<img|src=|@import|url\((?!#)"
 MARKUP_LABEL = "<svg onload=alert(2)>"
 
 
