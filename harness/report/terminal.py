@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from harness.analysis.compare import CellSummary, Comparison, ItemDiff, RankedCell, Stability, TaskRanking
+from harness.analysis.compare import CellSummary, Comparison, ItemDiff, ModelContrast, RankedCell, Stability, TaskRanking
 from harness.analysis.summaries import json_safe
 from harness.prompts.messages import prompt_from_json, prompt_text
 from harness.report.numbers import percent
@@ -289,12 +289,7 @@ def spread_tables(comp: Comparison, models: dict[str, str], out: Console) -> Non
     if comp.models:
         columns = [Col("task", wrap=True), Col("A − B", wrap=True), Col("setting", wrap=True, drop=2), Col("variants", "right", drop=3),
                    Col("Δ [CI]", "right"), Col("p", "right"), Col("worst / best variant", wrap=True, drop=1)]
-        rows = []
-        for m in comp.models:
-            r = m.result
-            rows.append([m.task, f"{models.get(m.model_a, m.model_a)} − {models.get(m.model_b, m.model_b)}", m.setting, str(len(r.variants)),
-                         f"{_signed(r.mean)} [{_signed(r.low)},{_signed(r.high)}]", _p(r.p_value),
-                         f"{r.worst.name} {_signed(r.worst.diff)} / {r.best.name} {_signed(r.best.diff)}"])
+        rows = [contrast_row(m, models) for m in comp.models]
         print_table(out, f"model vs model across prompt variants (Δ = A − B, {comp.confidence:.0%} CI counts prompt variance)", columns, rows)
 
 
@@ -315,6 +310,15 @@ def pair_tables(comp: Comparison, out: Console | None = None) -> None:
                 styles.append("bold" if p < ranking.alpha else None)
         columns = [Col("A", wrap=True), Col("B", wrap=True), Col("A − B", "right"), Col("p adj", "right")]
         print_table(out, f"{ranking.task} — every pair, p adjusted over all {len(ranking.pairs())} pairs", columns, rows, styles)
+
+
+def contrast_row(m: ModelContrast, models: Mapping[str, str] | None = None) -> list[str]:
+    """Model against model across prompt variants as the table shows it: task, A − B (``models``' aliases), setting,
+    variants, Δ [CI], p, worst / best variant (the terminal's table and the viewer's run page)."""
+    r, names = m.result, models or {}
+    return [m.task, f"{names.get(m.model_a, m.model_a)} − {names.get(m.model_b, m.model_b)}", m.setting, str(len(r.variants)),
+            f"{_signed(r.mean)} [{_signed(r.low)},{_signed(r.high)}]", _p(r.p_value),
+            f"{r.worst.name} {_signed(r.worst.diff)} / {r.best.name} {_signed(r.best.diff)}"]
 
 
 def tau_text(st: Stability) -> str:

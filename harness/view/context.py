@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.analysis.ab import ABReport, ab_compare
-from harness.analysis.compare import Comparison, ItemDiff, ModelContrast, TaskRanking, item_diff
+from harness.analysis.compare import Comparison, ItemDiff, TaskRanking, item_diff
 from harness.analysis.sensitivity import analyse
 from harness.core.errors import HarnessError
 from harness.prompts.messages import prompt_from_json, prompt_text
 from harness.report.ab import with_checks
-from harness.report.numbers import p_value
 from harness.report.plots import Plot, stability_plot, task_plots, tuning_plots
-from harness.report.terminal import tau_text
+from harness.report.terminal import contrast_row, tau_text
 from harness.report.tune import cards_for_runs
 from harness.store import Store
 from harness.store.browse import RunOverview, ab_partners, run_overview
@@ -66,7 +65,7 @@ class RunPage:
     plots: dict[str, list[Plot]]  # per task, in page order
     extra_plots: list[Plot]  # across tasks: rank stability of the prompt variants
     stability: list[tuple[str, str, str, int, str]]  # task, setting A, setting B, variants, τ [CI]
-    contrasts: list[tuple[str, str, str, int, str, str, str]]  # task, A − B, setting, variants, Δ [CI], p, worst / best variant
+    contrasts: list[list[str]]  # task, A − B, setting, variants, Δ [CI], p, worst / best variant (the terminal's rows)
     warnings: list[str]
     problem: str | None
     margin: float | None
@@ -98,12 +97,6 @@ def tuning_cards(cards: Sequence[TuneCard | None]) -> tuple[list[CardView], dict
     return views, {view.name: tuning_plots(card) for view, card in zip(views, unique.values())}
 
 
-def _contrast(m: ModelContrast) -> tuple[str, str, str, int, str, str, str]:
-    r = m.result
-    return (m.task, f"{m.model_a} − {m.model_b}", m.setting, len(r.variants), f"{100 * r.mean:+.1f} [{100 * r.low:+.1f}, {100 * r.high:+.1f}]",
-            p_value(r.p_value), f"{r.worst.name} {100 * r.worst.diff:+.1f} / {r.best.name} {100 * r.best.diff:+.1f}")
-
-
 def build_run_page(store: Store, overviews: Sequence[RunOverview], comp: Comparison | None, *, margin: float | None = None,
              problem: str | None = None, diff_limit: int = 0, extra_cards: Sequence[TuneCard] = ()) -> RunPage:
     """The run page of ``overviews`` (one run in the app; the runs a file report compares) from their comparison ``comp``
@@ -112,7 +105,7 @@ def build_run_page(store: Store, overviews: Sequence[RunOverview], comp: Compari
     plots: dict[str, list[Plot]] = {}
     extra: list[Plot] = []
     stability: list[tuple[str, str, str, int, str]] = []
-    contrasts: list[tuple[str, str, str, int, str, str, str]] = []
+    contrasts: list[list[str]] = []
     warnings: list[str] = []
     diffs: dict[str, DiffView] = {}
     if comp is not None:
@@ -120,7 +113,7 @@ def build_run_page(store: Store, overviews: Sequence[RunOverview], comp: Compari
         plots = {ranking.task: task_plots(comp, ranking) for ranking in comp.rankings}
         extra = [p for p in [stability_plot(comp)] if p is not None]
         stability = [(s.task, s.setting_a, s.setting_b, s.n_variants, tau_text(s)) for s in comp.stability]
-        contrasts = [_contrast(m) for m in comp.models]
+        contrasts = [contrast_row(m) for m in comp.models]
         if diff_limit > 0:
             for ranking in comp.rankings:
                 if len(ranking.cells) >= 2 and (found := _best_diff(store, ranking, diff_limit)) is not None:
