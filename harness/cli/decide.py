@@ -91,8 +91,8 @@ def cmd_ab(args: argparse.Namespace) -> int:
         print_ab(report, console(args.wide))
         for a, b in cell_pairs(report)[:5]:
             print(f"  harness show --diff {a} {b}")
-    if args.html:  # the A/B page of harness view as one file: the same A/B, computed again from the store with the same options
-        write_ab_report(store, AbQuery(tuned_run, base_run, base_label, tuned_label, _ab_options(args)), args.html)
+    if args.html:  # the A/B page of harness view as one file, of the A/B printed above
+        write_ab_report(store, AbQuery(tuned_run, base_run, base_label, tuned_label, _ab_options(args)), args.html, computed=report)
         print(f"wrote {args.html} (A/B verdict, the same numbers as above); open it in any browser, no network needed", file=sys.stderr)
     return 0
 

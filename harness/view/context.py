@@ -155,9 +155,23 @@ class AbQuery:
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def build_ab_page(store: Store, query: AbQuery) -> AbPage | AbChoicePage:
+def _checked_ab(store: Store, base_run: str, tuned_run: str, query: AbQuery) -> ABReport:
+    """``ab_compare`` with the checks ``harness report --ab`` adds (overlap with the tuned model's training items,
+    degenerate cells): shown, never refused."""
+    report = ab_compare(store, base_run, tuned_run, base_label=query.base, tuned_label=query.tuned, **query.options)
+    try:
+        overlap = check_overlap_runs(store, report.base_run, report.tuned_run, tuned_label=report.tuned, allow=True)
+        unchecked = []
+    except ValueError as exc:  # a model entry this install cannot read (a backend plugin no longer installed)
+        overlap, unchecked = None, [f"overlap with the tuned model's training items not checked: {str(exc).splitlines()[-1].strip()}"]
+    report = with_checks(report, store, overlap)
+    return dataclasses.replace(report, notes=[*report.notes, *unchecked])
+
+
+def build_ab_page(store: Store, query: AbQuery, computed: ABReport | None = None) -> AbPage | AbChoicePage:
     """``harness ab --base-run BASE --tuned-run RUN [--base LABEL] [--tuned LABEL]`` as a page, with the checks
-    ``harness report --ab`` adds (shown, never refused); without a base run or labels, the pairings to choose from."""
+    ``harness report --ab`` adds (shown, never refused); without a base run or labels, the pairings to choose from.
+    ``computed``: that A/B, checked, when the caller has it already (``harness ab --html`` printed it)."""
     overview = overview_of(store, query.tuned_run)
     if query.base_run is None and query.base is None and query.tuned is None:
         return AbChoicePage(overview, ab_choices(overview, ab_partners(store, query.tuned_run)))
@@ -168,25 +182,15 @@ def build_ab_page(store: Store, query: AbQuery) -> AbPage | AbChoicePage:
     problem, report, tasks = None, None, []
     cards: list[CardView] = []
     card_plots: dict[str, list[Plot]] = {}
-    margin = query.options.get("margin")
     try:
-        report = ab_compare(store, base_overview.run.id, overview.run.id, base_label=query.base, tuned_label=query.tuned, **query.options)
-        try:
-            overlap = check_overlap_runs(store, report.base_run, report.tuned_run, tuned_label=report.tuned, allow=True)
-            unchecked = []
-        except ValueError as exc:  # a model entry this install cannot read (a backend plugin no longer installed)
-            overlap, unchecked = None, [f"overlap with the tuned model's training items not checked: {str(exc).splitlines()[-1].strip()}"]
-        report = with_checks(report, store, overlap)
-        report = dataclasses.replace(report, notes=[*report.notes, *unchecked])
+        report = computed if computed is not None else _checked_ab(store, base_overview.run.id, overview.run.id, query)
         tasks = ab_task_views(store, report)
         cards, card_plots = tuning_cards(cards_for_runs(store, [report.base_run, report.tuned_run]))
-    except NotFound:
-        raise
     except HarnessError as exc:
         problem = str(exc)
     params = {"base_run": query.base_run, "base": query.base, "tuned": query.tuned}
     swap = {"base_run": overview.run.id, "base": query.tuned, "tuned": query.base}
-    return AbPage(overview, base_overview, report, tasks, cards, card_plots, problem, margin, params, swap)
+    return AbPage(overview, base_overview, report, tasks, cards, card_plots, problem, query.options.get("margin"), params, swap)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from harness.analysis.ab import ABReport
 from harness.analysis.compare import Comparison
 from harness.analysis.sensitivity import Sensitivity
 from harness.core.errors import HarnessError
@@ -72,9 +73,10 @@ def write_report(store: Store, comp: Comparison, path: Path, *, diff_limit: int 
     return page
 
 
-def write_ab_report(store: Store, query: AbQuery, path: Path) -> Path:
-    """The A/B page of ``query`` (the verdict, flips, clusters, tuning cards); an A/B that cannot be computed is an error."""
-    page = build_ab_page(store, query)
+def write_ab_report(store: Store, query: AbQuery, path: Path, computed: ABReport | None = None) -> Path:
+    """The A/B page of ``query`` (the verdict, flips, clusters, tuning cards); an A/B that cannot be computed is an error.
+    ``computed``: that A/B, checked, when the caller has it (it is not computed again)."""
+    page = build_ab_page(store, query, computed)
     if isinstance(page, AbChoicePage):
         raise HarnessError("harness report --ab: name the base and the tuned run")
     if page.problem is not None:
