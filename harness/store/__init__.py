@@ -1,7 +1,7 @@
 """The results store: one SQLite file of runs, cells, items and the response cache, read as frozen records."""
 
 from harness.store.export import export_run, item_row
-from harness.store.records import CalibrationRow, ItemAnswer, ItemRecord, ItemScores, StoredCell, StoredItem, StoredRun
+from harness.store.records import CalibrationRow, ItemAnswer, ItemRecord, ItemScores, StoredCell, StoredDigest, StoredItem, StoredRun
 from harness.store.store import DEFAULT_DB, Store
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "ItemScores",
     "Store",
     "StoredCell",
+    "StoredDigest",
     "StoredItem",
     "StoredRun",
     "export_run",

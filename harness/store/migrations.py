@@ -137,6 +137,39 @@ MIGRATIONS.append(
     ("006_view_indices", _search_migration()),
 )
 
-# migrations that add only indices (no table or column a query needs): a reader that never writes (harness view) reads a
-# database without them, more slowly (harness/store/browse.py falls back where it would use them)
-INDEX_ONLY = frozenset({"006_view_indices"})
+
+
+def _revision_migration() -> str:
+    # every write to a run's items, cells or calibration rows adds one to runs.revision (in the writer's own transaction), so a
+    # digest stamped with a revision is current exactly while nothing it was computed from has changed
+    bump = "UPDATE runs SET revision = revision + 1 WHERE id = {0}.run_id"
+    triggers = []
+    for table in ("items", "cells", "calibration"):
+        for event, row in (("INSERT", "new"), ("UPDATE", "new"), ("DELETE", "old")):
+            body = bump.format(row) + ("; " + bump.format("old") + " AND old.run_id IS NOT new.run_id" if event == "UPDATE" else "")
+            triggers.append(f"CREATE TRIGGER {table}_revision_{event.lower()} AFTER {event} ON {table} BEGIN {body}; END")
+    return f"""
+        ALTER TABLE runs ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+        {"; ".join(triggers)};
+        CREATE TABLE digests (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            kind TEXT NOT NULL,                -- what was computed: run_page | best_cells | score_table
+            key TEXT NOT NULL,                 -- its parameters (JSON)
+            revision INTEGER NOT NULL,         -- runs.revision it was computed at
+            producer TEXT NOT NULL,            -- the code that computed it (harness/view/digest.py: a hash of harness's source)
+            created_at TEXT NOT NULL,
+            body BLOB NOT NULL,
+            PRIMARY KEY (run_id, kind, key)
+        )
+        """
+
+
+MIGRATIONS.append(
+    # what the viewer shows of a big run, computed once when the run finishes (harness/view/digest.py) instead of on its first
+    # view: a table of digests, each valid only at the run revision it was computed at
+    ("007_run_digests", _revision_migration()),
+)
+
+# migrations a reader that never writes (harness view) can do without: 006 adds only indices (harness/store/browse.py falls
+# back where it would use them); 007's digests are only a shortcut (without them every page is computed from the items)
+OPTIONAL_ON_READ = frozenset({"006_view_indices", "007_run_digests"})

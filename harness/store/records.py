@@ -140,3 +140,20 @@ class CalibrationRow:
     predicted: int  # the uncalibrated choice (NO_CHOICE when unscorable)
     calibrated: int
     target: int
+
+
+@dataclass(frozen=True)
+class StoredDigest:
+    """Something computed from a run's rows and kept with it (harness/view/digest.py: what the viewer shows of a big run).
+
+    ``revision``: the run's revision it was computed at (every write to the run's items, cells or calibration rows
+    raises it, migration 007); ``producer``: the code that computed it. ``Store.digest`` hands out only a digest
+    whose revision is the run's current one, so a digest never outlives the data it summarises."""
+
+    run_id: str
+    kind: str
+    key: str
+    revision: int
+    producer: str
+    created_at: str
+    body: bytes

@@ -26,8 +26,8 @@ from typing import Any
 
 from harness.core.errors import HarnessError, did_you_mean
 from harness.requests import Result, result_from_json, result_to_json
-from harness.store.migrations import INDEX_ONLY, MIGRATIONS
-from harness.store.records import CalibrationRow, ItemAnswer, ItemRecord, ItemScores, RunClaim, StoredCell, StoredItem, StoredRun
+from harness.store.migrations import MIGRATIONS, OPTIONAL_ON_READ
+from harness.store.records import CalibrationRow, ItemAnswer, ItemRecord, ItemScores, RunClaim, StoredCell, StoredDigest, StoredItem, StoredRun
 
 DEFAULT_DB = Path("results") / "harness.db"
 OWNER_STALE_S = 30 * 60  # a run owned on another host, not written to for this long, is taken to be abandoned
@@ -160,7 +160,7 @@ class Store:
     the file ("no database at PATH" instead), never switches the journal mode and works on
     read-only storage. A database that still needs a migration is migrated first when it is
     writable, and refused with a clear message when it is not. ``never_write`` (``harness view``)
-    does not migrate either: a database that lacks only indices (``INDEX_ONLY``) is read without
+    does not migrate either: a database that lacks only what it can do without (``OPTIONAL_ON_READ``: indices, digests) is read without
     them (``pending`` names them; the queries that would use them fall back), one that lacks a
     table or column is refused with how to upgrade it.
     """
@@ -299,7 +299,7 @@ class Store:
         pending = [name for name, _ in MIGRATIONS if name not in applied]
         if not pending:
             return
-        if self.never_write and set(pending) <= INDEX_ONLY:
+        if self.never_write and set(pending) <= OPTIONAL_ON_READ:
             self.pending = pending
             return
         self.db.close()
@@ -398,6 +398,37 @@ class Store:
             self.db.execute("UPDATE runs SET status = 'running', error = NULL, owner_json = ?, owner_seen_at = ? WHERE id = ?",
                             (json.dumps(process_owner()), now(), row["id"]))
             return RunClaim(str(row["id"]), str(row["status"]), row["error"])
+
+    # -- digests (migration 007) ---------------------------------------------------------
+    def run_revision(self, run_id: str) -> int | None:
+        """The run's revision (raised by every write to its items, cells or calibration rows); None for no such run, or a
+        database read without migration 007."""
+        if "007_run_digests" in self.pending:
+            return None
+        row = self.db.execute("SELECT revision FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def write_digest(self, digest: StoredDigest) -> bool:
+        """Keep ``digest`` (replacing the run's earlier one of the same kind and key) if the run is still at its revision;
+        False when the run changed since it was computed (nothing is written then)."""
+        with self.transaction():
+            written = self.db.execute(
+                "INSERT OR REPLACE INTO digests (run_id, kind, key, revision, producer, created_at, body) "
+                "SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs WHERE id = ? AND revision = ?)",
+                (digest.run_id, digest.kind, digest.key, digest.revision, digest.producer, digest.created_at, digest.body,
+                 digest.run_id, digest.revision)).rowcount
+        return bool(written)
+
+    def digest(self, run_id: str, kind: str, key: str, producer: str) -> StoredDigest | None:
+        """The run's digest of this kind and key if it was computed by ``producer`` at the run's current revision, else None."""
+        if "007_run_digests" in self.pending:
+            return None
+        row = self.db.execute(
+            "SELECT d.* FROM digests d JOIN runs r ON r.id = d.run_id AND r.revision = d.revision "
+            "WHERE d.run_id = ? AND d.kind = ? AND d.key = ? AND d.producer = ?", (run_id, kind, key, producer)).fetchone()
+        if row is None:
+            return None
+        return StoredDigest(row["run_id"], row["kind"], row["key"], int(row["revision"]), row["producer"], row["created_at"], bytes(row["body"]))
 
     def item_count(self, run_id: str) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM items WHERE run_id = ?", (run_id,)).fetchone()[0])
