@@ -6,18 +6,23 @@ model: 8 cells, every item with its rendered prompt, four scored choices with lo
 runs page's first page, and ``--small-runs`` small runs before it (finished and failed, several tasks and models).
 Everything is written through ``harness.store.Store`` (``create_run``, ``add_cell``, ``write_items``), as the runner writes.
 
-Then times each page's server time through the real app in-process (Starlette's TestClient: no socket; the time is
-request to full response body), the first request of each page separately (cold: the viewer's caches empty) and the
-median and p95 of ``--repeats`` more, and the process's RSS before and after ``--loads`` further page loads.
+The big run's digests (harness/view/digest.py) are then written as ``harness run`` writes them when a run finishes (the
+time it takes is printed: what a run of this size pays once). Then times each page's server time through the real app
+in-process (Starlette's TestClient: no socket; the time is request to full response body), the first request of each page
+separately (cold: the viewer's caches empty) and the median and p95 of ``--repeats`` more, and the process's RSS before and
+after ``--loads`` further page loads; the first requests twice, side by side: from the digests, and computed from the
+items (the digests made unusable: a database written before migration 007, or by another version of harness).
 
     python bench/view_scale.py                       # generate /tmp/harness-view-scale.db if missing, then time
     python bench/view_scale.py --items 20000 --db /tmp/small.db   # a quick look at a tenth of the scale
+    python bench/view_scale.py --no-computed                      # skip the first requests without digests (about 80 s)
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import math
 import os
 import statistics
 import sys
@@ -29,6 +34,8 @@ from starlette.testclient import TestClient
 
 from harness.store import ItemRecord, Store, StoredCell
 from harness.view import create_app
+from harness.view import digest as digest_module
+from harness.view.digest import has_digests, write_digests
 
 TASK = "mmlu_like"
 PROMPTS = ("plain", "lettered", "instruct", "terse")
@@ -150,8 +157,42 @@ def rss_mib() -> float:
     return float("nan")
 
 
+BIG = "20260102-000000-big"
+
+
+def ensure_digests(db: Path) -> float | None:
+    """Write the big run's digests if they are not current (as ``harness run`` does at its end); the seconds it took."""
+    store = Store(db)
+    try:
+        if has_digests(store, BIG):
+            return None
+        t0 = time.perf_counter()
+        written = write_digests(store, BIG)
+        assert not written.stale
+        return time.perf_counter() - t0
+    finally:
+        store.close()
+
+
+def first_requests(db: Path, pages: list[tuple[str, str, dict[str, str]]]) -> list[float]:
+    """Each page's first request in a fresh app, computed from the items: the digests are not this code's, so none is used."""
+    real = digest_module.producer
+    digest_module.producer = lambda: "not this code"  # type: ignore[assignment]
+    try:
+        client = TestClient(create_app(db), base_url="http://127.0.0.1")
+        out = []
+        for name, path, params in pages:
+            t0 = time.perf_counter()
+            assert client.get(path, params=params).status_code == 200, name
+            out.append(time.perf_counter() - t0)
+            print(f"  {name}: computed {out[-1] * 1000:.0f} ms", file=sys.stderr, flush=True)
+        return out
+    finally:
+        digest_module.producer = real  # type: ignore[assignment]
+
+
 def time_pages(db: Path, repeats: int, loads: int) -> list[tuple[str, float, float, float]]:
-    big = "20260102-000000-big"
+    big = BIG
     flips = {"show": "flips", "a": "plain-0shot", "b": "instruct-5shot"}
     pages = [
         ("runs page", "/", {}),
@@ -169,6 +210,7 @@ def time_pages(db: Path, repeats: int, loads: int) -> list[tuple[str, float, flo
         ("items, sorted by margin in A", f"/runs/{big}/items", {"sort": "margin", "a": "plain-0shot"}),
         ("items, flips + cluster + margin sort", f"/runs/{big}/items", {**flips, "cluster": "law", "sort": "margin"}),
     ]
+    PAGES[:] = pages
     client = TestClient(create_app(db), base_url="http://127.0.0.1")
     out = []
     for name, path, params in pages:
@@ -196,6 +238,9 @@ def time_pages(db: Path, repeats: int, loads: int) -> list[tuple[str, float, flo
     return out
 
 
+PAGES: list[tuple[str, str, dict[str, str]]] = []  # filled by time_pages: the same list the computed first requests use
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", type=Path, default=Path("/tmp/harness-view-scale.db"), help="the generated store (made once, then reused)")
@@ -203,6 +248,7 @@ def main() -> int:
     parser.add_argument("--small-runs", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=15, help="timed requests per page after the first")
     parser.add_argument("--loads", type=int, default=200, help="page loads between the two RSS readings")
+    parser.add_argument("--no-computed", action="store_true", help="skip the first requests computed without the digests")
     args = parser.parse_args()
     if not args.db.exists():
         t0 = time.perf_counter()
@@ -210,10 +256,15 @@ def main() -> int:
         print(f"generated {args.db} ({args.db.stat().st_size / 2**20:,.0f} MiB) in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     print(f"db {args.db} ({args.db.stat().st_size / 2**20:,.0f} MiB), load average {Path('/proc/loadavg').read_text().strip()}, "
           f"{os.cpu_count()} CPUs")
+    took = ensure_digests(args.db)
+    if took is not None:
+        print(f"wrote the big run's digests in {took:.1f} s (what `harness run` adds when a run of this size finishes)")
     rows = time_pages(args.db, args.repeats, args.loads)
-    print(f"\n| page | cold (first request) ms | median ms ({args.repeats} repeats) | p95 ms |\n|---|---:|---:|---:|")
-    for name, cold, median, p95 in rows[:-1]:
-        print(f"| {name} | {cold * 1000:.0f} | {median * 1000:.0f} | {p95 * 1000:.0f} |")
+    computed = [math.nan] * len(PAGES) if args.no_computed else first_requests(args.db, PAGES)
+    print(f"\n| page | first request, from digests ms | first request, computed ms | median ms ({args.repeats} repeats) | p95 ms |\n"
+          "|---|---:|---:|---:|---:|")
+    for (name, cold, median, p95), slow in zip(rows[:-1], computed):
+        print(f"| {name} | {cold * 1000:.0f} | {slow * 1000:.0f} | {median * 1000:.0f} | {p95 * 1000:.0f} |")
     name, before, after, _ = rows[-1]
     print(f"\n{name}: {before:.0f} / {after:.0f}")
     print(f"load average after: {Path('/proc/loadavg').read_text().strip()}")

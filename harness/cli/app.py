@@ -32,7 +32,7 @@ from harness.core.errors import HarnessError, did_you_mean
 
 # the order of ``harness --help``; verbs not listed follow by name
 HELP_ORDER = ("tasks", "validate", "import", "run", "compare", "show", "ab", "rescore", "report", "tune", "calibrate", "draws", "export", "formats",
-              "sensitivity", "plan", "cache", "view")
+              "sensitivity", "plan", "cache", "view", "digest")
 
 
 def _version() -> str:

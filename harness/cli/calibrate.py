@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from harness.cli.digest import keep_digests
 from harness.report.terminal import Col, console, print_json, print_table
 from harness.runner.calibration import CONTENT_FREE, CellCalibration, calibrate_run, calibration_summary
 from harness.store.store import Store
@@ -16,6 +17,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         run_id = store.resolve_run(args.run)
         written = calibrate_run(store, run_id, content_free=content_free)
         cells = calibration_summary(store, run_id)
+        keep_digests(store, run_id, quiet=args.json)  # calibrated scores changed the run: a big run's digest is computed again
     finally:
         store.close()
     if args.json:

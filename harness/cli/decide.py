@@ -12,6 +12,7 @@ import sys
 from harness.analysis.ab import ab_compare, cell_pairs, run_pair, tuned_spec
 from harness.analysis.compare import compare_runs, find_cell, item_diff
 from harness.backends import parse_model
+from harness.cli.digest import keep_digests
 from harness.core.errors import HarnessError
 from harness.core.yamlfile import validate
 from harness.report.ab import print_ab, with_checks
@@ -111,6 +112,8 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     store = Store.open_read_only(args.db) if args.dry_run else Store(args.db)
     run = store.resolve_run(args.run)
     result = rescore_run(store, run, args.metric, write=not args.dry_run, tasks_dirs=args.tasks_dir, data_dirs=args.data_dir)
+    if result.written:
+        keep_digests(store, run, quiet=args.json)  # the scores changed: a big run's digest is computed again
     if args.json:
         print_json({**result.__dict__, "checks": [{**c.__dict__, "changed": c.changed} for c in result.checks],
                     "reproduced": result.reproduced})

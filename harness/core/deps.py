@@ -41,3 +41,10 @@ class LazyModule:
         if self._module is None:
             self._module = importlib.import_module(self._name)
         return getattr(self._module, attr)
+
+
+def preload(*modules: str) -> None:
+    """Import ``modules`` now (what a ``LazyModule`` defers): a server imports what its pages need while it starts, so its
+    first request does not pay the import (scipy.stats: about a second)."""
+    for name in modules:
+        importlib.import_module(name)

@@ -316,8 +316,11 @@ def run_page(store: Store, *, task: str | None = None, model: str | None = None,
     ids = [r.id for r in runs]
     if not ids:
         return RunPage([], total)
-    counts = {str(r[0]): int(r[1]) for r in store.db.execute(
-        f"SELECT run_id, COUNT(*) FROM items WHERE run_id IN ({placeholders(ids)}) GROUP BY run_id", ids)}
+    if "007_run_digests" in store.pending:  # a database the viewer read without migrating it: count the rows
+        counts = {str(r[0]): int(r[1]) for r in store.db.execute(
+            f"SELECT run_id, COUNT(*) FROM items WHERE run_id IN ({placeholders(ids)}) GROUP BY run_id", ids)}
+    else:  # kept by migration 007's triggers: no count over a big run's rows
+        counts = {r.id: int(row["n_items"]) for r, row in zip(runs, rows)}
     cells: dict[str, list[StoredCell]] = {i: [] for i in ids}
     for row in store.db.execute(f"SELECT * FROM cells WHERE run_id IN ({placeholders(ids)}) ORDER BY rowid", ids):
         cells[str(row["run_id"])].append(cell_from_row(row))
@@ -329,16 +332,11 @@ def run_overview(store: Store, run_id: str) -> RunOverview | None:
     row = store.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
         return None
-    count = int(store.db.execute("SELECT COUNT(*) FROM items WHERE run_id = ?", (run_id,)).fetchone()[0])
+    if "007_run_digests" in store.pending:  # read without migration 007 (as run_page): count the rows
+        count = int(store.db.execute("SELECT COUNT(*) FROM items WHERE run_id = ?", (run_id,)).fetchone()[0])
+    else:
+        count = int(row["n_items"])
     return RunOverview(run_from_row(row), store.cells([run_id]), count)
-
-
-def run_signature(store: Store, run_id: str) -> tuple[object, ...]:
-    """What changes when a run's stored items do, for the viewer's caches: the run's row and its items' count and
-    highest rowid. A rescore rewrites scores in place and changes none of these: the caller adds the file's own signature."""
-    row = store.db.execute("SELECT status, finished_at, error FROM runs WHERE id = ?", (run_id,)).fetchone()
-    count, top = store.db.execute("SELECT COUNT(*), MAX(rowid) FROM items WHERE run_id = ?", (run_id,)).fetchone()
-    return (run_id, *(tuple(row) if row else ()), count, top)
 
 
 def item_rows(store: Store, run_id: str, item_ids: Sequence[str], cell_ids: Sequence[str] | None = None) -> dict[tuple[str, str], StoredItem]:
@@ -368,8 +366,11 @@ def ab_partners(store: Store, run_id: str, limit: int = 20) -> list[RunOverview]
     ids = [r.id for r in runs]
     if not ids:
         return []
-    counts = {str(r[0]): int(r[1]) for r in store.db.execute(
-        f"SELECT run_id, COUNT(*) FROM items WHERE run_id IN ({placeholders(ids)}) GROUP BY run_id", ids)}
+    if "007_run_digests" in store.pending:  # a database the viewer read without migrating it: count the rows
+        counts = {str(r[0]): int(r[1]) for r in store.db.execute(
+            f"SELECT run_id, COUNT(*) FROM items WHERE run_id IN ({placeholders(ids)}) GROUP BY run_id", ids)}
+    else:  # kept by migration 007's triggers: no count over a big run's rows
+        counts = {r.id: int(row["n_items"]) for r, row in zip(runs, rows)}
     cells: dict[str, list[StoredCell]] = {i: [] for i in ids}
     for row in store.db.execute(f"SELECT * FROM cells WHERE run_id IN ({placeholders(ids)}) ORDER BY rowid", ids):
         cells[str(row["run_id"])].append(cell_from_row(row))

@@ -29,7 +29,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from harness.analysis.compare import compare_runs
+from harness.core.deps import preload
 from harness.core.errors import HarnessError
 from harness.store import Store
 from harness.store.browse import (
@@ -48,8 +48,20 @@ from harness.store.browse import (
     search_rows,
 )
 from harness.view.cache import ViewCache, file_signature
-from harness.view.context import AbChoicePage, AbQuery, NotFound, build_ab_page, build_run_page, build_sensitivity_page, overview_of, values
-from harness.view.pages import best_cells, cell_label, input_text, item_cell_view, main_metric, matrix_cell
+from harness.view.context import (
+    AbChoicePage,
+    AbQuery,
+    NotFound,
+    RunPage,
+    build_ab_page,
+    build_run_page,
+    build_sensitivity_page,
+    overview_of,
+    page_values,
+    values,
+)
+from harness.view.digest import best_cells_digest, page_results, run_page_digest, score_table_digest
+from harness.view.pages import BestCell, best_cells, cell_label, input_text, item_cell_view, matrix_cell, task_cells
 from harness.view.render import HERE, environment
 
 RUNS_PER_PAGE = 50
@@ -86,6 +98,7 @@ class Viewer:
         Store.open_read_only(self.db, never_write=True).close()  # "no database at PATH" now, not on the first page
         self.cache = ViewCache(self.db, limits={"best": 1000, "overview": 200, "search": 32, "runs": 64})  # until the file changes (view/cache.py)
         self.templates = environment()
+        preload("scipy.stats")  # every page's intervals use it: imported now, not by the first request
 
     @contextmanager
     def store(self) -> Iterator[Store]:
@@ -111,7 +124,7 @@ class Viewer:
                 run_page, store, task=task, model=model, status=status, created_from=created_from, created_to=created_to,
                 offset=(page - 1) * RUNS_PER_PAGE, limit=RUNS_PER_PAGE), signature)  # its item counts read every run's items
             facets = self.cache.get(("facets",), functools.partial(run_facets, store), signature)
-            rows = [(overview, self.cache.get(("best", overview.run.id, overview.n_items), functools.partial(best_cells, store, overview), signature))
+            rows = [(overview, self.cache.get(("best", overview.run.id, overview.n_items), functools.partial(self._best, store, overview), signature))
                     for overview in found.runs]
         filters = {"task": task, "model": model, "status": status, "created_from": created_from.isoformat() if created_from else None,
                    "created_to": created_to.isoformat() if created_to else None}
@@ -125,17 +138,13 @@ class Viewer:
         with self.store() as store:
             overview = self._overview(store, run_id)
 
-            def build() -> Any:
-                comp, problem = None, "no items stored yet" if not overview.n_items else None
-                if overview.n_items:
-                    try:
-                        comp = compare_runs(store, [run_id], margin=margin)
-                    except HarnessError as exc:
-                        problem = str(exc)
-                return build_run_page(store, [overview], comp, margin=margin, problem=problem)
+            def build() -> RunPage:
+                # a big run's comparison takes a while: the digest its writer kept (harness/view/digest.py), when current
+                found = run_page_digest(store, run_id) if margin is None else None
+                return build_run_page(store, [overview], found or page_results(store, overview, margin), margin=margin)
 
             page = self.cache.get(("run", run_id, margin), build, signature)
-        return self.render("run.html", **values(page))
+        return self.render("run.html", **page_values(page))
 
     def items(self, request: Request) -> Response:
         run_id, q = request.path_params["run_id"], request.query_params
@@ -149,8 +158,7 @@ class Viewer:
             if tasks and task not in tasks:
                 raise HTTPException(404, f"run {run_id} has no task {task} (its tasks: {', '.join(tasks)})")
             cells = [c for c in overview.cells if c.task == task]
-            ids = [c.cell_id for c in cells]
-            metric, higher_is_better = main_metric(cells) if cells else ("", True)
+            ids, metric, higher_is_better = task_cells(overview, task)
             show = q.get("show") or "all"
             a, b = q.get("a") or None, q.get("b") or None
             for ref in (a, b):
@@ -164,7 +172,8 @@ class Viewer:
             if show == "flips" and a and b:  # wrong (worse) in A, right (better) in B, in the metric's direction
                 lower, higher = (a, b) if higher_is_better else (b, a)
                 where = dataclasses.replace(where, lower_in=lower, higher_in=higher)
-            table = self.cache.get(("table", run_id, tuple(ids), metric), lambda: score_table(store, run_id, ids, metric), signature)
+            table = self.cache.get(("table", run_id, ids, metric), lambda: score_table_digest(store, run_id, ids, metric)
+                                   or score_table(store, run_id, ids, metric), signature)
             margin = None
             if margin_in is not None:
                 margin = self.cache.get(("margin", run_id, tuple(ids), margin_in), lambda: margins(store, run_id, margin_in, table.item_ids),
@@ -204,6 +213,13 @@ class Viewer:
         cells = [c for c in overview.cells if c.cell_id in by_cell]
         views = [(cell_label(c, cells), item_cell_view(c, by_cell[c.cell_id])) for c in cells]
         return self.render("item.html", overview=overview, item_id=item_id, views=views, task=cells[0].task if cells else "")
+
+    @staticmethod
+    def _best(store: Store, overview: RunOverview) -> list[BestCell]:
+        if not overview.n_items:
+            return []
+        found = best_cells_digest(store, overview.run.id)
+        return best_cells(store, overview) if found is None else found
 
     def _overview(self, store: Store, run_id: str) -> RunOverview:
         return self._found(lambda: overview_of(store, run_id))

@@ -59,25 +59,57 @@ class DiffView:
 
 
 @dataclass(frozen=True)
-class RunPage:
-    overviews: list[RunOverview]
+class ComparisonFacts:
+    """The settings a comparison's verdicts hold at (the page's caption)."""
+
+    confidence: float
+    alpha: float
+    margin: float | None
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """What a run page shows from the runs' comparison: plain values, so a digest can keep them (harness/view/digest.py)."""
+
     tasks: list[TaskView]
     plots: dict[str, list[Plot]]  # per task, in page order
     extra_plots: list[Plot]  # across tasks: rank stability of the prompt variants
     stability: list[tuple[str, str, str, int, str]]  # task, setting A, setting B, variants, τ [CI]
     contrasts: list[list[str]]  # task, A − B, setting, variants, Δ [CI], p, worst / best variant (the terminal's rows)
     warnings: list[str]
-    problem: str | None
+    problem: str | None  # why there is no comparison (None when there is one)
+    facts: ComparisonFacts | None
+
+
+def run_results(comp: Comparison | None, problem: str | None = None) -> RunResults:
+    """The run page's values from the comparison ``comp`` (None: nothing to compare, ``problem`` says why)."""
+    if comp is None:
+        return RunResults([], {}, [], [], [], [], problem, None)
+    return RunResults(task_views(comp), {ranking.task: task_plots(comp, ranking) for ranking in comp.rankings},
+                      [p for p in [stability_plot(comp)] if p is not None],
+                      [(s.task, s.setting_a, s.setting_b, s.n_variants, tau_text(s)) for s in comp.stability],
+                      [contrast_row(m) for m in comp.models], list(comp.warnings), problem,
+                      ComparisonFacts(comp.confidence, comp.alpha, comp.margin))
+
+
+@dataclass(frozen=True)
+class RunPage:
+    overviews: list[RunOverview]
+    results: RunResults
     margin: float | None
     provenances: list[Provenance]
     diffs: dict[str, DiffView]  # per task; the file report only (the app links to the items page instead)
     cards: list[CardView]
     card_plots: dict[str, list[Plot]]  # per card name: its tuning curve
-    comparison: Comparison | None
 
     @property
     def overview(self) -> RunOverview:
         return self.overviews[0]
+
+
+def page_values(page: RunPage) -> dict[str, Any]:
+    """The run page's template keywords: its own fields and its results' (tasks, plots, facts...)."""
+    return {**values(page), **values(page.results)}
 
 
 def _best_diff(store: Store, ranking: TaskRanking, limit: int) -> DiffView | None:
@@ -97,30 +129,17 @@ def tuning_cards(cards: Sequence[TuneCard | None]) -> tuple[list[CardView], dict
     return views, {view.name: tuning_plots(card) for view, card in zip(views, unique.values())}
 
 
-def build_run_page(store: Store, overviews: Sequence[RunOverview], comp: Comparison | None, *, margin: float | None = None,
-             problem: str | None = None, diff_limit: int = 0, extra_cards: Sequence[TuneCard] = ()) -> RunPage:
-    """The run page of ``overviews`` (one run in the app; the runs a file report compares) from their comparison ``comp``
-    (None: nothing to compare, ``problem`` says why). ``diff_limit`` > 0 adds each task's disagreeing items (the file report)."""
-    tasks: list[TaskView] = []
-    plots: dict[str, list[Plot]] = {}
-    extra: list[Plot] = []
-    stability: list[tuple[str, str, str, int, str]] = []
-    contrasts: list[list[str]] = []
-    warnings: list[str] = []
+def build_run_page(store: Store, overviews: Sequence[RunOverview], results: RunResults, *, margin: float | None = None,
+                   comp: Comparison | None = None, diff_limit: int = 0, extra_cards: Sequence[TuneCard] = ()) -> RunPage:
+    """The run page of ``overviews`` (one run in the app; the runs a file report compares) showing ``results`` (from their
+    comparison, or a digest of it). ``diff_limit`` > 0 adds each task's disagreeing items from ``comp`` (the file report)."""
     diffs: dict[str, DiffView] = {}
-    if comp is not None:
-        tasks, warnings = task_views(comp), list(comp.warnings)
-        plots = {ranking.task: task_plots(comp, ranking) for ranking in comp.rankings}
-        extra = [p for p in [stability_plot(comp)] if p is not None]
-        stability = [(s.task, s.setting_a, s.setting_b, s.n_variants, tau_text(s)) for s in comp.stability]
-        contrasts = [contrast_row(m) for m in comp.models]
-        if diff_limit > 0:
-            for ranking in comp.rankings:
-                if len(ranking.cells) >= 2 and (found := _best_diff(store, ranking, diff_limit)) is not None:
-                    diffs[ranking.task] = found
+    if comp is not None and diff_limit > 0:
+        for ranking in comp.rankings:
+            if len(ranking.cells) >= 2 and (found := _best_diff(store, ranking, diff_limit)) is not None:
+                diffs[ranking.task] = found
     cards, card_plots = tuning_cards([*cards_for_runs(store, [o.run.id for o in overviews]), *extra_cards])
-    return RunPage(list(overviews), tasks, plots, extra, stability, contrasts, warnings, problem, margin, [provenance(o) for o in overviews], diffs,
-                   cards, card_plots, comp)
+    return RunPage(list(overviews), results, margin, [provenance(o) for o in overviews], diffs, cards, card_plots)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,19 @@ from harness.core.files import write_atomic
 from harness.report.plots import Plot, render_svgs
 from harness.store import Store
 from harness.tune.card import TuneCard
-from harness.view.context import AbChoicePage, AbQuery, RunPage, SensitivityPage, build_ab_page, build_run_page, overview_of, tuning_cards, values
+from harness.view.context import (
+    AbChoicePage,
+    AbQuery,
+    RunPage,
+    SensitivityPage,
+    build_ab_page,
+    build_run_page,
+    overview_of,
+    page_values,
+    run_results,
+    tuning_cards,
+    values,
+)
 from harness.view.decide import sensitivity_view
 from harness.view.render import COLUMN_PX, ROW_PX, environment, stylesheet
 
@@ -68,8 +80,8 @@ def write_report(store: Store, comp: Comparison, path: Path, *, diff_limit: int 
     """The run page of the comparison's runs, with each task's disagreeing items (up to ``diff_limit``) and the tuning
     cards of any tuned model in them (and ``cards``); returns what the page shows."""
     overviews = [overview_of(store, run) for run in comp.runs]
-    page = build_run_page(store, overviews, comp, margin=comp.margin, diff_limit=diff_limit, extra_cards=cards)
-    _write(path, "run.html", str(store.path), values(page))
+    page = build_run_page(store, overviews, run_results(comp), margin=comp.margin, comp=comp, diff_limit=diff_limit, extra_cards=cards)
+    _write(path, "run.html", str(store.path), page_values(page))
     return page
 
 

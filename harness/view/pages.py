@@ -172,6 +172,13 @@ def main_metric(cells: Sequence[StoredCell]) -> tuple[str, bool]:
     return name, get_metric(name).higher_is_better
 
 
+def task_cells(overview: RunOverview, task: str) -> tuple[tuple[str, ...], str, bool]:
+    """The items page's columns for ``task``: its cells' ids in the run's order, the metric it scores by, whether higher is better."""
+    cells = [c for c in overview.cells if c.task == task]
+    metric, higher_is_better = main_metric(cells) if cells else ("", True)
+    return tuple(c.cell_id for c in cells), metric, higher_is_better
+
+
 @dataclass(frozen=True)
 class MatrixCell:
     prediction: str

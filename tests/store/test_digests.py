@@ -4,6 +4,7 @@ handed out only at the revision it was computed at, by the code that computed it
 from pathlib import Path
 
 from harness.store import CalibrationRow, ItemRecord, Store, StoredCell, StoredDigest
+from harness.store.browse import run_overview
 
 
 def _item(item_id: str, position: int, acc: float) -> ItemRecord:
@@ -38,6 +39,7 @@ def test_every_write_to_a_run_raises_its_revision_and_only_its_own(tmp_path: Pat
     store.write_calibration([CalibrationRow("r1", "c", "i0", [[-1.0, -1.0]], [0.5, 0.5], 0, 1, 0)], "acc_calibrated")
     step()
     assert store.run_revision("r2") == 0  # another run's writes leave it alone
+    assert run_overview(store, "r1").n_items == store.item_count("r1") == 2  # kept by the same triggers (a replaced row counts once)
     store.finish_run("r1")  # the run's own row is not what a digest summarises
     assert store.run_revision("r1") == seen[-1]
     assert store.run_revision("nope") is None

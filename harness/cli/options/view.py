@@ -1,4 +1,4 @@
-"""Options of ``view`` (handler: harness/cli/view.py)."""
+"""Options of ``view`` and ``digest`` (handlers: harness/cli/view.py, harness/cli/digest.py)."""
 
 from __future__ import annotations
 
@@ -19,3 +19,13 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 register_verb(Verb("view", "browse the results database in a local web app (read-only): runs, verdicts, items", _arguments,
                    "harness.cli.view:cmd_view", ("db",)))
+
+
+
+def _digest_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="*", metavar="RUN",
+                   help="runs to digest (ids, or 'latest'; default: every finished run of at least 20,000 item rows without a current digest)")
+
+
+register_verb(Verb("digest", "keep what harness view shows of a run (verdict, plots, best cells, score tables) so its first view is instant",
+                   _digest_arguments, "harness.cli.digest:cmd_digest", ("db",)))
