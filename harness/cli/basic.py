@@ -11,6 +11,7 @@ from typing import Any
 from harness.analysis.compare import compare_runs
 from harness.backends import option_problem
 from harness.cli.decide import cmd_diff
+from harness.cli.digest import keep_digests
 from harness.cli.verbs import sibling_hint
 from harness.core.errors import HarnessError, existing_dir
 from harness.core.progress import verbose_output
@@ -161,6 +162,7 @@ def _report_run(args: argparse.Namespace, summary: RunSummary, store: Store) -> 
 
     if args.json:
         print_json({**info, "ranking": comparison.rows(), **aggregates_json(store, summaries)})
+        keep_digests(store, summary.run_id, comparison, quiet=args.quiet)
         return 0
     comparison_tables(comparison, make_console(args.wide))
 
@@ -170,6 +172,7 @@ def _report_run(args: argparse.Namespace, summary: RunSummary, store: Store) -> 
     state = "resumed" if summary.resumed else "new"
     print(f"run {summary.run_id} ({state}): {summary.items_written} items written, {summary.requests} requests, "
           f"{summary.cache_hits} from cache, {summary.backend_requests} sent to the model. Stored in {args.db}, items in {summary.run_dir}/items.jsonl")
+    keep_digests(store, summary.run_id, comparison, quiet=args.quiet)  # a big run's first view in harness view is then a read
     return 0
 
 

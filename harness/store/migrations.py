@@ -141,15 +141,25 @@ MIGRATIONS.append(
 
 def _revision_migration() -> str:
     # every write to a run's items, cells or calibration rows adds one to runs.revision (in the writer's own transaction), so a
-    # digest stamped with a revision is current exactly while nothing it was computed from has changed
-    bump = "UPDATE runs SET revision = revision + 1 WHERE id = {0}.run_id"
+    # digest stamped with a revision is current exactly while nothing it was computed from has changed; runs.n_items counts the
+    # run's item rows the same way (the runs page reads it instead of counting a big run's rows: INSERT OR REPLACE's delete and
+    # insert cancel out)
+    def change(row: str, items: str = "") -> str:
+        return f"UPDATE runs SET revision = revision + 1{items} WHERE id = {row}.run_id"
+
+    moved = " AND old.run_id IS NOT new.run_id"  # an UPDATE that moves a row to another run changes both runs
     triggers = []
     for table in ("items", "cells", "calibration"):
-        for event, row in (("INSERT", "new"), ("UPDATE", "new"), ("DELETE", "old")):
-            body = bump.format(row) + ("; " + bump.format("old") + " AND old.run_id IS NOT new.run_id" if event == "UPDATE" else "")
+        more, fewer = (", n_items = n_items + 1", ", n_items = n_items - 1") if table == "items" else ("", "")
+        bodies = {"INSERT": change("new", more), "DELETE": change("old", fewer),
+                  "UPDATE": f"{change('new')}; {change('old', fewer)}{moved}"
+                            + (f"; UPDATE runs SET n_items = n_items + 1 WHERE id = new.run_id{moved}" if more else "")}
+        for event, body in bodies.items():
             triggers.append(f"CREATE TRIGGER {table}_revision_{event.lower()} AFTER {event} ON {table} BEGIN {body}; END")
     return f"""
         ALTER TABLE runs ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN n_items INTEGER NOT NULL DEFAULT 0;
+        UPDATE runs SET n_items = (SELECT COUNT(*) FROM items WHERE items.run_id = runs.id);
         {"; ".join(triggers)};
         CREATE TABLE digests (
             run_id TEXT NOT NULL REFERENCES runs(id),
