@@ -13,6 +13,7 @@ import functools
 import ipaddress
 import math
 import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -60,7 +61,7 @@ from harness.view.context import (
     page_values,
     values,
 )
-from harness.view.digest import best_cells_digest, page_results, run_page_digest, score_table_digest
+from harness.view.digest import DIGEST_MIN_ROWS, best_cells_digest, page_results, run_page_digest, score_table_digest
 from harness.view.pages import BestCell, best_cells, cell_label, input_text, item_cell_view, matrix_cell, task_cells
 from harness.view.render import HERE, environment
 
@@ -141,7 +142,14 @@ class Viewer:
             def build() -> RunPage:
                 # a big run's comparison takes a while: the digest its writer kept (harness/view/digest.py), when current
                 found = run_page_digest(store, run_id) if margin is None else None
-                return build_run_page(store, [overview], found or page_results(store, overview, margin), margin=margin)
+                if found is not None:
+                    return build_run_page(store, [overview], found, margin=margin)
+                t0 = time.perf_counter()
+                page = build_run_page(store, [overview], page_results(store, overview, margin), margin=margin)
+                if margin is None and overview.n_items >= DIGEST_MIN_ROWS:
+                    page = dataclasses.replace(page, note=f"computed from {overview.n_items:,} item results in {time.perf_counter() - t0:.1f} s "
+                                               f"(kept until the database changes); `harness digest {run_id}` stores it, so a first view is a read")
+                return page
 
             page = self.cache.get(("run", run_id, margin), build, signature)
         return self.render("run.html", **page_values(page))

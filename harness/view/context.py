@@ -101,6 +101,7 @@ class RunPage:
     diffs: dict[str, DiffView]  # per task; the file report only (the app links to the items page instead)
     cards: list[CardView]
     card_plots: dict[str, list[Plot]]  # per card name: its tuning curve
+    note: str | None = None  # how the page was made, when that matters to the reader (a big run computed without its digest)
 
     @property
     def overview(self) -> RunOverview:

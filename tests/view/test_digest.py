@@ -172,3 +172,10 @@ def test_harness_run_keeps_the_digest_of_a_big_run_only(tmp_path: Path, monkeypa
     assert "kept the viewer's digest of run" in capsys.readouterr().out
     assert cli("digest", "--db", db) == 0
     assert "no run to digest" in capsys.readouterr().out
+
+
+def test_a_big_run_computed_without_its_digest_says_how_to_keep_one(stored: Stored, digested: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app_module, "DIGEST_MIN_ROWS", 10)  # the toy run counts as big
+    live = _html(stored.db, f"/runs/{stored.toy}", {})
+    assert 'id="computed-note"' in live and f"harness digest {stored.toy}" in live
+    assert 'id="computed-note"' not in _html(digested, f"/runs/{stored.toy}", {})
