@@ -28,7 +28,7 @@ from harness.core.errors import HarnessError
 from harness.runner.calibration import CALIBRATED_METRIC
 from harness.stats.across_prompts import AcrossPrompts, across_prompts, tau_interval
 from harness.stats.basics import DEFAULT_RESAMPLES, kendall_tau
-from harness.store import Store, StoredCell, StoredItem
+from harness.store import RaceCell, Store, StoredCell, StoredItem, StoredRace
 
 __all__ = ["CellSummary", "Comparison", "ModelContrast", "RankedCell", "Spread", "Stability", "TaskRanking", "answer_text", "cell_scores", "compare_runs",
            "find_cell", "item_diff", "ranked", "spreads", "stability", "summarize", "target_text"]
@@ -111,6 +111,18 @@ class Comparison:
     margin: float | None = None
     unscorable: str = "wrong"
     models: list[ModelContrast] = field(default_factory=list)
+    races: list[StoredRace] = field(default_factory=list)  # the --until-decided runs' races, one per task (harness/runner/racing.py)
+
+    def race_of(self, task: str) -> list[StoredRace]:
+        """The races of ``task`` among the compared runs."""
+        return [r for r in self.races if r.task == task]
+
+    def raced(self, cell: StoredCell) -> RaceCell | None:
+        """Where the cell stood when its race stopped (None: not raced)."""
+        for race in self.races:
+            if race.run_id == cell.run_id and race.task == cell.task:
+                return race.cell(cell.cell_id)
+        return None
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat row per cell (for JSON, CSV and DataFrames)."""
@@ -122,6 +134,8 @@ class Comparison:
                 s, c, vs = rc.summary, rc.summary.cell, rc.vs_best
                 sp = spread.get((ranking.task, labels[(c.run_id, c.cell_id)]))
                 res = rc.verdict.resolution
+                raced = self.raced(c)
+                race = next((r for r in self.race_of(ranking.task) if r.run_id == c.run_id), None) if raced is not None else None
                 out.append({
                     "task": ranking.task, "rank": rc.rank, "may_be_best": rc.may_be_best, "verdict": rc.verdict.code,
                     "verdict_text": rc.verdict.text, "verdict_detail": rc.verdict.detail,
@@ -143,6 +157,10 @@ class Comparison:
                     "variants": None if sp is None else sp.n_variants, "spread_min": None if sp is None else sp.min,
                     "spread_median": None if sp is None else sp.median, "spread_max": None if sp is None else sp.max,
                     "spread_range": None if sp is None else sp.range,
+                    # --until-decided: the race's status of the cell, the round and items at which it stopped, who beat it
+                    "race_status": None if raced is None else raced.status, "race_round": None if raced is None else raced.round,
+                    "race_items": None if raced is None else raced.items, "race_beaten_by": None if raced is None else raced.beaten_by,
+                    "race_reason": None if race is None else race.reason, "race_guarantee": None if race is None else race.guarantee,
                 })
         return out
 
@@ -155,8 +173,25 @@ class Comparison:
                            "cells": [rc.summary.cell.cell_id for rc in r.best_set], "pairs": r.pairs()} for r in self.rankings],
             "spread": [{**s.__dict__, "range": s.range} for s in self.spreads],
             "rank_stability": [{k: json_safe(v) for k, v in s.__dict__.items()} for s in self.stability], "across_prompts": [m.to_dict() for m in self.models],
+            "races": [race_dict(r, self.rankings) for r in self.races],
             "warnings": self.warnings,
         }
+
+
+def race_dict(race: StoredRace, rankings: Sequence[TaskRanking] = ()) -> dict[str, Any]:
+    """A race as ``--json`` shows it: its settings, decision, guarantee and every cell's outcome (labels from ``rankings``)."""
+    labels = {(rc.summary.cell.run_id, rc.summary.cell.cell_id): rc.summary.label for r in rankings for rc in r.cells}
+    return {
+        "run_id": race.run_id, "task": race.task, "metric": race.metric, "higher_is_better": race.higher_is_better,
+        "bounds": list(race.bounds), "unscorable_as": race.worst, "alpha": race.alpha, "pair_alpha": race.pair_alpha, "margin": race.margin,
+        "round_items": race.round_items, "budget": race.budget, "population": race.population, "seed": race.seed,
+        "reason": race.reason, "decided": race.decided, "rounds": race.rounds, "evaluations": race.evaluations,
+        "full_evaluations": race.population * len(race.cells), "requests": race.requests, "tokens": race.tokens,
+        "guarantee": race.guarantee, "method": race.method,
+        "cells": [{"cell_id": c.cell_id, "label": labels.get((race.run_id, c.cell_id)), "status": c.status, "round": c.round, "items": c.items,
+                   "mean": json_safe(c.mean), "beaten_by": c.beaten_by, "beaten_by_label": labels.get((race.run_id, c.beaten_by or "")),
+                   "difference": None if c.difference is None else list(c.difference), "reason": c.reason} for c in race.cells],
+    }
 
 
 def setting_labels(summaries: Sequence[CellSummary]) -> dict[tuple[str, str], str]:
@@ -286,11 +321,14 @@ def compare_runs(
     summaries, repeats = dedupe_cells(summaries, run_ids)
     warnings.extend(repeats)
     rankings = []
+    shown_tasks = {s.cell.task for s in summaries}
+    races = [r for r in store.races(run_ids) if r.task in shown_tasks]
+    raced = {(r.run_id, c.cell_id) for r in races for c in r.cells}
     for s in summaries:
         line = describe_unscorable(s)
         if line:
             warnings.append(line)
-        if s.missing:
+        if s.missing and (s.cell.run_id, s.cell.cell_id) not in raced:  # a raced cell's missing items are the race's doing, said with it
             warnings.append(f"{s.cell.task}: {s.label}: unfinished: {s.missing} of {s.cell.n_planned} planned items were never stored; its "
                             f"score is over the {s.n} it has, and it is paired with the other cells on the items they share")
     for cells in ranked(summaries).values():
@@ -302,7 +340,7 @@ def compare_runs(
     for run in run_ids:  # what the run itself warned about (an unbalanced subset, a template that ignores its shots ...)
         warnings.extend(f"run {run}: {line}" for line in store.run_config(run).get("warnings", []))
     return Comparison(list(run_ids), rankings, spreads(summaries), stability(summaries, confidence, seed), alpha, confidence,
-                      warnings, margin, unscorable, model_contrasts(summaries, confidence, seed))
+                      warnings, margin, unscorable, model_contrasts(summaries, confidence, seed), races)
 
 
 def _with_metric(summaries: list[CellSummary], metric: str, run_ids: Sequence[str]) -> tuple[list[CellSummary], list[str]]:

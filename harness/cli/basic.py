@@ -12,6 +12,7 @@ from harness.analysis.compare import compare_runs
 from harness.backends import option_problem
 from harness.cli.decide import cmd_diff
 from harness.cli.digest import keep_digests
+from harness.cli.race import race_fields
 from harness.cli.verbs import sibling_hint
 from harness.core.errors import HarnessError, existing_dir
 from harness.core.progress import verbose_output
@@ -97,6 +98,7 @@ def _experiment(args: argparse.Namespace) -> Any:
     for key, values in (("tasks_dirs", args.tasks_dir), ("prompts_dirs", args.prompts_dir), ("data_dirs", args.data_dir)):
         if values:
             raw[key] = [*raw.get(key, []), *map(str, values)]
+    race_fields(args, raw, str(args.experiment or "command line"))
     if "tasks" not in raw:
         raise HarnessError("harness run: name at least one task (--task NAME) or give an experiment YAML file")
     spec = validate(ExperimentSpec, raw, args.experiment or "command line", "experiment")

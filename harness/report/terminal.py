@@ -260,7 +260,8 @@ def ranking_table(comp: Comparison, ranking: TaskRanking, models: dict[str, str]
     for rc in ranking.cells:
         s, ci, vs = rc.summary, rc.summary.interval, rc.vs_best
         n = f"{s.n}/{s.cell.n_planned}" if s.missing else str(s.n)
-        verdict = rc.verdict.text + (" (unfinished)" if s.missing else "")
+        raced = comp.raced(s.cell)
+        verdict = rc.verdict.text + (race_mark(raced.status, raced.round) if raced is not None else " (unfinished)" if s.missing else "")
         rows.append([str(rc.rank), cell_name(s, varying, models)] + ([runs.get(s.cell.run_id, s.cell.run_id)] if len(from_runs) > 1 else []) + (
             [] if same_n else [n]) + [
             score(ci.mean), f"[{score(ci.low)},{score(ci.high)}]", "best" if vs is None else signed(vs.diff.mean),
@@ -348,13 +349,52 @@ def ranking_notes(comp: Comparison, ranking: TaskRanking, varying: set[str], mod
             lines.append(f"  {name(rc)}: worse than {cell_name(rc.beaten_by, varying, models)} ({rc.verdict.detail})")
         elif rc.verdict.detail and rc.verdict.code in ("inconclusive", "equivalent"):
             lines.append(f"  {name(rc)}: {rc.verdict.text}: {rc.verdict.detail}")
-    unfinished = [rc for rc in ranking.cells if rc.summary.missing]
+    unfinished = [rc for rc in ranking.cells if rc.summary.missing and comp.raced(rc.summary.cell) is None]
     if unfinished:
         lines.append(f"  unfinished (n = stored/planned): {', '.join(name(rc) for rc in unfinished)}: each score is over the items stored; "
                      f"the ranking, Δ and verdicts pair every cell on the {ranking.n} items all cells have (run the same command "
                      "again to finish)")
     if ranking.margin is None and any(rc.verdict.code == "inconclusive" for rc in ranking.cells):
         lines.append("  (pass --margin M to test equivalence within ±M and see the items each comparison would need)")
+    return lines + race_lines(comp, ranking, varying, models)
+
+
+def race_mark(status: str, round_: int) -> str:
+    """What the verdict column adds for a cell of a race (``--until-decided``)."""
+    return {"eliminated": f" (race: out at round {round_})", "winner": " (race: winner)", "equivalent": " (race: equivalent)",
+            "undecided": " (race: undecided)"}.get(status, " (race: unfinished)")
+
+
+def race_lines(comp: Comparison, ranking: TaskRanking, varying: set[str], models: dict[str, str] | None = None) -> list[str]:
+    """The race's decision for the task (an ``--until-decided`` run): who was eliminated when and by whom, and its guarantee."""
+    by_id = {(rc.summary.cell.run_id, rc.summary.cell.cell_id): rc.summary for rc in ranking.cells}
+    _, signed, unit = number_formats(ranking)
+    lines: list[str] = []
+    for race in comp.race_of(ranking.task):
+
+        def name(cell_id: str | None, run: str = race.run_id) -> str:
+            summary = by_id.get((run, cell_id or ""))
+            return cell_name(summary, varying, models) if summary is not None else str(cell_id)
+
+        survivors = [c for c in race.cells if c.status != "eliminated"]
+        names = ", ".join(name(c.cell_id) for c in survivors)
+        decision = {
+            "winner": f"winner {names}", "equivalent": f"equivalent within ±{signed(race.margin or 0).lstrip('+')}{unit}: {names}",
+            "budget": f"stopped at its budget, undecided among {names}", "exhausted": f"every item scored, undecided among {names}",
+        }.get(race.reason, f"still racing (interrupted: the same command resumes it): {names}")
+        full = race.population * len(race.cells)
+        lines.append(f"race (--until-decided, {race.metric}, α = {race.alpha:g}, rounds of {race.round_items} items in one seeded order): "
+                     f"{decision}, after {race.rounds} round(s); {race.evaluations:,} of {full:,} item evaluations "
+                     f"({race.evaluations / full:.0%}), {race.requests:,} requests")
+        for c in sorted((c for c in race.cells if c.status == "eliminated"), key=lambda c: (c.round, c.cell_id)):
+            cs = "" if c.difference is None else f": {name(c.beaten_by)} − it in [{signed(c.difference[0])}, {signed(c.difference[1])}]{unit}"
+            lines.append(f"  {name(c.cell_id)}: eliminated at round {c.round} ({c.items} items) by {name(c.beaten_by)}{cs}")
+        lines.append(f"  guarantee: {race.guarantee}; about the mean over these {race.population} items (what the full run measures); "
+                     f"unscorable items counted as {race.worst:g}")
+        if any(c.items < race.population for c in race.cells):
+            lines.append(f"  the table above pairs every cell on the {ranking.n} items all have: for raced cells it is a fixed-n test on items "
+                         "the race chose when to stop at, so its level is not guaranteed; the race's decision is the one that is. "
+                         "The full-run comparison: the same command without --until-decided (stored items come from the response cache)")
     return lines
 
 

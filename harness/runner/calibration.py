@@ -62,7 +62,7 @@ from harness.backends import Backend, backend_class
 from harness.core.errors import HarnessError, shorten
 from harness.core.templating import environment
 from harness.requests import LoglikelihoodRequest, loglikelihood_requests
-from harness.runner.execute import CacheCounts, resolve
+from harness.runner.evaluate import CacheCounts, resolve
 from harness.runner.planning import plan
 from harness.runner.spec import ExperimentSpec
 from harness.scoring.metrics import NO_CHOICE, predicted_choice

@@ -5,7 +5,8 @@ Read it top to bottom:
    item of each, so a broken template fails before any model is loaded or anything written.
 2. ``run_experiment`` claims the unfinished run with the same configuration (resume: an
    interrupted or a failed one; refused while another live process evaluates it) or makes a new
-   one, then for each cell evaluates only the items not yet stored, in chunks.
+   one, then for each cell evaluates only the items not yet stored, in chunks (with ``race`` set,
+   ``--until-decided``: harness/runner/racing.py races each task's cells instead, round by round).
 3. Each chunk: render prompts, look every request up in the response cache, send only the
    misses to the backend (loaded on the first miss, so a fully cached run never loads the
    model), score, and write items + new cache entries in one transaction.
@@ -23,46 +24,22 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from harness.backends import Backend, ModelSpec, backend_class
 from harness.core.errors import HarnessError
 from harness.core.progress import progress_bar
 from harness.core.redaction import redact_text
-from harness.prompts.messages import prompt_to_json
-from harness.requests import LoglikelihoodRequest, Request, Result, result_to_json
-from harness.runner.planning import Cell, Prepared, plan, prepare, selector_for
-from harness.runner.provenance import cache_key, config_snapshot, model_identities, stable_hash, versions
+from harness.runner.evaluate import CacheCounts, CellEvaluator, stored_cell
+from harness.runner.planning import Cell, plan
+from harness.runner.provenance import config_snapshot, model_identities, stable_hash, versions
+from harness.runner.racing import check_race, race_tasks
 from harness.runner.spec import ExperimentSpec
-from harness.scoring import build_filter
-from harness.scoring.scorer import build_outcome, score_outcome
-from harness.store import ItemRecord, Store, StoredCell, export_run
-
-
-@dataclass
-class CacheCounts:
-    """What ``resolve`` tallies: requests, cache hits (by the run that stored them) and backend requests.
-
-    A ``RunSummary`` is one (the runner passes its summary); a second pass over a stored run
-    (calibration) passes a bare one.
-    """
-
-    requests: int = 0
-    cache_hits: int = 0
-    backend_requests: int = 0
-    cache_origins: Counter[str | None] = field(default_factory=Counter)
-
-
-class Requesting(Protocol):
-    """Anything that carries backend requests (``Prepared``, calibration's content-free renderings)."""
-
-    @property
-    def requests(self) -> Sequence[Request]: ...
+from harness.store import Store, export_run
 
 
 @dataclass(kw_only=True)
@@ -106,6 +83,8 @@ def run_experiment(
     identities are known, so a task, template or model error creates no database file (the CLI passes one).
     """
     cells = plan(spec)
+    if spec.race is not None:
+        check_race(spec.race, cells)  # a task that cannot be raced fails here, before a database exists
     identities = model_identities(spec, backends)
     config = config_snapshot(spec, cells, identities)
     if log is not None:  # subsets that misrepresent the split, pools that are the split, templates that show no shots
@@ -128,9 +107,15 @@ def run_experiment(
     try:
         announce(spec.models)
         with progress_bar("evaluating", total, enabled=show_progress) as advance:
+            if spec.race is not None:  # each task's cells race together, every model's: backends stay loaded until the end
+                races, written = race_tasks(spec.race, cells, store, run_id, {m.label: _loader(m, ready) for m in spec.models},
+                                            {m.label: i for m, i in zip(spec.models, identities)}, summary, advance, spec.chunk_items,
+                                            spec.seed, log)
+                summary.items_written += written
+                summary.extra["races"] = races
             for model, identity in zip(spec.models, identities):
-                model_cells = [c for c in cells if c.model == model]
-                run_model(model, model_cells, store, run_id, ready, summary, advance, spec.chunk_items, identity)
+                if spec.race is None:
+                    run_model(model, [c for c in cells if c.model == model], store, run_id, ready, summary, advance, spec.chunk_items, identity)
                 if model.label in ready and ready[model.label].stats():
                     summary.extra.setdefault("backend_stats", {})[model.label] = ready[model.label].stats()
                 if model.label in ready and (backends is None or model.label not in backends):
@@ -187,93 +172,22 @@ def run_model(
         identity = ready[model.label].identity if model.label in ready else backend_class(model).identity_of(model)
     identity_json = json.dumps(identity, sort_keys=True)
 
+    backend = _loader(model, ready)
+    for cell in cells:
+        store.add_cell(stored_cell(cell, run_id, identity))
+        done = store.done_item_ids(run_id, cell.cell_id)
+        advance(len(done))
+        todo = [(pos, item) for pos, item in enumerate(cell.items) if item.id not in done]
+        records = CellEvaluator(cell, store, run_id, backend, summary, identity_json, advance, chunk_items).evaluate(todo)
+        summary.items_written += len(records)
+
+
+def _loader(model: ModelSpec, ready: dict[str, Backend]) -> Callable[[], Backend]:
+    """The model's backend, loaded into ``ready`` on the first call (the first cache miss)."""
+
     def backend() -> Backend:
         if model.label not in ready:
             ready[model.label] = backend_class(model)(model)
         return ready[model.label]
 
-    for cell in cells:
-        store.add_cell(
-            StoredCell(
-                run_id=run_id, cell_id=cell.cell_id, task=cell.task.name, task_type=cell.task.spec.type,
-                prompt=cell.template.name, prompt_sha256=cell.template.sha256, shots=cell.shots, selector=cell.selector_label,
-                model=model.label, model_json=identity, metrics=list(cell.task.spec.metrics), n_planned=len(cell.items),
-            )
-        )
-        done = store.done_item_ids(run_id, cell.cell_id)
-        advance(len(done))
-        todo = [(pos, item) for pos, item in enumerate(cell.items) if item.id not in done]
-        selector = selector_for(cell)
-        filters = [build_filter(step) for step in cell.task.spec.filters]
-        for chunk in _chunks(todo, _chunk_size(cell, chunk_items)):
-            prepared = [prepare(cell, pos, item, selector) for pos, item in chunk]
-            resolved, fresh = resolve(prepared, identity_json, store, backend, summary)
-            records = [_record(cell, p, results, cached, filters) for p, (results, cached) in zip(prepared, resolved)]
-            store.write_items(run_id, records, fresh)
-            summary.items_written += len(records)
-            advance(len(records))
-
-
-def _chunk_size(cell: Cell, chunk_items: int = 64) -> int:
-    # at most chunk_items items, and roughly the same number of requests per chunk whatever the number of choices
-    choices = len(cell.items[0].choices or ()) or 1
-    return max(1, min(chunk_items, 256 // choices))
-
-
-def _chunks(values: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
-def resolve(
-    prepared: Sequence[Requesting], identity_json: str, store: Store, backend: Any, summary: CacheCounts
-) -> tuple[list[tuple[list[Result], bool]], dict[str, Result]]:
-    """Per item: its results (in request order) and whether all came from the cache.
-
-    Looks every request up in the cache and sends only the misses (deduplicated) to the
-    backend. Also returns the fresh results, to be written with the items.
-    """
-    keyed = [[cache_key(identity_json, r) for r in p.requests] for p in prepared]
-    wanted: dict[str, Request] = {}
-    for p, keys in zip(prepared, keyed):
-        for key, request in zip(keys, p.requests):
-            wanted.setdefault(key, request)
-    summary.requests += sum(len(keys) for keys in keyed)
-    results = store.cached(list(wanted), origins=summary.cache_origins)
-    missing = [key for key in wanted if key not in results]
-    summary.cache_hits += len(wanted) - len(missing)
-    fresh: dict[str, Result] = {}
-    if missing:
-        summary.backend_requests += len(missing)
-        requests = [wanted[key] for key in missing]
-        if isinstance(requests[0], LoglikelihoodRequest):
-            answers: Sequence[Result] = backend().loglikelihood(requests)
-        else:
-            answers = backend().generate(requests)
-        if len(answers) != len(requests):
-            raise RuntimeError(f"backend returned {len(answers)} results for {len(requests)} requests")
-        fresh = dict(zip(missing, answers))
-        results.update(fresh)
-    return [([results[k] for k in keys], not any(k in fresh for k in keys)) for keys in keyed], fresh
-
-
-def _record(cell: Cell, p: Prepared, results: list[Result], cached: bool, filters: list[Any]) -> ItemRecord:
-    outcome = build_outcome(p.item, p.rendered.continuations, results, filters)
-    return ItemRecord(
-        cell_id=cell.cell_id,
-        item_id=p.item.id,
-        position=p.position,
-        prompt=prompt_to_json(p.rendered.prompt),
-        continuations=list(p.rendered.continuations) if p.item.choices is not None else None,
-        demo_ids=list(p.demo_ids),
-        target=p.item.stored_target(),  # an index, a list of correct indices (several correct choices), or the references
-        response=[result_to_json(r) for r in results],
-        extracted=outcome.extracted,
-        scores=score_outcome(outcome, cell.task.spec.metrics),
-        latency_s=sum(r.latency_s for r in results),
-        n_tokens=sum(r.n_tokens for r in results),
-        cached=cached,
-        cluster=p.item.cluster,
-    )
-
-
+    return backend

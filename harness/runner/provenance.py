@@ -44,8 +44,8 @@ def config_snapshot(spec: ExperimentSpec, cells: Sequence[Cell], identities: Seq
         if task.group and task.spec.subtasks:  # a member of a group task: compare adds micro/macro rows
             entry["group"] = {"name": task.group, "aggregate": list(task.spec.subtasks.aggregate)}
     models = list(identities) if identities is not None else model_identities(spec)
-    # unset sample/stratify are left out, so a run without them keeps the config hash it had before they existed
-    unset = {name for name in ("sample", "stratify") if getattr(spec, name) is None}
+    # unset sample/stratify/race are left out, so a run without them keeps the config hash it had before they existed
+    unset = {name for name in ("sample", "stratify", "race") if getattr(spec, name) is None}
     config: dict[str, Any] = {"spec": spec.model_dump(mode="json", exclude=unset), "tasks": tasks, "models": models}
     subsets, warnings = _subsets_and_warnings(spec, cells)
     if subsets:

@@ -10,6 +10,20 @@ from harness.backends import ModelSpec, parse_model
 from harness.fewshot.selectors import SELECTORS
 
 
+class RaceSpec(BaseModel):
+    """``harness run --until-decided`` (the experiment file's ``race:``): race each task's cells on one seeded order of its
+    items, in rounds, and stop evaluating a cell once another is confidently better (harness/runner/racing.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="error probability of the whole race (every elimination at once)")
+    margin: float | None = Field(default=None, gt=0, description="stop when the survivors are within ±margin of each other (metric units)")
+    round: int = Field(default=50, ge=1, description="items per cell per round")
+    items: int | None = Field(default=None, ge=1, description="budget: stop when every surviving cell has this many items")
+    requests: int | None = Field(default=None, ge=1, description="budget: stop after the round in which the task's requests reach this")
+    tokens: int | None = Field(default=None, ge=1, description="budget: stop after the round in which the task's tokens reach this")
+
+
 class ExperimentSpec(BaseModel):
     """The matrix to evaluate; the CLI flags and an experiment YAML file both build one."""
 
@@ -34,6 +48,7 @@ class ExperimentSpec(BaseModel):
     data_dirs: list[str] = Field(default_factory=list)
     chunk_items: int = Field(default=64, ge=1, description="items per backend call and per transaction")
     draws: int = Field(default=1, ge=1, le=100, description="independent demonstration draws per few-shot cell (harness draws reports mean/spread/CI)")
+    race: RaceSpec | None = Field(default=None, description="--until-decided: race each task's cells instead of evaluating every item")
 
     @field_validator("models", mode="before")
     @classmethod

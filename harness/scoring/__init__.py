@@ -14,9 +14,9 @@ from harness.scoring import (  # noqa: F401,E402  (registration)
     text_metrics,
 )
 from harness.scoring.filters import FILTERS, Filter, apply_filters, build_filter
-from harness.scoring.metrics import METRICS, CorpusItem, Metric, Outcome, get_metric, predicted_choice, register_metric
+from harness.scoring.metrics import METRICS, CorpusItem, Metric, Outcome, get_metric, predicted_choice, register_metric, score_bounds
 
 __all__ = [
     "FILTERS", "METRICS", "CorpusItem", "Filter", "Metric", "Outcome", "apply_filters", "build_filter", "get_metric",
-    "predicted_choice", "register_metric",
+    "predicted_choice", "register_metric", "score_bounds",
 ]

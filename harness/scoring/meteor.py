@@ -73,7 +73,7 @@ def _meteor(synonyms: bool) -> Metric:
         name, what = "meteor", "METEOR (nltk): exact, stem and WordNet-synonym matches; needs WordNet data"
     else:
         name, what = "meteor_nosyn", "METEOR without synonyms (nltk, exact and stem matches only): not comparable with 'meteor'"
-    return Metric(name, f"{what}; best over references", True, "continuous", GENERATION_KINDS, score, worst=0.0,
+    return Metric(name, f"{what}; best over references", True, "continuous", GENERATION_KINDS, score, worst=0.0, bounds=(0.0, 1.0),
                   requires=wordnet if synonyms else None)
 
 

@@ -86,6 +86,9 @@ class Metric:
     # what must be present to score at all (data files such as WordNet), checked when a task is
     # planned so a run stops before it starts, not at its first item: raises HarnessError saying why
     requires: Callable[[], object] | None = None
+    # the range every item score lies in, (lo, hi), for continuous metrics that have one (F1, ROUGE, MC2: (0, 1));
+    # 0/1 metrics have (0, 1) without saying so (``score_bounds``). ``harness run --until-decided`` needs it
+    bounds: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if (self.aggregation == "corpus") != (self.corpus is not None):
@@ -118,6 +121,13 @@ def register_family(pattern: str, build: Callable[[re.Match[str]], Metric]) -> N
     """Parametrised names (``pass@5``, ``evaluate:./my_metric.py``): each name ``pattern`` fully matches
     builds its Metric on first lookup; built members are cached by the registry, never added as names."""
     METRICS.add_family(pattern, build)
+
+
+def score_bounds(metric: Metric) -> tuple[float, float] | None:
+    """The range of the metric's item scores: its declared ``bounds``, (0, 1) for a 0/1 metric, else None (unbounded or unknown)."""
+    if metric.bounds is not None:
+        return metric.bounds
+    return (0.0, 1.0) if metric.kind == "binary" else None
 
 
 def get_metric(name: str, where: str = "") -> Metric:
@@ -252,7 +262,7 @@ register_metric(Metric("acc_mutual_info", "accuracy of log P(choice | context) -
                        CHOICE_KINDS, _acc_by("mutual_info")))
 register_metric(Metric("mc1", "TruthfulQA MC1: the highest log-likelihood choice is a correct one", True, "binary", SEVERAL_CORRECT_KINDS, _acc))
 register_metric(Metric("mc2", "TruthfulQA MC2: normalised probability mass on the correct choices", True, "continuous", SEVERAL_CORRECT_KINDS,
-                       _mc2, worst=0.0))
+                       _mc2, worst=0.0, bounds=(0.0, 1.0)))
 
 
 def _written_by_calibrate(outcome: Outcome) -> float:

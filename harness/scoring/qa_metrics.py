@@ -85,8 +85,8 @@ def best_over_references(fn: Callable[[str, str, Callable[[str], str]], float], 
 register_metric(Metric("squad_em", "SQuAD v1.1 exact match (official normalisation), best over references", True, "binary",
                        GENERATION_KINDS, best_over_references(exact, normalize_squad)))
 register_metric(Metric("squad_f1", "SQuAD v1.1 token F1 (official normalisation), best over references", True, "continuous",
-                       GENERATION_KINDS, best_over_references(token_f1, normalize_squad), worst=0.0))
+                       GENERATION_KINDS, best_over_references(token_f1, normalize_squad), worst=0.0, bounds=(0.0, 1.0)))
 register_metric(Metric("squad_em_zh", "exact match with the MLQA script's Chinese normalisation", True, "binary",
                        GENERATION_KINDS, best_over_references(exact, normalize_mlqa_zh)))
 register_metric(Metric("squad_f1_zh", "token F1 over MLQA mixed segmentation (Chinese characters as tokens)", True, "continuous",
-                       GENERATION_KINDS, best_over_references(token_f1, normalize_mlqa_zh), worst=0.0))
+                       GENERATION_KINDS, best_over_references(token_f1, normalize_mlqa_zh), worst=0.0, bounds=(0.0, 1.0)))

@@ -63,7 +63,8 @@ def _pass(match: re.Match[str]) -> Metric:
             return float("nan")
         return pass_at_k(len(samples), sum(_correct(s, outcome) for s in samples), k)
 
-    return Metric(match.group(0), f"unbiased pass@{k} over the item's samples (exact match)", True, "continuous", GENERATION_KINDS, score, worst=0.0)
+    return Metric(match.group(0), f"unbiased pass@{k} over the item's samples (exact match)", True, "continuous", GENERATION_KINDS, score,
+                  worst=0.0, bounds=(0.0, 1.0))
 
 
 def samples_needed(name: str) -> int:

@@ -153,7 +153,8 @@ def _rouge_metric(name: str, rouge_type: str, chinese: bool) -> Metric:
         return float(result[rouge_type].fmeasure)
 
     where = "CJK characters as tokens" if chinese else "Porter stemmer, as in the XSum/PEGASUS papers"
-    return Metric(name, f"{rouge_type} F-measure via rouge-score ({where}); best over references", True, "continuous", _GEN, score, worst=0.0)
+    return Metric(name, f"{rouge_type} F-measure via rouge-score ({where}); best over references", True, "continuous", _GEN, score, worst=0.0,
+                  bounds=(0.0, 1.0))
 
 
 for _type in ("rouge1", "rouge2", "rougeL"):

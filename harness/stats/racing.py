@@ -183,6 +183,14 @@ class Race:
         self._state = self._snapshot()
         return self._state
 
+    def stop(self, reason: Reason = "budget") -> RaceState:
+        """End a race that is still running for a reason it does not count itself (a budget of requests or tokens):
+        the survivors stay undecided, with every best cell among them on the coverage event."""
+        if self.reason == "racing":
+            self.reason = reason
+            self._state = self._snapshot()
+        return self._state
+
     def _extend_pairs(self) -> None:
         """Feed every pair the items both its cells now have, grouping pairs by how many are new."""
         full = [np.concatenate(s) if s else np.zeros(0) for s in self.scores]

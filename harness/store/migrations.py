@@ -180,6 +180,49 @@ MIGRATIONS.append(
     ("007_run_digests", _revision_migration()),
 )
 
+
+def _race_migration() -> str:
+    # a write to a run's race rows raises its revision too (migration 007), so a digest of a raced run's page is current only
+    # while its race state is the one it showed
+    bump = "UPDATE runs SET revision = revision + 1 WHERE id = {0}.run_id"
+    triggers = [f"CREATE TRIGGER races_revision_{event.lower()} AFTER {event} ON races BEGIN {bump.format(row)}; END"
+                for event, row in (("INSERT", "new"), ("UPDATE", "new"), ("DELETE", "old"))]
+    return f"""
+        CREATE TABLE races (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            task TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            reason TEXT NOT NULL,              -- racing | winner | equivalent | budget | exhausted
+            state_json TEXT NOT NULL,          -- alpha, margin, round size, budgets, bounds, rounds, evaluations, requests, tokens, guarantee
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, task)
+        );
+        CREATE TABLE race_cells (
+            run_id TEXT NOT NULL,
+            task TEXT NOT NULL,
+            cell_id TEXT NOT NULL,
+            status TEXT NOT NULL,              -- racing | eliminated | winner | equivalent | undecided
+            round INTEGER NOT NULL,            -- the round it stopped at (its latest for a survivor)
+            items INTEGER NOT NULL,            -- items it was scored on then
+            mean REAL,                         -- its mean race score then (NULL: no item)
+            beaten_by TEXT,                    -- the cell id that eliminated it
+            diff_low REAL,                     -- the confidence sequence of beaten_by - cell when it was eliminated
+            diff_high REAL,
+            reason TEXT NOT NULL,
+            PRIMARY KEY (run_id, task, cell_id),
+            FOREIGN KEY (run_id, task) REFERENCES races(run_id, task)
+        );
+        {"; ".join(triggers)}
+        """
+
+
+MIGRATIONS.append(
+    # harness run --until-decided (harness/runner/racing.py): each task's race, written after every round: which cells stopped
+    # when and why, and the guarantee with its alpha, margin and budgets
+    ("008_race_outcomes", _race_migration()),
+)
+
 # migrations a reader that never writes (harness view) can do without: 006 adds only indices (harness/store/browse.py falls
-# back where it would use them); 007's digests are only a shortcut (without them every page is computed from the items)
-OPTIONAL_ON_READ = frozenset({"006_view_indices", "007_run_digests"})
+# back where it would use them); 007's digests are only a shortcut (without them every page is computed from the items); a
+# database without 008 has no raced run (Store.races finds none)
+OPTIONAL_ON_READ = frozenset({"006_view_indices", "007_run_digests", "008_race_outcomes"})

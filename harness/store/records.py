@@ -157,3 +157,64 @@ class StoredDigest:
     producer: str
     created_at: str
     body: bytes
+
+
+@dataclass(frozen=True)
+class ItemCost:
+    """An item's scores with what it cost: its requests (stored results) and tokens (the race replays its budget from them)."""
+
+    item_id: str
+    scores: dict[str, float]
+    requests: int
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class RaceCell:
+    """Where one cell of a race stands (``harness.stats.racing.CellOutcome`` as stored): ``round`` and ``items`` say when it
+    stopped (its latest for a survivor); ``difference`` is the confidence sequence of ``beaten_by`` − this cell then."""
+
+    cell_id: str
+    status: str  # racing | eliminated | winner | equivalent | undecided
+    round: int
+    items: int
+    mean: float  # its mean race score over those items (NaN: none)
+    beaten_by: str | None = None  # the cell id that eliminated it
+    difference: tuple[float, float] | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class StoredRace:
+    """One task's race in a ``--until-decided`` run (harness/runner/racing.py), as of its last round."""
+
+    run_id: str
+    task: str
+    metric: str
+    higher_is_better: bool
+    bounds: tuple[float, float]  # the metric's known range (the confidence sequences need it)
+    worst: float  # the score an unscorable item counted as
+    alpha: float
+    pair_alpha: float  # each pair's share (Bonferroni over every pair of the starting cells)
+    margin: float | None
+    round_items: int
+    budget: dict[str, int | None]  # items (per cell), requests, tokens (per task); None: no budget
+    population: int  # the items the task evaluates (the race's confidence sequences are for their mean)
+    seed: int  # of the item order
+    reason: str  # racing | winner | equivalent | budget | exhausted
+    rounds: int
+    evaluations: int  # item scores over all cells
+    requests: int  # requests of those items (cache hits included)
+    tokens: int
+    guarantee: str
+    method: str
+    cells: tuple[RaceCell, ...]
+    updated_at: str = ""
+
+    def cell(self, cell_id: str) -> RaceCell | None:
+        return next((c for c in self.cells if c.cell_id == cell_id), None)
+
+    @property
+    def decided(self) -> bool:
+        """A winner or an equivalence set (a budget or exhausted stop leaves the survivors open)."""
+        return self.reason in ("winner", "equivalent")

@@ -27,7 +27,20 @@ from typing import Any
 from harness.core.errors import HarnessError, did_you_mean
 from harness.requests import Result, result_from_json, result_to_json
 from harness.store.migrations import MIGRATIONS, OPTIONAL_ON_READ
-from harness.store.records import CalibrationRow, ItemAnswer, ItemRecord, ItemScores, RunClaim, StoredCell, StoredDigest, StoredItem, StoredRun
+from harness.store.records import (
+    CalibrationRow,
+    ItemAnswer,
+    ItemCost,
+    ItemRecord,
+    ItemScores,
+    RaceCell,
+    RunClaim,
+    StoredCell,
+    StoredDigest,
+    StoredItem,
+    StoredRace,
+    StoredRun,
+)
 
 DEFAULT_DB = Path("results") / "harness.db"
 OWNER_STALE_S = 30 * 60  # a run owned on another host, not written to for this long, is taken to be abandoned
@@ -609,6 +622,57 @@ class Store:
         """The run's calibration rows, by cell and item id."""
         rows = self.db.execute("SELECT * FROM calibration WHERE run_id = ? ORDER BY cell_id, item_id", (run_id,))
         return [_calibration(r) for r in rows]
+
+    # -- races (migration 008) ------------------------------------------------------
+    def item_costs(self, run_id: str, cell_id: str) -> list[ItemCost]:
+        """The cell's stored items' scores, request counts (stored results) and tokens, in split order."""
+        rows = self.db.execute(
+            "SELECT item_id, scores_json, json_array_length(response_json), n_tokens FROM items WHERE run_id = ? AND cell_id = ? ORDER BY position",
+            (run_id, cell_id))
+        return [ItemCost(r[0], json.loads(r[1]), int(r[2] or 0), int(r[3])) for r in rows]
+
+    def write_race(self, race: StoredRace) -> None:
+        """A task's race as of its latest round, replacing what was stored for it (a resumed run replays its rounds)."""
+        state = {"higher_is_better": race.higher_is_better, "bounds": list(race.bounds), "worst": race.worst, "alpha": race.alpha,
+                 "pair_alpha": race.pair_alpha, "margin": race.margin, "round_items": race.round_items, "budget": race.budget,
+                 "population": race.population, "seed": race.seed, "rounds": race.rounds, "evaluations": race.evaluations,
+                 "requests": race.requests, "tokens": race.tokens, "guarantee": race.guarantee, "method": race.method}
+
+        def real(value: float | None) -> float | None:
+            return None if value is None or value != value else float(value)
+
+        with self.transaction():
+            self.db.execute("DELETE FROM race_cells WHERE run_id = ? AND task = ?", (race.run_id, race.task))
+            self.db.execute("INSERT OR REPLACE INTO races (run_id, task, metric, reason, state_json, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                            (race.run_id, race.task, race.metric, race.reason, json.dumps(state, sort_keys=True), now()))
+            self.db.executemany(
+                "INSERT INTO race_cells (run_id, task, cell_id, status, round, items, mean, beaten_by, diff_low, diff_high, reason) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [(race.run_id, race.task, c.cell_id, c.status, c.round, c.items, real(c.mean), c.beaten_by,
+                  real(c.difference[0]) if c.difference else None, real(c.difference[1]) if c.difference else None, c.reason)
+                 for c in race.cells])
+
+    def races(self, run_ids: Sequence[str]) -> list[StoredRace]:
+        """The runs' races (``--until-decided`` runs; none for other runs, or a database read without migration 008), in the order written."""
+        if "008_race_outcomes" in self.pending or not run_ids:
+            return []
+        cells: dict[tuple[str, str], list[RaceCell]] = {}
+        for r in self.db.execute(f"SELECT * FROM race_cells WHERE run_id IN ({_marks(run_ids)}) ORDER BY rowid", list(run_ids)):
+            difference = None if r["diff_low"] is None else (float(r["diff_low"]), float(r["diff_high"]))
+            cells.setdefault((r["run_id"], r["task"]), []).append(RaceCell(
+                r["cell_id"], r["status"], int(r["round"]), int(r["items"]), float("nan") if r["mean"] is None else float(r["mean"]),
+                r["beaten_by"], difference, r["reason"]))
+        out = []
+        for r in self.db.execute(f"SELECT * FROM races WHERE run_id IN ({_marks(run_ids)}) ORDER BY rowid", list(run_ids)):
+            st = json.loads(r["state_json"])
+            out.append(StoredRace(
+                run_id=r["run_id"], task=r["task"], metric=r["metric"], higher_is_better=bool(st["higher_is_better"]),
+                bounds=(float(st["bounds"][0]), float(st["bounds"][1])), worst=float(st["worst"]), alpha=float(st["alpha"]),
+                pair_alpha=float(st["pair_alpha"]), margin=st["margin"], round_items=int(st["round_items"]), budget=dict(st["budget"]),
+                population=int(st["population"]), seed=int(st["seed"]), reason=r["reason"], rounds=int(st["rounds"]),
+                evaluations=int(st["evaluations"]), requests=int(st["requests"]), tokens=int(st["tokens"]), guarantee=st["guarantee"],
+                method=st["method"], cells=tuple(cells.get((r["run_id"], r["task"]), [])), updated_at=r["updated_at"]))
+        return out
 
     # -- cache --------------------------------------------------------------------
     def cached(self, keys: Sequence[str], origins: Counter[str | None] | None = None) -> dict[str, Result]:

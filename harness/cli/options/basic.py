@@ -59,6 +59,17 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split")
     p.add_argument("--fewshot-split")
     p.add_argument("--new", action="store_true", help="start a new run even if an identical one is unfinished")
+    race = p.add_argument_group("racing (--until-decided; docs/compare.md 'Deciding with fewer items')")
+    race.add_argument("--until-decided", action="store_true", help="race each task's cells on one seeded order of its items, in rounds, "
+                      "and stop evaluating a cell once another is confidently better (anytime-valid)")
+    race.add_argument("--alpha", type=float, help="with --until-decided: the race's error probability (default 0.05)")
+    race.add_argument("--margin", type=float, help="with --until-decided: also stop when the survivors are within ±M of each other "
+                      "(metric units: 0.02 = 2 points of accuracy)")
+    race.add_argument("--round", type=int, dest="race_round", metavar="N", help="with --until-decided: items per cell per round (default 50)")
+    race.add_argument("--budget-items", type=int, metavar="N", help="with --until-decided: stop when every surviving cell has N items")
+    race.add_argument("--budget-requests", type=int, metavar="N", help="with --until-decided: stop after the round in which a task's "
+                      "requests (cache hits included) reach N")
+    race.add_argument("--budget-tokens", type=int, metavar="N", help="with --until-decided: stop after the round in which a task's tokens reach N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="also show the model libraries' own output (loading bars, deprecation warnings)")
     p.add_argument("--wide", action="store_true", help=WIDE)
