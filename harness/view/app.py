@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -37,6 +38,7 @@ from harness.store.browse import (
     ItemFilter,
     ItemSort,
     RunOverview,
+    ScoreTable,
     item_exists,
     item_page,
     item_rows,
@@ -61,7 +63,7 @@ from harness.view.context import (
     page_values,
     values,
 )
-from harness.view.digest import DIGEST_MIN_ROWS, best_cells_digest, page_results, run_page_digest, score_table_digest
+from harness.view.digest import DIGEST_MIN_ROWS, best_cells_digest, margins_digest, page_results, run_page_digest, score_table_digest
 from harness.view.pages import BestCell, best_cells, cell_label, input_text, item_cell_view, matrix_cell, task_cells
 from harness.view.render import HERE, environment
 
@@ -184,8 +186,7 @@ class Viewer:
                                    or score_table(store, run_id, ids, metric), signature)
             margin = None
             if margin_in is not None:
-                margin = self.cache.get(("margin", run_id, tuple(ids), margin_in), lambda: margins(store, run_id, margin_in, table.item_ids),
-                                        signature)
+                margin = self.cache.get(("margin", run_id, tuple(ids), margin_in), functools.partial(self._margins, store, table, margin_in), signature)
             matches = None
             if where.search:  # kept, so the next page or another filter on the same search reads no text
                 matches = self.cache.get(("search", run_id, tuple(ids), where.search), lambda: search_rows(store, run_id, ids, where.search),
@@ -221,6 +222,11 @@ class Viewer:
         cells = [c for c in overview.cells if c.cell_id in by_cell]
         views = [(cell_label(c, cells), item_cell_view(c, by_cell[c.cell_id])) for c in cells]
         return self.render("item.html", overview=overview, item_id=item_id, views=views, task=cells[0].task if cells else "")
+
+    @staticmethod
+    def _margins(store: Store, table: ScoreTable, cell_id: str) -> np.ndarray:
+        found = margins_digest(store, table, cell_id)
+        return margins(store, table.run_id, cell_id, table.item_ids) if found is None else found
 
     @staticmethod
     def _best(store: Store, overview: RunOverview) -> list[BestCell]:

@@ -14,7 +14,8 @@ so: the store hands one out only at the run revision it was computed at (every w
 cells or calibration rows raises it, migration 007), and only to the code that made it (``PRODUCER``: a
 hash of harness's own source and of the numeric libraries' versions; any other version computes the page
 again). What is kept: the run page's values from the comparison at the default settings (a page asked
-with a margin is computed), the runs page's best cells, and each task's score table. Each is decoded
+with a margin is computed), the runs page's best cells, and each task's score table (and, for a
+multiple-choice task, each cell's margins: the items page's sort). Each is decoded
 into the same frozen records the live path builds (pydantic validates the JSON into them; the score
 table's arrays are ``numpy.load`` with pickles refused), so a page from a digest is the page
 computed live, byte for byte (tests/view/test_digest.py).
@@ -38,8 +39,9 @@ import pydantic
 from harness.analysis.compare import Comparison, compare_runs
 from harness.core.errors import HarnessError
 from harness.store import Store, StoredDigest
-from harness.store.browse import RunOverview, ScoreTable, run_overview, score_table
+from harness.store.browse import RunOverview, ScoreTable, margins, run_overview, score_table
 from harness.store.store import now
+from harness.tasks.kinds import task_kind
 from harness.view.context import RunResults, run_results
 from harness.view.pages import BestCell, best_cells, task_cells
 
@@ -104,6 +106,21 @@ def _decode_table(body: bytes, cell_ids: tuple[str, ...], metric: str) -> ScoreT
                       tuple(map(str, facts["labels"])), tuple(None if c is None else str(c) for c in facts["clusters"]))
 
 
+def _encode_margins(values: dict[str, np.ndarray]) -> bytes:
+    out = io.BytesIO()
+    np.savez(out, *values.values())  # arr_0, arr_1...: the cells in the table's order
+    return out.getvalue()
+
+
+def _decode_margins(body: bytes, cell_ids: tuple[str, ...], n: int) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(io.BytesIO(body), allow_pickle=False) as arrays:
+            found = {cell: arrays[f"arr_{k}"] for k, cell in enumerate(cell_ids)}
+    except (ValueError, KeyError, OSError):
+        return None
+    return found if all(v.shape == (n,) and v.dtype == np.float64 for v in found.values()) else None
+
+
 def _read(store: Store, run_id: str, kind: str, key: str, decode: Callable[[bytes], T | None]) -> T | None:
     found = store.digest(run_id, kind, key, producer())
     return None if found is None else decode(found.body)
@@ -122,6 +139,13 @@ def best_cells_digest(store: Store, run_id: str) -> list[BestCell] | None:
 def score_table_digest(store: Store, run_id: str, cell_ids: tuple[str, ...], metric: str) -> ScoreTable | None:
     """The items page's score table of these cells on ``metric``, if a current digest holds it."""
     return _read(store, run_id, "score_table", _table_key(cell_ids, metric), lambda body: _decode_table(body, cell_ids, metric))
+
+
+def margins_digest(store: Store, table: ScoreTable, cell_id: str) -> np.ndarray | None:
+    """The multiple-choice margins in ``cell_id`` of the table's items (browse.margins), if a current digest holds them."""
+    found = _read(store, table.run_id, "margins", _table_key(table.cell_ids, table.metric),
+                  lambda body: _decode_margins(body, table.cell_ids, len(table.item_ids)))
+    return None if found is None else found.get(cell_id)
 
 
 def page_results(store: Store, overview: RunOverview, margin: float | None = None) -> RunResults:
@@ -160,7 +184,11 @@ def write_digests(store: Store, run_id: str, comparison: Comparison | None = Non
     for task in overview.tasks:
         cell_ids, metric, _ = task_cells(overview, task)
         if cell_ids:
-            bodies.append(("score_table", _table_key(cell_ids, metric), _encode_table(score_table(store, run_id, cell_ids, metric))))
+            table = score_table(store, run_id, cell_ids, metric)
+            bodies.append(("score_table", _table_key(cell_ids, metric), _encode_table(table)))
+            if any(c.task == task and task_kind(c.task_type).answer == "choice" for c in overview.cells):  # the items page's margin sort
+                bodies.append(("margins", _table_key(cell_ids, metric),
+                               _encode_margins({c: margins(store, run_id, c, table.item_ids) for c in cell_ids})))
     stamp, code = now(), producer()
     kept = [store.write_digest(StoredDigest(run_id, kind, key, revision, code, stamp, body)) for kind, key, body in bodies]
     return Written(run_id, revision, tuple(kind for kind, _, _ in bodies), sum(len(b) for _, _, b in bodies), not all(kept))

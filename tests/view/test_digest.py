@@ -33,7 +33,8 @@ def _pages(stored: Stored) -> list[tuple[str, dict[str, str]]]:
     store.close()
     return [("/", {}), (f"/runs/{toy}", {}), (f"/runs/{stored.hostile}", {}), (f"/runs/{stored.failed}", {}), (f"/runs/{toy}/items", {}),
             (f"/runs/{toy}/items", {"show": "disagree", "page": "2"}), (f"/runs/{toy}/items", {"show": "flips", "a": first, "b": last}),
-            (f"/runs/{toy}/items", {"label": "1"}), (f"/runs/{stored.hostile}/items", {"show": "unscorable"})]
+            (f"/runs/{toy}/items", {"label": "1"}), (f"/runs/{stored.hostile}/items", {"show": "unscorable"}),
+            (f"/runs/{toy}/items", {"sort": "margin", "a": last, "page": "2"}), (f"/runs/{toy}/items", {"sort": "margin", "show": "disagree"})]
 
 
 def _html(db: Path, path: str, params: dict[str, str]) -> str:
@@ -60,7 +61,7 @@ def _refuse_computing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             raise AssertionError(f"{name} computed although a digest was current")
         return run
 
-    for name in ("page_results", "best_cells", "score_table"):
+    for name in ("page_results", "best_cells", "score_table", "margins"):
         monkeypatch.setattr(app_module, name, refuse(name))
     return calls
 
@@ -97,12 +98,14 @@ def test_a_digest_of_other_code_or_a_damaged_one_is_not_used(stored: Stored, dig
         revision = store.run_revision(stored.toy)
         assert revision is not None
         store.write_digest(StoredDigest(stored.toy, "run_page", "{}", revision, producer(), "now", b'{"tasks": "not a list"'))
-        for found in [d for d in [store.digest(stored.toy, "score_table", k, producer()) for k in _table_keys(store, stored.toy)] if d]:
-            store.write_digest(StoredDigest(stored.toy, "score_table", found.key, revision, producer(), "now", b"not an npz file"))
+        for kind in ("score_table", "margins"):
+            for found in [d for d in [store.digest(stored.toy, kind, k, producer()) for k in _table_keys(store, stored.toy)] if d]:
+                store.write_digest(StoredDigest(stored.toy, kind, found.key, revision, producer(), "now", b"not an npz file"))
     finally:
         store.close()
     assert _html(digested, f"/runs/{stored.toy}", {}) == expected  # computed instead
-    assert _html(digested, f"/runs/{stored.toy}/items", {}) == _html(stored.db, f"/runs/{stored.toy}/items", {})
+    for params in ({}, {"sort": "margin"}):
+        assert _html(digested, f"/runs/{stored.toy}/items", params) == _html(stored.db, f"/runs/{stored.toy}/items", params)
     monkeypatch.setattr(digest_module, "producer", lambda: "another version of harness")
     calls = _refuse_computing(monkeypatch)
     with pytest.raises(AssertionError):
