@@ -260,8 +260,7 @@ def ranking_table(comp: Comparison, ranking: TaskRanking, models: dict[str, str]
     for rc in ranking.cells:
         s, ci, vs = rc.summary, rc.summary.interval, rc.vs_best
         n = f"{s.n}/{s.cell.n_planned}" if s.missing else str(s.n)
-        raced = comp.raced(s.cell)
-        verdict = rc.verdict.text + (race_mark(raced.status, raced.round) if raced is not None else " (unfinished)" if s.missing else "")
+        verdict = verdict_text(comp, rc)
         rows.append([str(rc.rank), cell_name(s, varying, models)] + ([runs.get(s.cell.run_id, s.cell.run_id)] if len(from_runs) > 1 else []) + (
             [] if same_n else [n]) + [
             score(ci.mean), f"[{score(ci.low)},{score(ci.high)}]", "best" if vs is None else signed(vs.diff.mean),
@@ -357,6 +356,12 @@ def ranking_notes(comp: Comparison, ranking: TaskRanking, varying: set[str], mod
     if ranking.margin is None and any(rc.verdict.code == "inconclusive" for rc in ranking.cells):
         lines.append("  (pass --margin M to test equivalence within ±M and see the items each comparison would need)")
     return lines + race_lines(comp, ranking, varying, models)
+
+
+def verdict_text(comp: Comparison, rc: RankedCell) -> str:
+    """The verdict column: the verdict, and for a cell with fewer items than planned why (a race stopped it, or the run is unfinished)."""
+    raced = comp.raced(rc.summary.cell)
+    return rc.verdict.text + (race_mark(raced.status, raced.round) if raced is not None else " (unfinished)" if rc.summary.missing else "")
 
 
 def race_mark(status: str, round_: int) -> str:

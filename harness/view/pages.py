@@ -16,7 +16,7 @@ from typing import Any
 from harness.analysis.compare import Comparison, RankedCell, TaskRanking, answer_text, ranked, summarize, target_text
 from harness.prompts.messages import prompt_from_json, prompt_text
 from harness.report.numbers import p_value
-from harness.report.terminal import cell_name, number_formats, ranking_notes, varying_fields
+from harness.report.terminal import cell_name, number_formats, ranking_notes, varying_fields, verdict_text
 from harness.scoring import get_metric
 from harness.stats.verdicts import points
 from harness.store import Store, StoredCell, StoredItem
@@ -129,7 +129,7 @@ def task_views(comp: Comparison) -> list[TaskView]:
                 rc.rank, cell_name(s, varying), s.cell.cell_id, f"{s.n}/{s.cell.n_planned}" if s.missing else str(s.n), score(ci.mean),
                 f"[{score(ci.low)}, {score(ci.high)}]", "best" if vs is None else signed(vs.diff.mean),
                 "" if vs is None else f"[{signed(vs.diff.low)}, {signed(vs.diff.high)}]", p_value(rc.p_adjusted),
-                rc.verdict.text + (" (unfinished)" if s.missing else ""), rc.verdict.code, rc.may_be_best))
+                verdict_text(comp, rc), rc.verdict.code, rc.may_be_best))
         out.append(TaskView(ranking.task, ranking.metric, "↑" if ranking.higher_is_better else "↓", verdict_sentence(comp, ranking), rows,
                             [line.strip() for line in ranking_notes(comp, ranking, varying)]))
     return out

@@ -281,3 +281,17 @@ def test_a_database_without_the_race_tables_reads_as_no_races(tmp_path: Path) ->
     viewer = Store.open_read_only(path, never_write=True)
     assert "008_race_outcomes" in viewer.pending and viewer.races([summary.run_id]) == []
     assert Store(path).races([summary.run_id]) == []  # a writer migrates it: the tables are back, empty
+
+
+def test_the_viewer_run_page_shows_the_race(tmp_path: Path) -> None:
+    from harness.analysis.compare import compare_runs
+    from harness.view.pages import task_views
+
+    race_task(tmp_path)
+    store = Store(tmp_path / "h.db")
+    summary, _ = _run(_spec(tmp_path), store)
+    (view,) = task_views(compare_runs(store, [summary.run_id]))
+    marks = {row.cell: row.verdict.split(" (", 1)[1] for row in view.rows}
+    assert marks["good"] == "race: winner)" and marks["mid"].startswith("race: out at round") and marks["bad"].startswith("race: out at round")
+    assert not any("unfinished" in row.verdict for row in view.rows)
+    assert any(line.startswith("race (--until-decided") for line in view.notes) and any("eliminated at round" in n for n in view.notes)
