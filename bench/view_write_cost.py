@@ -1,6 +1,7 @@
-"""What migration 006's search-index triggers cost the runner's writes: 20,000 item rows (4 cells x 5,000 items, prompts as
+"""What the viewer's triggers cost the runner's writes: 20,000 item rows (4 cells x 5,000 items, prompts as
 bench/view_scale.py writes them) written 64 per ``write_items`` call, as the runner writes them, into a fresh store with
-and without the triggers, twice each (bench/README.md records the figures).
+no triggers on items, with migration 007's (the run's revision and item count, for the digests), and with those and
+migration 006's search-index triggers (the schema as it is), twice each (bench/README.md records the figures).
 
     python bench/view_write_cost.py
 """
@@ -19,7 +20,9 @@ import view_scale  # noqa: E402  (this folder's generator: the same prompts and 
 from harness.store import Store, StoredCell  # noqa: E402
 from harness.store.records import ItemRecord  # noqa: E402
 
-TRIGGERS = ("items_search_insert", "items_search_delete", "items_search_update")
+SEARCH = ("items_search_insert", "items_search_delete", "items_search_update")
+REVISION = ("items_revision_insert", "items_revision_delete", "items_revision_update")
+MODES = {"no triggers": SEARCH + REVISION, "revision (007)": SEARCH, "revision + search (006, 007)": ()}
 CHUNK = 64  # items per write, as the runner writes
 
 
@@ -36,14 +39,13 @@ def records(n: int, cells: list[StoredCell], rng: np.random.Generator) -> list[I
     return out
 
 
-def once(path: Path, triggers: bool) -> tuple[float, int]:
-    """Seconds to write the rows and the file's size after."""
+def once(path: Path, dropped: tuple[str, ...]) -> tuple[float, int]:
+    """Seconds to write the rows with the ``dropped`` triggers dropped, and the file's size after."""
     for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         leftover.unlink(missing_ok=True)
     store = Store(path)
-    if not triggers:
-        for name in TRIGGERS:
-            store.db.execute(f"DROP TRIGGER {name}")
+    for name in dropped:
+        store.db.execute(f"DROP TRIGGER {name}")
     store.create_run("r", "x" * 64, {"spec": {}}, {}, 1)
     cells = [StoredCell("r", f"{p}-{s}", "t", "multiple_choice", p, "0" * 64, s, "none", "m", {}, ["acc"], 5000)
              for p in ("plain", "lettered") for s in (0, 5)]
@@ -60,10 +62,11 @@ def once(path: Path, triggers: bool) -> tuple[float, int]:
 
 def main() -> None:
     print(f"load average {Path('/proc/loadavg').read_text().strip()}")
-    for triggers in (False, True, False, True):
-        elapsed, size = once(Path(f"/tmp/view-write-cost-{triggers}.db"), triggers)
-        print(f"search-index triggers {'on ' if triggers else 'off'}: 20,000 rows in {elapsed:.2f} s ({20000 / elapsed:,.0f} rows/s), "
-              f"file {size / 2**20:.1f} MiB")
+    for _ in range(2):
+        for k, (mode, dropped) in enumerate(MODES.items()):
+            elapsed, size = once(Path(f"/tmp/view-write-cost-{k}.db"), dropped)
+            print(f"{mode}: 20,000 rows in {elapsed:.2f} s ({20000 / elapsed:,.0f} rows/s), file {size / 2**20:.1f} MiB", flush=True)
+    print(f"load average after {Path('/proc/loadavg').read_text().strip()}")
 
 
 if __name__ == "__main__":
