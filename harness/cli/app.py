@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from harness.cli.options import (  # noqa: F401  (registration: each module registers its verbs)
+    anchors,
     basic,
     calibrate,
     decide,
@@ -32,7 +33,7 @@ from harness.core.errors import HarnessError, did_you_mean
 
 # the order of ``harness --help``; verbs not listed follow by name
 HELP_ORDER = ("tasks", "validate", "import", "run", "compare", "show", "ab", "rescore", "report", "tune", "calibrate", "draws", "export", "formats",
-              "sensitivity", "plan", "cache", "view", "digest")
+              "sensitivity", "plan", "anchors", "cache", "view", "digest")
 
 
 def _version() -> str:

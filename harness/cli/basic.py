@@ -10,6 +10,7 @@ from typing import Any
 
 from harness.analysis.compare import compare_runs
 from harness.backends import option_problem
+from harness.cli.anchors import anchored_estimates, anchors_json, print_estimates
 from harness.cli.decide import cmd_diff
 from harness.cli.digest import keep_digests
 from harness.cli.race import race_fields
@@ -87,8 +88,10 @@ def _experiment(args: argparse.Namespace) -> Any:
     overrides = {
         "tasks": args.tasks, "prompts": args.prompts, "shots": args.shots, "selectors": args.selectors, "limit": args.limit,
         "sample": args.sample, "stratify": args.stratify, "max_tokens": args.max_tokens, "draws": args.draws,
-        "seed": args.seed, "split": args.split, "fewshot_split": args.fewshot_split,
+        "seed": args.seed, "split": args.split, "fewshot_split": args.fewshot_split, "anchors": args.anchors,
     }
+    if args.anchors:  # --anchors names the items: it replaces the file's subset size
+        raw.pop("sample", None), raw.pop("limit", None)
     for flag, other in (("sample", "limit"), ("limit", "sample")):  # a subset size on the command line replaces the file's
         if overrides[flag] is not None and overrides[other] is None:
             raw.pop(other, None)
@@ -162,13 +165,17 @@ def _report_run(args: argparse.Namespace, summary: RunSummary, store: Store) -> 
         info["backend_stats"] = summary.extra["backend_stats"]
     info["warnings"] = store.run_config(summary.run_id).get("warnings", [])  # also printed to stderr before the run
 
+    anchored = anchored_estimates(store, summary.run_id)  # --anchors: each cell's estimated full-set score
     if args.json:
-        print_json({**info, "ranking": comparison.rows(), **aggregates_json(store, summaries)})
+        print_json({**info, "ranking": comparison.rows(), **aggregates_json(store, summaries),
+                    **({"anchors": [anchors_json(a, rows) for a, rows in anchored]} if anchored else {})})
         keep_digests(store, summary.run_id, comparison, quiet=args.quiet)
         return 0
     comparison_tables(comparison, make_console(args.wide))
 
     print_aggregates(store, summaries, make_console(args.wide))
+    for anchors, rows in anchored:
+        print_estimates(anchors, rows)
     for label, stats in summary.extra.get("backend_stats", {}).items():
         print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in stats.items() if v not in (None, {}, 0)))
     state = "resumed" if summary.resumed else "new"

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.backends import ModelSpec, backend_class
-from harness.core.errors import HarnessError, existing_dir, shorten
+from harness.core.errors import HarnessError, did_you_mean, existing_dir, shorten
 from harness.fewshot.selectors import SELECTORS, Selector, draw_rng
 from harness.prompts.template import PromptTemplate, Rendered, load_prompt
 from harness.requests import GenerateRequest, LoglikelihoodRequest, Request, loglikelihood_requests
+from harness.runner.anchors import AnchorsFile, anchors_by_task
 from harness.runner.spec import ExperimentSpec
 from harness.scoring.checks import check_task
 from harness.tasks.subsets import select_items
@@ -83,9 +84,17 @@ def plan(spec: ExperimentSpec) -> list[Cell]:
     # a group task (e.g. mmlu) expands into its members (mmlu_anatomy, ...), one set of cells each;
     # check_task has built every metric and filter of the task (its members share them)
     tasks = [member for ref in spec.tasks for member in check_task(find_task(ref, task_dirs, data_dirs)).members()]
+    anchored = anchors_by_task(spec.anchors) if spec.anchors else {}
+    check_anchored(anchored, tasks)
     for task in tasks:
-        items = tuple(select_items(task, task.items(spec.split), limit=spec.limit, sample=spec.sample, stratify=spec.stratify,
-                                   seed=spec.seed))
+        subset = spec.subset_key()
+        if anchored:
+            path, anchors = anchored[task.group or task.name]
+            items = anchor_items(task, task.items(spec.split), anchors, path, spec.split)
+            subset = ("anchors", anchors.identity())
+        else:
+            items = tuple(select_items(task, task.items(spec.split), limit=spec.limit, sample=spec.sample, stratify=spec.stratify,
+                                       seed=spec.seed))
         if not items:
             raise HarnessError(f"task '{task.name}': split '{spec.split}' has no rows")
         templates = [load_prompt(task, name, prompt_dirs) for name in (spec.prompts or task.spec.prompts)]
@@ -98,13 +107,43 @@ def plan(spec: ExperimentSpec) -> list[Cell]:
                     for selector in spec.selectors if shots > 0 else ["none"]:
                         for draw in range(spec.draws if shots > 0 else 1):
                             cell = Cell(task, template, shots, selector, model, spec.seed, items, pool, spec.max_tokens, draw,
-                                        subset=spec.subset_key(), zero_shot=renderings[template.name] if shots == 0 else {})
+                                        subset=subset, zero_shot=renderings[template.name] if shots == 0 else {})
                             first = prepare(cell, 0, items[0], selector_for(cell))  # fail fast on template errors
                             _check_capabilities(cell, first)
                             cells.append(cell)
                         if shots == 0:
                             break
     return cells
+
+
+def check_anchored(anchored: Mapping[str, tuple[str, AnchorsFile]], tasks: Sequence[Task]) -> None:
+    """--anchors: one file for every task of the run (a group task's file covers its members), none for another task,
+    and the file's metric among the task's."""
+    if not anchored:
+        return
+    names = {task.group or task.name: task for task in tasks}
+    for name, (path, anchors) in anchored.items():
+        if name not in names:
+            raise HarnessError(f"--anchors '{path}' is for task '{name}', which this run does not evaluate.{did_you_mean(name, names)} "
+                               f"The run's tasks: {', '.join(names)}")
+        if anchors.metric not in names[name].spec.metrics:
+            raise HarnessError(f"--anchors '{path}': fitted on metric '{anchors.metric}', which task '{name}' does not compute "
+                               f"(its metrics: {', '.join(names[name].spec.metrics)})")
+    missing = [name for name in names if name not in anchored]
+    if missing:
+        raise HarnessError(f"--anchors: no anchors file for task(s) {', '.join(missing)}; an anchored run needs one per task "
+                           "(harness anchors TASK --from RUN -k K -o FILE), or run them separately")
+
+
+def anchor_items(task: Task, items: Sequence[Item], anchors: AnchorsFile, path: str, split: str) -> tuple[Item, ...]:
+    """The task's anchor items, in split order; an anchor missing from the split (changed data) is an error."""
+    wanted = set(anchors.anchor_ids(task.name if task.group else None))
+    chosen = tuple(item for item in items if item.id in wanted)
+    if len(chosen) < len(wanted):
+        absent = sorted(wanted - {item.id for item in chosen})
+        raise HarnessError(f"--anchors '{path}': {len(absent)} anchor item(s) of task '{task.name}' are not in its '{split}' "
+                           f"split ({', '.join(absent[:5])}{', ...' if len(absent) > 5 else ''}): the data changed since the anchors were fitted")
+    return chosen
 
 
 def check_renders(task: Task, template: PromptTemplate, items: Sequence[Item], pool: Sequence[Item], pool_split: str) -> dict[str, tuple[Item, Rendered]]:

@@ -14,6 +14,7 @@ from harness.backends import Backend, backend_class
 from harness.core.fingerprint import content_sha256
 from harness.fewshot.selectors import pool_is_split_warning, unshown_shots_warning
 from harness.requests import Request
+from harness.runner.anchors import anchors_by_task
 from harness.runner.planning import Cell
 from harness.runner.spec import ExperimentSpec
 from harness.tasks.subsets import describe, subset_record
@@ -46,7 +47,12 @@ def config_snapshot(spec: ExperimentSpec, cells: Sequence[Cell], identities: Seq
     models = list(identities) if identities is not None else model_identities(spec)
     # unset sample/stratify/race are left out, so a run without them keeps the config hash it had before they existed
     unset = {name for name in ("sample", "stratify", "race") if getattr(spec, name) is None}
+    if not spec.anchors:  # a run without --anchors keeps the config hash it had before anchors existed
+        unset.add("anchors")
     config: dict[str, Any] = {"spec": spec.model_dump(mode="json", exclude=unset), "tasks": tasks, "models": models}
+    if spec.anchors:  # an anchored run evaluates only the anchor items: the config names each file and what it holds
+        config["anchors"] = {task: {"file": path, "identity": a.identity(), "k": a.k, "of": len(a.items), "metric": a.metric}
+                             for task, (path, a) in anchors_by_task(spec.anchors).items()}
     subsets, warnings = _subsets_and_warnings(spec, cells)
     if subsets:
         config["subsets"] = subsets

@@ -49,6 +49,8 @@ class ExperimentSpec(BaseModel):
     chunk_items: int = Field(default=64, ge=1, description="items per backend call and per transaction")
     draws: int = Field(default=1, ge=1, le=100, description="independent demonstration draws per few-shot cell (harness draws reports mean/spread/CI)")
     race: RaceSpec | None = Field(default=None, description="--until-decided: race each task's cells instead of evaluating every item")
+    anchors: list[str] = Field(default_factory=list, description="anchors files (harness anchors TASK -o FILE), one per task: evaluate only "
+                               "their anchor items (each such cell's id says so) and estimate the full-set score from them")
 
     @field_validator("models", mode="before")
     @classmethod
@@ -77,6 +79,8 @@ class ExperimentSpec(BaseModel):
             raise ValueError("give --sample or --limit, not both ('limit': the first N items; 'sample': a seeded random N)")
         if self.stratify is not None and self.sample is None and self.limit is None:
             raise ValueError("'stratify' (--stratify) needs 'sample' or 'limit': the number of items to spread over the strata")
+        if self.anchors and (self.sample is not None or self.limit is not None):
+            raise ValueError("give --anchors or --sample/--limit, not both: an anchors file names the items to evaluate")
         return self
 
     def subset_key(self) -> tuple[Any, ...] | None:

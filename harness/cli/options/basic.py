@@ -53,6 +53,8 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample", type=int, help="a seeded random sample of N items of each task (seed: --seed; independent of row order)")
     p.add_argument("--stratify", metavar="EXPR", help="with --sample or --limit: allocate the items proportionally over this field "
                    "or expression over the row, e.g. label")
+    p.add_argument("--anchors", action=ListFlag, metavar="FILE", help="anchors files (harness anchors TASK -o FILE), one per task: evaluate "
+                   "only their anchor items and print each cell's estimated full-set score with its interval")
     p.add_argument("--max-tokens", type=int, help="cap on generated tokens for generate tasks (quick looks, smoke tests)")
     p.add_argument("--draws", type=int, help="independent demonstration draws per few-shot cell (report: harness draws)")
     p.add_argument("--seed", type=int)
