@@ -23,6 +23,7 @@ from harness.cli.options import (  # noqa: F401  (registration: each module regi
     export,
     formats,
     imports,
+    optimize,
     plan,
     sensitivity,
     tune,
@@ -33,7 +34,7 @@ from harness.core.errors import HarnessError, did_you_mean
 
 # the order of ``harness --help``; verbs not listed follow by name
 HELP_ORDER = ("tasks", "validate", "import", "run", "compare", "show", "ab", "rescore", "report", "tune", "calibrate", "draws", "export", "formats",
-              "sensitivity", "plan", "anchors", "cache", "view", "digest")
+              "optimize", "sensitivity", "plan", "anchors", "cache", "view", "digest")
 
 
 def _version() -> str:
