@@ -57,26 +57,50 @@ Request = LoglikelihoodRequest | GenerateRequest
 
 @dataclass(frozen=True)
 class LoglikelihoodResult:
+    """``n_tokens``: the continuation's tokens (what ``acc_norm_tokens`` divides by). ``input_tokens`` / ``output_tokens``:
+    what the request cost the model, for the cost ledger: the tokens it read (context and continuation) and generated
+    (none locally; an API's echo request reports its one generated token). None: not known (a result cached before they
+    were recorded, or a server that reports no usage)."""
+
     logprob: float
     is_greedy: bool
     n_tokens: int
     latency_s: float = 0.0
+    input_tokens: int | None = None
+    output_tokens: int | None = None
 
 
 @dataclass(frozen=True)
 class GenerateResult:
+    """``n_tokens``: the generated tokens. ``input_tokens`` / ``output_tokens``: what the request cost, for the cost
+    ledger (the prompt's tokens as the model read them; the tokens it generated, as billed by an API). None: not known."""
+
     text: str
     n_tokens: int
     finish_reason: str = "stop"
     latency_s: float = 0.0
     token_logprobs: tuple[float, ...] | None = field(default=None)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
 
 
 Result = LoglikelihoodResult | GenerateResult
 
 
+def metered(result: Result) -> tuple[int, int] | None:
+    """(input tokens, output tokens) of a result, or None when the backend did not record them (the cost ledger's unmetered)."""
+    if result.input_tokens is None or result.output_tokens is None:
+        return None
+    return result.input_tokens, result.output_tokens
+
+
 def result_to_json(result: Result) -> dict[str, object]:
+    """The result as the cache and the items store it; token counts that are not known are left out (so a result without them
+    is stored as it always was)."""
     payload = asdict(result)
+    for name in ("input_tokens", "output_tokens"):
+        if payload[name] is None:
+            del payload[name]
     payload["kind"] = "loglikelihood" if isinstance(result, LoglikelihoodResult) else "generate"
     return payload
 

@@ -2,6 +2,8 @@
 
 Scores and texts are derived from a hash of the request and the model name, so they are
 stable across runs and processes. Tests subclass it to script answers or count calls.
+Its "tokens" are whitespace-separated words (``scripted_tokens``): a log-likelihood request reads
+its context's and continuation's, a generate request its prompt's and writes two.
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ from pydantic import Field
 from harness.backends.base import Backend, ModelOptions, ModelSpec
 from harness.prompts.messages import prompt_text
 from harness.requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
+
+
+def scripted_tokens(text: str) -> int:
+    """What the scripted backend counts as a text's tokens (its cost ledger's): whitespace-separated words."""
+    return len(text.split())
 
 
 def _unit(*parts: str) -> float:
@@ -49,8 +56,10 @@ class ScriptedBackend(Backend):
 
     def score(self, request: LoglikelihoodRequest) -> LoglikelihoodResult:
         value = -10 * _unit(self.spec.model, prompt_text(request.context), request.continuation) - 0.1 * len(request.continuation)
-        return LoglikelihoodResult(logprob=value, is_greedy=value > -2, n_tokens=max(1, len(request.continuation.split())))
+        read = scripted_tokens(prompt_text(request.context)) + scripted_tokens(request.continuation)
+        return LoglikelihoodResult(logprob=value, is_greedy=value > -2, n_tokens=max(1, len(request.continuation.split())),
+                                   input_tokens=read, output_tokens=0)
 
     def complete(self, request: GenerateRequest) -> GenerateResult:
         number = int(_unit(self.spec.model, prompt_text(request.prompt), str(request.seed), str(request.repeat)) * 200)
-        return GenerateResult(text=f" {number}\n", n_tokens=2)
+        return GenerateResult(text=f" {number}\n", n_tokens=2, input_tokens=scripted_tokens(prompt_text(request.prompt)), output_tokens=2)

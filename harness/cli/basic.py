@@ -22,9 +22,11 @@ from harness.fewshot.selectors import SELECTORS, demonstration_warnings, item_rn
 from harness.prompts.messages import prompt_text
 from harness.prompts.template import available_prompts, load_prompt
 from harness.report.aggregates import aggregates_json, print_aggregates
+from harness.report.ledger import print_ledger
 from harness.report.terminal import comparison_tables, print_json
 from harness.report.terminal import console as make_console
 from harness.runner.execute import RunSummary, run_experiment
+from harness.runner.ledger import cell_costs, cost_dict
 from harness.runner.planning import check_renders
 from harness.runner.spec import ExperimentSpec
 from harness.scoring.checks import check_task
@@ -165,9 +167,10 @@ def _report_run(args: argparse.Namespace, summary: RunSummary, store: Store) -> 
         info["backend_stats"] = summary.extra["backend_stats"]
     info["warnings"] = store.run_config(summary.run_id).get("warnings", [])  # also printed to stderr before the run
 
+    costs = cell_costs(store, [summary.run_id])
     anchored = anchored_estimates(store, summary.run_id)  # --anchors: each cell's estimated full-set score
     if args.json:
-        print_json({**info, "ranking": comparison.rows(), **aggregates_json(store, summaries),
+        print_json({**info, "ranking": comparison.rows(), **aggregates_json(store, summaries), "ledger": [cost_dict(c) for c in costs],
                     **({"anchors": [anchors_json(a, rows) for a, rows in anchored]} if anchored else {})})
         keep_digests(store, summary.run_id, comparison, quiet=args.quiet)
         return 0
@@ -176,6 +179,7 @@ def _report_run(args: argparse.Namespace, summary: RunSummary, store: Store) -> 
     print_aggregates(store, summaries, make_console(args.wide))
     for anchors, rows in anchored:
         print_estimates(anchors, rows)
+    print_ledger(costs, make_console(args.wide))
     for label, stats in summary.extra.get("backend_stats", {}).items():
         print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in stats.items() if v not in (None, {}, 0)))
     state = "resumed" if summary.resumed else "new"
@@ -196,6 +200,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         run = store.resolve_run(args.run)
         rows = [{"cell_id": c.cell_id, "task": c.task, "prompt": c.prompt, "shots": c.shots, "selector": c.selector,
                  "model": c.model, "n_planned": c.n_planned} for c in store.cells([run])]
+        if args.costs:
+            costs = cell_costs(store, [run])
+            if args.json:
+                print_json([cost_dict(c) for c in costs])
+            else:
+                print_ledger(costs, make_console(getattr(args, "wide", False)))
+            return 0
     if args.json:
         print_json(rows)
     else:

@@ -10,13 +10,16 @@ import argparse
 import sys
 
 from harness.analysis.ab import ab_compare, cell_pairs, run_pair, tuned_spec
+from harness.analysis.budget import budget_dict, under_budget
 from harness.analysis.compare import compare_runs, find_cell, item_diff
 from harness.backends import parse_model
 from harness.cli.digest import keep_digests
 from harness.core.errors import HarnessError
 from harness.core.yamlfile import validate
 from harness.report.ab import print_ab, with_checks
+from harness.report.ledger import print_budgets, print_ledger
 from harness.report.terminal import comparison_csv, comparison_tables, console, diff_view, pair_tables, print_json
+from harness.runner.ledger import cell_costs, cost_dict
 from harness.runner.rescore import rescore_run
 from harness.runner.spec import ExperimentSpec
 from harness.store.store import Store
@@ -35,9 +38,21 @@ def _comparison(args: argparse.Namespace, store: Store):  # type: ignore[no-unty
 
 def cmd_compare(args: argparse.Namespace) -> int:
     store = Store.open_read_only(args.db)
+    if args.budget is not None and args.budget_tokens is not None:
+        raise HarnessError("give --budget MONEY or --budget-tokens N, not both")
+    for flag, value in (("--budget", args.budget), ("--budget-tokens", args.budget_tokens)):
+        if value is not None and not value >= 0:
+            raise HarnessError(f"{flag} must be a number >= 0, got {value:g}")
     comp = _comparison(args, store)
+    budgets = (under_budget(store, comp, money_budget=args.budget, token_budget=args.budget_tokens, scope=args.budget_scope)
+               if args.budget is not None or args.budget_tokens is not None else [])
+    costs = cell_costs(store, comp.runs, [rc.summary.cell for r in comp.rankings for rc in r.cells]) if args.costs else []
     if args.json:
-        print_json(comp.to_dict() if args.full else comp.rows())
+        body = comp.to_dict() if args.full else comp.rows()
+        if budgets or args.costs:  # an object then: the rows (or the full comparison) with the budget's marks and the ledger
+            body = {**(body if isinstance(body, dict) else {"cells": body}), **({"budgets": [budget_dict(b) for b in budgets]} if budgets else {}),
+                    **({"ledger": [cost_dict(c) for c in costs]} if args.costs else {})}
+        print_json(body)
     elif args.csv:
         sys.stdout.write(comparison_csv(comp))
     else:
@@ -45,6 +60,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         comparison_tables(comp, out)
         if args.pairs:
             pair_tables(comp, out)
+        if costs:
+            print_ledger(costs, out)
+        if budgets:
+            print_budgets(comp, budgets, out)
     return 0
 
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from harness.backends import Backend
 from harness.prompts.messages import prompt_to_json
-from harness.requests import LoglikelihoodRequest, Request, Result, result_to_json
+from harness.requests import LoglikelihoodRequest, Request, Result, metered, result_to_json
 from harness.runner.planning import Cell, Prepared, prepare, selector_for
 from harness.runner.provenance import cache_key
 from harness.scoring import build_filter
@@ -68,8 +68,8 @@ class CellEvaluator:
         out: list[ItemRecord] = []
         for chunk in chunks(list(todo), chunk_size(self.cell, self.chunk_items)):
             prepared = [prepare(self.cell, pos, item, self.selector) for pos, item in chunk]
-            resolved, fresh = resolve(prepared, self.identity_json, self.store, self.backend, self.counts)
-            records = [record(self.cell, p, results, cached, self.filters) for p, (results, cached) in zip(prepared, resolved)]
+            resolved, fresh = resolve_items(prepared, self.identity_json, self.store, self.backend, self.counts)
+            records = [record(self.cell, p, r.results, r.cached, self.filters, r.sent) for p, r in zip(prepared, resolved)]
             self.store.write_items(self.run_id, records, fresh)
             self.advance(len(records))
             out.extend(records)
@@ -87,10 +87,28 @@ def chunks(values: list[Any], size: int) -> Iterator[list[Any]]:
         yield values[start : start + size]
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """One item's results (in request order), whether all came from the cache, and which of its requests were sent to the model:
+    a request sent once for several items (identical requests) counts as sent for the first of them, as answered for the rest."""
+
+    results: list[Result]
+    cached: bool
+    sent: tuple[bool, ...]
+
+
 def resolve(
     prepared: Sequence[Requesting], identity_json: str, store: Store, backend: Any, summary: CacheCounts
 ) -> tuple[list[tuple[list[Result], bool]], dict[str, Result]]:
-    """Per item: its results (in request order) and whether all came from the cache.
+    """Per item: its results (in request order) and whether all came from the cache (``resolve_items`` without the sent flags)."""
+    resolved, fresh = resolve_items(prepared, identity_json, store, backend, summary)
+    return [(r.results, r.cached) for r in resolved], fresh
+
+
+def resolve_items(
+    prepared: Sequence[Requesting], identity_json: str, store: Store, backend: Any, summary: CacheCounts
+) -> tuple[list[Resolved], dict[str, Result]]:
+    """Per item: its results, whether all came from the cache, and which requests were sent (``Resolved``).
 
     Looks every request up in the cache and sends only the misses (deduplicated) to the
     backend. Also returns the fresh results, to be written with the items.
@@ -116,11 +134,22 @@ def resolve(
             raise RuntimeError(f"backend returned {len(answers)} results for {len(requests)} requests")
         fresh = dict(zip(missing, answers))
         results.update(fresh)
-    return [([results[k] for k in keys], not any(k in fresh for k in keys)) for keys in keyed], fresh
+    first: set[str] = set()  # fresh keys already counted as sent for an earlier item (or request) of this chunk
+    out = []
+    for keys in keyed:
+        sent = []
+        for key in keys:
+            sent.append(key in fresh and key not in first)
+            if key in fresh:
+                first.add(key)
+        out.append(Resolved([results[k] for k in keys], not any(k in fresh for k in keys), tuple(sent)))
+    return out, fresh
 
 
-def record(cell: Cell, p: Prepared, results: list[Result], cached: bool, filters: list[Any]) -> ItemRecord:
+def record(cell: Cell, p: Prepared, results: list[Result], cached: bool, filters: list[Any], sent: Sequence[bool] | None = None) -> ItemRecord:
+    """The item as stored; ``sent`` (per request: sent to the model) fills its cost ledger (harness/runner/ledger.py)."""
     outcome = build_outcome(p.item, p.rendered.continuations, results, filters)
+    costs = ledger_fields(results, sent)
     return ItemRecord(
         cell_id=cell.cell_id,
         item_id=p.item.id,
@@ -136,4 +165,21 @@ def record(cell: Cell, p: Prepared, results: list[Result], cached: bool, filters
         n_tokens=sum(r.n_tokens for r in results),
         cached=cached,
         cluster=p.item.cluster,
+        **costs,
     )
+
+
+def ledger_fields(results: Sequence[Result], sent: Sequence[bool] | None) -> dict[str, int | None]:
+    """An item's ledger columns: requests sent (None: not known), tokens in/out of all its results and of those sent (None
+    when any result lacks token counts: ``harness.requests.metered``)."""
+    tokens = [metered(r) for r in results]
+    known = all(t is not None for t in tokens)
+    flags = list(sent) if sent is not None else None
+
+    def total(index: int, only_sent: bool) -> int | None:
+        if not known or (only_sent and flags is None):
+            return None
+        return sum(t[index] for t, f in zip(tokens, flags or [True] * len(tokens)) if t is not None and (f or not only_sent))
+
+    return {"requests_sent": None if flags is None else sum(flags), "tokens_in": total(0, False), "tokens_out": total(1, False),
+            "sent_tokens_in": total(0, True), "sent_tokens_out": total(1, True)}

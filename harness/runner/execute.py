@@ -102,6 +102,8 @@ def run_experiment(
     if resumed and log is not None:
         state = f"failed run {run_id} (it failed: {_bounded(claim.error or '?')})" if claim.resumed_from == "failed" else f"run {run_id}"
         log(f"resuming {state}: {store.item_count(run_id)} of {total} items already stored (same config and model content)")
+    if spec.prices:  # the cost ledger's prices, beside the run (not in its identity); a resume is priced as last given
+        store.write_prices(run_id, {label: price.model_dump(mode="json") for label, price in spec.prices.items()})
     summary = RunSummary(run_id=run_id, resumed=resumed, cells=cells)
     ready = dict(backends or {})
     try:

@@ -47,6 +47,7 @@ def config_snapshot(spec: ExperimentSpec, cells: Sequence[Cell], identities: Seq
     models = list(identities) if identities is not None else model_identities(spec)
     # unset sample/stratify/race are left out, so a run without them keeps the config hash it had before they existed
     unset = {name for name in ("sample", "stratify", "race") if getattr(spec, name) is None}
+    unset.add("prices")  # the cost ledger's prices change no result: kept beside the run (Store.write_prices), not in its identity
     if not spec.anchors:  # a run without --anchors keeps the config hash it had before anchors existed
         unset.add("anchors")
     config: dict[str, Any] = {"spec": spec.model_dump(mode="json", exclude=unset), "tasks": tasks, "models": models}

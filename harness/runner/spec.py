@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.backends import ModelSpec, parse_model
+from harness.core.errors import did_you_mean
 from harness.fewshot.selectors import SELECTORS
 
 
@@ -22,6 +23,19 @@ class RaceSpec(BaseModel):
     items: int | None = Field(default=None, ge=1, description="budget: stop when every surviving cell has this many items")
     requests: int | None = Field(default=None, ge=1, description="budget: stop after the round in which the task's requests reach this")
     tokens: int | None = Field(default=None, ge=1, description="budget: stop after the round in which the task's tokens reach this")
+
+
+class Price(BaseModel):
+    """What one model costs (an entry of the experiment file's ``prices:``, keyed by the model's label): money per million input
+    (prompt) tokens and output (generated) tokens, and per request; the cost ledger (harness/runner/ledger.py) prices its counts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_million: float = Field(ge=0, allow_inf_nan=False, description="money per million input (prompt) tokens")
+    output_per_million: float = Field(ge=0, allow_inf_nan=False, description="money per million output (generated) tokens")
+    per_request: float = Field(default=0.0, ge=0, allow_inf_nan=False, description="money per request (0: none)")
+    currency: str = Field(default="USD", min_length=1, max_length=12, pattern=r"^[A-Za-z$€£¥]+$",
+                          description="what the prices are in (a label: every entry of one table must share it)")
 
 
 class ExperimentSpec(BaseModel):
@@ -49,6 +63,8 @@ class ExperimentSpec(BaseModel):
     chunk_items: int = Field(default=64, ge=1, description="items per backend call and per transaction")
     draws: int = Field(default=1, ge=1, le=100, description="independent demonstration draws per few-shot cell (harness draws reports mean/spread/CI)")
     race: RaceSpec | None = Field(default=None, description="--until-decided: race each task's cells instead of evaluating every item")
+    prices: dict[str, Price] = Field(default_factory=dict, description="model label -> its price: the cost ledger's money (not part of "
+                                     "the run's identity: a price changes no result)")
     anchors: list[str] = Field(default_factory=list, description="anchors files (harness anchors TASK -o FILE), one per task: evaluate only "
                                "their anchor items (each such cell's id says so) and estimate the full-set score from them")
 
@@ -72,6 +88,19 @@ class ExperimentSpec(BaseModel):
         for name in value:
             SELECTORS.get(name, "selectors")
         return value
+
+    @model_validator(mode="after")
+    def _priced_models(self) -> ExperimentSpec:
+        labels = [m.label for m in self.models]
+        for label in self.prices:
+            if label not in labels:
+                raise ValueError(f"field 'prices.{label}': no model of the experiment is labelled '{label}'.{did_you_mean(label, labels)} "
+                                 f"The models: {', '.join(labels)} (a price is keyed by the model's label: its 'name', else backend:model)")
+        currencies = sorted({p.currency for p in self.prices.values()})
+        if len(currencies) > 1:
+            raise ValueError(f"field 'prices': the entries are in {' and '.join(currencies)}; one table is in one currency "
+                             "(convert them, so the cells' costs can be compared)")
+        return self
 
     @model_validator(mode="after")
     def _one_subset_size(self) -> ExperimentSpec:

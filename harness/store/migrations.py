@@ -222,7 +222,28 @@ MIGRATIONS.append(
     ("008_race_outcomes", _race_migration()),
 )
 
+MIGRATIONS.append(
+    # the cost ledger (harness/runner/ledger.py): per item, its requests (json_array_length(response_json) for older rows), of them
+    # how many were sent to the model (the rest were served
+    # from the response cache or by an identical request of the same run), and the input and output tokens of all its requests
+    # and of those sent (NULL: a backend that did not report them, or an item stored before this migration); and the price
+    # table of the run's experiment file (kept beside the run, not in its identity: prices change no result)
+    ("009_cost_ledger", """
+        ALTER TABLE items ADD COLUMN n_requests INTEGER;
+        ALTER TABLE items ADD COLUMN requests_sent INTEGER;
+        ALTER TABLE items ADD COLUMN tokens_in INTEGER;
+        ALTER TABLE items ADD COLUMN tokens_out INTEGER;
+        ALTER TABLE items ADD COLUMN sent_tokens_in INTEGER;
+        ALTER TABLE items ADD COLUMN sent_tokens_out INTEGER;
+        CREATE TABLE run_prices (
+            run_id TEXT PRIMARY KEY REFERENCES runs(id),
+            prices_json TEXT NOT NULL,         -- model label -> {input_per_million, output_per_million, per_request, currency}
+            updated_at TEXT NOT NULL
+        )
+        """),
+)
+
 # migrations a reader that never writes (harness view) can do without: 006 adds only indices (harness/store/browse.py falls
 # back where it would use them); 007's digests are only a shortcut (without them every page is computed from the items); a
-# database without 008 has no raced run (Store.races finds none)
-OPTIONAL_ON_READ = frozenset({"006_view_indices", "007_run_digests", "008_race_outcomes"})
+# database without 008 has no raced run (Store.races finds none); without 009 no item is metered and no run priced
+OPTIONAL_ON_READ = frozenset({"006_view_indices", "007_run_digests", "008_race_outcomes", "009_cost_ledger"})

@@ -77,6 +77,14 @@ class ItemRecord:
     n_tokens: int
     cached: bool
     cluster: str | None = None  # the task's 'cluster:' value for this item (None when the task declares none)
+    # the cost ledger (harness/runner/ledger.py): of len(response) requests, how many were sent to the model (the rest came from the
+    # response cache, or from an identical request of the same run); tokens read and written by all of them and by those sent
+    # (None: some result carries no token counts, see harness/requests.py ``metered``)
+    requests_sent: int | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    sent_tokens_in: int | None = None
+    sent_tokens_out: int | None = None
 
 
 @dataclass(frozen=True)
@@ -218,3 +226,51 @@ class StoredRace:
     def decided(self) -> bool:
         """A winner or an equivalence set (a budget or exhausted stop leaves the survivors open)."""
         return self.reason in ("winner", "equivalent")
+
+
+@dataclass(frozen=True)
+class StoredLedger:
+    """One cell's cost ledger, summed over its stored items (``Store.ledgers``; priced by harness/runner/ledger.py).
+
+    ``requests`` counts every request of the items, whoever answered; ``sent`` those sent to the model, over the items that
+    recorded it (``unrecorded`` items were stored before the ledger: their split between model and cache is unknown).
+    Tokens are summed over the ``items - unmetered`` items whose results all carry token counts."""
+
+    run_id: str
+    cell_id: str
+    items: int
+    requests: int
+    unrecorded: int
+    sent: int
+    recorded_requests: int  # the requests of the items that recorded ``sent`` (sent + from the cache)
+    unmetered: int
+    tokens_in: int
+    tokens_out: int
+    sent_tokens_in: int
+    sent_tokens_out: int
+
+    @property
+    def cached(self) -> int:
+        """Requests served from the response cache (or by an identical request of the same run), of the recorded items."""
+        return self.recorded_requests - self.sent
+
+
+@dataclass(frozen=True)
+class ItemLedger:
+    """One item's cost: its requests and tokens (None: not metered); what ``compare --budget`` sums over the items compared."""
+
+    run_id: str
+    cell_id: str
+    item_id: str
+    requests: int
+    tokens_in: int | None
+    tokens_out: int | None
+
+
+@dataclass(frozen=True)
+class StoredPrices:
+    """The price table a run was last evaluated with (the experiment file's ``prices:``, as given: label -> fields)."""
+
+    run_id: str
+    prices: dict[str, dict[str, Any]]
+    updated_at: str

@@ -31,6 +31,7 @@ from harness.store.records import (
     CalibrationRow,
     ItemAnswer,
     ItemCost,
+    ItemLedger,
     ItemRecord,
     ItemScores,
     RaceCell,
@@ -38,6 +39,8 @@ from harness.store.records import (
     StoredCell,
     StoredDigest,
     StoredItem,
+    StoredLedger,
+    StoredPrices,
     StoredRace,
     StoredRun,
 )
@@ -532,14 +535,15 @@ class Store:
             )
             self.db.executemany(
                 "INSERT OR REPLACE INTO items (run_id, cell_id, item_id, position, prompt_json, continuations_json, demo_ids_json, "
-                "target_json, response_json, extracted, scores_json, latency_s, n_tokens, cached, cluster) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "target_json, response_json, extracted, scores_json, latency_s, n_tokens, cached, cluster, n_requests, requests_sent, "
+                "tokens_in, tokens_out, sent_tokens_in, sent_tokens_out) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         run_id, i.cell_id, i.item_id, i.position, json.dumps(i.prompt, ensure_ascii=False),
                         None if i.continuations is None else json.dumps(i.continuations, ensure_ascii=False),
                         json.dumps(i.demo_ids), json.dumps(i.target, ensure_ascii=False), json.dumps(i.response, ensure_ascii=False),
-                        i.extracted, json.dumps(i.scores), i.latency_s, i.n_tokens, int(i.cached), i.cluster,
+                        i.extracted, json.dumps(i.scores), i.latency_s, i.n_tokens, int(i.cached), i.cluster, len(i.response),
+                        i.requests_sent, i.tokens_in, i.tokens_out, i.sent_tokens_in, i.sent_tokens_out,
                     )
                     for i in items
                 ],
@@ -622,6 +626,51 @@ class Store:
         """The run's calibration rows, by cell and item id."""
         rows = self.db.execute("SELECT * FROM calibration WHERE run_id = ? ORDER BY cell_id, item_id", (run_id,))
         return [_calibration(r) for r in rows]
+
+    # -- the cost ledger (migration 009) -------------------------------------------------
+    def ledgers(self, run_ids: Sequence[str]) -> list[StoredLedger]:
+        """Each cell's ledger, summed over its stored items, by run and cell (cells with no item have none); a database read
+        without migration 009 has no recorded or metered item."""
+        if not run_ids:
+            return []
+        requests = "json_array_length(response_json)"
+        if "009_cost_ledger" in self.pending:
+            columns = f"COUNT(*), SUM({requests}), COUNT(*), 0, 0, COUNT(*), 0, 0, 0, 0"
+        else:
+            requests = f"COALESCE(n_requests, {requests})"
+            columns = (f"COUNT(*), SUM({requests}), SUM(requests_sent IS NULL), TOTAL(requests_sent), "
+                       f"TOTAL(CASE WHEN requests_sent IS NOT NULL THEN {requests} END), SUM(tokens_in IS NULL OR tokens_out IS NULL), "
+                       "TOTAL(tokens_in), TOTAL(tokens_out), TOTAL(sent_tokens_in), TOTAL(sent_tokens_out)")
+        rows = self.db.execute(f"SELECT run_id, cell_id, {columns} FROM items WHERE run_id IN ({_marks(run_ids)}) "
+                               "GROUP BY run_id, cell_id ORDER BY run_id, cell_id", list(run_ids))
+        return [StoredLedger(r[0], r[1], *(int(v or 0) for v in tuple(r)[2:])) for r in rows]
+
+    def item_ledgers(self, run_ids: Sequence[str]) -> list[ItemLedger]:
+        """Every stored item's requests and tokens (None: not metered), by run, cell and position."""
+        if not run_ids:
+            return []
+        if "009_cost_ledger" in self.pending:
+            columns = "json_array_length(response_json), NULL, NULL"
+        else:
+            columns = "COALESCE(n_requests, json_array_length(response_json)), tokens_in, tokens_out"
+        rows = self.db.execute(f"SELECT run_id, cell_id, item_id, {columns} FROM items WHERE run_id IN ({_marks(run_ids)}) "
+                               "ORDER BY run_id, cell_id, position", list(run_ids))
+        return [ItemLedger(r[0], r[1], r[2], int(r[3] or 0), None if r[4] is None or r[5] is None else int(r[4]),
+                           None if r[4] is None or r[5] is None else int(r[5])) for r in rows]
+
+    def write_prices(self, run_id: str, prices: dict[str, dict[str, Any]]) -> None:
+        """The price table the run is evaluated with (replacing an earlier one: a resumed run is priced as last given)."""
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO run_prices (run_id, prices_json, updated_at) VALUES (?, ?, ?)",
+                            (run_id, json.dumps(prices, sort_keys=True), now()))
+
+    def prices(self, run_ids: Sequence[str]) -> list[StoredPrices]:
+        """The price tables of those runs that have one (none in a database read without migration 009)."""
+        if "009_cost_ledger" in self.pending or not run_ids:
+            return []
+        rows = self.db.execute(f"SELECT run_id, prices_json, updated_at FROM run_prices WHERE run_id IN ({_marks(run_ids)}) ORDER BY run_id",
+                               list(run_ids))
+        return [StoredPrices(r[0], json.loads(r[1]), r[2]) for r in rows]
 
     # -- races (migration 008) ------------------------------------------------------
     def item_costs(self, run_id: str, cell_id: str) -> list[ItemCost]:

@@ -41,6 +41,7 @@ RECORDED = [  # (entry as written in an experiment file, stored record, sha256 o
            "extra_headers": {"Authorization": "***", "X-Team": "evals"}},
      "52bbc5e2f6a8c0eeefcd1055f404341cbe40a88d46f325846713bd1223e3fb49"),
 ]
+UNSET = {"sample", "stratify", "race", "prices", "anchors"}  # fields the stored spec leaves out when unset (prices always: no identity)
 SPEC_REST: dict[str, Any] = {
     "tasks": ["toy"], "prompts": None, "shots": [0], "selectors": ["first_k"], "limit": None, "max_tokens": None, "seed": 1234,
     "split": "test", "fewshot_split": "fewshot", "tasks_dirs": ["tasks"], "prompts_dirs": [], "data_dirs": [], "chunk_items": 64,
@@ -67,12 +68,12 @@ def test_stored_model_record_and_spec_hash_are_unchanged(folders: Path, entry: A
     stored = config_snapshot(spec, plan(spec), identities=[{"fixed": "identity"}])["spec"]
     assert list(stored["models"][0]) == list(DEFAULTS)  # the same keys in the same order
     assert stored == {**SPEC_REST, "models": [record]}
-    assert stored == spec.model_dump(mode="json", exclude={"sample", "stratify"})
+    assert stored == spec.model_dump(mode="json", exclude=UNSET)
     assert stable_hash(stored) == digest
     assert KEY not in json.dumps(stored)
     # read back as the store readers do (calibration, overlap checks): the same model, or its masked form
     again = ExperimentSpec.model_validate(stored)
-    assert again.model_dump(mode="json", exclude={"sample", "stratify"}) == stored
+    assert again.model_dump(mode="json", exclude=UNSET) == stored
     if entry is not API:
         assert again == spec
 

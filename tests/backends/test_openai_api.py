@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.backends import parse_model
-from harness.backends.openai.backend import OpenAIBackend
+from harness.backends.openai.backend import OpenAIBackend, usage_tokens
 from harness.backends.openai.mc_fallback import parse_choice, question_prompt
 from harness.backends.openai.ratelimit import RetryPolicy, parse_retry_after
 from harness.cli.app import main
@@ -228,3 +228,25 @@ def test_echoed_offsets_that_count_the_bos_text_are_mapped_onto_the_prompt() -> 
     assert scored.n_tokens == 2 and abs(scored.logprob - (-10.4 - 2.9)) < 1e-9
     plain = SimpleNamespace(tokens=tokens[1:], token_logprobs=values[1:], text_offset=[o - 5 for o in vllm.text_offset[1:]], top_logprobs=None)
     assert continuation_score(plain, text, boundary, 12) == scored  # llama.cpp's offsets: no BOS text
+
+
+def test_results_record_the_servers_usage_for_the_cost_ledger(toy: ToyUpstream) -> None:
+    """prompt_tokens / completion_tokens as the server reports them (what it bills); the toy's tokens are whitespace-led words."""
+    api = backend(f"{toy.url}/v1")
+    [scored] = api.loglikelihood([LoglikelihoodRequest("Q: capital of France?\nA:", " Paris")])
+    assert (scored.input_tokens, scored.output_tokens) == (6, 1)  # the echoed prompt (context + continuation), the one generated token
+    [made] = api.generate([GenerateRequest("prompt one two", stop=("\n",))])
+    assert (made.input_tokens, made.output_tokens) == (3, 2)
+    chat = backend(f"{toy.url}/v1", mc_fallback="generate").loglikelihood(
+        [LoglikelihoodRequest((Message("user", "Capital of Peru?"),), c) for c in ("Oslo", "Lima")])
+    assert [(r.input_tokens, r.output_tokens) for r in chat] == [(1, 1), (0, 0)]  # one question asked: its usage on its first choice
+
+
+def test_a_server_without_usage_leaves_results_unmetered() -> None:
+    class Usage:
+        prompt_tokens = 7
+        completion_tokens = None
+
+    assert usage_tokens(None) == (None, None) and usage_tokens(Usage()) == (None, None)
+    Usage.completion_tokens = 3  # type: ignore[assignment]
+    assert usage_tokens(Usage()) == (7, 3)

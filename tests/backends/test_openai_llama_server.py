@@ -22,6 +22,7 @@ import yaml
 from harness.backends import ModelSpec
 from harness.cli.app import main
 from harness.runner.execute import RunSummary, run_experiment
+from harness.runner.ledger import cell_costs
 from harness.runner.spec import ExperimentSpec
 from harness.store.store import Store
 from tests.backends.fault_proxy import FAULTS, FaultProxy
@@ -78,6 +79,25 @@ def test_multiple_choice_via_logprobs_agrees_with_the_hf_backend(llama_url: str,
     assert all(math.isfinite(r["logprob"]) for k in via_api for r in via_api[k]["response"])
     assert agree / n >= 0.8
     assert max(diffs) < 1.0  # same weights; llama.cpp computes with the quantized blocks, HF dequantized
+
+
+def test_the_ledger_records_the_servers_usage(llama_url: str, tmp_path: Path) -> None:
+    """The cost ledger of an API run is the server's own usage: each echo request's prompt_tokens is the whole text the HF
+    backend reads with the same tokenizer (BOS included), and its completion_tokens the one generated token."""
+    n = 2
+    api = run(tmp_path / "api.db", [api_model(llama_url)], ["capitals"], n, prompts=["qa_plain"])
+    hf = run(tmp_path / "hf.db", [ModelSpec()], ["capitals"], n, prompts=["qa_plain"])
+    by_item = {row.item_id: row for row in Store(tmp_path / "hf.db").items([hf.run_id])}
+    rows = Store(tmp_path / "api.db").items([api.run_id])
+    assert len(rows) == n
+    for row in rows:
+        served = [(r["input_tokens"], r["output_tokens"]) for r in row.response]
+        local = [(r["input_tokens"], r["output_tokens"]) for r in by_item[row.item_id].response]
+        assert all(read > 0 and wrote == 1 for read, wrote in served), served
+        assert [read for read, _ in served] == [read for read, _ in local], (served, local)
+    [cost] = cell_costs(Store(tmp_path / "api.db"), [api.run_id])
+    assert cost.ledger.requests == cost.ledger.sent == sum(len(r.response) for r in rows) and cost.ledger.unmetered == 0
+    assert cost.ledger.tokens_in == sum(r["input_tokens"] for row in rows for r in row.response) and cost.ledger.tokens_out == cost.ledger.requests
 
 
 def test_generation_via_chat_and_no_secret_in_any_written_file(

@@ -43,7 +43,7 @@ def test_an_old_database_migrates_and_old_rows_read_with_null_run_id_and_cluster
     _old_database(path)
     store = Store(path)
     assert store.migrations() == ["001_initial", "002_cache_run_id", "003_item_cluster", "004_calibration", "005_run_lifecycle",
-                                  "006_view_indices", "007_run_digests", "008_race_outcomes"]
+                                  "006_view_indices", "007_run_digests", "008_race_outcomes", "009_cost_ledger"]
     assert store.runs()[0].status == "finished" and store.runs()[0].error is None and store.runs()[0].owner is None
     (row,) = store.items(["old"])
     assert row.item_id == "i1" and row.cluster is None
@@ -178,7 +178,8 @@ def test_a_database_with_the_old_calibration_table_migrates_and_reads_its_rows(t
     path = tmp_path / "old.db"
     _old_calibration_database(path)
     store = Store(path)
-    assert store.migrations()[-5:] == ["004_calibration", "005_run_lifecycle", "006_view_indices", "007_run_digests", "008_race_outcomes"]
+    assert store.migrations()[-6:] == ["004_calibration", "005_run_lifecycle", "006_view_indices", "007_run_digests", "008_race_outcomes",
+                                       "009_cost_ledger"]
     (row,) = store.calibration("r1")
     assert (row.item_id, row.p_cf, row.predicted, row.calibrated, row.target) == ("i0", [0.7, 0.3], 0, 1, 0)
     assert row.content_free[0] == [-0.1, -2.0] and math.isnan(row.content_free[1][0])
@@ -189,7 +190,7 @@ def test_a_database_with_the_old_calibration_table_migrates_and_reads_its_rows(t
     assert scores == {"i0": {"acc": 1.0, "acc_norm": 1.0, "acc_calibrated": 1.0}, "i1": {"acc": 0.0, "acc_norm": 0.0, "acc_calibrated": 0.0}}
     store.close()
     assert Store(path).migrations() == ["001_initial", "002_cache_run_id", "003_item_cluster", "004_calibration", "005_run_lifecycle",
-                                        "006_view_indices", "007_run_digests", "008_race_outcomes"]  # once
+                                        "006_view_indices", "007_run_digests", "008_race_outcomes", "009_cost_ledger"]  # once
 
 
 def test_a_new_database_has_the_calibration_table_before_any_calibration(tmp_path: Path) -> None:

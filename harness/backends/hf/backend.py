@@ -219,7 +219,8 @@ class HFBackend(Backend):
         if self.share_prefix and fits:
             scored = self._with_backoff(lambda: self._score_shared([pairs[i] for i in fits]))
             for i, s in zip(fits, scored):
-                results[i] = LoglikelihoodResult(logprob=s.logprob, is_greedy=s.is_greedy, n_tokens=len(pairs[i][1]), latency_s=s.latency_s)
+                results[i] = LoglikelihoodResult(logprob=s.logprob, is_greedy=s.is_greedy, n_tokens=len(pairs[i][1]), latency_s=s.latency_s,
+                                                 input_tokens=len(pairs[i][0]) + len(pairs[i][1]), output_tokens=0)
         rest = [i for i in range(len(requests)) if results[i] is None]
         if rest:
             plain = self._with_backoff(lambda: self._loglikelihood_plain([pairs[i] for i in rest]))
@@ -289,8 +290,9 @@ class HFBackend(Backend):
                 target = torch.tensor(cont, device=tail.device)
                 picked = tail.gather(-1, target[:, None]).squeeze(-1)
                 greedy = bool((tail.argmax(-1) == target).all())
-                results[index] = LoglikelihoodResult(
-                    logprob=float(picked.sum()), is_greedy=greedy, n_tokens=len(cont), latency_s=elapsed
+                results[index] = LoglikelihoodResult(  # read: what the model saw, and the last token it scored
+                    logprob=float(picked.sum()), is_greedy=greedy, n_tokens=len(cont), latency_s=elapsed, input_tokens=len(inputs[index]) + 1,
+                    output_tokens=0,
                 )
         return [r for r in results if r is not None]
 
@@ -335,8 +337,9 @@ class HFBackend(Backend):
             self.model, self._decode, self.tokenizer.pad_token_id, self._eos_ids(), self.input_device, self.max_batch_tokens, self.max_decode_rows,
             head=self.argmax_head,
         )  # fmt: skip
-        for i, d in zip(chosen, decoder.run(rows)):
-            results[i] = GenerateResult(text=d.text, n_tokens=d.n_tokens, finish_reason=d.finish_reason, latency_s=d.latency_s)
+        for i, row, d in zip(chosen, rows, decoder.run(rows)):
+            results[i] = GenerateResult(text=d.text, n_tokens=d.n_tokens, finish_reason=d.finish_reason, latency_s=d.latency_s,
+                                        input_tokens=len(row.prompt), output_tokens=d.n_tokens)
         self.counters["generate_forward_s"] += decoder.forward_s
         self.counters["generate_tokens"] += decoder.tokens
 
@@ -367,7 +370,8 @@ class HFBackend(Backend):
                 break
         text, stopped = truncate_at_stop(self._decode(tokens), request.stop)
         return GenerateResult(
-            text=text, n_tokens=len(tokens), finish_reason="stop" if stopped else finish, latency_s=time.perf_counter() - started
+            text=text, n_tokens=len(tokens), finish_reason="stop" if stopped else finish, latency_s=time.perf_counter() - started,
+            input_tokens=int(ids.shape[1]), output_tokens=len(tokens),
         )
 
 

@@ -455,7 +455,7 @@ class OpenAIBackend(Backend):
         params.update(self._extra())
         chat = self._uses_chat(request.prompt)
 
-        def check(response: Any) -> tuple[str, int, str]:
+        def check(response: Any) -> tuple[str, int, str, tuple[int | None, int | None]]:
             choices = getattr(response, "choices", None)
             if not choices:
                 raise MalformedResponse("no choices in the response")
@@ -466,15 +466,16 @@ class OpenAIBackend(Backend):
             if not isinstance(text, str):
                 raise MalformedResponse("no text in the response")
             usage = getattr(response, "usage", None)
-            return text, int(getattr(usage, "completion_tokens", 0) or 0), str(choice.finish_reason or "stop")
+            return text, int(getattr(usage, "completion_tokens", 0) or 0), str(choice.finish_reason or "stop"), usage_tokens(usage)
 
         if chat:
             send = lambda client: client.chat.completions.create(messages=self._messages(request.prompt), **params)  # noqa: E731
         else:
             send = lambda client: client.completions.create(prompt=request.prompt, **params)  # noqa: E731
-        (text, n_tokens, finish), latency = await self._call(send, check)
+        (text, n_tokens, finish, (read, wrote)), latency = await self._call(send, check)
         text, stopped = truncate_at_stop(text, request.stop)
-        return GenerateResult(text=text, n_tokens=n_tokens, finish_reason="stop" if stopped else finish, latency_s=latency)
+        return GenerateResult(text=text, n_tokens=n_tokens, finish_reason="stop" if stopped else finish, latency_s=latency,
+                              input_tokens=read, output_tokens=wrote)
 
     # -- log-likelihood ------------------------------------------------------------
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
@@ -501,17 +502,19 @@ class OpenAIBackend(Backend):
         params.update(self._extra())
         text = context + request.continuation
 
-        def check(response: Any) -> LoglikelihoodResult:
+        def check(response: Any) -> tuple[LoglikelihoodResult, tuple[int | None, int | None]]:
             choices = getattr(response, "choices", None)
             if not choices:
                 raise MalformedResponse("no choices in the response")
             logprobs = choices[0].logprobs
             if logprobs is None or not getattr(logprobs, "token_logprobs", None):
                 raise NoPromptLogprobs()
-            return continuation_score(logprobs, text, boundary, getattr(getattr(response, "usage", None), "prompt_tokens", None))
+            usage = getattr(response, "usage", None)
+            return continuation_score(logprobs, text, boundary, getattr(usage, "prompt_tokens", None)), usage_tokens(usage)
 
-        result, latency = await self._call(lambda client: client.completions.create(prompt=text, **params), check)
-        return LoglikelihoodResult(logprob=result.logprob, is_greedy=result.is_greedy, n_tokens=result.n_tokens, latency_s=latency)
+        (result, (read, wrote)), latency = await self._call(lambda client: client.completions.create(prompt=text, **params), check)
+        return LoglikelihoodResult(logprob=result.logprob, is_greedy=result.is_greedy, n_tokens=result.n_tokens, latency_s=latency,
+                                   input_tokens=read, output_tokens=wrote)
 
     def _fallback(self, requests: Sequence[LoglikelihoodRequest], why: str) -> list[LoglikelihoodResult]:
         if self.options.mc_fallback != "generate":
@@ -533,8 +536,12 @@ class OpenAIBackend(Backend):
             chosen = parse_choice(reply.text, [requests[i].continuation for i in members])
             self.call_stats.mc_fallback_items += 1
             self.call_stats.mc_parse_failures += chosen is None
-            for value, index in zip(choice_logprobs(chosen, len(members)), members):
-                results[index] = LoglikelihoodResult(logprob=value, is_greedy=value == 0.0, n_tokens=0, latency_s=reply.latency_s / len(members))
+            for at, (value, index) in enumerate(zip(choice_logprobs(chosen, len(members)), members)):
+                # the one question's usage goes to its first choice (the item's ledger sums its choices)
+                read, wrote = (reply.input_tokens, reply.output_tokens) if at == 0 else (0 if reply.input_tokens is not None else None,
+                                                                                         0 if reply.output_tokens is not None else None)
+                results[index] = LoglikelihoodResult(logprob=value, is_greedy=value == 0.0, n_tokens=0, latency_s=reply.latency_s / len(members),
+                                                     input_tokens=read, output_tokens=wrote)
         return [r for r in results if r is not None]
 
 
@@ -553,6 +560,18 @@ async def _gather(coroutines: list[Awaitable[T]]) -> list[T]:
 
 def _prompt_key(prompt: Prompt) -> Any:
     return prompt if isinstance(prompt, str) else [[m.role, m.content] for m in prompt]
+
+
+def usage_tokens(usage: Any) -> tuple[int | None, int | None]:
+    """(prompt tokens, completion tokens) of a response's ``usage`` as the server reports them (what it bills); None where it
+    reports none (the cost ledger then counts the request as unmetered, never as free)."""
+
+    def count(name: str) -> int | None:
+        value = getattr(usage, name, None)
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+    read, wrote = count("prompt_tokens"), count("completion_tokens")
+    return (read, wrote) if read is not None and wrote is not None else (None, None)
 
 
 def offset_shift(tokens: list[str], offsets: list[int], text: str) -> int:

@@ -172,7 +172,8 @@ class VLLMBackend(Backend):
         self.counters["requests"] += len(requests)
         self.counters["loglikelihood_s"] += elapsed
         share = elapsed / max(1, len(requests))
-        return [LoglikelihoodResult(r.logprob, r.is_greedy, r.n_tokens, share) for r in results if r is not None]
+        return [LoglikelihoodResult(r.logprob, r.is_greedy, r.n_tokens, share, input_tokens=len(ids), output_tokens=0)
+                for r, (ids, _) in zip(results, rows) if r is not None]
 
     def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
         from vllm import SamplingParams
@@ -190,11 +191,12 @@ class VLLMBackend(Backend):
         outputs = self._submit(prompts, params)
         elapsed = time.perf_counter() - started
         results = []
-        for request, output in zip(requests, outputs):
+        for request, prompt, output in zip(requests, prompts, outputs):
             completion = output.outputs[0]
             text, stopped = truncate_at_stop(completion.text, request.stop)
             finish = "stop" if stopped or completion.finish_reason == "stop" else str(completion.finish_reason or "length")
-            results.append(GenerateResult(text=text, n_tokens=len(completion.token_ids), finish_reason=finish, latency_s=elapsed / len(requests)))
+            results.append(GenerateResult(text=text, n_tokens=len(completion.token_ids), finish_reason=finish, latency_s=elapsed / len(requests),
+                                          input_tokens=len(prompt), output_tokens=len(completion.token_ids)))
             self.counters["generate_tokens"] += len(completion.token_ids)
         self.counters["requests"] += len(requests)
         self.counters["generate_s"] += elapsed

@@ -48,6 +48,14 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="*", default=["latest"], help="run ids or prefixes (default: latest)")
     p.add_argument("--metric", help="metric to rank by (default: each task's first)")
     add_compare_options(p)
+    costs = p.add_argument_group("costs (the cost ledger; docs/compare.md 'Ranking under a budget')")
+    costs.add_argument("--budget", type=float, metavar="MONEY", help="mark the cells whose cost exceeds MONEY (in the runs' 'prices:' "
+                       "currency) and name the best cell within it; cells of unpriced models are 'unknown'")
+    costs.add_argument("--budget-tokens", type=int, metavar="N", help="the same with a budget of N tokens (input + output)")
+    costs.add_argument("--budget-scope", choices=["compared", "split"], default="compared",
+                       help="a cell's cost: of the items compared (counted, default) or of the task's whole split (extrapolated "
+                            "from its stored items: an estimate)")
+    costs.add_argument("--costs", action="store_true", help="also print each cell's ledger: requests, sent, from cache, tokens, money")
 
 
 def add_compare_options(p: argparse.ArgumentParser) -> None:
@@ -65,6 +73,8 @@ def add_show_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--diff", nargs=2, metavar=("A", "B"), help="cells (id, prefix or RUN:CELL): items where they disagree")
     p.add_argument("--metric", help="metric for --diff (default: A's first)")
     p.add_argument("--limit", type=int, default=20, help="--diff: items shown (default: %(default)s)")
+    p.add_argument("--costs", action="store_true", help="with RUN: each cell's cost ledger (requests, sent, from cache, tokens in/out, "
+                   "money when priced) instead of the cell list")
 
 
 def _ab_arguments(p: argparse.ArgumentParser) -> None:
