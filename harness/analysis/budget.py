@@ -54,8 +54,11 @@ class BudgetRanking:
         return next((c for c in self.cells if c.status == "within"), None)
 
 
-def _split_size(store: Store, cell: StoredCell) -> int:
-    subsets = store.run_config(cell.run_id).get("subsets", {})
+def _split_size(configs: dict[str, dict[str, Any]], store: Store, cell: StoredCell) -> int:
+    """The task's split size as the run recorded it (its subset record's 'of'), else the cell's planned items (the whole split)."""
+    if cell.run_id not in configs:
+        configs[cell.run_id] = store.run_config(cell.run_id)
+    subsets = configs[cell.run_id].get("subsets", {})
     entry = subsets.get(cell.task) if isinstance(subsets, dict) else None
     return int(entry["of"]) if isinstance(entry, dict) and isinstance(entry.get("of"), int) else cell.n_planned
 
@@ -75,9 +78,14 @@ def under_budget(store: Store, comp: Comparison, *, money_budget: float | None =
         items.setdefault((row.run_id, row.cell_id), {})[row.item_id] = row
     prices = run_prices(store, comp.runs)
     currencies = sorted({p.currency for table in prices.values() for p in table.values()})
+    if money_budget is not None and not prices:
+        raise HarnessError(f"--budget: no compared run has a price table (run {', '.join(comp.runs)}): add 'prices:' to the experiment file "
+                           "(per model label: input_per_million, output_per_million) and run it again (answered from the cache), "
+                           "or give --budget-tokens N")
     if money_budget is not None and len(currencies) > 1:
         raise HarnessError(f"--budget: the compared runs' prices are in {' and '.join(currencies)}; compare runs priced in one currency")
     out = []
+    configs: dict[str, dict[str, Any]] = {}
     for ranking in comp.rankings:
         common = _common_items(ranking)
         rows = []
@@ -86,7 +94,7 @@ def under_budget(store: Store, comp: Comparison, *, money_budget: float | None =
             stored = items.get((cell.run_id, cell.cell_id), {})
             price = prices.get(cell.run_id, {}).get(cell.model)
             counted = [stored[i] for i in common if i in stored] if scope == "compared" else list(stored.values())
-            target = len(common) if scope == "compared" else _split_size(store, cell)
+            target = len(common) if scope == "compared" else _split_size(configs, store, cell)
             rows.append(_judge(rc, counted, target, price, money_budget is not None, budget, scope))
         out.append(BudgetRanking(ranking.task, "money" if money_budget is not None else "tokens", currencies[0] if currencies else None,
                                  budget, scope, scope == "split", len(common) if scope == "compared" else max((c.items for c in rows), default=0),

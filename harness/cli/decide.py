@@ -43,6 +43,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for flag, value in (("--budget", args.budget), ("--budget-tokens", args.budget_tokens)):
         if value is not None and not value >= 0:
             raise HarnessError(f"{flag} must be a number >= 0, got {value:g}")
+    if args.csv and (args.budget is not None or args.budget_tokens is not None or args.costs):
+        raise HarnessError("--csv prints the ranked cells only: the budget's marks and the ledger are in the terminal and in --json")
     comp = _comparison(args, store)
     budgets = (under_budget(store, comp, money_budget=args.budget, token_budget=args.budget_tokens, scope=args.budget_scope)
                if args.budget is not None or args.budget_tokens is not None else [])

@@ -260,3 +260,13 @@ def test_a_viewer_reads_a_database_without_migration_009(tmp_path: Path, capsys:
     [one, *_] = cell_costs(viewer, [run])
     assert (one.ledger.requests, one.ledger.unrecorded, one.ledger.unmetered, one.money) == (36, 12, 12, None)
     assert {i.requests for i in viewer.item_ledgers([run])} == {3}
+
+
+def test_a_money_budget_needs_a_price_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    task, db = mc_task(tmp_path, duplicate=False), tmp_path / "h.db"
+    code, out, _ = cli(capsys, "run", "--task", task, "--model", "scripted:m", "--db", db, "--json")
+    run = json.loads(out)["run_id"]
+    code, _, err = cli(capsys, "compare", run, "--db", db, "--budget", "1")
+    assert code == 2 and "no compared run has a price table" in err and "--budget-tokens" in err and "Traceback" not in err
+    code, _, err = cli(capsys, "compare", run, "--db", db, "--budget-tokens", "1", "--csv")
+    assert code == 2 and "--csv prints the ranked cells only" in err
