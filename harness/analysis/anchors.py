@@ -23,7 +23,7 @@ import numpy as np
 from harness.analysis.summaries import CellSummary, summarize
 from harness.core.errors import HarnessError, clip, did_you_mean
 from harness.runner.anchors import AnchorItem, AnchorsFile, FittedCell
-from harness.stats.irt import ESTIMATOR, METHOD, IRTError, ItemParameters, choose_anchors, estimate, fit_2pl
+from harness.stats.irt import ESTIMATOR, METHOD, IRTError, ItemParameters, choose_anchors, estimate, fit_2pl, residual_variance
 from harness.store import Store, StoredCell
 
 ItemKey = tuple[str | None, str]  # (member of a group task or None, item id)
@@ -139,6 +139,7 @@ def fit_anchors(store: Store, runs: Sequence[str], task: str, k: int, seed: int 
     try:
         fit = fit_2pl(y)
         design = choose_anchors(fit.items, fit.abilities, k, seed)
+        floor = residual_variance(fit.items, y, fit.abilities, design.strata)
     except IRTError as exc:
         raise HarnessError(f"harness anchors {task}: {exc}") from None
     anchors = set(design.anchors.tolist())
@@ -165,6 +166,7 @@ def fit_anchors(store: Store, runs: Sequence[str], task: str, k: int, seed: int 
         harness_version = None
     return AnchorsFile(
         task=task, metric=metric_name, k=k, seed=seed, method=METHOD, estimator=ESTIMATOR, items=items, fitted_on=fitted,
+        residual_variance=[round(float(v), 8) for v in floor],
         fit={"respondents": len(people), "items": len(keys), "group": group, "log_likelihood": round(fit.log_likelihood, 4),
              "converged": fit.converged, "iterations": fit.iterations, "prior_log_a": fit.prior_log_a, "prior_intercept": fit.prior_intercept,
              "strata": design.n_strata, "missing_answers": int((~answered).sum())},
@@ -189,7 +191,7 @@ def estimate_cells(store: Store, runs: Sequence[str], anchors: AnchorsFile, conf
                                f"{', ...' if len(missing) > 5 else ''}): evaluate them with harness run --anchors FILE")
         answers = np.array([p.scores[keys[j]] for j in chosen])
         try:
-            est = estimate(params, strata, chosen, answers, confidence)
+            est = estimate(params, strata, chosen, answers, confidence, anchors.residual_variance)
         except IRTError as exc:
             raise HarnessError(f"harness anchors estimate: {exc}") from None
         full = float(np.mean([p.scores[key] for key in keys])) if all(key in p.scores for key in keys) else None

@@ -71,6 +71,8 @@ class AnchorsFile(BaseModel):
     estimator: str
     items: list[AnchorItem] = Field(min_length=4)
     fitted_on: list[FittedCell] = Field(min_length=3)
+    residual_variance: list[float] | None = Field(default=None, description="per stratum: the fitting cells' within-stratum residual "
+                                                  "variance, the floor of an estimate's variance (harness/stats/irt.py)")
     fit: dict[str, Any] = Field(default_factory=dict)
     created_at: str | None = None
     harness_version: str | None = None

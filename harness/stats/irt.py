@@ -25,17 +25,20 @@ Wretman 1992, ch. 6), with the 2PL as the working model:
 
     theta_hat = EAP of theta from the anchor answers                    p_j = sigmoid(a_j theta_hat + c_j), all j
     estimate  = (1/J) sum_j p_j + sum_h W_h mean_{anchors in h}(y - p)  W_h = N_h / J (stratum share)
-    var       = max(sum_h W_h^2 (1 - n_h/N_h) s_h^2 / n_h,  (1/J^2) sum_{j not anchor} p_j (1 - p_j))
+    var       = max(v_JK, sum_h W_h^2 (1 - n_h/N_h) S_h^2 / n_h)
 
-(s_h^2: the sample variance of the residuals y - p in stratum h). The first term is the design-based variance of
-the stratified residual mean; the second, the model's Bernoulli variance of the items not evaluated, is a floor for
-strata whose two residuals happen to agree. The interval is estimate +- t_{H} sqrt(var) (H strata: sum of n_h - 1
-degrees of freedom), clipped to what the anchors already fix ([known right / J, (known right + unseen) / J]).
+v_JK is the stratified delete-one jackknife (JKn; Wolter 2007, ch. 4) of the whole estimator, theta_hat refitted in
+every replicate (so the variance of theta_hat is in it), with the finite-population correction. The second term is a
+floor: S_h^2 is the within-stratum residual variance of the cells the model was fitted on (``residual_variance``, kept
+in the anchors file; without it, the model's p(1 - p) at theta_hat), for the draws whose two residuals per stratum
+happen to agree. The interval is estimate +- t_df sqrt(var), df = Satterthwaite's effective degrees of freedom of
+v_JK (Cochran 1977, 5.4: few strata carrying the variance give few df) when v_JK is used, else the number of strata;
+clipped to what the anchors already fix ([known right / J, (known right + unseen) / J]).
 The residual term makes the estimate unbiased over the draw of the anchors for *any* respondent, however badly the
 model predicts it (a prompt with its own item effects, a cell that always answers 'D'); the model only shrinks
 the variance. So the guarantee: **over the seeded draw of the anchors within their strata, the interval covers the
-respondent's full-set mean with probability about ``confidence``** (a normal/t approximation; measured in
-tests/stats/test_irt.py, under the 2PL and under misfit). Not claimed: coverage for a fixed anchor set across many
+respondent's full-set mean with probability about ``confidence`` or more** (a t approximation, conservative: 0.97 for
+95% in tests/stats/test_irt.py, under the 2PL and under misfit). Not claimed: coverage for a fixed anchor set across many
 respondents (their errors are correlated, as they share the anchors).
 
 Also returned for comparison: ``irt`` (the model alone: known anchors plus the predicted rest, tinyBenchmarks'
@@ -260,9 +263,66 @@ def choose_anchors(items: ItemParameters, abilities: ArrayLike, k: int, seed: in
     return AnchorDesign(strata, np.sort(np.asarray(chosen, dtype=np.int64)), seed)
 
 
-def estimate(items: ItemParameters, strata: ArrayLike, anchors: ArrayLike, answers: ArrayLike, confidence: float = 0.95) -> AnchorEstimate:
+def residual_variance(items: ItemParameters, responses: ArrayLike, abilities: ArrayLike, strata: ArrayLike) -> Array:
+    """Per stratum, the within-stratum variance of the residuals y_ij - p_j(theta_i) of the fitting respondents (each
+    respondent's variance over the stratum's items, averaged over respondents): how predictable the stratum's items
+    are for respondents like these, the floor of ``estimate``'s variance (NaN answers left out)."""
+    y = np.asarray(responses, dtype=float)
+    resid = y - items.prob(abilities)
+    labels = np.asarray(strata, dtype=np.int64)
+    out = np.zeros(int(labels.max()) + 1)
+    for h in range(out.size):
+        block = resid[:, labels == h]
+        seen = ~np.isnan(block)
+        counts = seen.sum(axis=1)
+        ok = counts > 1
+        if not ok.any():
+            continue
+        means = np.nansum(block, axis=1)[ok] / counts[ok]
+        ss = np.nansum((block[ok] - means[:, None]) ** 2, axis=1)
+        out[h] = float(np.mean(ss / (counts[ok] - 1)))
+    return out
+
+
+def _greg(items: ItemParameters, strata: IntArray, sizes: IntArray, idx: IntArray, y: Array, weight: Array) -> Array:
+    """The GREG estimate under each row of anchor weights relative to the design's (1: as drawn; 0: deleted; a
+    jackknife replicate reweights the rest of its stratum), theta_hat re-estimated with the same weights: shape (R,)."""
+    nodes, log_w = _grid()
+    sub = ItemParameters(items.discrimination[idx], items.intercept[idx])
+    post, _ = _posterior(sub, y[None, :] * weight, weight, nodes, log_w)
+    p = items.prob(post @ nodes)  # (R, J)
+    n_h = np.bincount(strata[idx], minlength=sizes.size)
+    design = sizes[strata[idx]] / n_h[strata[idx]]  # N_h / n_h: how many items each anchor stands for
+    return np.asarray((p.sum(axis=1) + (weight * design[None, :] * (y[None, :] - p[:, idx])).sum(axis=1)) / strata.size, dtype=float)
+
+
+def jackknife_variance(items: ItemParameters, strata: ArrayLike, anchors: ArrayLike, answers: ArrayLike) -> Array:
+    """The stratified delete-one jackknife (JKn) variance of the GREG estimate, theta_hat refitted in every replicate,
+    with the finite-population correction: sum_h (1 - n_h/N_h) (n_h - 1)/n_h sum_{i in h} (est_(hi) - est)^2; returned
+    per stratum (its terms), so their sum is the variance and their spread gives Satterthwaite's degrees of freedom."""
+    labels = np.asarray(strata, dtype=np.int64)
+    idx = np.asarray(anchors, dtype=np.int64)
+    y = np.asarray(answers, dtype=float)
+    sizes = np.bincount(labels)
+    of = labels[idx]
+    n_in = np.bincount(of, minlength=sizes.size)
+    deletable = np.flatnonzero(n_in[of] > 1)  # a replicate per anchor whose stratum has another
+    weights = np.ones((deletable.size + 1, idx.size))
+    for r, i in enumerate(deletable, start=1):
+        same = of == of[i]
+        weights[r, same] = n_in[of[i]] / (n_in[of[i]] - 1)
+        weights[r, i] = 0.0
+    est = _greg(items, labels, sizes, idx, y, weights)
+    h = of[deletable]
+    factor = (1 - n_in[h] / sizes[h]) * (n_in[h] - 1) / n_in[h]
+    return np.bincount(h, weights=factor * (est[1:] - est[0]) ** 2, minlength=sizes.size).astype(float)
+
+
+def estimate(items: ItemParameters, strata: ArrayLike, anchors: ArrayLike, answers: ArrayLike, confidence: float = 0.95,
+             floor: ArrayLike | None = None) -> AnchorEstimate:
     """The full-set mean score of a respondent that answered only the ``anchors`` (item indices, with 0/1 ``answers``
-    in the same order), with its interval (see the module docstring)."""
+    in the same order), with its interval (see the module docstring). ``floor``: each stratum's residual variance among
+    the fitting respondents (``residual_variance``), the variance floor; without it, the model's p(1 - p) at theta_hat."""
     from scipy.stats import t as student_t  # lazily, as in fit_2pl
 
     if not 0 < confidence < 1:
@@ -283,9 +343,10 @@ def estimate(items: ItemParameters, strata: ArrayLike, anchors: ArrayLike, answe
     p = items.prob(theta)[0]
     resid = y - p[idx]
     bernoulli = p * (1 - p)  # the model's variance of each item's residual at theta_hat
+    floors = None if floor is None else np.asarray(floor, dtype=float)
     n_strata = int(strata_a.max()) + 1
     total = float(p.sum()) / j
-    strat_mean = ss = factor = var_model = 0.0
+    strat_mean = var_model = 0.0
     df = 0
     for h in range(n_strata):
         in_h = strata_a[idx] == h
@@ -298,11 +359,13 @@ def estimate(items: ItemParameters, strata: ArrayLike, anchors: ArrayLike, answe
         total += w * float(resid[in_h].mean())
         strat_mean += w * float(y[in_h].mean())
         f_h = w**2 * (1 - n_h / size) / n_h
-        factor += f_h
-        var_model += f_h * float(bernoulli[members].mean()) * size / max(size - 1, 1)
-        ss += float(np.sum((resid[in_h] - resid[in_h].mean()) ** 2))
+        var_model += f_h * (float(bernoulli[members].mean()) * size / max(size - 1, 1) if floors is None else float(floors[h]))
         df += n_h - 1
-    var_design = factor * ss / max(df, 1)  # within-stratum residual variance pooled over the strata
+    terms = jackknife_variance(items, strata_a, idx, y)
+    var_design = float(terms.sum())
+    n_in = np.bincount(strata_a[idx], minlength=n_strata)
+    if var_design >= var_model and var_design > 0:  # Satterthwaite (Cochran 1977, 5.4): few strata carrying the variance, few df
+        df = max(1, min(df, int(var_design**2 / float(np.sum(terms**2 / np.maximum(n_in - 1, 1))))))
     se = math.sqrt(max(var_design, var_model))
     unseen = np.ones(j, dtype=bool)
     unseen[idx] = False
