@@ -124,3 +124,22 @@ def test_shared_prefix_scoring_equals_scoring_each_request_alone(backend) -> Non
         assert math.isclose(a.logprob, b.logprob, abs_tol=1e-3)
         assert (a.is_greedy, a.n_tokens) == (b.is_greedy, b.n_tokens)
     assert len({r.n_tokens for r in shared}) > 2  # multi-token continuations were really scored
+
+
+def test_results_count_the_tokens_each_request_reads_and_writes(backend) -> None:
+    """The cost ledger's counts: a log-likelihood request reads its context and continuation (with the tokenizer's BOS) and
+    writes nothing, on the shared-prefix and the plain path alike; a generation reads its prompt and writes what it generated."""
+    tok = backend.tokenizer
+    context = "The capital of France is"
+    requests = [LoglikelihoodRequest(context, c) for c in (" Paris", " Lyon", " a city in the north")]
+    shared = backend.loglikelihood(requests)
+    plain = backend._loglikelihood_plain([backend._encode_pair(r) for r in requests])
+    for request, a, b in zip(requests, shared, plain):
+        whole = len(tok(request.context + request.continuation).input_ids)
+        assert (a.input_tokens, a.output_tokens) == (b.input_tokens, b.output_tokens) and a.output_tokens == 0
+        assert abs(a.input_tokens - whole) <= 1  # the pair is encoded apart: at most one token differs at the boundary
+        assert a.input_tokens == sum(map(len, backend._encode_pair(request)))
+    [greedy] = backend.generate([GenerateRequest("Q: What is 2 + 2?\nA:", max_tokens=6, stop=("\n",))])
+    assert greedy.input_tokens == len(tok("Q: What is 2 + 2?\nA:").input_ids) and greedy.output_tokens == greedy.n_tokens > 0
+    [sampled] = backend.generate([GenerateRequest("Q: What is 2 + 2?\nA:", max_tokens=4, temperature=0.7, seed=3)])
+    assert sampled.input_tokens == greedy.input_tokens and sampled.output_tokens == sampled.n_tokens
