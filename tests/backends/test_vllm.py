@@ -82,6 +82,9 @@ def test_vllm_agrees_with_hf_on_choices_and_greedy_texts_and_loads_base_and_adap
         report(f"vllm: vs hf: ({role}), ARC-Easy 5-shot {len(mc)} items: {same}/{len(mc)} predictions agree, |Δ logprob| max "
                f"{max(diffs):.1e}; GSM8K 5-shot greedy (64 tokens) {texts}/{len(gen)} texts identical")
         assert max(diffs) < LOGPROB_TOLERANCE and same == len(mc)
+        # the cost ledger's counts: both read the same tokens (context and continuation, one tokenizer) and generate none
+        assert all((a["input_tokens"], a["output_tokens"]) == (b["input_tokens"], 0) for k in mc
+                   for a, b in zip(via_vllm[k]["response"], via_hf[k]["response"]))
         assert texts >= len(gen) - 1  # float32 on both; a near-tie may flip one greedy token
     tuned = [k for k in via_hf if k[0] == "tuned" and k[1] == "arc_easy"]
     moved = max(abs(a["logprob"] - b["logprob"]) for k in tuned for a, b in zip(via_vllm[k]["response"], via_vllm[("base", *k[1:])]["response"]))
