@@ -45,7 +45,7 @@ from harness.runner.evaluate import CacheCounts, CellEvaluator, resolve, stored_
 from harness.runner.execute import announce
 from harness.runner.planning import Cell, check_renders, plan
 from harness.runner.provenance import config_snapshot, model_identities, stable_hash, versions
-from harness.runner.racing import race_tasks
+from harness.runner.racing import race_metric, race_tasks
 from harness.runner.spec import ExperimentSpec, RaceSpec
 from harness.stats.paired import Kind, compare_pairing, pair
 from harness.store import Store, StoredRace, export_run
@@ -343,6 +343,11 @@ def optimize(o: OptimizeSpec, store: Store | Callable[[], Store], *, backends: M
     task = start0.task
     if task.group:
         raise HarnessError(f"harness optimize: task '{spec.tasks[0]}' is a group of tasks; give one member (e.g. {task.name})")
+    try:  # the race needs a per-item metric with known bounds: refused here, before a proposer is asked or anything stored
+        race_metric(start0)
+    except HarnessError as exc:
+        text = str(exc).removeprefix("--until-decided: ").replace(", or run without --until-decided", "")
+        raise HarnessError(f"harness optimize races the candidates, but {text}") from None
     split = split_items(start0.items, o.search_share, spec.seed)
     if len(split.search) < 2 or len(split.heldout) < 2:
         raise HarnessError(f"harness optimize: {len(start0.items)} evaluated items split {len(split.search)} / {len(split.heldout)}: both the "
@@ -368,7 +373,7 @@ def optimize(o: OptimizeSpec, store: Store | Callable[[], Store], *, backends: M
     entries_meta: list[tuple[str, Candidate]] = []
     for cand in proposals.candidates:
         digest = hashlib.sha256(cand.text.encode()).hexdigest()[:8]
-        name = names.setdefault(cand.text, f"{o.start}__c{digest}")
+        name = names.setdefault(cand.text, f"{start0.template.name}__c{digest}")
         path = folder / f"{name}{suffix}"
         if not path.exists() or path.read_text(encoding="utf-8") != cand.text:
             write_atomic(path, [cand.text])
@@ -396,7 +401,7 @@ def optimize(o: OptimizeSpec, store: Store | Callable[[], Store], *, backends: M
                                                show_progress=show_progress, log=log, cache_entries=fresh)
     outcome = races[0]
     by_cell = {c.cell_id: c for c in outcome.cells}
-    origin = {search_cells[0].cell_id: ("START", o.start)}
+    origin = {search_cells[0].cell_id: ("START", start_template.name)}
     for cell, (name, cand) in zip(search_cells[1:], entries_meta):
         origin[cell.cell_id] = (cand.origin, name)
     label_of = {c.cell_id: origin[c.cell_id][1] + (f" · {c.shots}-shot" + (f" {c.selector}" if c.selector != "none" else "")) for c in search_cells}
@@ -421,7 +426,7 @@ def optimize(o: OptimizeSpec, store: Store | Callable[[], Store], *, backends: M
                      "split": phase["split"], "alpha": o.alpha}
     confirm_run, _, _ = evaluate_cells(base, confirm_cells, store, confirm_phase, backends=backends, show_progress=show_progress, log=log)
     confirmation = confirm(store, confirm_run, confirm_cells[0].cell_id, confirm_cells[1].cell_id, o.alpha, spec.seed)
-    name, path = write_winner(o, task.name, win_cell, winner, confirmation, search_run, confirm_run, suffix)
+    name, path = write_winner(o, task.name, win_cell, winner, confirmation, search_run, confirm_run, suffix, start_template.name)
     setting = f" --shots {win_cell.shots}" + (f" --selector {win_cell.selector}" if win_cell.selector != "none" else "")
     command = f"harness run --task {spec.tasks[0]} --prompts-dir {o.output} --prompt {name}{setting}"
     return replace(report, confirm_run=confirm_run, confirmation=confirmation, written=path, written_name=name, run_command=command)
@@ -459,10 +464,10 @@ def confirm(store: Store, run_id: str, start_cell: str, winner_cell: str, alpha:
 
 
 def write_winner(o: OptimizeSpec, task: str, cell: Cell, winner: SearchEntry, c: Confirmation, search_run: str, confirm_run: str,
-                 suffix: str) -> tuple[str, Path]:
+                 suffix: str, start_name: str) -> tuple[str, Path]:
     """The winner as a prompt variant of ``task`` in ``o.output`` (``--prompts-dir OUT --prompt NAME``), its provenance in a comment."""
     digest = hashlib.sha256(f"{cell.template.source}\x00{cell.shots}\x00{cell.selector}".encode()).hexdigest()[:6]
-    name = f"{o.start}__opt_{digest}"
+    name = f"{start_name}__opt_{digest}"
     path = Path(o.output) / task / f"{name}{suffix}"
     setting = f"{cell.shots}-shot" + (f" {cell.selector}" if cell.selector != "none" else "")
     about = (f"harness optimize {task} --prompt {o.start} (seed {o.experiment.seed}): {winner.origin}; use it at {setting}. "

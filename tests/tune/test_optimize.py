@@ -23,6 +23,8 @@ from harness.cli.app import main
 from harness.prompts.messages import prompt_text
 from harness.requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
 from harness.runner.spec import ExperimentSpec
+from harness.scoring import Metric, register_metric
+from harness.scoring.metrics import CHOICE_KINDS, METRICS
 from harness.stats.paired import compare_pairing, pair
 from harness.store.store import Store
 from harness.tune.optimize import OptimizeSpec, optimize, split_items
@@ -262,3 +264,29 @@ def test_cli_prints_the_confirmation_not_the_search_score(tmp_path: Path, capsys
     data = json.loads(capsys.readouterr().out)
     assert code == 0 and data["split"] == {**data["split"], "search_items": 36, "heldout_items": 24}
     assert set(data["winner"]) >= {"search_score_optimistic", "is_start"}
+
+
+def test_start_given_as_a_template_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    task = make_task(tmp_path, rows=60)
+    code = main(["optimize", str(task), "--prompt", str(task / "prompts" / "plain.jinja"), "-k", "3", "--model", "scripted:m",
+                 "--db", str(tmp_path / "t.db"), "-o", str(tmp_path / "t-out"), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert all(c["name"].startswith("plain") and "/" not in c["name"] for c in data["search"]["cells"])
+    if data["prompt_name"] is not None:
+        assert data["prompt_name"].startswith("plain__opt_") and Path(data["written"]).parent == tmp_path / "t-out" / "opt"
+
+
+def test_a_metric_the_race_cannot_use_is_refused_before_anything_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if "optimize_test_unbounded" not in METRICS:  # a test-only metric with no known range, under a name no task uses
+        register_metric(Metric("optimize_test_unbounded", "a continuous score with no known range", True, "continuous", CHOICE_KINDS,
+                               lambda o: 1.0))
+    folder = make_task(tmp_path, rows=20)
+    spec = yaml.safe_load((folder / "task.yaml").read_text())
+    spec["metrics"] = ["optimize_test_unbounded", "acc"]
+    (folder / "task.yaml").write_text(yaml.safe_dump(spec))
+    code = main(["optimize", str(folder), "--prompt", "plain", "--model", "scripted:m", "--db", str(tmp_path / "m.db")])
+    err = capsys.readouterr().err
+    assert code == 2 and "harness optimize races the candidates, but task 'opt'" in err and "has no known bounds" in err
+    assert "Traceback" not in err and "--until-decided" not in err
+    assert not (tmp_path / "m.db").exists()
