@@ -92,10 +92,10 @@ def print_estimates(anchors: AnchorsFile, rows: Sequence[CellEstimate], fitted: 
           f"(2PL anchors, model-assisted estimator; {conf} interval)")
     width = max(len(r.respondent) for r in rows)
     has_full = any(r.full is not None for r in rows)
-    head = f" {'cell':<{width}}  {'estimate [CI]':>21}  {'IRT only':>8}  {'anchors':>7}"
+    head = f" {'cell':<{width}}  {'estimate [CI]':>19}  {'IRT only':>8}  {'anchors':>7}"
     print(head + (f"  {'full set':>8}  {'error':>6}  covered" if has_full else ""))
     for r in rows:
-        line = f" {r.respondent:<{width}}  {100 * r.estimate:5.1f} [{100 * r.low:5.1f},{100 * r.high:5.1f}]     {100 * r.irt:8.1f}  {100 * r.stratified:7.1f}"
+        line = f" {r.respondent:<{width}}  {100 * r.estimate:5.1f} [{100 * r.low:5.1f},{100 * r.high:5.1f}]  {100 * r.irt:8.1f}  {100 * r.stratified:7.1f}"
         if r.full is not None:
             err = r.error or 0.0
             line += f"  {100 * r.full:8.1f}  {100 * err:+6.1f}  {'yes' if r.covered else 'NO'}"
