@@ -85,7 +85,8 @@ def print_report(r: OptimizeReport) -> None:
             print("  unpaired: " + ", ".join(f"{n} {why}" for why, n in c.dropped.items()))
     race = r.race
     print(f"\nsearch: run {r.search_run}, the race on the {len(r.split.search)} search items: {race.reason} after {race.rounds} round(s), "
-          f"{race.evaluations} item evaluations, {r.search_requests} requests ({r.search_sent} sent to the model, {r.search_cache_hits} from the cache)")
+          f"{race.evaluations} item evaluations, {r.search_requests} requests ({r.search_sent} sent to the model, {r.search_cache_hits} from the cache), "
+          f"{race.tokens} scored tokens; its ledger: harness show {r.search_run} --costs")
     dropped = ", ".join(f"{n} {why}" for why, n in r.proposals.dropped.items())
     print(f"  candidates: {len(r.proposals.candidates)} kept of {r.proposals.proposed} proposed" + (f" (dropped: {dropped})" if dropped else ""))
     for example in r.proposals.examples[:3]:
