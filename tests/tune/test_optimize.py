@@ -290,3 +290,35 @@ def test_a_metric_the_race_cannot_use_is_refused_before_anything_runs(tmp_path: 
     assert code == 2 and "harness optimize races the candidates, but task 'opt'" in err and "has no known bounds" in err
     assert "Traceback" not in err and "--until-decided" not in err
     assert not (tmp_path / "m.db").exists()
+
+
+class PlainIsBest(Counting):
+    """START (no instruction line) is clearly best: a prompt that starts with an instruction is mostly wrong."""
+
+    def score(self, request: LoglikelihoodRequest) -> LoglikelihoodResult:
+        context = prompt_text(request.context)
+        value = -1 - 5 * _unit(self.spec.model, context, request.continuation)
+        quality = 0.95 if context.startswith("Question:") else 0.1
+        if request.continuation.startswith(" right") and _unit("coin", context) < quality:
+            value = -0.5
+        return LoglikelihoodResult(logprob=value, is_greedy=False, n_tokens=2)
+
+
+def test_when_start_wins_nothing_is_confirmed_or_written(tmp_path: Path) -> None:
+    task = make_task(tmp_path, rows=150)
+    label = "scripted:prop"
+    Proposer.answers = ("Be careful.", "Think first.", "Answer the question.")
+    out = tmp_path / "s-out"
+    o = spec_for(task, out, proposer=label, k=3, shots=(0,), selectors=("first_k",))
+    evaluated = PlainIsBest(ModelSpec(backend="scripted", model="m"))
+    store = Store(tmp_path / "s.db")
+    report = optimize(o, store, backends={"scripted:m": evaluated, label: Proposer(ModelSpec(backend="scripted", model="prop"))},
+                      show_progress=False)
+    assert report.winner_is_start and report.winner.name == "plain"
+    assert report.confirm_run is None and report.confirmation is None and report.written is None and not out.exists()
+    assert {e.status for e in report.entries if not e.start} == {"eliminated"}
+    held = {i.id for i in report.split.heldout}
+    assert not held & set(evaluated.by_item)  # no confirmation: the held-out items were never asked for at all
+    assert [r.id for r in store.runs()] == [report.search_run]
+    assert report.to_dict()["confirmation"] is None
+    store.close()
