@@ -9,6 +9,7 @@ absolute error, RMSE (also of the IRT-only and the anchors' stratified mean), th
 
     python bench/anchors_acceptance.py                          # results/anchors_acceptance/runs.db, K = 30 and 60, 20 seeds
     python bench/anchors_acceptance.py --k 20 50 --seeds 10 --json out.json
+    python bench/anchors_acceptance.py --run RUN --k 20                 # a run still going: its complete cells
 """
 
 from __future__ import annotations
@@ -33,14 +34,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write every held-out estimate here")
+    parser.add_argument("--run", nargs="+", help="only these runs (default: every finished run); an unfinished run's complete cells are used")
     args = parser.parse_args()
     store = Store.open_read_only(args.db)
     started = time.time()
     out: list[dict[str, object]] = []
     print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"{'task':<10} {'K':>3} {'of':>4} {'held-out':>8} {'MAE':>5} {'RMSE':>5} {'IRT only':>8} {'strat.':>6} {'coverage':>8} {'width':>5}")
-    for run in [r for r in store.runs() if r.status == "finished"]:
-        cells = store.cells([run.id])
+    for run in [r for r in store.runs() if (r.id in args.run if args.run else r.status == "finished")]:
+        cells = [c for c in store.cells([run.id]) if len(store.done_item_ids(run.id, c.cell_id)) >= c.n_planned]  # complete cells only
         tasks = sorted({c.task.split("_")[0] if c.task.startswith("mmlu_") else c.task for c in cells})
         for task in tasks:
             prompts = sorted({c.prompt for c in cells if c.task == task or c.task.startswith(f"{task}_")})
@@ -49,8 +51,9 @@ def main() -> None:
                 n_items = 0
                 for fold in range(args.folds):
                     held = prompts[fold::args.folds]
+                    train = [p for p in prompts if p not in held]
                     for seed in range(args.seeds):
-                        anchors = fit_anchors(store, [run.id], task, k, seed=seed, exclude_prompts=held)
+                        anchors = fit_anchors(store, [run.id], task, k, seed=seed, prompts=train)
                         n_items = len(anchors.items)
                         rows += [(fold, seed, r) for r in estimate_cells(store, [run.id], anchors, prompts=held)]
                 err = np.array([r.estimate - (r.full or 0.0) for _, _, r in rows])

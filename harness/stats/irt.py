@@ -37,8 +37,9 @@ clipped to what the anchors already fix ([known right / J, (known right + unseen
 The residual term makes the estimate unbiased over the draw of the anchors for *any* respondent, however badly the
 model predicts it (a prompt with its own item effects, a cell that always answers 'D'); the model only shrinks
 the variance. So the guarantee: **over the seeded draw of the anchors within their strata, the interval covers the
-respondent's full-set mean with probability about ``confidence`` or more** (a t approximation, conservative: 0.97 for
-95% in tests/stats/test_irt.py, under the 2PL and under misfit). Not claimed: coverage for a fixed anchor set across many
+respondent's full-set mean with probability about ``confidence`` or more** (a t approximation, conservative: 0.95-0.98
+for 95% in tests/stats/test_irt.py, under the 2PL and under misfit; 0.96-0.99 on held-out prompt variants,
+docs/compare.md). Not claimed: coverage for a fixed anchor set across many
 respondents (their errors are correlated, as they share the anchors).
 
 Also returned for comparison: ``irt`` (the model alone: known anchors plus the predicted rest, tinyBenchmarks'
