@@ -123,3 +123,28 @@ def test_too_few_respondents_and_non_binary_metric(tmp_path: Path, capsys: pytes
     capsys.readouterr()
     assert cli("anchors", "gen", "--from", run, "-k", "4", "--db", db) == 2
     assert "not a 0/1" in capsys.readouterr().err
+
+
+def test_group_task_anchors_cover_its_members(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A group task (as MMLU): one respondent per setting over every member, items keyed by member, the anchored run
+    evaluates each member's anchors."""
+    folder = write_task(tmp_path, name="grp", rows=45, spec={"subtasks": {"by": "answer"}})
+    db = tmp_path / "h.db"
+    args = ["run", "--task", folder, "--db", db, "--quiet", "--json"]
+    for m in MODELS[:4]:
+        args += ["--model", m]
+    assert cli(*args) == 0
+    run = Store.open_read_only(db).runs()[-1].id
+    out = tmp_path / "grp.anchors.yaml"
+    assert cli("anchors", "grp", "--from", run, "-k", "10", "-o", out, "--db", db) == 0
+    anchors = load_anchors(out)
+    assert len(anchors.items) == 45 and len(anchors.fitted_on) == 4 and {i.member for i in anchors.items} == {"grp_0", "grp_1", "grp_2"}
+    capsys.readouterr()
+    assert cli("run", "--task", folder, "--model", "scripted:f", "--anchors", out, "--db", db, "--json", "--quiet") == 0
+    result = json.loads(capsys.readouterr().out)
+    store = Store.open_read_only(db)
+    anchored = store.runs()[-1].id
+    evaluated = {(c.task, i.item_id) for c in store.cells([anchored]) for i in store.items([anchored], c.cell_id)}
+    assert evaluated == {(i.member, i.id) for i in anchors.items if i.anchor}
+    (entry,) = result["anchors"]
+    assert len(entry["rows"]) == 1  # one respondent: the setting over the three members
