@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -312,10 +313,15 @@ def run_page(store: Store, *, task: str | None = None, model: str | None = None,
     total = int(store.db.execute(f"SELECT COUNT(*) FROM runs WHERE {clause}", params).fetchone()[0])
     rows = store.db.execute(f"SELECT * FROM runs WHERE {clause} ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
                             [*params, limit, offset]).fetchall()
+    return RunPage(_overviews(store, rows), total)
+
+
+def _overviews(store: Store, rows: Sequence[sqlite3.Row]) -> list[RunOverview]:
+    """The overviews of these ``runs`` rows, in their order: each run's cells and stored item count."""
     runs = [run_from_row(r) for r in rows]
     ids = [r.id for r in runs]
     if not ids:
-        return RunPage([], total)
+        return []
     if "007_run_digests" in store.pending:  # a database the viewer read without migrating it: count the rows
         counts = {str(r[0]): int(r[1]) for r in store.db.execute(
             f"SELECT run_id, COUNT(*) FROM items WHERE run_id IN ({placeholders(ids)}) GROUP BY run_id", ids)}
@@ -324,7 +330,7 @@ def run_page(store: Store, *, task: str | None = None, model: str | None = None,
     cells: dict[str, list[StoredCell]] = {i: [] for i in ids}
     for row in store.db.execute(f"SELECT * FROM cells WHERE run_id IN ({placeholders(ids)}) ORDER BY rowid", ids):
         cells[str(row["run_id"])].append(cell_from_row(row))
-    return RunPage([RunOverview(r, cells[r.id], counts.get(r.id, 0)) for r in runs], total)
+    return [RunOverview(r, cells[r.id], counts.get(r.id, 0)) for r in runs]
 
 
 def run_overview(store: Store, run_id: str) -> RunOverview | None:
@@ -332,11 +338,8 @@ def run_overview(store: Store, run_id: str) -> RunOverview | None:
     row = store.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
         return None
-    if "007_run_digests" in store.pending:  # read without migration 007 (as run_page): count the rows
-        count = int(store.db.execute("SELECT COUNT(*) FROM items WHERE run_id = ?", (run_id,)).fetchone()[0])
-    else:
-        count = int(row["n_items"])
-    return RunOverview(run_from_row(row), store.cells([run_id]), count)
+    (overview,) = _overviews(store, [row])
+    return overview
 
 
 def item_rows(store: Store, run_id: str, item_ids: Sequence[str], cell_ids: Sequence[str] | None = None) -> dict[tuple[str, str], StoredItem]:
@@ -362,19 +365,7 @@ def ab_partners(store: Store, run_id: str, limit: int = 20) -> list[RunOverview]
         "SELECT r.* FROM runs r WHERE r.id != ? AND EXISTS (SELECT 1 FROM cells c JOIN cells o ON o.task = c.task AND o.prompt = c.prompt "
         "AND o.shots = c.shots AND o.selector = c.selector WHERE c.run_id = r.id AND o.run_id = ?) "
         "ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?", (run_id, run_id, limit)).fetchall()
-    runs = [run_from_row(r) for r in rows]
-    ids = [r.id for r in runs]
-    if not ids:
-        return []
-    if "007_run_digests" in store.pending:  # a database the viewer read without migrating it: count the rows
-        counts = {str(r[0]): int(r[1]) for r in store.db.execute(
-            f"SELECT run_id, COUNT(*) FROM items WHERE run_id IN ({placeholders(ids)}) GROUP BY run_id", ids)}
-    else:  # kept by migration 007's triggers: no count over a big run's rows
-        counts = {r.id: int(row["n_items"]) for r, row in zip(runs, rows)}
-    cells: dict[str, list[StoredCell]] = {i: [] for i in ids}
-    for row in store.db.execute(f"SELECT * FROM cells WHERE run_id IN ({placeholders(ids)}) ORDER BY rowid", ids):
-        cells[str(row["run_id"])].append(cell_from_row(row))
-    return [RunOverview(r, cells[r.id], counts.get(r.id, 0)) for r in runs]
+    return _overviews(store, rows)
 
 
 def label_text(value: str) -> str:

@@ -182,14 +182,13 @@ class Viewer:
             if show == "flips" and a and b:  # wrong (worse) in A, right (better) in B, in the metric's direction
                 lower, higher = (a, b) if higher_is_better else (b, a)
                 where = dataclasses.replace(where, lower_in=lower, higher_in=higher)
-            table = self.cache.get(("table", run_id, ids, metric), lambda: score_table_digest(store, run_id, ids, metric)
-                                   or score_table(store, run_id, ids, metric), signature)
+            table = self.cache.get(("table", run_id, ids, metric), functools.partial(self._table, store, run_id, ids, metric), signature)
             margin = None
             if margin_in is not None:
-                margin = self.cache.get(("margin", run_id, tuple(ids), margin_in), functools.partial(self._margins, store, table, margin_in), signature)
+                margin = self.cache.get(("margin", run_id, ids, margin_in), functools.partial(self._margins, store, table, margin_in), signature)
             matches = None
             if where.search:  # kept, so the next page or another filter on the same search reads no text
-                matches = self.cache.get(("search", run_id, tuple(ids), where.search), lambda: search_rows(store, run_id, ids, where.search),
+                matches = self.cache.get(("search", run_id, ids, where.search), lambda: search_rows(store, run_id, ids, where.search),
                                          signature)
             page = _page(q.get("page"))
             found = item_page(store, run_id, ids, where, offset=(page - 1) * ITEMS_PER_PAGE, limit=ITEMS_PER_PAGE, table=table, margin=margin,
@@ -222,6 +221,12 @@ class Viewer:
         cells = [c for c in overview.cells if c.cell_id in by_cell]
         views = [(cell_label(c, cells), item_cell_view(c, by_cell[c.cell_id])) for c in cells]
         return self.render("item.html", overview=overview, item_id=item_id, views=views, task=cells[0].task if cells else "")
+
+    # each: the digest the run's writer kept (harness/view/digest.py) when it is current, else computed from the items
+    @staticmethod
+    def _table(store: Store, run_id: str, cell_ids: tuple[str, ...], metric: str) -> ScoreTable:
+        found = score_table_digest(store, run_id, cell_ids, metric)
+        return score_table(store, run_id, cell_ids, metric) if found is None else found
 
     @staticmethod
     def _margins(store: Store, table: ScoreTable, cell_id: str) -> np.ndarray:
