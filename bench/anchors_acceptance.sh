@@ -4,7 +4,7 @@
 # one run per task, one at a time. Part 2 (no model): python bench/anchors_acceptance.py fits anchors on 8 of the
 # variants and measures the anchor estimate against the full run on the 4 held-out ones.
 #
-#   bash bench/anchors_acceptance.sh                 # ARC-Easy 250 items, HellaSwag 80, MMLU 1 per subject (57)
+#   bash bench/anchors_acceptance.sh                 # ARC-Easy 250 items, HellaSwag 80, MMLU 2 per subject (114)
 #   bash bench/anchors_acceptance.sh hellaswag mmlu  # only these tasks
 #
 # Resumable: run it again after an interruption. Waits while another `harness run` is running (a shared machine).
@@ -65,7 +65,7 @@ for task in "${tasks[@]}"; do
   case "$task" in
     arc_easy) run_task arc_easy 250 lm_eval lettered ;;
     hellaswag) run_task hellaswag 80 fields lettered ;;
-    mmlu) run_task mmlu 1 lm_eval cloze ;;
+    mmlu) run_task mmlu 2 lm_eval cloze ;;
     *) echo "unknown task: $task (arc_easy, hellaswag, mmlu)" >&2; exit 2 ;;
   esac
 done

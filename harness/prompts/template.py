@@ -211,10 +211,13 @@ def default_prompt_dirs() -> list[Path]:
 
 def _search_folders(task: Task, extra_dirs: Iterable[Path]) -> list[Path]:
     """The task folder's own prompts/ and the folder itself; a bundled task's prompts/<task>/
-    (its own variants, so they keep their place); then <dir>/<task name> for each prompts dir."""
+    (its own variants, so they keep their place); then <dir>/<task name> for each prompts dir,
+    and for a group's member (mmlu_anatomy of tasks/mmlu) also <dir>/<group>, where `harness
+    formats mmlu -o DIR` writes the variants every member shares."""
     own = bundled_prompts(task.folder)
     folders = [task.folder / "prompts", task.folder, *([own] if own is not None else [])]
-    folders += [Path(d) / task.name for d in [*extra_dirs, *default_prompt_dirs()]]
+    names = [task.name, task.folder.name] if task.folder.name != task.name else [task.name]
+    folders += [Path(d) / name for d in [*extra_dirs, *default_prompt_dirs()] for name in names]
     unique: dict[Path, Path] = {}
     for folder in folders:
         unique.setdefault(folder.resolve(), folder)

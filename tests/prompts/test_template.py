@@ -142,3 +142,28 @@ def test_the_foreign_loaders_refuse_non_utf8_files_by_byte_and_line(tmp_path: Pa
         with pytest.raises(HarnessError) as info:
             load(path)
         assert str(info.value) == f"{path}: the {what} is not UTF-8 text: byte 0xe9 at offset 30 (line 3); save it as UTF-8"
+
+
+def test_a_group_members_find_the_variants_harness_formats_wrote_for_the_group(tmp_path: Path) -> None:
+    """`harness formats GROUP -o DIR` writes DIR/<group>/; `harness run --task GROUP --prompts-dir DIR` runs every member,
+    whose own name is <group>_<subject>: each member must find the group's variants (and a member's own folder first)."""
+    import json
+
+    from tests.helpers import cli
+
+    folder = write_task(tmp_path, rows=6, spec={"subtasks": {"by": "{{ subject }}"}})
+    for split in ("test", "fewshot"):
+        path = folder / f"{split}.jsonl"
+        rows = [json.loads(x) for x in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps({**r, "subject": f"s{i % 2}"}) + "\n" for i, r in enumerate(rows)))
+    out = tmp_path / "formats"
+    assert cli("formats", folder, "--prompt", "plain", "-k", "2", "-o", out) == 0
+    assert sorted(p.name for p in (out / "toy").iterdir()) == ["plain__fmt0.jinja", "plain__fmt1.jinja"]
+    (out / "toy_s1").mkdir()
+    (out / "toy_s1" / "plain__fmt1.jinja").write_text((out / "toy" / "plain__fmt0.jinja").read_text())  # a member's own override
+    members = load_task(folder).members()
+    assert [m.name for m in members] == ["toy_s0", "toy_s1"]
+    found = [available_prompts(m, [out]) for m in members]
+    assert found[0]["plain__fmt0"] == out / "toy" / "plain__fmt0.jinja" and found[0]["plain__fmt1"] == out / "toy" / "plain__fmt1.jinja"
+    assert found[1]["plain__fmt1"] == out / "toy_s1" / "plain__fmt1.jinja"
+    assert load_prompt(members[0], "plain__fmt1", [out]).name == "plain__fmt1"
