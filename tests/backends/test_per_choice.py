@@ -48,7 +48,7 @@ def test_per_choice_contexts_score_the_same_packed_three_level_and_plain(name: s
     model = MODELS[name]()
     pairs = _per_choice_pairs(3)
     assert len({tuple(c) for c, _ in pairs}) == len(pairs)  # every request has its own context
-    packed = PackedScorer(model, 0, "cpu", *budget, min_saving=0).score(pairs)  # min_saving=0: the demonstrations are cached
+    packed = PackedScorer(model, 0, "cpu", budget, min_saving=0).score(pairs)  # min_saving=0: the demonstrations are cached
     three_level = SharedPrefixScorer(model, 0, "cpu", *budget).score(pairs)
     for got_packed, got_three, (logprob, greedy) in zip(packed, three_level, _plain(model, pairs)):
         assert got_packed.logprob == pytest.approx(logprob, abs=1e-4)

@@ -1,4 +1,4 @@
-"""Greedy next tokens without materialising the logits: the LM head in vocabulary chunks.
+"""Greedy next tokens and scored log-probs without materialising the logits: the LM head in vocabulary chunks.
 
 Why: greedy decoding needs only the argmax of each row's logits. On Gemma 3 270M the LM head is
 a 262k x 640 matrix (671 MB in float32), and a decode step of 32 rows writes a 32 x 262k logit
@@ -11,6 +11,14 @@ The shortcut needs the model's logits to be ``head(decoder(...).last_hidden_stat
 monotonic map (Gemma 2's final-logit soft-capping is one: it leaves the argmax unchanged).
 ``ArgmaxHead.verified`` checks exactly that once per model on a probe and returns ``None``
 otherwise, so other architectures (or a head wrapped by an adapter) keep the full forward pass.
+
+Log-likelihood scoring (packed.py) uses the same head for ``target_logprobs``: a batch keeps up to
+256 scored positions, whose full logits are 268 MB of float32 (and log-softmax another 268 MB)
+only to read one value and a normaliser per row. In vocabulary chunks the normaliser is an online
+log-sum-exp (running maximum, sum of exponentials accumulated in float64), the argmax is tracked
+as above and the target's logit is read from the chunk that holds it: the peak is one chunk's
+logits. The values are the log-softmax's up to float32 rounding (checked against it in
+tests/backends/test_packed.py, and per model by packed.packing_verified's probe).
 """
 
 from __future__ import annotations
@@ -49,6 +57,31 @@ class ArgmaxHead:
         chunk_values, chunk_indices = torch.stack(values, 1), torch.stack(indices, 1)
         # max() picks the first maximum, as argmax over the full logits does (ties are vanishingly rare)
         return chunk_indices.gather(1, chunk_values.argmax(1, keepdim=True))[:, 0]
+
+    def target_logprobs(self, hidden: Any, rows: Any, targets: Any) -> tuple[Any, Any]:
+        """The log-prob of targets[i] given hidden[rows[i]], and whether each target is its row's argmax, for hidden states
+        [n, hidden] of the scored positions (a row may predict several targets: the last context token)."""
+        import torch
+        from torch.nn.functional import linear
+
+        n = hidden.shape[0]
+        chunk = self.chunk  # 2,048 on CPU measured fastest for 64-256 rows (larger chunks leave the cache)
+        top = torch.full((n,), -torch.inf, device=hidden.device)
+        top_at = torch.zeros(n, dtype=torch.long, device=hidden.device)
+        total = torch.zeros(n, dtype=torch.float64, device=hidden.device)  # sum of exp(logit - top) so far
+        picked = torch.empty(len(targets), device=hidden.device)
+        for start in range(0, self.weight.shape[0], chunk):
+            bias = None if self.bias is None else self.bias[start : start + chunk]
+            logits = linear(hidden, self.weight[start : start + chunk], bias).float()
+            best, where = logits.max(-1)
+            higher = best > top  # strictly: the first maximum wins, as argmax over the full logits
+            new_top = torch.where(higher, best, top)
+            total = total * torch.exp((top - new_top).double()) + torch.exp(logits - new_top[:, None]).sum(-1, dtype=torch.float64)
+            top, top_at = new_top, torch.where(higher, where + start, top_at)
+            here = ((targets >= start) & (targets < start + chunk)).nonzero().squeeze(-1)
+            picked[here] = logits[rows[here], targets[here] - start]
+        normaliser = top.double() + torch.log(total)
+        return (picked.double() - normaliser[rows]).float(), top_at[rows] == targets
 
     @classmethod
     def verified(cls, model: Any, device: Any, vocab: int, chunk: int | None = None) -> ArgmaxHead | None:

@@ -124,6 +124,7 @@ class HFBackend(Backend):
         self.max_decode_rows = 256 if self.device.startswith("cuda") else 32
         self.share_prefix = True  # False: score every request on its own (the reference path)
         self.packing: bool | None = None  # all choices of an item in one row (packed.py): verified on first use
+        self.score_head: ArgmaxHead | None = None  # packed log-probs through the chunked LM head, when verified
         self.counters: dict[str, float | int] = {
             "requests": 0, "loglikelihood_s": 0.0, "forward_s": 0.0, "forward_tokens": 0, "oom_backoffs": 0,
             "generate_s": 0.0, "generate_forward_s": 0.0, "generate_tokens": 0,
@@ -235,6 +236,8 @@ class HFBackend(Backend):
         stats = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.counters.items() if v}
         if self.packing:
             stats["packed"] = 1
+        if self.score_head is not None:
+            stats["chunked_score_head"] = 1
         if self.__dict__.get("argmax_head") is not None:  # set once greedy generation has run
             stats["chunked_head"] = 1
         return stats
@@ -242,13 +245,27 @@ class HFBackend(Backend):
     def _score_shared(self, pairs: list[tuple[list[int], list[int]]]) -> list[Scored]:
         pad_id = self.tokenizer.pad_token_id
         if self.packing is None:
-            self.packing = packing_verified(self.model, pad_id, self.input_device, len(self.tokenizer))
-        scorer_class = PackedScorer if self.packing else SharedPrefixScorer
-        scorer = scorer_class(self.model, pad_id, self.input_device, self.max_batch_tokens, self.max_logit_rows)
+            self.packing, self.score_head = self._verify_packing(pad_id)
+        scorer: SharedPrefixScorer
+        if self.packing:
+            budget = (self.max_batch_tokens, self.max_logit_rows)
+            scorer = PackedScorer(self.model, pad_id, self.input_device, budget, head=self.score_head)
+        else:
+            scorer = SharedPrefixScorer(self.model, pad_id, self.input_device, self.max_batch_tokens, self.max_logit_rows)
         scored = scorer.score(pairs)
         self.counters["forward_s"] += scorer.forward_s
         self.counters["forward_tokens"] += scorer.tokens
         return scored
+
+    def _verify_packing(self, pad_id: int) -> tuple[bool, ArgmaxHead | None]:
+        """Packed scoring through the chunked LM head if the probe agrees with the reference, else packed
+        with the model's own logits (a head whose logits are transformed, as Gemma 2's soft-capping, is
+        exact for greedy argmax but not for log-probs), else not packed."""
+        vocab = len(self.tokenizer)
+        head = self.argmax_head
+        if head is not None and packing_verified(self.model, pad_id, self.input_device, vocab, head):
+            return True, head
+        return packing_verified(self.model, pad_id, self.input_device, vocab), None
 
     def _with_backoff(self, work: Callable[[], T]) -> T:
         """Automatic batch size: on out-of-memory halve the token and logit-row budgets and

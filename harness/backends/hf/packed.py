@@ -27,13 +27,19 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from harness.backends.hf.argmax_head import ArgmaxHead
 from harness.backends.hf.prefix_cache import PrefixGroup, Scored, SharedPrefixScorer, Tokens, budget_batches, prefix_kv
+from harness.backends.hf.shared_cache import prefix_only_cache
 
 MASK_KINDS = {"full_attention", "sliding_attention"}
 # A cluster of contexts gets its own cached prefix only if sharing saves this many tokens:
 # every cluster costs its own (small, inefficient) batches, so two items sharing a 30-token
 # context are cheaper packed with everything else (HellaSwag has dozens of such pairs).
 MIN_SAVING = 128
+# Head rows put through log-softmax at a time: a batch keeps up to 256 head positions of a 262k
+# vocabulary (268 MB of float32 logits); log-softmax of all of them at once would double that.
+# Row by row is exactly the same arithmetic, so chunks change no value (measured bitwise).
+HEAD_CHUNK = 32
 
 
 class NotPackable(Exception):
@@ -90,11 +96,30 @@ class PackedScorer(SharedPrefixScorer):
     three-level scorer does), then one packed row per context with all its continuations."""
 
     def __init__(
-        self, model: Any, pad_id: int, device: Any, max_batch_tokens: int, max_logit_rows: int, min_prefix: int = 16, min_saving: int = MIN_SAVING
+        self,
+        model: Any,
+        pad_id: int,
+        device: Any,
+        budget: tuple[int, int],
+        min_prefix: int = 16,
+        min_saving: int = MIN_SAVING,
+        head: ArgmaxHead | None = None,
     ) -> None:
-        super().__init__(model, pad_id, device, max_batch_tokens, max_logit_rows, min_prefix, min_saving)
+        """``budget``: (tokens, head positions) per batch; ``head``: the model's verified LM head, to score in
+        vocabulary chunks (argmax_head.py) instead of materialising every kept position's logits."""
+        super().__init__(model, pad_id, device, budget[0], budget[1], min_prefix, min_saving)
         self.config = model.config
         self.dtype = next(model.parameters()).dtype
+        self.head = head
+
+    def _decoder(self, **kwargs: Any) -> Any:
+        """The decoder's last hidden states [rows, width, hidden], timed and counted as ``_model`` is."""
+        assert self.head is not None
+        started = time.perf_counter()
+        hidden = self.head.decoder(**kwargs).last_hidden_state
+        self.forward_s += time.perf_counter() - started
+        self.tokens += int(kwargs["input_ids"].numel())
+        return hidden
 
     def _score_group(
         self, group: PrefixGroup, unique: list[Tokens], requests_of: list[list[int]], pairs: Sequence[tuple[list[int], list[int]]], results: list[Scored | None]
@@ -153,43 +178,59 @@ class PackedScorer(SharedPrefixScorer):
         for b, c in enumerate(batch):
             keep[b, len(rests[c]) - 1 : len(rows[b][0])] = True
         masks = attention_masks(self.config, seg_t, pos_t, p, self.dtype)
-        cache = None
-        if shared:
-            cache = self.cache_class(ddp_cache_data=[(k.expand(len(batch), -1, -1, -1), v.expand(len(batch), -1, -1, -1)) for k, v in shared])
-        logits = self._model(
-            input_ids=ids_t, attention_mask=masks, position_ids=pos_t, past_key_values=cache, use_cache=cache is not None, logits_to_keep=keep
-        ).logits
-        started_head = time.perf_counter()
-        logits = logits.reshape(-1, logits.shape[-1])
-        if logits.shape[0] != kept:
-            raise NotPackable(f"the model returned {logits.shape[0]} head positions for a {kept}-position boolean logits_to_keep")
-        head_index = torch.tensor(heads, device=logits.device)
-        target_t = torch.tensor(targets, device=logits.device)
-        # log_softmax, not logsumexp: on CPU torch.logsumexp over 262k logits is ~1e-4 off (measured),
-        # log_softmax matches a plain forward pass to ~1e-5; a head position shared by several
-        # targets (the last context token) is indexed, not copied
-        logprobs = torch.log_softmax(logits.float(), -1)
-        picked = logprobs[head_index, target_t]
-        missed = (logprobs.argmax(-1)[head_index] != target_t).float()
-        owner_t = torch.tensor(owner, device=logits.device)
-        sums = torch.zeros(len(requests), device=logits.device).index_add_(0, owner_t, picked).tolist()
-        misses = torch.zeros(len(requests), device=logits.device).index_add_(0, owner_t, missed).tolist()
+        cache = prefix_only_cache(shared, len(batch)) if shared else None
+        inputs = {"input_ids": ids_t, "attention_mask": masks, "position_ids": pos_t, "past_key_values": cache, "use_cache": cache is not None}
+        head_index = torch.tensor(heads, device=self.device)
+        target_t = torch.tensor(targets, device=self.device)
+        if self.head is not None:  # the LM head in vocabulary chunks: no [kept, vocab] logits at all (argmax_head.py)
+            hidden = self._decoder(**inputs)
+            started_head = time.perf_counter()
+            picked, hits = self.head.target_logprobs(hidden[keep], head_index, target_t)
+            missed = (~hits).float()
+        else:
+            logits = self._model(**inputs, logits_to_keep=keep).logits
+            started_head = time.perf_counter()
+            logits = logits.reshape(-1, logits.shape[-1])
+            if logits.shape[0] != kept:
+                raise NotPackable(f"the model returned {logits.shape[0]} head positions for a {kept}-position boolean logits_to_keep")
+            # log_softmax, not logsumexp: on CPU torch.logsumexp over 262k logits is ~1e-4 off (measured),
+            # log_softmax matches a plain forward pass to ~1e-5; a head position shared by several
+            # targets (the last context token) is indexed, not copied
+            picked, missed = head_logprobs(torch, logits, head_index, target_t)
+        owner_t = torch.tensor(owner, device=picked.device)
+        sums = torch.zeros(len(requests), device=picked.device).index_add_(0, owner_t, picked).tolist()
+        misses = torch.zeros(len(requests), device=picked.device).index_add_(0, owner_t, missed).tolist()
         self.forward_s += time.perf_counter() - started_head  # the head's log-softmax is part of the floor
         elapsed = (time.perf_counter() - started) / len(requests)
         for r, total, miss in zip(requests, sums, misses):
             results[r] = Scored(total, miss == 0, elapsed)
 
 
-def packing_verified(model: Any, pad_id: int, device: Any, vocab_size: int) -> bool:
+def head_logprobs(torch: Any, logits: Any, head_index: Any, targets: Any) -> tuple[Any, Any]:
+    """The log-prob of each target at its head position and whether it was the argmax, log-softmax taken
+    ``HEAD_CHUNK`` rows at a time (peak memory: the logits plus one chunk, not twice the logits)."""
+    picked = torch.empty(len(targets), device=logits.device)
+    missed = torch.empty(len(targets), device=logits.device)
+    for start in range(0, logits.shape[0], HEAD_CHUNK):
+        logprobs = torch.log_softmax(logits[start : start + HEAD_CHUNK].float(), -1)
+        here = ((head_index >= start) & (head_index < start + HEAD_CHUNK)).nonzero().squeeze(-1)
+        rows, wanted = head_index[here] - start, targets[here]
+        picked[here] = logprobs[rows, wanted]
+        missed[here] = (logprobs.argmax(-1)[rows] != wanted).float()
+    return picked, missed
+
+
+def packing_verified(model: Any, pad_id: int, device: Any, vocab_size: int, head: ArgmaxHead | None = None) -> bool:
     """Score a small probe (a shared prefix, two contexts, continuations of 1-3 tokens, one
-    context without the prefix) packed and with the three-level scorer; True if they agree."""
+    context without the prefix) packed and with the three-level scorer; True if they agree.
+    With ``head``, packed scoring reads log-probs through it, so the probe checks that path too."""
     probe_ids = [(7 * i + 11) % max(vocab_size - 1, 2) + 1 for i in range(64)]
     prefix = probe_ids[:20]
     contexts = [prefix + probe_ids[20:26], prefix + probe_ids[26:29], probe_ids[40:45]]
     continuations = [probe_ids[50:51], probe_ids[51:53], probe_ids[53:56]]
     pairs = [(ctx, cont) for ctx in contexts for cont in continuations]
     reference = SharedPrefixScorer(model, pad_id, device, 4096, 256, min_prefix=4).score(pairs)
-    packed = PackedScorer(model, pad_id, device, 4096, 256, min_prefix=4, min_saving=0)  # the probe must exercise the cached prefix too
+    packed = PackedScorer(model, pad_id, device, (4096, 256), min_prefix=4, min_saving=0, head=head)  # the probe must exercise the cached prefix too
     try:
         scored = packed.score(pairs)
     except Exception as exc:  # noqa: BLE001 - whatever an architecture raises on a dict/4D mask or a boolean head mask means "not packable"
