@@ -9,10 +9,19 @@ start each (fresh results DB, no response cache), and reports:
 - accuracy of each and the per-item agreement of predictions (multiple choice: argmax of the
   summed log-likelihood for acc, divided by the choice's length in characters for acc_norm,
   lm-eval's definition; generation: the extracted answer);
-- harness's time in loglikelihood() against the time inside the model calls (the floor).
+- harness's time in loglikelihood() against the time inside the model calls (the floor);
+- each process's peak RSS (``wait4``'s ``ru_maxrss``, what ``/usr/bin/time -v`` reports), and the CPU
+  that other processes used while it ran (the machine's busy time from /proc/stat less the process's
+  own): a figure is refused, not recorded, when the machine was not quiet (``--max-load``,
+  ``--max-foreign-cpu``), unless ``--allow-noisy`` records it with a loud ``noisy`` label.
+
+Random demonstrations (``arc5_random``: harness ``--selector random``, lm-eval's default sampler) draw
+different demonstrations per item in each tool, so predictions are not compared one to one: each
+accuracy comes with its 95% interval, and the paired difference (items are shared) with its own.
 
     python bench/compare_lm_eval.py                       # the full suite (hours on 2 busy cores)
     python bench/compare_lm_eval.py --only arc5 --limit 50
+    python bench/compare_lm_eval.py --only arc5_random             # 200 items, per-item random demonstrations
     python bench/compare_lm_eval.py --in-process --only arc5 arc0 hellaswag0 --limit 10 --repeats 2
     python bench/compare_lm_eval.py --in-process --only gsm8k8 --limit 10 --offset 8
     python bench/compare_lm_eval.py --only winogrande_like0 winogrande_like5   # per-choice contexts (partial scoring)
@@ -28,7 +37,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -51,10 +62,12 @@ class Bench:
     limit: int
     generate: bool = False
     synthetic: bool = False  # rows from bench/lm_eval_tasks/winogrande_like.py in a temporary folder, not ../shared/data
+    selector: str = "first_k"  # random: per-item random demonstrations in both tools (lm-eval's default sampler)
 
 
 BENCHES = [
     Bench("arc5", "tasks/arc_easy", 5, "arc_easy_json", 500),
+    Bench("arc5_random", "tasks/arc_easy", 5, "arc_easy_json_random", 200, selector="random"),
     Bench("arc0", "tasks/arc_easy", 0, "arc_easy_json", 500),
     Bench("hellaswag0", "tasks/hellaswag", 0, "hellaswag_json", 500),
     Bench("gsm8k8", "tasks/gsm8k", 8, "gsm8k_json", 100, generate=True),
@@ -82,28 +95,100 @@ def data_dir_for(bench: Bench, tmp: Path) -> Path:
     return winogrande_like().write(tmp / "data") if bench.synthetic else DATA
 
 
-def _run(command: list[str], cwd: Path) -> tuple[float, str]:
+@dataclass(frozen=True)
+class Quiet:
+    """When a figure may be recorded: the 1-minute load average before a process starts (waited for, up to
+    ``wait_s``) and the CPU other processes used while it ran, in cores on average."""
+
+    max_load: float = 1.0
+    max_foreign_cpu: float = 0.25
+    wait_s: float = 600.0
+    allow_noisy: bool = False
+
+
+QUIET = Quiet()  # main() replaces it with the command line's thresholds
+
+
+def _busy_s() -> tuple[float, float]:
+    """The machine's busy and stolen CPU seconds so far, over all cores (/proc/stat's first line)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
+def wait_for_quiet(quiet: Quiet) -> float:
+    """Wait until the 1-minute load average is at most ``quiet.max_load`` (our previous process's load decays
+    within a minute or two); return the load it started at."""
+    deadline = time.monotonic() + quiet.wait_s
+    while os.getloadavg()[0] > quiet.max_load and time.monotonic() < deadline:
+        time.sleep(10)
+    return os.getloadavg()[0]
+
+
+# Runs argv[2:] as its only child and writes that child's rusage to argv[1]. Why a launcher: a process's peak RSS
+# (ru_maxrss, as /usr/bin/time -v reports it) counts the memory image it was forked from until its exec, so a child of
+# a big process (a test session that loaded models) would report the parent's size; forked from this small launcher, it
+# reports its own.
+LAUNCHER = """
+import json, os, resource, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    json.dump({"maxrss_kb": usage.ru_maxrss, "cpu_s": usage.ru_utime + usage.ru_stime}, out)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def _run(command: list[str], cwd: Path) -> tuple[float, str, dict[str, Any]]:
+    """Run a process to the end; its wall time, stdout, and what the machine did meanwhile (peak RSS, CPU of others)."""
+    load = wait_for_quiet(QUIET)
+    busy, stolen = _busy_s()
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if done.returncode:
+    with tempfile.TemporaryDirectory() as tmp:
+        usage_file = Path(tmp) / "usage.json"
+        done = subprocess.run([sys.executable, "-c", LAUNCHER, str(usage_file), *command], cwd=cwd, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        usage = json.loads(usage_file.read_text()) if usage_file.exists() else {}
+    busy_after, stolen_after = _busy_s()
+    if done.returncode or not usage:
         sys.exit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return wall, done.stdout
+    stdout = done.stdout
+    own = usage["cpu_s"] + 0.05  # the launcher's own start-up, about 50 ms of CPU
+    machine = {
+        "peak_rss_mb": round(usage["maxrss_kb"] / 1024),  # Linux: kilobytes
+        "load_1m_before": round(load, 2),
+        "foreign_cpu_cores": round(max(0.0, busy_after - busy - own) / wall, 3),
+        "stolen_cpu_cores": round((stolen_after - stolen) / wall, 3),
+    }
+    return wall, stdout, machine
+
+
+def noise(machine: dict[str, Any], quiet: Quiet | None = None) -> str | None:
+    """Why a process's figure is not a quiet machine's, or None."""
+    quiet = quiet or QUIET
+    if machine["load_1m_before"] > quiet.max_load:
+        return f"load average {machine['load_1m_before']} > {quiet.max_load} when it started"
+    if machine["foreign_cpu_cores"] + machine["stolen_cpu_cores"] > quiet.max_foreign_cpu:
+        return f"other processes used {machine['foreign_cpu_cores'] + machine['stolen_cpu_cores']:.2f} cores while it ran (> {quiet.max_foreign_cpu})"
+    return None
 
 
 def run_harness(bench: Bench, limit: int, out: Path, data: Path = DATA) -> dict[str, Any]:
     db = out / "harness.db"
     command = [
         sys.executable, "-m", "harness.cli", "run", "--task", str(ROOT / bench.task), "--prompt", "lm_eval",
-        "--shots", str(bench.shots), "--selector", "first_k", "--limit", str(limit), "--data-dir", str(data),
+        "--shots", str(bench.shots), "--selector", bench.selector, "--limit", str(limit), "--data-dir", str(data),
         "--db", str(db), "--new", "--quiet", "--json",
     ]  # fmt: skip
-    wall, stdout = _run(command, ROOT)
+    wall, stdout, machine = _run(command, ROOT)
     [items_file] = list(out.glob("*/items.jsonl"))
     items = sorted((json.loads(line) for line in items_file.open()), key=lambda r: r["position"])
     summary = json.loads(stdout[stdout.index("{") :])
     stats = next(iter(summary.get("backend_stats", {}).values()), {})
-    return {"wall": wall, "items": items, "stats": stats, "command": " ".join(command)}
+    return {"wall": wall, "items": items, "stats": stats, "command": " ".join(command), "machine": machine}
 
 
 def run_lm_eval(bench: Bench, limit: int, out: Path, model: Path, batch_size: str, data: Path = DATA) -> dict[str, Any]:
@@ -114,10 +199,10 @@ def run_lm_eval(bench: Bench, limit: int, out: Path, model: Path, batch_size: st
     ]  # fmt: skip
     if bench.synthetic:  # winogrande_like.dataset reads the rows from here
         command += ["--metadata", json.dumps({"data_dir": str(data)})]
-    wall, _ = _run(command, ROOT)  # cwd: the task YAMLs name ../shared/data relative to the repository root
+    wall, _, machine = _run(command, ROOT)  # cwd: the task YAMLs name ../shared/data relative to the repository root
     [samples_file] = list(out.rglob(f"samples_{bench.lm_eval_task}_*.jsonl"))
     samples = sorted((json.loads(line) for line in samples_file.open()), key=lambda r: r["doc_id"])
-    return {"wall": wall, "items": samples, "command": " ".join(command)}
+    return {"wall": wall, "items": samples, "command": " ".join(command), "machine": machine}
 
 
 def _argmax(values: list[float]) -> int:
@@ -144,11 +229,53 @@ def _arguments(sample: dict[str, Any]) -> list[list[str]]:
     return args
 
 
+def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% by default)."""
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def paired_difference(ours: list[float], theirs: list[float], z: float = 1.96) -> tuple[float, float, float]:
+    """Mean of ours - theirs over the shared items, with its 95% normal interval (the item is the unit)."""
+    d = [a - b for a, b in zip(ours, theirs)]
+    n = len(d)
+    mean = sum(d) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1)) if n > 1 else 0.0
+    return mean, mean - z * sd / math.sqrt(n), mean + z * sd / math.sqrt(n)
+
+
+def random_demonstrations(h: dict[str, Any], e: dict[str, Any], n: int) -> dict[str, Any]:
+    """Each tool drew its own demonstrations per item: accuracies with intervals, not per-item identity."""
+    ours = [float(mc_predictions_harness(i)[0] == int(i["target"])) for i in h["items"][:n]]
+    theirs = [float(s["acc"]) for s in e["items"][:n]]
+    low, high = wilson(sum(theirs), n)
+    mean, d_low, d_high = paired_difference(ours, theirs)
+    acc = sum(ours) / n
+    ours_norm = [float(mc_predictions_harness(i)[1] == int(i["target"])) for i in h["items"][:n]]
+    return {
+        "harness_acc": acc, "lm_eval_acc": sum(theirs) / n, "lm_eval_acc_ci95": [round(low, 3), round(high, 3)],
+        "harness_acc_within_lm_eval_ci": low <= acc <= high,
+        "acc_difference_ci95": [round(mean, 3), round(d_low, 3), round(d_high, 3)],
+        "harness_acc_norm": sum(ours_norm) / n, "lm_eval_acc_norm": sum(float(s["acc_norm"]) for s in e["items"][:n]) / n,
+        "same_correctness_acc": sum(a == b for a, b in zip(ours, theirs)) / n,
+    }  # fmt: skip
+
+
 def compare(bench: Bench, h: dict[str, Any], e: dict[str, Any]) -> dict[str, Any]:
     n = min(len(h["items"]), len(e["items"]))
     row: dict[str, Any] = {"bench": bench.name, "items": n, "harness_s": round(h["wall"], 1), "lm_eval_s": round(e["wall"], 1)}
     row["speedup"] = round(e["wall"] / h["wall"], 2)
-    if bench.generate:
+    row["harness_peak_rss_mb"] = h["machine"]["peak_rss_mb"]
+    row["lm_eval_peak_rss_mb"] = e["machine"]["peak_rss_mb"]
+    row["machine"] = {"harness": h["machine"], "lm_eval": e["machine"]}
+    reasons = [f"{who}: {why}" for who, side in (("harness", h), ("lm-eval", e)) if (why := noise(side["machine"]))]
+    if reasons:
+        row["noisy"] = "; ".join(reasons)
+    if bench.selector != "first_k":
+        row.update(random_demonstrations(h, e, n))
+    elif bench.generate:
         hx = [str(i["extracted"]) for i in h["items"][:n]]
         ex = [str(s["filtered_resps"][0]) for s in e["items"][:n]]
         row["harness_em"] = sum(float(i["scores"].get("exact_match", 0)) for i in h["items"][:n]) / n
@@ -239,7 +366,16 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--in-process", action="store_true", help="model time only, one process")
     parser.add_argument("--offset", type=int, default=0, help="--in-process gsm8k8: skip the first N test items (the first 8 are each other's demonstrations, so their prompts differ)")
+    default = Quiet()
+    parser.add_argument("--max-load", type=float, default=default.max_load, help="1-minute load average a process may start at (waited for; default %(default)s)")
+    parser.add_argument("--max-foreign-cpu", type=float, default=default.max_foreign_cpu,
+                        help="cores other processes may use on average while one runs (default %(default)s)")
+    parser.add_argument("--quiet-wait", type=float, default=default.wait_s, help="seconds to wait for the load to fall (default %(default)s)")
+    parser.add_argument("--allow-noisy", action="store_true", help="record figures from a busy machine, labelled 'noisy', instead of refusing them")
     args = parser.parse_args()
+    global QUIET
+    QUIET = Quiet(args.max_load, args.max_foreign_cpu, args.quiet_wait, args.allow_noisy)
+    refused = 0
     from harness.backends.hf.embedded import embedded_model_path
 
     model = embedded_model_path()
@@ -272,12 +408,18 @@ def main() -> None:
                     h = run_harness(bench, limit, h_out, data)
                 row = compare(bench, h, e)
                 row["load_avg_1m_start_end"] = [round(load[0], 2), round(os.getloadavg()[0], 2)]
+                if row.get("noisy") and not QUIET.allow_noisy:
+                    refused += 1
+                    print(f"REFUSED ({row['noisy']}; --allow-noisy records it labelled): {json.dumps(row)}", flush=True)
+                    continue
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 if repeat == 0:
                     print(f"  harness: {h['command']}\n  lm-eval: {e['command']}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    if refused:
+        sys.exit(f"{refused} figure(s) refused: the machine was not quiet")
 
 
 def in_process(bench: Bench, limit: int, batch_size: int, repeats: int) -> dict[str, Any]:
@@ -292,19 +434,19 @@ def in_process(bench: Bench, limit: int, batch_size: int, repeats: int) -> dict[
     from harness.backends.hf.backend import HFBackend
     from harness.fewshot.selectors import SELECTORS
     from harness.prompts.template import load_prompt
-    from harness.requests import LoglikelihoodRequest
+    from harness.requests import LoglikelihoodRequest, loglikelihood_requests
     from harness.tasks.task import load_task
 
     tmp = tempfile.TemporaryDirectory()
     task = load_task(ROOT / bench.task, [data_dir_for(bench, Path(tmp.name))])
     template = load_prompt(task, "lm_eval")
     pool = task.items("fewshot") if bench.shots else []
-    selector = SELECTORS.get("first_k")(pool)
+    selector = SELECTORS.get(bench.selector)(pool)
     requests: list[LoglikelihoodRequest] = []
-    for item in task.items("test")[:limit]:
-        shots = selector.select(item, bench.shots, None) if bench.shots else []  # type: ignore[arg-type]
+    for position, item in enumerate(task.items("test")[:limit]):
+        shots = selector.select(item, bench.shots, random.Random(position)) if bench.shots else []
         rendered = template.render(task, item, shots)
-        requests += rendered.loglikelihood_requests()  # per-choice contexts: each continuation after its own prompt
+        requests += loglikelihood_requests(rendered)  # per-choice contexts: each continuation after its own prompt
     ours = HFBackend(ModelSpec())
     theirs = HFLM(pretrained=str(ours.source), dtype="float32", batch_size=batch_size, device="cpu")
     instances = [Instance("loglikelihood", {}, (r.context, r.continuation), i) for i, r in enumerate(requests)]
