@@ -31,7 +31,7 @@ LAZY_OK = {
 }
 # harness modules that need an optional dependency at import (they subclass torch/transformers
 # classes): imported where that dependency is, so harness starts without the extra
-OPTIONAL_HARNESS = {"harness.backends.hf.decode_cache"}
+OPTIONAL_HARNESS = {"harness.backends.hf.decode_cache", "harness.backends.hf.shared_cache"}
 
 
 def _lint(root: Path) -> subprocess.CompletedProcess[str]:
@@ -128,6 +128,28 @@ def test_the_cli_starts_and_lists_tasks_without_torch() -> None:
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-2000:]
     assert '"capitals"' in result.stdout
+
+
+def test_every_verb_module_imports_without_torch() -> None:
+    """Every CLI verb module (and so every harness module a verb imports at start-up) loads without torch: a module that
+    subclasses a torch/transformers class at import must stay in OPTIONAL_HARNESS, imported where it is used (an import
+    of packed.py's shared_cache at module level once made `harness run` and `compare` import torch before parsing)."""
+    code = (
+        "import sys, pkgutil, importlib\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'transformers', 'peft'):\n"
+        "            raise ImportError(f'{name} is blocked by the test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import harness.cli\n"
+        "for info in pkgutil.walk_packages(harness.cli.__path__, 'harness.cli.'):\n"
+        "    if not info.name.endswith('__main__'):\n"
+        "        importlib.import_module(info.name)\n"
+        "assert not any(m.split('.')[0] in ('torch', 'transformers') for m in sys.modules), 'torch imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_no_public_name_of_a_package_hides_one_of_its_modules() -> None:

@@ -29,7 +29,6 @@ from typing import Any
 
 from harness.backends.hf.argmax_head import ArgmaxHead
 from harness.backends.hf.prefix_cache import PrefixGroup, Scored, SharedPrefixScorer, Tokens, budget_batches, prefix_kv
-from harness.backends.hf.shared_cache import prefix_only_cache
 
 MASK_KINDS = {"full_attention", "sliding_attention"}
 # A cluster of contexts gets its own cached prefix only if sharing saves this many tokens:
@@ -178,6 +177,9 @@ class PackedScorer(SharedPrefixScorer):
         for b, c in enumerate(batch):
             keep[b, len(rests[c]) - 1 : len(rows[b][0])] = True
         masks = attention_masks(self.config, seg_t, pos_t, p, self.dtype)
+        # subclasses a transformers class, so imported where transformers is (tests/test_architecture.py: OPTIONAL_HARNESS)
+        from harness.backends.hf.shared_cache import prefix_only_cache
+
         cache = prefix_only_cache(shared, len(batch)) if shared else None
         inputs = {"input_ids": ids_t, "attention_mask": masks, "position_ids": pos_t, "past_key_values": cache, "use_cache": cache is not None}
         head_index = torch.tensor(heads, device=self.device)
