@@ -84,24 +84,38 @@ class ArgmaxHead:
         return (picked.double() - normaliser[rows]).float(), top_at[rows] == targets
 
     @classmethod
-    def verified(cls, model: Any, device: Any, vocab: int, chunk: int | None = None) -> ArgmaxHead | None:
-        """The head when it gives the full model's greedy tokens on a probe, else None."""
+    def of(cls, model: Any, device: Any, chunk: int | None = None) -> ArgmaxHead | None:
+        """The model's decoder and plain linear head, unchecked; None where the model has no such pair."""
         import torch
 
         try:
             head, decoder = model.get_output_embeddings(), model.get_decoder()
-            if type(head) is not torch.nn.Linear or decoder is model:
-                return None
-            chunk = chunk or (HEAD_CHUNK if str(device).startswith("cpu") else head.weight.shape[0])
-            found = cls(decoder, head.weight, head.bias, chunk)
+        except Exception:  # an architecture the shortcut does not describe: keep the full forward pass
+            return None
+        if type(head) is not torch.nn.Linear or decoder is model:
+            return None
+        chunk = chunk or (HEAD_CHUNK if str(device).startswith("cpu") else head.weight.shape[0])
+        return cls(decoder, head.weight, head.bias, chunk)
+
+    def agrees(self, model: Any, device: Any, vocab: int) -> bool:
+        """Whether this head gives the full model's greedy tokens on a probe."""
+        import torch
+
+        try:
             generator = torch.Generator().manual_seed(0)
-            ids = torch.randint(1, max(2, min(vocab, head.weight.shape[0])), (2, 12), generator=generator).to(device)
+            ids = torch.randint(1, max(2, min(vocab, self.weight.shape[0])), (2, 12), generator=generator).to(device)
             with torch.inference_mode():
                 want = model(input_ids=ids).logits.argmax(-1)
-                hidden = decoder(input_ids=ids).last_hidden_state
-                got = found.argmax(hidden.reshape(-1, hidden.shape[-1])).reshape(want.shape)
-            return found if torch.equal(got, want) else None
+                hidden = self.decoder(input_ids=ids).last_hidden_state
+                got = self.argmax(hidden.reshape(-1, hidden.shape[-1])).reshape(want.shape)
+            return bool(torch.equal(got, want))
         except torch.OutOfMemoryError:
             raise
         except Exception:  # an architecture the shortcut does not describe: keep the full forward pass
-            return None
+            return False
+
+    @classmethod
+    def verified(cls, model: Any, device: Any, vocab: int, chunk: int | None = None) -> ArgmaxHead | None:
+        """The head when it gives the full model's greedy tokens on a probe, else None."""
+        found = cls.of(model, device, chunk)
+        return found if found is not None and found.agrees(model, device, vocab) else None

@@ -46,6 +46,7 @@ from harness.backends.hf.options import HFOptions, hf_options
 from harness.backends.hf.packed import PackedScorer, packing_verified
 from harness.backends.hf.prefix_cache import Scored, SharedPrefixScorer
 from harness.backends.hf.quiet import quiet
+from harness.backends.hf.verdicts import cached_verdict, verdict_key
 from harness.backends.stops import truncate_at_stop
 from harness.core.deps import require, require_transformers
 from harness.core.errors import HarnessError, clip
@@ -261,11 +262,20 @@ class HFBackend(Backend):
         """Packed scoring through the chunked LM head if the probe agrees with the reference, else packed
         with the model's own logits (a head whose logits are transformed, as Gemma 2's soft-capping, is
         exact for greedy argmax but not for log-probs), else not packed."""
-        vocab = len(self.tokenizer)
+        vocab, key = len(self.tokenizer), self.verdict_key
         head = self.argmax_head
-        if head is not None and packing_verified(self.model, pad_id, self.input_device, vocab, head):
+        if head is not None and cached_verdict(key, "packed_score_head", lambda: packing_verified(self.model, pad_id, self.input_device, vocab, head)):
             return True, head
-        return packing_verified(self.model, pad_id, self.input_device, vocab), None
+        return cached_verdict(key, "packed", lambda: packing_verified(self.model, pad_id, self.input_device, vocab)), None
+
+    @cached_property
+    def verdict_key(self) -> str | None:
+        """Where this model's probe verdicts are kept (verdicts.py): its identity under this software."""
+        import transformers
+
+        attention = str(getattr(self.model.config, "_attn_implementation", None))
+        versions = {"torch": self.torch.__version__, "transformers": transformers.__version__}
+        return verdict_key(type(self).identity_of(self.spec), attention, versions)
 
     def _with_backoff(self, work: Callable[[], T]) -> T:
         """Automatic batch size: on out-of-memory halve the token and logit-row budgets and
@@ -363,7 +373,11 @@ class HFBackend(Backend):
     @cached_property
     def argmax_head(self) -> ArgmaxHead | None:
         """The chunked greedy LM head (argmax_head.py) when a probe shows it is exact for this model."""
-        return ArgmaxHead.verified(self.model, self.input_device, len(self.tokenizer))
+        head = ArgmaxHead.of(self.model, self.input_device)
+        if head is None:
+            return None
+        agrees = cached_verdict(self.verdict_key, "argmax_head", lambda: head.agrees(self.model, self.input_device, len(self.tokenizer)))
+        return head if agrees else None
 
     def _sample(self, encoded: list[int], request: GenerateRequest) -> GenerateResult:
         """One sampled request through HF generate, seeded from the request (repeats differ)."""
