@@ -110,8 +110,9 @@ def test_no_function_imports_harness_lazily() -> None:
     assert harness_lazy == []
 
 
-def test_the_cli_starts_and_lists_tasks_without_torch() -> None:
-    """torch and transformers are the hf extra: `harness tasks` (and every import at start-up) must work without them."""
+def _without_torch(body: str) -> subprocess.CompletedProcess[str]:
+    """Run ``body`` in a fresh interpreter where importing torch, transformers or peft fails, check afterwards that
+    neither torch nor transformers was imported, and exit with ``code`` if the body set it."""
     code = (
         "import sys\n"
         "class Block:\n"
@@ -119,13 +120,17 @@ def test_the_cli_starts_and_lists_tasks_without_torch() -> None:
         "        if name.split('.')[0] in ('torch', 'transformers', 'peft'):\n"
         "            raise ImportError(f'{name} is blocked by the test')\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from harness.cli import main\n"
-        "code = main(['tasks', '--json'])\n"
+        f"{body}"
         "assert not any(m.split('.')[0] in ('torch', 'transformers') for m in sys.modules), 'torch imported'\n"
-        "sys.exit(code)\n"
+        "sys.exit(globals().get('code', 0))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_the_cli_starts_and_lists_tasks_without_torch() -> None:
+    """torch and transformers are the hf extra: `harness tasks` (and every import at start-up) must work without them."""
+    result = _without_torch("from harness.cli import main\ncode = main(['tasks', '--json'])\n")
     assert result.returncode == 0, result.stderr[-2000:]
     assert '"capitals"' in result.stdout
 
@@ -134,21 +139,13 @@ def test_every_verb_module_imports_without_torch() -> None:
     """Every CLI verb module (and so every harness module a verb imports at start-up) loads without torch: a module that
     subclasses a torch/transformers class at import must stay in OPTIONAL_HARNESS, imported where it is used (an import
     of packed.py's shared_cache at module level once made `harness run` and `compare` import torch before parsing)."""
-    code = (
-        "import sys, pkgutil, importlib\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('torch', 'transformers', 'peft'):\n"
-        "            raise ImportError(f'{name} is blocked by the test')\n"
-        "sys.meta_path.insert(0, Block())\n"
+    result = _without_torch(
+        "import pkgutil, importlib\n"
         "import harness.cli\n"
         "for info in pkgutil.walk_packages(harness.cli.__path__, 'harness.cli.'):\n"
         "    if not info.name.endswith('__main__'):\n"
         "        importlib.import_module(info.name)\n"
-        "assert not any(m.split('.')[0] in ('torch', 'transformers') for m in sys.modules), 'torch imported'\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-2000:]
 
 

@@ -104,7 +104,7 @@ def test_a_model_that_rejects_the_masks_falls_back() -> None:
 
 @pytest.mark.parametrize("rows", [1, 31, 32, 33, 100, 256])
 def test_chunked_head_log_softmax_is_bitwise_the_whole_one(rows: int) -> None:
-    """head_logprobs takes log-softmax HEAD_CHUNK rows at a time to halve the head's peak memory: every picked
+    """head_logprobs takes log-softmax SOFTMAX_ROWS rows at a time to halve the head's peak memory: every picked
     log-prob and argmax verdict must be exactly what one log-softmax over all rows gives (shared rows included)."""
     from harness.backends.hf.packed import head_logprobs
 

@@ -38,7 +38,7 @@ MIN_SAVING = 128
 # Head rows put through log-softmax at a time: a batch keeps up to 256 head positions of a 262k
 # vocabulary (268 MB of float32 logits); log-softmax of all of them at once would double that.
 # Row by row is exactly the same arithmetic, so chunks change no value (measured bitwise).
-HEAD_CHUNK = 32
+SOFTMAX_ROWS = 32
 
 
 class NotPackable(Exception):
@@ -114,11 +114,7 @@ class PackedScorer(SharedPrefixScorer):
     def _decoder(self, **kwargs: Any) -> Any:
         """The decoder's last hidden states [rows, width, hidden], timed and counted as ``_model`` is."""
         assert self.head is not None
-        started = time.perf_counter()
-        hidden = self.head.decoder(**kwargs).last_hidden_state
-        self.forward_s += time.perf_counter() - started
-        self.tokens += int(kwargs["input_ids"].numel())
-        return hidden
+        return self._timed(self.head.decoder, **kwargs).last_hidden_state
 
     def _score_group(
         self, group: PrefixGroup, unique: list[Tokens], requests_of: list[list[int]], pairs: Sequence[tuple[list[int], list[int]]], results: list[Scored | None]
@@ -210,12 +206,12 @@ class PackedScorer(SharedPrefixScorer):
 
 def head_logprobs(torch: Any, logits: Any, head_index: Any, targets: Any) -> tuple[Any, Any]:
     """The log-prob of each target at its head position and whether it was the argmax, log-softmax taken
-    ``HEAD_CHUNK`` rows at a time (peak memory: the logits plus one chunk, not twice the logits)."""
+    ``SOFTMAX_ROWS`` rows at a time (peak memory: the logits plus one chunk, not twice the logits)."""
     picked = torch.empty(len(targets), device=logits.device)
     missed = torch.empty(len(targets), device=logits.device)
-    for start in range(0, logits.shape[0], HEAD_CHUNK):
-        logprobs = torch.log_softmax(logits[start : start + HEAD_CHUNK].float(), -1)
-        here = ((head_index >= start) & (head_index < start + HEAD_CHUNK)).nonzero().squeeze(-1)
+    for start in range(0, logits.shape[0], SOFTMAX_ROWS):
+        logprobs = torch.log_softmax(logits[start : start + SOFTMAX_ROWS].float(), -1)
+        here = ((head_index >= start) & (head_index < start + SOFTMAX_ROWS)).nonzero().squeeze(-1)
         rows, wanted = head_index[here] - start, targets[here]
         picked[here] = logprobs[rows, wanted]
         missed[here] = (logprobs.argmax(-1)[rows] != wanted).float()

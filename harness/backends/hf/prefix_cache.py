@@ -206,8 +206,12 @@ class SharedPrefixScorer:
         self.tokens = 0  # tokens run through the model (padding included)
 
     def _model(self, **kwargs: Any) -> Any:
+        return self._timed(self.model, **kwargs)
+
+    def _timed(self, module: Any, **kwargs: Any) -> Any:
+        """``module(**kwargs)``, its time and input tokens added to the floor (``forward_s``, ``tokens``)."""
         started = time.perf_counter()
-        output = self.model(**kwargs)
+        output = module(**kwargs)
         self.forward_s += time.perf_counter() - started
         self.tokens += int(kwargs["input_ids"].numel())
         return output
