@@ -20,6 +20,7 @@ from harness.backends.hf.decode_cache import (  # noqa: E402
     AppendLayer,
     AppendSlidingWindowLayer,
     append_cache,
+    filled_cache,
 )
 from harness.backends.hf.greedy import GreedyDecoder, GreedyRow  # noqa: E402
 from tests.backends.tiny_models import VOCAB, gemma, llama  # noqa: E402
@@ -60,6 +61,32 @@ def test_append_cache_uses_the_config_layer_types_and_holds_the_data() -> None:
     assert torch.equal(cache.layers[0].keys, kv[0][0][:, :, -7:])  # sliding layer: the last window - 1
     with pytest.raises(NotImplementedError):
         cache.layers[0].crop(-1)
+
+
+@pytest.mark.parametrize("length", [3, 7, 12])
+def test_filled_cache_is_append_cache_written_in_place(length: int) -> None:
+    """filled_cache writes only what each layer keeps (a sliding layer: its last window - 1 tokens),
+    and then behaves exactly as append_cache of the full tensors: same kept keys/values, mask sizes,
+    and the same tensors returned by the next updates (through a re-allocation)."""
+    model = gemma(8, "sdpa")
+    kv = [_kv(2, length, 1), _kv(2, length, 2)]
+    written: list[int] = []
+
+    def fill(layer: int, keys: Any, values: Any) -> None:
+        written.append(keys.shape[2])
+        keys.copy_(kv[layer][0][:, :, length - keys.shape[2] :])
+        values.copy_(kv[layer][1][:, :, length - values.shape[2] :])
+
+    got, want = filled_cache(kv, 2, length, model.config, 2, fill), append_cache(kv, model.config, spare=2)
+    assert written == [min(length, 7), length]  # sliding (window 8) then full
+    for step in range(4):
+        for mine, theirs in zip(got.layers, want.layers):
+            assert type(mine) is type(theirs)
+            assert mine.get_seq_length() == theirs.get_seq_length() and mine.get_mask_sizes(1) == theirs.get_mask_sizes(1)
+            assert torch.equal(mine.keys, theirs.keys) and torch.equal(mine.values, theirs.values)
+            k, v = _kv(2, 1, 10 + step)
+            a, b = mine.update(k, v), theirs.update(k, v)
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
 def _reference_greedy(model: Any, prompt: list[int], max_tokens: int, eos: int) -> list[int]:

@@ -16,6 +16,7 @@ def _backend(budget: int) -> object:
     backend = object.__new__(HFBackend)  # no model: only the budget logic is under test
     backend.torch, backend.device = torch, "cpu"
     backend.max_batch_tokens, backend.max_logit_rows, backend.max_decode_rows = budget, 1024, 256
+    backend.max_head_rows = 2048
     backend.counters = {"oom_backoffs": 0}
     return backend
 
@@ -32,7 +33,7 @@ def test_out_of_memory_halves_the_budget_until_it_fits_and_keeps_it() -> None:
 
     assert backend._with_backoff(work) == "done"
     assert seen == [65536, 32768, 16384, 8192]
-    assert backend.max_batch_tokens == 8192 and backend.max_logit_rows == 128 and backend.max_decode_rows == 32
+    assert backend.max_batch_tokens == 8192 and backend.max_logit_rows == 128 and backend.max_head_rows == 256 and backend.max_decode_rows == 32
     assert backend.counters["oom_backoffs"] == 3
     assert backend._with_backoff(work) == "done" and seen[-1] == 8192  # the next call starts where it fitted
 

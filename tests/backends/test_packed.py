@@ -140,8 +140,9 @@ def test_packed_scores_through_the_chunked_head_equal_one_plain_forward_pass_per
     assert packing_verified(model, 0, "cpu", VOCAB, head)
 
 
+@pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("chunk", [7, 4096, 5000])
-def test_target_logprobs_equal_the_log_softmax(chunk: int) -> None:
+def test_target_logprobs_equal_the_log_softmax(chunk: int, with_bias: bool) -> None:
     """Online log-sum-exp over vocabulary chunks against one log_softmax over the whole vocabulary; argmax ties go to the
     first maximum, as argmax does (two vocabulary rows made identical)."""
     generator = torch.Generator().manual_seed(chunk)
@@ -150,13 +151,18 @@ def test_target_logprobs_equal_the_log_softmax(chunk: int) -> None:
     hidden = torch.randn(40, 32, generator=generator) * 3
     hidden[0] = weight[10] * 4  # row 0's maximum is that tie
     rows = torch.cat([torch.arange(40), torch.randint(0, 40, (40,), generator=generator)])
-    whole = torch.log_softmax(hidden @ weight.T, -1)
+    bias = torch.randn(5000, generator=generator) if with_bias else None
+    if bias is not None:
+        bias[3000] = bias[10]
+    logits = hidden @ weight.T + (0 if bias is None else bias)
+    whole = torch.log_softmax(logits, -1)
     targets = torch.randint(0, 5000, (80,), generator=generator)
     targets[:40] = whole.argmax(-1)  # half the targets are their row's argmax
     targets[0] = 10
-    head = ArgmaxHead(None, weight, None, chunk)
+    head = ArgmaxHead(None, weight, bias, chunk)
     picked, hits = head.target_logprobs(hidden, rows, targets)
     assert torch.allclose(picked, whole[rows, targets], rtol=1e-6, atol=2e-5)
+    assert torch.equal(head.argmax(hidden), logits.argmax(-1))
     assert torch.equal(hits, whole.argmax(-1)[rows] == targets)
     assert bool(hits[0]) and int(hits.sum()) >= 40
 

@@ -121,8 +121,14 @@ class HFBackend(Backend):
         default_budget = 65536 if self.device.startswith("cuda") else 4096
         self.max_batch_tokens = options.max_batch_tokens or default_budget
         self.max_logit_rows = 2048 if self.device.startswith("cuda") else 256
-        # Rows decoded together: on CPU a step of 32 rows costs ~4x a step of one (measured).
-        self.max_decode_rows = 256 if self.device.startswith("cuda") else 32
+        # Scored positions per batch through the chunked LM head (argmax_head.py), which keeps no
+        # logits: a bigger batch costs no memory and runs the head's matmul faster on CPU (measured
+        # on Gemma 3's 262k x 640 head: 140 GFLOP/s at 256 rows, 175-190 at 512-1,024).
+        self.max_head_rows = 2048 if self.device.startswith("cuda") else 1024
+        # Rows decoded together. On CPU a step of 32 rows costs ~4x a step of one; 64 rows run the
+        # LM head at 2.5 instead of 3.2 ms a row (GSM8K 8-shot, 64 items: 181 s against 202 s,
+        # the same texts), for ~26 MB of cache per row on Gemma 3 270M.
+        self.max_decode_rows = 256 if self.device.startswith("cuda") else 64
         self.share_prefix = True  # False: score every request on its own (the reference path)
         self.packing: bool | None = None  # all choices of an item in one row (packed.py): verified on first use
         self.score_head: ArgmaxHead | None = None  # packed log-probs through the chunked LM head, when verified
@@ -249,7 +255,7 @@ class HFBackend(Backend):
             self.packing, self.score_head = self._verify_packing(pad_id)
         scorer: SharedPrefixScorer
         if self.packing:
-            budget = (self.max_batch_tokens, self.max_logit_rows)
+            budget = (self.max_batch_tokens, self.max_logit_rows if self.score_head is None else self.max_head_rows)
             scorer = PackedScorer(self.model, pad_id, self.input_device, budget, head=self.score_head)
         else:
             scorer = SharedPrefixScorer(self.model, pad_id, self.input_device, self.max_batch_tokens, self.max_logit_rows)
@@ -291,6 +297,7 @@ class HFBackend(Backend):
                     ) from None
                 self.max_batch_tokens = max(MIN_BATCH_TOKENS, self.max_batch_tokens // 2)
                 self.max_logit_rows = max(1, self.max_logit_rows // 2)
+                self.max_head_rows = max(1, self.max_head_rows // 2)
                 self.max_decode_rows = max(1, self.max_decode_rows // 2)
                 self.counters["oom_backoffs"] += 1
                 if self.device.startswith("cuda"):

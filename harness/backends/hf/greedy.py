@@ -8,7 +8,7 @@ last row stops. Here:
 1. prompts are clustered by shared token prefix (``prefix_cache.prefix_groups``); a cluster's
    prefix is computed once and its keys/values are shared by every row (an expanded view);
 2. each row's rest, except its last token, is prefilled on top (right-padded), then the cache
-   is re-laid out with the pads on the left (``prefix_cache.left_align``), so every row's real
+   is re-laid out with the pads on the left (in the copy into the decode buffers), so every row's real
    tokens end at the same index and a new token can be appended to all rows at once;
 3. decoding feeds each row's last prompt token, then its greedy token, one step at a time,
    with the LM head on that single position (in vocabulary chunks that keep only the maximum,
@@ -35,7 +35,7 @@ from itertools import takewhile
 from typing import Any
 
 from harness.backends.hf.argmax_head import ArgmaxHead
-from harness.backends.hf.prefix_cache import KV, PrefixGroup, budget_batches, extend_rows, left_align, prefix_groups, prefix_kv
+from harness.backends.hf.prefix_cache import KV, PrefixGroup, budget_batches, extend_rows, prefix_groups, prefix_kv
 from harness.backends.stops import truncate_at_stop
 
 DECODE_SPARE = 64  # decode steps between re-allocations of a cache layer's buffer
@@ -77,9 +77,9 @@ class GreedyDecoder:
 
         # decode_cache subclasses transformers' cache layers at import, so it needs the hf extra:
         # imported here, with torch, so `import harness.backends.hf` (and the CLI) works without torch
-        from harness.backends.hf.decode_cache import append_cache
+        from harness.backends.hf.decode_cache import filled_cache
 
-        self.torch, self.append_cache = torch, append_cache
+        self.torch, self.filled_cache = torch, filled_cache
         self.model, self.decode, self.pad_id, self.eos_ids, self.device = model, decode, pad_id, eos_ids, device
         self.max_batch_tokens, self.max_rows, self.min_prefix = max_batch_tokens, max(1, max_rows), min_prefix
         self.head = head  # None: decode steps take the argmax of the model's full logits
@@ -175,12 +175,11 @@ class GreedyDecoder:
         rests = [rows[i].prompt[p:-1] for i in admitted]
         kv = extend_rows(self._forward_cache, shared, rests, p, self.pad_id, self.device)
         width = max(len(rest) for rest in rests)
-        pads = [width - len(rest) for rest in rests]
-        kv = left_align(kv, torch.arange(len(admitted), device=self.device), pads)
+        pads = [width - len(rest) for rest in rests]  # kv is [prefix | rest | pad]: _merge lays each row out [pad | prefix | rest]
         mask = torch.tensor([[0] * pad + [1] * (p + width - pad) for pad in pads], device=self.device)
         inputs = torch.tensor([[rows[i].prompt[-1]] for i in admitted], device=self.device)
         positions = torch.tensor([[len(rows[i].prompt) - 1] for i in admitted], device=self.device)
-        return _Running(admitted, {i: [] for i in admitted}, inputs, positions, mask, p + width, None, kv)
+        return _Running(admitted, {i: [] for i in admitted}, inputs, positions, mask, p + width, None, kv, pads)
 
     def _merge(self, parts: list[_Running], rows: Sequence[GreedyRow]) -> _Running:
         """One running batch from the running one (if any) and the newly prefilled parts.
@@ -194,11 +193,6 @@ class GreedyDecoder:
         # Columns that are padding in every row (left by rows that finished) are dropped.
         lead = int(mask.any(0).int().argmax())
         mask, length = mask[:, lead:], length - lead
-        layers = [part.kv if part.cache is None else [(layer.keys, layer.values) for layer in part.cache.layers] for part in parts]
-        kv = [
-            (_stack_right_aligned([k for k, _ in per_part], length), _stack_right_aligned([v for _, v in per_part], length))
-            for per_part in zip(*layers)
-        ]
         active = [i for part in parts for i in part.active]
         merged = _Running(
             active, {i: tokens for part in parts for i, tokens in part.generated.items()},
@@ -208,7 +202,9 @@ class GreedyDecoder:
         # generate); the right-aligned layout keeps the window's index distances true.
         # Room for the longest row's new tokens (at most 64 steps between re-allocations).
         spare = min(DECODE_SPARE, 1 + max(rows[i].max_tokens for i in active))
-        merged.cache = self.append_cache(kv, self.model.config, spare)
+        like = parts[0].kv if parts[0].cache is None else [(layer.keys, layer.values) for layer in parts[0].cache.layers]
+        assert like is not None
+        merged.cache = self.filled_cache(like, len(active), length, self.model.config, spare, lambda i, k, v: _fill_layer(parts, i, (k, v)))
         return merged
 
     def _step(self, running: _Running, rows: Sequence[GreedyRow], results: list[Decoded | None]) -> bool:
@@ -252,7 +248,8 @@ class _Running:
     mask: Any  # [rows, length]
     length: int
     cache: Any  # the decode cache (None in a freshly prefilled part, not yet merged)
-    kv: KV | None = None  # a freshly prefilled part's per-layer (keys, values)
+    kv: KV | None = None  # a freshly prefilled part's per-layer (keys, values), [prefix | rest | pad]
+    pads: list[int] | None = None  # its rows' pads at the right
 
 
 def _left_pad(mask: Any, length: int) -> Any:
@@ -263,13 +260,27 @@ def _left_pad(mask: Any, length: int) -> Any:
     return pad(mask, (missing, 0)) if missing > 0 else mask
 
 
-def _stack_right_aligned(parts: Sequence[Any], length: int) -> Any:
-    """[rows, heads, tokens, dim] cache tensors stacked by rows, each part's last ``length``
-    tokens right-aligned and zeros on the left (one copy; pad-then-cat was two)."""
-    out = parts[0].new_zeros(sum(part.shape[0] for part in parts), parts[0].shape[1], length, parts[0].shape[3])
-    row = 0
+def _fill_layer(parts: Sequence[_Running], layer: int, out: tuple[Any, Any]) -> None:
+    """Write one layer's keys and values of every part, stacked by rows, into ``out`` ([rows, heads,
+    kept, dim]: the last ``kept`` columns of the merged cache), each row's real tokens right-aligned
+    and zeros on the left. A running part's layer already ends at its last token; a freshly prefilled
+    part is [prefix | rest | pad], so its rows move one by one (this is the left-alignment, done in
+    the same copy: prefix_cache.left_align would be one more full copy of every layer)."""
+    kept, row = out[0].shape[2], 0
     for part in parts:
-        n = min(length, part.shape[2])
-        out[row : row + part.shape[0], :, length - n :].copy_(part[:, :, part.shape[2] - n :])
-        row += part.shape[0]
-    return out
+        rows = len(part.active)
+        if part.cache is not None:  # every row ends at the last column: one block copy
+            cached = part.cache.layers[layer]
+            blocks = [(slice(row, row + rows), slice(None), cached.keys.shape[2])]
+            sources = (cached.keys, cached.values)
+        else:
+            assert part.kv is not None and part.pads is not None
+            sources = part.kv[layer]
+            blocks = [(slice(row + r, row + r + 1), slice(r, r + 1), sources[0].shape[2] - pad) for r, pad in enumerate(part.pads)]
+        for into, take, end in blocks:
+            n = min(kept, end)
+            for source, target in zip(sources, out):
+                target[into, :, kept - n :].copy_(source[take, :, end - n : end])
+                if n < kept:
+                    target[into, :, : kept - n].zero_()
+        row += rows
