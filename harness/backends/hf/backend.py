@@ -125,10 +125,10 @@ class HFBackend(Backend):
         # logits: a bigger batch costs no memory and runs the head's matmul faster on CPU (measured
         # on Gemma 3's 262k x 640 head: 140 GFLOP/s at 256 rows, 175-190 at 512-1,024).
         self.max_head_rows = 2048 if self.device.startswith("cuda") else 1024
-        # Rows decoded together. On CPU a step of 32 rows costs ~4x a step of one; 64 rows run the
-        # LM head at 2.5 instead of 3.2 ms a row (GSM8K 8-shot, 64 items: 181 s against 202 s,
-        # the same texts), for ~26 MB of cache per row on Gemma 3 270M.
-        self.max_decode_rows = 256 if self.device.startswith("cuda") else 64
+        # Rows decoded together: on CPU a step of 32 rows costs ~4x a step of one (measured). 64 rows
+        # were 11% faster on GSM8K 8-shot (the same texts) but peaked at 7.4 GB RSS against lm-eval's
+        # 3.2 GB: every prefilled part's full cache is held until the merge (bench/README.md, issue 22).
+        self.max_decode_rows = 256 if self.device.startswith("cuda") else 32
         self.share_prefix = True  # False: score every request on its own (the reference path)
         self.packing: bool | None = None  # all choices of an item in one row (packed.py): verified on first use
         self.score_head: ArgmaxHead | None = None  # packed log-probs through the chunked LM head, when verified
