@@ -184,9 +184,9 @@ class GreedyDecoder:
     def _merge(self, parts: list[_Running], rows: Sequence[GreedyRow]) -> _Running:
         """One running batch from the running one (if any) and the newly prefilled parts.
 
-        Every layer is brought back to the full common length (sliding layers of a running batch
-        hold only their window: the columns they dropped become zeros, masked and outside every
-        future window) and the rows are stacked, all real tokens right-aligned."""
+        Every layer gets the common length's columns it keeps (all of them, or a sliding window's
+        last ``window - 1``), written once into its decode buffer (``_fill_layer``): the rows are
+        stacked, all real tokens right-aligned, and columns a part lacks become zeros, masked."""
         torch = self.torch
         length = max(part.length for part in parts)
         mask = torch.cat([_left_pad(part.mask, length) for part in parts])
@@ -198,8 +198,8 @@ class GreedyDecoder:
             active, {i: tokens for part in parts for i, tokens in part.generated.items()},
             torch.cat([part.inputs for part in parts]), torch.cat([part.positions for part in parts]), mask, length, None,
         )  # fmt: skip
-        # With the config, sliding-window layers crop themselves to their window (as in HF
-        # generate); the right-aligned layout keeps the window's index distances true.
+        # With the config, sliding-window layers keep only their window (as in HF generate);
+        # the right-aligned layout keeps the window's index distances true.
         # Room for the longest row's new tokens (at most 64 steps between re-allocations).
         spare = min(DECODE_SPARE, 1 + max(rows[i].max_tokens for i in active))
         like = parts[0].kv if parts[0].cache is None else [(layer.keys, layer.values) for layer in parts[0].cache.layers]
